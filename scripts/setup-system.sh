@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need when they are missing (root only; CI is root).
+set -euo pipefail
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "missing packages: ${need[*]} (run as root or install them)" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
