@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // Runs the node:test suites written in TypeScript (through tsx). Arguments filter test files by
 // substring: `npm test -- minidriver emulator`.
-import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+//
+// When a selected file lives in test/pcsc/, a private pcscd with the vpcd virtual readers is started
+// once around the whole run (scripts/pcsc-up.sh) and stopped by PID at the end (pcsc-down.sh); its
+// log is printed when the run fails. The PC/SC test files share one pcscd and its two vpcd slots, so
+// they take a lock among themselves (test/pcsc/harness.ts).
+import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 function walk(dir) {
@@ -25,9 +30,55 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const res = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...passthrough, ...files],
-  { stdio: 'inherit' },
-);
-process.exit(res.status ?? 1);
+
+const needsPcsc = files.some((f) => f.startsWith(join('test', 'pcsc') + '/'));
+const pcscState = resolve(process.env.PCSC_STATE_DIR ?? '.pcsc-state');
+const env = { ...process.env };
+let pcscUp = false;
+
+function pcscDown() {
+  if (!pcscUp) return;
+  pcscUp = false;
+  spawnSync('bash', ['scripts/pcsc-down.sh'], { stdio: 'inherit', env });
+}
+
+if (needsPcsc) {
+  env.PCSC_STATE_DIR = pcscState;
+  env.CARDLINK_PCSC_TESTS = '1';
+  // APDU-level pcscd logging, so the log printed on a failure shows what went over the wire.
+  env.PCSCD_DEBUG ??= '1';
+  const up = spawnSync('bash', ['scripts/pcsc-up.sh'], { stdio: 'inherit', env });
+  if (up.status !== 0) {
+    console.error('could not start pcscd for the PC/SC tests (scripts/pcsc-up.sh failed)');
+    process.exit(1);
+  }
+  pcscUp = true;
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      pcscDown();
+      process.exit(130);
+    });
+  }
+}
+
+let status = 1;
+try {
+  const res = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...passthrough, ...files],
+    { stdio: 'inherit', env },
+  );
+  status = res.status ?? 1;
+  if (status !== 0 && needsPcsc) {
+    const log = join(pcscState, 'pcscd.log');
+    if (existsSync(log)) {
+      const lines = readFileSync(log, 'utf8').trimEnd().split('\n');
+      console.error(`\n--- pcscd log (${log}, last ${Math.min(lines.length, 300)} of ${lines.length} lines) ---`);
+      console.error(lines.slice(-300).join('\n'));
+      console.error('--- end of pcscd log ---');
+    }
+  }
+} finally {
+  pcscDown();
+}
+process.exit(status);

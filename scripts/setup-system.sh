@@ -3,8 +3,12 @@
 set -euo pipefail
 need=()
 command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "missing packages: ${need[*]} (run as root or install them)" >&2; exit 1; fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+bash "$(dirname "$0")/setup-pcsc.sh"
+bash "$(dirname "$0")/setup-wine.sh" >/dev/null
+bash "$(dirname "$0")/setup-postgres.sh" >/dev/null

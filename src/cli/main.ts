@@ -1,6 +1,7 @@
 import { CardlinkError } from '../errors.js';
 import { UsageError, type CliIo, type Command } from './io.js';
 import { commands } from './registry.js';
+import { terminalPrompt } from './secrets.js';
 
 function usage(): string {
   const lines = ['usage: cardlink <command> [options]', '', 'commands:'];
@@ -18,10 +19,12 @@ function find(argv: string[]): { command: Command; rest: string[] } | undefined 
 }
 
 export function defaultIo(): CliIo {
+  const prompt = terminalPrompt();
   return {
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
     env: process.env,
+    ...(prompt ? { promptSecret: prompt } : {}),
   };
 }
 

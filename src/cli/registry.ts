@@ -1,4 +1,9 @@
+import { cardCommands } from './commands/card.js';
+import { demoCommand } from './commands/demo.js';
+import { emulateCommand } from './commands/emulate.js';
+import { adminCommands } from './commands/admin.js';
+import { serveCommand } from './commands/serve.js';
 import type { Command } from './io.js';
 
 /** Every CLI command, in the order `cardlink --help` lists them. */
-export const commands: Command[] = [];
+export const commands: Command[] = [demoCommand, ...cardCommands, emulateCommand, serveCommand, ...adminCommands];

@@ -20,6 +20,8 @@ export type TransportErrorCode =
   | 'NO_CARD'
   | 'CARD_REMOVED'
   | 'SHARING_VIOLATION'
+  | 'AMBIGUOUS_READER'
+  | 'TIMEOUT'
   | 'CLOSED'
   | 'IO';
 

@@ -1,0 +1,15 @@
+export { MinidriverCard, describeContainers, certificatePathFor } from './minidriver-card.js';
+export type { ContainerInfo, CreateContainerOptions, KeySpec, LogicalFile } from './minidriver-card.js';
+export { CardError } from './errors.js';
+export { MemoryCardCache } from './cache.js';
+export type { CardCache, Freshness } from './cache.js';
+export { buildCsr } from './csr.js';
+export type { BuiltCsr, CsrOptions } from './csr.js';
+export { digestInfo, digestInfoOf } from './digest-info.js';
+export type { HashName } from './digest-info.js';
+export { PinError } from '../gids/host/errors.js';
+export type { InstallOptions, InstallResult } from './install.js';
+export type { CheckReport, Finding, FindingCode } from './check.js';
+export { parseCertificate, keyIdOf } from './certificate.js';
+export type { ParsedCertificate } from './certificate.js';
+export { DiskCardCache } from './disk-cache.js';

@@ -1,0 +1,281 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { hex, fromHex } from '../../bytes.js';
+import { MinidriverCard, type CheckReport, type ContainerInfo } from '../../card/index.js';
+import { parse, required } from '../args.js';
+import { emit, UsageError, type Command } from '../io.js';
+import { readAdminKey, readPin } from '../secrets.js';
+import { TARGET_OPTIONS, openTransport, withCard } from '../target.js';
+
+const TARGET = '[--image FILE | --reader NAME]';
+
+const init: Command = {
+  path: ['card', 'init'],
+  summary: 'initialise a blank card (PIN from CARDLINK_PIN, admin key from CARDLINK_ADMIN_KEY)',
+  usage: 'cardlink card init --image FILE | --reader NAME [--serial HEX32] [--json]',
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, serial: { type: 'string' } });
+    if (values.serial !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.serial)) throw new UsageError('--serial takes 32 hex digits');
+    const pin = await readPin(io, 'CARDLINK_PIN', 'New PIN: ');
+    const adminKey = await readAdminKey(io);
+    const transport = await openTransport(values, { createImage: true });
+    try {
+      const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
+      const { cardId, cardcf } = await card.refresh();
+      emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => `initialised ${transport.name}: cardid ${hex(cardId)}`);
+    } finally {
+      adminKey.fill(0);
+      await transport.close();
+    }
+    return 0;
+  },
+};
+
+const info: Command = {
+  path: ['card', 'info'],
+  summary: 'card identity, freshness counters and PIN status',
+  usage: `cardlink card info ${TARGET} [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, TARGET_OPTIONS);
+    const result = await withCard(values, io.env, async (card) => {
+      const { cardId, cardcf } = await card.refresh();
+      const pin = await card.pinStatus();
+      const containers = await card.containers();
+      return { cardId: hex(cardId), cardcf, pin, containers: containers.length, certificates: containers.filter((c) => c.certificateFile).length };
+    });
+    emit(io, values.json === true, result, () =>
+      [
+        `cardid      ${result.cardId}`,
+        `cardcf      version ${result.cardcf.version}, pins ${result.cardcf.pinsFreshness}, containers ${result.cardcf.containersFreshness}, files ${result.cardcf.filesFreshness}`,
+        `PIN         ${result.pin.triesLeft} of ${result.pin.tryLimit} tries left${result.pin.triesLeft === 0 ? ' (BLOCKED)' : ''}`,
+        `containers  ${result.containers} (${result.certificates} with a certificate)`,
+      ].join('\n'),
+    );
+    return 0;
+  },
+};
+
+export function containerLine(c: ContainerInfo): string {
+  return `${String(c.index).padStart(2)}  ${c.name.padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${c.certificateFile ?? '-'}`;
+}
+
+const ls: Command = {
+  path: ['card', 'ls'],
+  summary: 'list containers (name, index, key spec, key size, default, certificate)',
+  usage: `cardlink card ls ${TARGET} [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, TARGET_OPTIONS);
+    const containers = await withCard(values, io.env, (card) => card.containers());
+    emit(io, values.json === true, { containers }, () =>
+      containers.length === 0 ? 'no containers' : [' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate', ...containers.map(containerLine)].join('\n'),
+    );
+    return 0;
+  },
+};
+
+const ALGS: Record<string, 1024 | 2048 | 3072 | 4096> = { rsa1024: 1024, rsa2048: 2048, rsa3072: 3072, rsa4096: 4096 };
+
+const gen: Command = {
+  path: ['card', 'gen'],
+  summary: 'create a container and generate its key on the card',
+  usage: `cardlink card gen ${TARGET} --container NAME [--alg rsa2048] [--keyspec kx|sig] [--default] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, alg: { type: 'string' }, keyspec: { type: 'string' }, default: { type: 'boolean' } });
+    const name = required(values.container, '--container');
+    const bits = ALGS[values.alg ?? 'rsa2048'];
+    if (!bits) throw new UsageError(`--alg must be one of ${Object.keys(ALGS).join(', ')}`);
+    const keySpec = values.keyspec ?? 'kx';
+    if (keySpec !== 'kx' && keySpec !== 'sig') throw new UsageError('--keyspec is kx or sig');
+    const pin = await readPin(io);
+    const created = await withCard(values, io.env, async (card) => {
+      await card.verifyPin(pin);
+      return card.createContainer(name, { bits, keySpec, makeDefault: values.default === true });
+    });
+    const { publicKey, ...container } = created;
+    const spki = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    emit(io, values.json === true, { ok: true, container, publicKey: spki }, () => `generated RSA-${bits} key in container ${container.index} '${name}'\n${spki}`);
+    return 0;
+  },
+};
+
+const csr: Command = {
+  path: ['card', 'csr'],
+  summary: 'build a PKCS#10 request signed by a container key on the card',
+  usage: `cardlink card csr ${TARGET} --container NAME --subject "CN=..." --out FILE.pem [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, subject: { type: 'string' }, out: { type: 'string' } });
+    const name = required(values.container, '--container');
+    const subject = required(values.subject, '--subject');
+    const out = required(values.out, '--out');
+    const pin = await readPin(io);
+    const built = await withCard(values, io.env, async (card) => {
+      await card.verifyPin(pin);
+      return card.csr(name, subject);
+    });
+    writeFileSync(out, built.pem);
+    emit(io, values.json === true, { ok: true, out, container: name, subject, bytes: built.der.length }, () => `wrote ${out} (${built.der.length} bytes, signed on the card by '${name}')`);
+    return 0;
+  },
+};
+
+const pin: Command = {
+  path: ['card', 'pin'],
+  summary: 'PIN verify | change (CARDLINK_NEW_PIN) | unblock (admin key, CARDLINK_NEW_PIN) | status',
+  usage: `cardlink card pin <verify|change|unblock|status> ${TARGET} [--json]`,
+  async run(argv, io) {
+    const { values, positionals } = parse(argv, TARGET_OPTIONS, true);
+    const action = positionals[0];
+    if (positionals.length !== 1 || !['verify', 'change', 'unblock', 'status'].includes(action!)) throw new UsageError('say verify, change, unblock or status');
+    const oldPin = action === 'verify' || action === 'change' ? await readPin(io) : '';
+    const newPin = action === 'change' || action === 'unblock' ? await readPin(io, 'CARDLINK_NEW_PIN', 'New PIN: ') : '';
+    const adminKey = action === 'unblock' ? await readAdminKey(io) : undefined;
+    const status = await withCard(values, io.env, async (card) => {
+      if (action === 'verify') await card.verifyPin(oldPin);
+      else if (action === 'change') await card.changePin(oldPin, newPin);
+      else if (action === 'unblock') await card.unblockPin(adminKey!, newPin);
+      return card.pinStatus();
+    }).finally(() => adminKey?.fill(0));
+    const done = { verify: 'PIN verified', change: 'PIN changed', unblock: 'PIN unblocked and set', status: 'PIN status' }[action as 'verify'];
+    emit(io, values.json === true, { ok: true, action, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left`);
+    return 0;
+  },
+};
+
+const files: Command = {
+  path: ['card', 'files'],
+  summary: 'the logical file system with sizes',
+  usage: `cardlink card files ${TARGET} [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, TARGET_OPTIONS);
+    const list = await withCard(values, io.env, (card) => card.listFiles());
+    emit(io, values.json === true, { files: list }, () => list.map((f) => `${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
+    return 0;
+  },
+};
+
+const fileRead: Command = {
+  path: ['card', 'files', 'read'],
+  summary: 'read a logical file (to --out, or hex on stdout)',
+  usage: `cardlink card files read PATH ${TARGET} [--out FILE] [--json]`,
+  async run(argv, io) {
+    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, out: { type: 'string' } }, true);
+    const path = positionals[0];
+    if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/cmapfile');
+    const data = await withCard(values, io.env, (card) => card.readFile(path));
+    if (values.out) writeFileSync(values.out, data);
+    emit(io, values.json === true, { path, size: data.length, hex: hex(data) }, () => (values.out ? `wrote ${data.length} bytes to ${values.out}` : hex(data)));
+    return 0;
+  },
+};
+
+const fileWrite: Command = {
+  path: ['card', 'files', 'write'],
+  summary: 'write a logical file from a local file (moves the cardcf files counter)',
+  usage: `cardlink card files write PATH ${TARGET} --in FILE [--json]`,
+  async run(argv, io) {
+    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, in: { type: 'string' } }, true);
+    const path = positionals[0];
+    if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/msroots');
+    const data = new Uint8Array(readFileSync(required(values.in, '--in')));
+    const pinValue = await readPin(io);
+    await withCard(values, io.env, async (card) => {
+      await card.verifyPin(pinValue);
+      await card.writeFile(path, data);
+    });
+    emit(io, values.json === true, { ok: true, path, size: data.length }, () => `wrote ${data.length} bytes to ${path}`);
+    return 0;
+  },
+};
+
+const fileRm: Command = {
+  path: ['card', 'files', 'rm'],
+  summary: 'delete a logical file (moves the cardcf files counter)',
+  usage: `cardlink card files rm PATH ${TARGET} [--json]`,
+  async run(argv, io) {
+    const { values, positionals } = parse(argv, TARGET_OPTIONS, true);
+    const path = positionals[0];
+    if (positionals.length !== 1 || !path) throw new UsageError('name one file');
+    const pinValue = await readPin(io);
+    await withCard(values, io.env, async (card) => {
+      await card.verifyPin(pinValue);
+      await card.deleteFile(path);
+    });
+    emit(io, values.json === true, { ok: true, path }, () => `deleted ${path}`);
+    return 0;
+  },
+};
+
+const install: Command = {
+  path: ['card', 'install'],
+  summary: 'load a certificate (PEM or DER) into its container, Windows-ready',
+  usage: `cardlink card install CERT ${TARGET} [--container NAME] [--default] [--json]`,
+  async run(argv, io) {
+    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, default: { type: 'boolean' } }, true);
+    if (positionals.length !== 1) throw new UsageError('name one certificate file (PEM or DER)');
+    const cert = new Uint8Array(readFileSync(positionals[0]!));
+    const pinValue = await readPin(io);
+    const result = await withCard(values, io.env, async (card) => {
+      await card.verifyPin(pinValue);
+      return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true });
+    });
+    emit(io, values.json === true, { ok: true, ...result }, () =>
+      `${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+    );
+    return 0;
+  },
+};
+
+const rmCert: Command = {
+  path: ['card', 'rm-cert'],
+  summary: "delete a container's certificate (the key stays)",
+  usage: `cardlink card rm-cert ${TARGET} --container NAME [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' } });
+    const name = required(values.container, '--container');
+    const pinValue = await readPin(io);
+    const result = await withCard(values, io.env, async (card) => {
+      await card.verifyPin(pinValue);
+      return card.removeCertificate(name);
+    });
+    emit(io, values.json === true, { ok: true, removed: result.file !== undefined, ...result }, () =>
+      result.file ? `deleted ${result.file} of container '${name}'` : `container '${name}' has no certificate: nothing to do`,
+    );
+    return 0;
+  },
+};
+
+function reportText(report: CheckReport, repaired: boolean): string {
+  if (report.findings.length === 0) return `card ${report.cardId}: clean`;
+  const lines = [`card ${report.cardId}: ${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
+  for (const f of report.findings) {
+    lines.push(`  ${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
+    lines.push(`          fix: ${f.fix}${repaired ? (f.fixed ? ' (done)' : ' (NOT done)') : ''}`);
+  }
+  return lines.join('\n');
+}
+
+const check: Command = {
+  path: ['card', 'check'],
+  summary: 'find (and with --repair fix) inconsistencies; exit 0 clean, 1 findings, 2 could not check',
+  usage: `cardlink card check ${TARGET} [--repair] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, repair: { type: 'boolean' } });
+    const repair = values.repair === true;
+    const pinValue = repair ? await readPin(io) : '';
+    const adminText = repair ? io.env.CARDLINK_ADMIN_KEY : undefined;
+    const adminKey = adminText && /^[0-9a-fA-F]{48}$/.test(adminText) ? fromHex(adminText) : undefined;
+    const { report, after } = await withCard(values, io.env, async (card) => {
+      if (!repair) return { report: await card.check(), after: undefined };
+      await card.verifyPin(pinValue);
+      const done = await card.repair(adminKey ? { adminKey } : {});
+      return { report: done, after: await card.check() };
+    });
+    adminKey?.fill(0);
+    const remaining = after ? after.findings : report.findings;
+    emit(io, values.json === true, { ok: remaining.length === 0, cardId: report.cardId, cardcf: report.cardcf, findings: report.findings, ...(after ? { remaining: after.findings } : {}) }, () =>
+      reportText(report, repair) + (after && report.findings.length > 0 ? `\nafter repair: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}` : ''),
+    );
+    return remaining.length === 0 ? 0 : 1;
+  },
+};
+
+export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, check, pin, files, fileRead, fileWrite, fileRm];

@@ -1,0 +1,47 @@
+import { existsSync } from 'node:fs';
+import { DiskCardCache, MinidriverCard } from '../card/index.js';
+import { openCardImage } from '../gids/card/index.js';
+import { MemoryTransport } from '../transport/memory.js';
+import type { Transport } from '../transport/transport.js';
+import { UsageError } from './io.js';
+
+export interface TargetArgs {
+  image?: string | undefined;
+  reader?: string | undefined;
+}
+
+export const TARGET_OPTIONS = {
+  image: { type: 'string' },
+  reader: { type: 'string' },
+} as const;
+
+/**
+ * The card a command works on: an emulated card in its image file (`--image`, in process), a
+ * reader (`--reader`), or, with neither, the only reader that holds a GIDS card.
+ */
+export async function openTransport(args: TargetArgs, options: { createImage?: boolean } = {}): Promise<Transport> {
+  if (args.image !== undefined && args.reader !== undefined) throw new UsageError('give --image or --reader, not both');
+  if (args.image !== undefined) {
+    if (!options.createImage && !existsSync(args.image)) throw new UsageError(`no card image at ${args.image} (create one with 'cardlink card init --image ${args.image}')`);
+    const card = openCardImage(args.image, { create: options.createImage === true });
+    return new MemoryTransport(card, args.image);
+  }
+  const { openPcscTransport } = await import('../transport/pcsc.js');
+  return openPcscTransport(args.reader === undefined ? {} : { reader: args.reader });
+}
+
+/**
+ * Opens the target and runs `fn` with the card, closing the transport whatever happens. The
+ * per-user card cache (valid while cardid + cardcf say so) is loaded and saved around it.
+ */
+export async function withCard<T>(args: TargetArgs, env: NodeJS.ProcessEnv, fn: (card: MinidriverCard) => Promise<T>): Promise<T> {
+  const cache = DiskCardCache.forUser(env);
+  const transport = await openTransport(args);
+  try {
+    const card = await MinidriverCard.open(transport, { cache });
+    return await fn(card);
+  } finally {
+    cache.flush();
+    await transport.close();
+  }
+}

@@ -1,0 +1,36 @@
+import type { x509 } from '../../x509.js';
+
+/** What a certificate is for; the CA turns it into the matching extensions. */
+export type Template =
+  | { kind: 'smartcard-logon'; userPrincipalName: string }
+  | { kind: 'tls-server'; dnsNames: string[]; ipAddresses: string[] };
+
+export interface IssueOrder {
+  /** Lowercase hex, reserved in storage before signing so it can never be handed out twice. */
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  subject: string;
+  publicKey: x509.PublicKey;
+  template: Template;
+}
+
+export interface CrlOrder {
+  number: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  entries: { serial: string; revokedAt: Date; reason: number }[];
+}
+
+/**
+ * The certificate authority behind the service. The embedded CA is the first implementation; an
+ * enterprise CA would be another (it must honour the serial and validity it is given, so that a
+ * retried issuance produces the same certificate rather than a second one).
+ */
+export interface UpstreamCa {
+  readonly name: string;
+  /** Issuing CA first, then any intermediates up to (and including) the root. */
+  chain(): x509.X509Certificate[];
+  issue(order: IssueOrder): Promise<x509.X509Certificate>;
+  signCrl(order: CrlOrder): Promise<Buffer>;
+}

@@ -1,0 +1,89 @@
+import type { Db, Dialect } from './db.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements(dialect: Dialect): string[];
+}
+
+function types(d: Dialect): { blob: string; autoId: string } {
+  return d === 'postgres'
+    ? { blob: 'BYTEA', autoId: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY' }
+    : { blob: 'BLOB', autoId: 'INTEGER PRIMARY KEY AUTOINCREMENT' };
+}
+
+/** Append only: a released migration is never edited, a change is a new version. */
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'enrollment schema',
+    statements: (d) => {
+      const { blob, autoId } = types(d);
+      return [
+        `CREATE TABLE operators (
+          id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+          created_at BIGINT NOT NULL, created_by TEXT NOT NULL)`,
+        `CREATE TABLE sessions (
+          token_hash TEXT PRIMARY KEY, operator_id TEXT NOT NULL REFERENCES operators(id),
+          created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, ended_at BIGINT)`,
+        `CREATE TABLE profiles (
+          name TEXT PRIMARY KEY, approval TEXT NOT NULL CHECK (approval IN ('automatic', 'operator')),
+          validity_days INTEGER NOT NULL, updated_at BIGINT NOT NULL, updated_by TEXT NOT NULL)`,
+        `CREATE TABLE tokens (
+          id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, user_name TEXT NOT NULL,
+          profile TEXT NOT NULL REFERENCES profiles(name), created_by TEXT NOT NULL,
+          created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT, request_id TEXT)`,
+        `CREATE TABLE serials (serial TEXT PRIMARY KEY, reserved_at BIGINT NOT NULL, purpose TEXT NOT NULL)`,
+        `CREATE TABLE requests (
+          id TEXT PRIMARY KEY, kind TEXT NOT NULL, user_name TEXT NOT NULL,
+          profile TEXT NOT NULL REFERENCES profiles(name), csr ${blob} NOT NULL,
+          csr_hash TEXT NOT NULL UNIQUE, key_hash TEXT NOT NULL, subject TEXT NOT NULL,
+          card_id TEXT, container TEXT, renews TEXT, state TEXT NOT NULL,
+          created_at BIGINT NOT NULL, created_by TEXT NOT NULL, updated_at BIGINT NOT NULL,
+          decided_by TEXT, decided_at BIGINT, reason TEXT,
+          serial TEXT UNIQUE REFERENCES serials(serial), not_before BIGINT, not_after BIGINT,
+          lease_until BIGINT, issued_at BIGINT, delivered_at BIGINT,
+          ticket_hash TEXT, ticket_expires_at BIGINT)`,
+        `CREATE INDEX requests_state ON requests(state)`,
+        `CREATE INDEX requests_user ON requests(user_name)`,
+        `CREATE INDEX requests_card ON requests(card_id, container)`,
+        `CREATE TABLE certificates (
+          serial TEXT PRIMARY KEY REFERENCES serials(serial), request_id TEXT UNIQUE REFERENCES requests(id),
+          subject TEXT NOT NULL, der ${blob} NOT NULL, not_before BIGINT NOT NULL, not_after BIGINT NOT NULL,
+          issued_at BIGINT NOT NULL, revoked_at BIGINT, revocation_reason INTEGER, revoked_by TEXT)`,
+        `CREATE TABLE challenges (
+          nonce_hash TEXT PRIMARY KEY, card_id TEXT NOT NULL, created_at BIGINT NOT NULL,
+          expires_at BIGINT NOT NULL, used_at BIGINT)`,
+        `CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)`,
+        `INSERT INTO counters (name, value) VALUES ('crl_number', 0)`,
+        `CREATE TABLE crls (
+          number BIGINT PRIMARY KEY, this_update BIGINT NOT NULL, next_update BIGINT NOT NULL, der ${blob} NOT NULL)`,
+        `CREATE TABLE audit (
+          id ${autoId}, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+          subject TEXT, details TEXT NOT NULL)`,
+        `CREATE INDEX audit_subject ON audit(subject)`,
+        `CREATE INDEX audit_at ON audit(at)`,
+      ];
+    },
+  },
+];
+
+// Any fixed number: the advisory lock that keeps two starting services from migrating at once.
+const MIGRATION_LOCK = 73_060_106;
+
+/** Brings the schema up to date; safe when several processes start against one database. */
+export async function migrate(db: Db, now: number): Promise<number[]> {
+  return db.transaction(async (tx) => {
+    if (db.dialect === 'postgres') await tx.query('SELECT pg_advisory_xact_lock(?)', [MIGRATION_LOCK]);
+    await tx.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+    const done = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+    const applied: number[] = [];
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      for (const sql of m.statements(db.dialect)) await tx.query(sql);
+      await tx.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, now]);
+      applied.push(m.version);
+    }
+    return applied;
+  });
+}

@@ -1,0 +1,562 @@
+import { ServiceError } from '../errors.js';
+import type { Db, DbTx, Row } from './db.js';
+import { migrate } from './migrations.js';
+
+export type Approval = 'automatic' | 'operator';
+export type RequestKind = 'enroll' | 'reenroll';
+/**
+ * pending -> approved -> issuing -> issued -> delivered, or pending -> rejected; an issued or
+ * delivered request becomes revoked. `issuing` holds a lease so a crashed issuer is taken over.
+ */
+export type RequestState = 'pending' | 'approved' | 'issuing' | 'issued' | 'delivered' | 'rejected' | 'revoked';
+
+export interface Operator {
+  id: string;
+  username: string;
+  passwordHash: string;
+  createdAt: number;
+}
+
+export interface Profile {
+  name: string;
+  approval: Approval;
+  validityDays: number;
+  updatedAt: number;
+  updatedBy: string;
+}
+
+export interface TokenRecord {
+  id: string;
+  user: string;
+  profile: string;
+  createdBy: string;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+  requestId: string | null;
+}
+
+export interface RequestRecord {
+  id: string;
+  kind: RequestKind;
+  user: string;
+  profile: string;
+  csr: Buffer;
+  csrHash: string;
+  keyHash: string;
+  subject: string;
+  cardId: string | null;
+  container: string | null;
+  renews: string | null;
+  state: RequestState;
+  createdAt: number;
+  createdBy: string;
+  updatedAt: number;
+  decidedBy: string | null;
+  decidedAt: number | null;
+  reason: string | null;
+  serial: string | null;
+  notBefore: number | null;
+  notAfter: number | null;
+  issuedAt: number | null;
+  deliveredAt: number | null;
+}
+
+export interface CertificateRecord {
+  serial: string;
+  requestId: string | null;
+  subject: string;
+  der: Buffer;
+  notBefore: number;
+  notAfter: number;
+  issuedAt: number;
+  revokedAt: number | null;
+  revocationReason: number | null;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: number;
+  actor: string;
+  action: string;
+  subject: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface AuditQuery {
+  actor?: string;
+  action?: string;
+  subject?: string;
+  since?: number;
+  until?: number;
+  limit?: number;
+}
+
+export interface RequestQuery {
+  state?: RequestState;
+  user?: string;
+  cardId?: string;
+  limit?: number;
+}
+
+export interface NewRequest {
+  id: string;
+  kind: RequestKind;
+  user: string;
+  profile: string;
+  csr: Buffer;
+  csrHash: string;
+  keyHash: string;
+  subject: string;
+  cardId: string | null;
+  container: string | null;
+  renews: string | null;
+  state: 'pending' | 'approved';
+  createdBy: string;
+  decidedBy: string | null;
+}
+
+export interface Claim {
+  serial: string;
+  notBefore: number;
+  notAfter: number;
+}
+
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+function toRequest(r: Row): RequestRecord {
+  return {
+    id: String(r.id),
+    kind: r.kind as RequestKind,
+    user: String(r.user_name),
+    profile: String(r.profile),
+    csr: Buffer.from(r.csr as Uint8Array),
+    csrHash: String(r.csr_hash),
+    keyHash: String(r.key_hash),
+    subject: String(r.subject),
+    cardId: str(r.card_id),
+    container: str(r.container),
+    renews: str(r.renews),
+    state: r.state as RequestState,
+    createdAt: Number(r.created_at),
+    createdBy: String(r.created_by),
+    updatedAt: Number(r.updated_at),
+    decidedBy: str(r.decided_by),
+    decidedAt: num(r.decided_at),
+    reason: str(r.reason),
+    serial: str(r.serial),
+    notBefore: num(r.not_before),
+    notAfter: num(r.not_after),
+    issuedAt: num(r.issued_at),
+    deliveredAt: num(r.delivered_at),
+  };
+}
+
+function toToken(r: Row): TokenRecord {
+  return {
+    id: String(r.id),
+    user: String(r.user_name),
+    profile: String(r.profile),
+    createdBy: String(r.created_by),
+    createdAt: Number(r.created_at),
+    expiresAt: Number(r.expires_at),
+    usedAt: num(r.used_at),
+    requestId: str(r.request_id),
+  };
+}
+
+function toCertificate(r: Row): CertificateRecord {
+  return {
+    serial: String(r.serial),
+    requestId: str(r.request_id),
+    subject: String(r.subject),
+    der: Buffer.from(r.der as Uint8Array),
+    notBefore: Number(r.not_before),
+    notAfter: Number(r.not_after),
+    issuedAt: Number(r.issued_at),
+    revokedAt: num(r.revoked_at),
+    revocationReason: num(r.revocation_reason),
+  };
+}
+
+function toProfile(r: Row): Profile {
+  return {
+    name: String(r.name),
+    approval: r.approval as Approval,
+    validityDays: Number(r.validity_days),
+    updatedAt: Number(r.updated_at),
+    updatedBy: String(r.updated_by),
+  };
+}
+
+async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
+  await tx.query('INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)', [at, actor, action, subject, JSON.stringify(details)]);
+}
+
+/**
+ * Everything the enrollment service keeps, over SQLite or PostgreSQL. Every state change is one
+ * transaction that also writes its audit entry, and every transition is a conditional UPDATE
+ * (`... WHERE state = ?`), so two processes racing on one request cannot both win.
+ */
+export class Storage {
+  private constructor(readonly db: Db) {}
+
+  static async open(db: Db, now: number): Promise<Storage> {
+    await migrate(db, now);
+    return new Storage(db);
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+
+  // Operators and sessions
+
+  async createOperator(op: Operator, actor: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO operators (id, username, password_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)', [
+        op.id, op.username, op.passwordHash, op.createdAt, actor,
+      ]);
+      await audit(tx, op.createdAt, actor, 'operator.created', `operator:${op.username}`);
+    });
+  }
+
+  async operatorCount(): Promise<number> {
+    const rows = await this.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM operators');
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async findOperator(username: string): Promise<Operator | undefined> {
+    const [r] = await this.db.query('SELECT * FROM operators WHERE username = ?', [username]);
+    return r ? { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at) } : undefined;
+  }
+
+  async createSession(tokenHash: string, op: Operator, now: number, expiresAt: number): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO sessions (token_hash, operator_id, created_at, expires_at) VALUES (?, ?, ?, ?)', [tokenHash, op.id, now, expiresAt]);
+      await audit(tx, now, `operator:${op.username}`, 'session.started', `operator:${op.username}`, { expiresAt });
+    });
+  }
+
+  async sessionOperator(tokenHash: string, now: number): Promise<Operator | undefined> {
+    const [r] = await this.db.query(
+      `SELECT o.* FROM sessions s JOIN operators o ON o.id = s.operator_id
+       WHERE s.token_hash = ? AND s.expires_at > ? AND s.ended_at IS NULL`,
+      [tokenHash, now],
+    );
+    return r ? { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at) } : undefined;
+  }
+
+  async endSession(tokenHash: string, actor: string, now: number): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('UPDATE sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL', [now, tokenHash]);
+      await audit(tx, now, actor, 'session.ended', actor);
+    });
+  }
+
+  // Profiles
+
+  async ensureProfile(p: Omit<Profile, 'updatedAt' | 'updatedBy'>, actor: string, now: number): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const existing = await tx.query('SELECT name FROM profiles WHERE name = ?', [p.name]);
+      if (existing.length > 0) return;
+      await tx.query('INSERT INTO profiles (name, approval, validity_days, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)', [p.name, p.approval, p.validityDays, now, actor]);
+      await audit(tx, now, actor, 'profile.created', `profile:${p.name}`, { approval: p.approval, validityDays: p.validityDays });
+    }).catch((err) => {
+      // Two services starting together both try to seed the defaults; the loser has nothing to do.
+      if ((err as { code?: string }).code !== 'CONFLICT') throw err;
+    });
+  }
+
+  async listProfiles(): Promise<Profile[]> {
+    return (await this.db.query('SELECT * FROM profiles ORDER BY name')).map(toProfile);
+  }
+
+  async getProfile(name: string): Promise<Profile | undefined> {
+    const [r] = await this.db.query('SELECT * FROM profiles WHERE name = ?', [name]);
+    return r ? toProfile(r) : undefined;
+  }
+
+  async updateProfile(name: string, change: { approval?: Approval; validityDays?: number }, actor: string, now: number): Promise<Profile> {
+    return this.db.transaction(async (tx) => {
+      const [before] = await tx.query('SELECT * FROM profiles WHERE name = ?', [name]);
+      if (!before) throw new ServiceError('NOT_FOUND', `no profile '${name}'`);
+      const p = toProfile(before);
+      const approval = change.approval ?? p.approval;
+      const validityDays = change.validityDays ?? p.validityDays;
+      await tx.query('UPDATE profiles SET approval = ?, validity_days = ?, updated_at = ?, updated_by = ? WHERE name = ?', [approval, validityDays, now, actor, name]);
+      await audit(tx, now, actor, 'profile.updated', `profile:${name}`, { from: { approval: p.approval, validityDays: p.validityDays }, to: { approval, validityDays } });
+      return { ...p, approval, validityDays, updatedAt: now, updatedBy: actor };
+    });
+  }
+
+  // Enrollment tokens
+
+  async createToken(t: TokenRecord, tokenHash: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        'INSERT INTO tokens (id, token_hash, user_name, profile, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        [t.id, tokenHash, t.user, t.profile, t.createdBy, t.createdAt, t.expiresAt],
+      );
+      await audit(tx, t.createdAt, t.createdBy, 'token.created', `token:${t.id}`, { user: t.user, profile: t.profile, expiresAt: t.expiresAt });
+    });
+  }
+
+  async tokenByHash(tokenHash: string): Promise<TokenRecord | undefined> {
+    const [r] = await this.db.query('SELECT * FROM tokens WHERE token_hash = ?', [tokenHash]);
+    return r ? toToken(r) : undefined;
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return (await this.db.query('SELECT * FROM tokens ORDER BY created_at, id')).map(toToken);
+  }
+
+  // Requests
+
+  /**
+   * Records a request and, when it came with an enrollment token, spends the token in the same
+   * transaction: a token that was spent (or expired) meanwhile makes the whole insert fail.
+   */
+  async submitRequest(req: NewRequest, now: number, token?: { id: string }): Promise<RequestRecord> {
+    return this.db.transaction(async (tx) => {
+      if (token) {
+        const spent = await tx.query(
+          'UPDATE tokens SET used_at = ?, request_id = ? WHERE id = ? AND used_at IS NULL AND expires_at > ? RETURNING id',
+          [now, req.id, token.id, now],
+        );
+        if (spent.length === 0) throw new ServiceError('TOKEN_INVALID', 'the enrollment token was already used or has expired: ask an operator for a new one');
+      }
+      await tx.query(
+        `INSERT INTO requests (id, kind, user_name, profile, csr, csr_hash, key_hash, subject, card_id, container, renews,
+           state, created_at, created_by, updated_at, decided_by, decided_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          req.id, req.kind, req.user, req.profile, req.csr, req.csrHash, req.keyHash, req.subject, req.cardId, req.container,
+          req.renews, req.state, now, req.createdBy, now, req.decidedBy, req.decidedBy === null ? null : now,
+        ],
+      );
+      await audit(tx, now, req.createdBy, 'request.submitted', `request:${req.id}`, {
+        user: req.user, profile: req.profile, kind: req.kind, cardId: req.cardId, container: req.container, renews: req.renews,
+        ...(token ? { token: token.id } : {}),
+      });
+      if (token) await audit(tx, now, req.createdBy, 'token.used', `token:${token.id}`, { request: req.id });
+      if (req.state === 'approved') await audit(tx, now, req.decidedBy ?? 'policy', 'request.approved', `request:${req.id}`, { policy: 'automatic' });
+      const [row] = await tx.query('SELECT * FROM requests WHERE id = ?', [req.id]);
+      return toRequest(row!);
+    });
+  }
+
+  async getRequest(id: string): Promise<RequestRecord | undefined> {
+    const [r] = await this.db.query('SELECT * FROM requests WHERE id = ?', [id]);
+    return r ? toRequest(r) : undefined;
+  }
+
+  async requestByCsrHash(csrHash: string): Promise<RequestRecord | undefined> {
+    const [r] = await this.db.query('SELECT * FROM requests WHERE csr_hash = ?', [csrHash]);
+    return r ? toRequest(r) : undefined;
+  }
+
+  async requestsForKey(cardId: string, container: string, keyHash: string): Promise<RequestRecord[]> {
+    return (await this.db.query('SELECT * FROM requests WHERE card_id = ? AND container = ? AND key_hash = ? ORDER BY created_at, id', [cardId, container, keyHash])).map(toRequest);
+  }
+
+  async listRequests(q: RequestQuery = {}): Promise<RequestRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.state !== undefined) (where.push('state = ?'), params.push(q.state));
+    if (q.user !== undefined) (where.push('user_name = ?'), params.push(q.user));
+    if (q.cardId !== undefined) (where.push('card_id = ?'), params.push(q.cardId));
+    params.push(Math.min(Math.max(q.limit ?? 1000, 1), 10_000));
+    const sql = `SELECT * FROM requests ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at, id LIMIT ?`;
+    return (await this.db.query(sql, params)).map(toRequest);
+  }
+
+  /** pending -> approved or rejected; false when the request was not pending (someone decided first). */
+  async decide(id: string, decision: 'approved' | 'rejected', actor: string, reason: string | null, now: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query(
+        "UPDATE requests SET state = ?, decided_by = ?, decided_at = ?, reason = ?, updated_at = ? WHERE id = ? AND state = 'pending' RETURNING id",
+        [decision, actor, now, reason, now, id],
+      );
+      if (rows.length === 0) return false;
+      await audit(tx, now, actor, decision === 'approved' ? 'request.approved' : 'request.rejected', `request:${id}`, reason === null ? {} : { reason });
+      return true;
+    });
+  }
+
+  /**
+   * Takes the right to issue: approved -> issuing, or an `issuing` whose lease ran out (its issuer
+   * died). The serial and validity are fixed at the first claim and kept by every later one, so an
+   * issuer that takes over signs the very same certificate instead of a second one.
+   */
+  async claimIssuance(id: string, proposal: Claim, now: number, leaseMs: number): Promise<Claim | undefined> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx.query(
+        "SELECT serial, not_before, not_after, state, lease_until FROM requests WHERE id = ? AND (state = 'approved' OR (state = 'issuing' AND lease_until < ?))",
+        [id, now],
+      );
+      if (!row) return undefined;
+      let claim: Claim = proposal;
+      if (row.serial === null || row.serial === undefined) {
+        await tx.query('INSERT INTO serials (serial, reserved_at, purpose) VALUES (?, ?, ?)', [proposal.serial, now, `request:${id}`]);
+      } else {
+        claim = { serial: String(row.serial), notBefore: Number(row.not_before), notAfter: Number(row.not_after) };
+      }
+      const won = await tx.query(
+        `UPDATE requests SET state = 'issuing', serial = ?, not_before = ?, not_after = ?, lease_until = ?, updated_at = ?
+         WHERE id = ? AND state = ? AND (lease_until IS NULL OR lease_until = ?) RETURNING id`,
+        [claim.serial, claim.notBefore, claim.notAfter, now + leaseMs, now, id, row.state, row.lease_until ?? null],
+      );
+      if (won.length === 0) throw new ServiceError('CONFLICT', `request ${id} was claimed by another issuer`);
+      return claim;
+    }).catch((err) => {
+      if ((err as { code?: string }).code === 'CONFLICT') return undefined;
+      throw err;
+    });
+  }
+
+  /** issuing -> issued with the certificate; idempotent for a takeover that signed the same serial. */
+  async completeIssuance(id: string, cert: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'>, actor: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query(
+        "UPDATE requests SET state = 'issued', issued_at = ?, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'issuing' AND serial = ? RETURNING id",
+        [cert.issuedAt, cert.issuedAt, id, cert.serial],
+      );
+      if (rows.length === 0) return false;
+      await tx.query(
+        'INSERT INTO certificates (serial, request_id, subject, der, not_before, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        [cert.serial, id, cert.subject, cert.der, cert.notBefore, cert.notAfter, cert.issuedAt],
+      );
+      await audit(tx, cert.issuedAt, actor, 'request.issued', `request:${id}`, { serial: cert.serial, notAfter: cert.notAfter });
+      return true;
+    });
+  }
+
+  /** Requests an issuer should finish: approved ones, and issuing ones whose issuer died. */
+  async issuanceBacklog(now: number, limit = 100): Promise<string[]> {
+    const rows = await this.db.query<{ id: string }>(
+      "SELECT id FROM requests WHERE state = 'approved' OR (state = 'issuing' AND lease_until < ?) ORDER BY updated_at LIMIT ?",
+      [now, limit],
+    );
+    return rows.map((r) => String(r.id));
+  }
+
+  async setDeliveryTicket(id: string, ticketHash: string, expiresAt: number): Promise<void> {
+    await this.db.query('UPDATE requests SET ticket_hash = ?, ticket_expires_at = ? WHERE id = ?', [ticketHash, expiresAt, id]);
+  }
+
+  /** issued -> delivered, allowed to whoever holds the ticket handed out with the certificate. */
+  async markDelivered(id: string, ticketHash: string, actor: string, now: number, details: Record<string, unknown>): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query(
+        "UPDATE requests SET state = 'delivered', delivered_at = ?, updated_at = ? WHERE id = ? AND state = 'issued' AND ticket_hash = ? AND ticket_expires_at > ? RETURNING id",
+        [now, now, id, ticketHash, now],
+      );
+      if (rows.length === 0) return false;
+      await audit(tx, now, actor, 'request.delivered', `request:${id}`, details);
+      return true;
+    });
+  }
+
+  // Certificates, revocation, CRL
+
+  /** Reserves a serial for a certificate outside any request (the service's own TLS certificate). */
+  async recordCertificate(cert: Omit<CertificateRecord, 'revokedAt' | 'revocationReason' | 'requestId'>, purpose: string, actor: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO serials (serial, reserved_at, purpose) VALUES (?, ?, ?)', [cert.serial, cert.issuedAt, purpose]);
+      await tx.query(
+        'INSERT INTO certificates (serial, subject, der, not_before, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?)',
+        [cert.serial, cert.subject, cert.der, cert.notBefore, cert.notAfter, cert.issuedAt],
+      );
+      await audit(tx, cert.issuedAt, actor, 'certificate.issued', `serial:${cert.serial}`, { purpose, subject: cert.subject });
+    });
+  }
+
+  async certificate(serial: string): Promise<CertificateRecord | undefined> {
+    const [r] = await this.db.query('SELECT * FROM certificates WHERE serial = ?', [serial]);
+    return r ? toCertificate(r) : undefined;
+  }
+
+  async certificateForRequest(requestId: string): Promise<CertificateRecord | undefined> {
+    const [r] = await this.db.query('SELECT * FROM certificates WHERE request_id = ?', [requestId]);
+    return r ? toCertificate(r) : undefined;
+  }
+
+  async revokedCertificates(): Promise<CertificateRecord[]> {
+    return (await this.db.query('SELECT * FROM certificates WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial')).map(toCertificate);
+  }
+
+  async allSerials(): Promise<string[]> {
+    return (await this.db.query<{ serial: string }>('SELECT serial FROM serials ORDER BY serial')).map((r) => String(r.serial));
+  }
+
+  /** issued/delivered -> revoked, with the certificate marked for the CRL. */
+  async revoke(requestId: string, reason: number, actor: string, now: number): Promise<string | undefined> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx.query("UPDATE requests SET state = 'revoked', updated_at = ? WHERE id = ? AND state IN ('issued', 'delivered') RETURNING serial", [now, requestId]);
+      if (!row) return undefined;
+      const serial = String(row.serial);
+      await tx.query('UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revoked_by = ? WHERE serial = ?', [now, reason, actor, serial]);
+      await audit(tx, now, actor, 'request.revoked', `request:${requestId}`, { serial, reason });
+      return serial;
+    });
+  }
+
+  /** Hands out the next CRL number and stores the CRL signed with it, in one transaction. */
+  async publishCrl(now: number, sign: (crlNumber: number) => Promise<{ der: Buffer; nextUpdate: number }>): Promise<{ number: number; der: Buffer }> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx.query("UPDATE counters SET value = value + 1 WHERE name = 'crl_number' RETURNING value");
+      const number = Number(row!.value);
+      const { der, nextUpdate } = await sign(number);
+      await tx.query('INSERT INTO crls (number, this_update, next_update, der) VALUES (?, ?, ?, ?)', [number, now, nextUpdate, der]);
+      return { number, der };
+    });
+  }
+
+  async latestCrl(): Promise<{ number: number; thisUpdate: number; nextUpdate: number; der: Buffer } | undefined> {
+    const [r] = await this.db.query('SELECT * FROM crls ORDER BY number DESC LIMIT 1');
+    return r ? { number: Number(r.number), thisUpdate: Number(r.this_update), nextUpdate: Number(r.next_update), der: Buffer.from(r.der as Uint8Array) } : undefined;
+  }
+
+  // Card possession challenges
+
+  async createChallenge(nonceHash: string, cardId: string, now: number, expiresAt: number): Promise<void> {
+    await this.db.query('INSERT INTO challenges (nonce_hash, card_id, created_at, expires_at) VALUES (?, ?, ?, ?)', [nonceHash, cardId, now, expiresAt]);
+  }
+
+  /** One use only: true for the first caller within the expiry, false for every later one. */
+  async consumeChallenge(nonceHash: string, cardId: string, now: number): Promise<boolean> {
+    const rows = await this.db.query(
+      'UPDATE challenges SET used_at = ? WHERE nonce_hash = ? AND card_id = ? AND used_at IS NULL AND expires_at > ? RETURNING nonce_hash',
+      [now, nonceHash, cardId, now],
+    );
+    return rows.length > 0;
+  }
+
+  // Audit
+
+  async recordAudit(at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
+    await this.db.transaction((tx) => audit(tx, at, actor, action, subject, details));
+  }
+
+  async queryAudit(q: AuditQuery = {}): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.actor !== undefined) (where.push('actor = ?'), params.push(q.actor));
+    if (q.action !== undefined) (where.push('action = ?'), params.push(q.action));
+    if (q.subject !== undefined) (where.push('subject = ?'), params.push(q.subject));
+    if (q.since !== undefined) (where.push('at >= ?'), params.push(q.since));
+    if (q.until !== undefined) (where.push('at < ?'), params.push(q.until));
+    params.push(Math.min(Math.max(q.limit ?? 1000, 1), 10_000));
+    const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
+    return (await this.db.query(sql, params)).map((r) => ({
+      id: Number(r.id),
+      at: Number(r.at),
+      actor: String(r.actor),
+      action: String(r.action),
+      subject: str(r.subject),
+      details: JSON.parse(String(r.details)) as Record<string, unknown>,
+    }));
+  }
+}

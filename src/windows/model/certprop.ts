@@ -1,0 +1,105 @@
+/**
+ * The Certificate Propagation service (CertPropSvc) of the model [CPS][CREQ][ARCH]:
+ * - runs only while the service is running and a user is logged on [ISS2517];
+ * - is triggered by card insertion (nothing else in the model: the only other known trigger is a
+ *   service restart, which needs an administrator [seed answer]);
+ * - works asynchronously: the model runs it `delayMs` after the insertion (configurable; the
+ *   sources give no figure, the seed speaks of up to about a minute);
+ * - reads every certificate from the card through the providers' user certificate store — RSA
+ *   through the Base CSP, other keys through the Smart Card KSP [ISS2517] — so it sees what the
+ *   providers' cache sees;
+ * - adds each to the user's `My` store with CERT_STORE_ADD_REPLACE_EXISTING_INHERIT_PROPERTIES and
+ *   the provider info (bare container name, provider, type, key spec) [CPS][ADD];
+ * - leaves certificates in place when the card is removed [CREQ].
+ */
+import { equalBytes } from '../../bytes.js';
+import type { MinidriverCard } from '../../card/index.js';
+import { ADD } from '../constants.js';
+import { WinError } from '../errors.js';
+import type { Scheduler } from './clock.js';
+import { SmartCardProvider, type CardReader, type CardCertificate } from './smartcard.js';
+import type { ModelCertStoreHost } from './store.js';
+
+export interface PropagationOptions {
+  /** The service is running (default true). */
+  running?: boolean;
+  /** A user is logged on (default true). */
+  userLoggedOn?: boolean;
+  /** Milliseconds from insertion to the copy; a function draws it per insertion. */
+  delayMs?: number | (() => number);
+}
+
+export interface PropagationRun {
+  at: number;
+  /** Thumbprints added or refreshed in `My`. */
+  added: string[];
+  /** Why nothing was propagated, when nothing was. */
+  skipped?: string;
+}
+
+export class CertificatePropagation {
+  running: boolean;
+  userLoggedOn: boolean;
+  delayMs: number | (() => number);
+  readonly runs: PropagationRun[] = [];
+  private pendingCount = 0;
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly reader: CardReader,
+    private readonly csp: SmartCardProvider,
+    private readonly ksp: SmartCardProvider,
+    private readonly store: ModelCertStoreHost,
+    options: PropagationOptions = {},
+  ) {
+    this.running = options.running ?? true;
+    this.userLoggedOn = options.userLoggedOn ?? true;
+    this.delayMs = options.delayMs ?? 5000;
+  }
+
+  /** Propagation runs scheduled and not finished yet. */
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  onInsert(card: MinidriverCard): void {
+    if (!this.running || !this.userLoggedOn) return;
+    const delay = typeof this.delayMs === 'function' ? this.delayMs() : this.delayMs;
+    this.pendingCount++;
+    this.scheduler.schedule(delay, async () => {
+      try {
+        await this.propagate(card);
+      } finally {
+        this.pendingCount--;
+      }
+    });
+  }
+
+  private async propagate(card: MinidriverCard): Promise<void> {
+    const at = this.scheduler.now();
+    if (!this.running || !this.userLoggedOn) return void this.runs.push({ at, added: [], skipped: 'service stopped or nobody logged on' });
+    if (this.reader.card !== card) return void this.runs.push({ at, added: [], skipped: 'the card left the reader before propagation ran' });
+    let certs: CardCertificate[];
+    try {
+      const viaCsp = await this.csp.userCertificates(true);
+      const viaKsp = await this.ksp.userCertificates(true);
+      certs = viaCsp.map((c) => (SmartCardProvider.cryptoApiCanUse(c.der) ? c : (viaKsp.find((k) => equalBytes(k.der, c.der)) ?? c)));
+    } catch (err) {
+      if (!(err instanceof WinError)) throw err;
+      return void this.runs.push({ at, added: [], skipped: err.message });
+    }
+    const my = await this.store.openCurrentUserMy();
+    const added: string[] = [];
+    try {
+      for (const c of certs) {
+        const ctx = await this.store.createContext(c.der);
+        await this.store.setKeyProvInfo(ctx, c.info);
+        added.push((await my.add(ctx, ADD.REPLACE_EXISTING_INHERIT_PROPERTIES)).thumbprint);
+        await this.store.freeContext(ctx);
+      }
+    } finally {
+      await my.close();
+    }
+    this.runs.push({ at, added });
+  }
+}

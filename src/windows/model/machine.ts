@@ -1,0 +1,113 @@
+/**
+ * One Windows machine of the model: a smart card reader, the Smart Card service with its global
+ * cache, Certificate Propagation, the user's registry (`CurrentUser\My`) in a directory, and
+ * processes — each with its own Base CSP and Smart Card KSP instances (and so its own PIN caches)
+ * and its own view of the store. Driven by a real MinidriverCard (the emulator, in process or
+ * through PC/SC). All state that Windows keeps across reboots lives under `dir`.
+ */
+import { mkdirSync } from 'node:fs';
+import type { MinidriverCard } from '../../card/index.js';
+import { MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from '../constants.js';
+import { WinError } from '../errors.js';
+import { CertificatePropagation, type PropagationOptions } from './certprop.js';
+import { RealScheduler, type Scheduler } from './clock.js';
+import type { ModelKeyProviders } from './providers.js';
+import { SmartCardService } from './scardsvr.js';
+import { CardReader, SmartCardProvider, type PinSource } from './smartcard.js';
+import { ModelCertStoreHost } from './store.js';
+
+export interface MachineOptions {
+  dir: string;
+  scheduler?: Scheduler;
+  readerName?: string;
+  propagation?: PropagationOptions;
+}
+
+/** A process on the machine: its store view and its own CryptoAPI and CNG providers. */
+export class ModelProcess {
+  readonly csp: SmartCardProvider;
+  readonly ksp: SmartCardProvider;
+  readonly host: ModelCertStoreHost;
+
+  constructor(
+    private readonly machine: WindowsMachine,
+    pinSource: PinSource,
+  ) {
+    this.csp = new SmartCardProvider('CryptoAPI', machine.reader, machine.scardsvr, pinSource);
+    this.ksp = new SmartCardProvider('CNG', machine.reader, machine.scardsvr, pinSource);
+    const providers: ModelKeyProviders = {
+      openCsp: async (name, type, container, keySpec, silent) => {
+        if (name !== MS_SCARD_PROV) throw WinError.of('NTE_KEYSET_NOT_DEF', 'CryptAcquireContext', `no provider '${name}' on this machine`);
+        if (type !== PROV_TYPE.RSA_FULL) throw WinError.of('NTE_PROV_TYPE_NO_MATCH', 'CryptAcquireContext', `'${name}' is registered with type ${PROV_TYPE.RSA_FULL}, not ${type}`);
+        return this.csp.open(container, keySpec, silent);
+      },
+      openKsp: async (name, container, keySpec, silent) => {
+        if (name !== MS_SMART_CARD_KSP) throw WinError.of('NTE_KEYSET_NOT_DEF', 'NCryptOpenStorageProvider', `no key storage provider '${name}' on this machine`);
+        return this.ksp.open(container, keySpec, silent);
+      },
+      kspFor: (cspName) => (cspName === MS_SCARD_PROV ? MS_SMART_CARD_KSP : undefined),
+    };
+    this.host = new ModelCertStoreHost({ dir: machine.dir, providers });
+  }
+
+  /** The process ends: its PIN caches go with it. */
+  exit(): void {
+    this.csp.clearPins();
+    this.ksp.clearPins();
+    this.machine.processes.delete(this);
+  }
+}
+
+export class WindowsMachine {
+  readonly dir: string;
+  readonly scheduler: Scheduler;
+  readonly reader: CardReader;
+  readonly scardsvr: SmartCardService;
+  readonly certprop: CertificatePropagation;
+  readonly processes = new Set<ModelProcess>();
+
+  constructor(options: MachineOptions) {
+    this.dir = options.dir;
+    mkdirSync(this.dir, { recursive: true });
+    this.scheduler = options.scheduler ?? new RealScheduler();
+    this.reader = new CardReader(options.readerName ?? 'Virtual Smart Card Reader 0');
+    this.scardsvr = new SmartCardService(this.dir);
+    // CertPropSvc is a process of its own, with no one to answer a dialog.
+    const service = new ModelProcess(this, () => undefined);
+    this.certprop = new CertificatePropagation(this.scheduler, this.reader, service.csp, service.ksp, service.host, options.propagation);
+  }
+
+  /** Starts a process; `pinSource` stands for the user answering its PIN dialogs. */
+  startProcess(pinSource: PinSource = () => undefined): ModelProcess {
+    const p = new ModelProcess(this, pinSource);
+    this.processes.add(p);
+    return p;
+  }
+
+  insert(card: MinidriverCard): void {
+    this.reader.card = card;
+    this.certprop.onInsert(card);
+  }
+
+  /** Removal ends every authentication and PIN cache for the card [AEX][PIN]. */
+  remove(): void {
+    this.reader.card = undefined;
+    for (const p of this.processes) {
+      p.csp.clearPins();
+      p.ksp.clearPins();
+    }
+  }
+
+  reinsert(): void {
+    const card = this.reader.card;
+    if (!card) throw WinError.of('SCARD_E_NO_SMARTCARD', 'reinsert', 'no card in the reader');
+    this.remove();
+    this.insert(card);
+  }
+
+  /** Shuts the machine down: the Smart Card service writes its cache to the registry. */
+  shutdown(): void {
+    for (const p of [...this.processes]) p.exit();
+    this.scardsvr.stop();
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * The Base Smart Card CSP (CryptoAPI) and the Smart Card KSP (CNG) of the model: one class, two
+ * instances per process, reading the card through the Smart Card service's global cache.
+ *
+ * Modelled behaviour and its sources:
+ * - Each transaction starts by reading `cardid` and `cardcf`; cached items are looked up under
+ *   the card GUID, the matching freshness counter and a lookup name, and a miss reads the card and
+ *   fills the cache [FSR][ARCH][RC][WC]. Lookup names follow the inbox minidriver
+ *   (`Cached_GeneralFile/mscp/cmapfile`, `Cached_GeneralFile/mscp/ksc00`, `Cached_ContainerInfo_00`)
+ *   [BLOG, unofficial].
+ * - Which counter keys which item is not documented [notes §8]; the model keys files by
+ *   wFilesFreshness and container data (public keys) by wContainersFreshness, the split the
+ *   Minidriver spec gives the two counters [FSR].
+ * - The model caches contents only, never the absence of a file (every known item is content).
+ * - The minidriver itself keeps nothing between transactions (model assumption): the GIDS file
+ *   table is read afresh each time, so only the Base CSP/KSP data cache can go stale.
+ * - Container names: `\\.\reader\name`, `\\.\reader\` (default container), a bare name, or empty
+ *   (default container) [ARCH][CREQ]. A missing container is NTE_BAD_KEYSET; a key spec the
+ *   container has no key for is NTE_NO_KEY [GUK].
+ * - PINs: each provider instance (one per process and API) keeps its own PIN cache, CryptoAPI and
+ *   CNG separate [PIN §6; whether they share is undocumented, the notes say treat them as
+ *   separate]; card removal clears them [AEX][PIN].
+ * - The Base CSP checks each signature it makes against the container's public key as it knows it
+ *   — from the cache — so a stale cached key makes signing fail [seed answer]; the model reports
+ *   NTE_BAD_SIGNATURE (code not documented). The KSP is not known to do this and does not.
+ * - UI: without a card, or needing a PIN it has not cached, a provider would show a dialog. With
+ *   CRYPT_SILENT / SILENT it fails with NTE_SILENT_CONTEXT [CACPK]; otherwise the model asks its
+ *   `PinSource` (the user), and a dialog nobody answers is SCARD_W_CANCELLED_BY_USER (assumption).
+ */
+import { constants, createPublicKey, publicDecrypt, X509Certificate, type KeyObject } from 'node:crypto';
+import { hex } from '../../bytes.js';
+import { PinError, digestInfo, type HashName, type MinidriverCard } from '../../card/index.js';
+import { FIRST_KEY_REF } from '../../gids/protocol/constants.js';
+import { CONTAINER_DEFAULT, CONTAINER_VALID, decodeCertificateFile, parseCmapfile, type CardCf, type ContainerRecord } from '../../minidriver/index.js';
+import { AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from '../constants.js';
+import { WinError } from '../errors.js';
+import type { HashAlgorithm, KeyProvInfo } from '../store.js';
+import type { ModelKeyHandle } from './providers.js';
+import type { SmartCardService } from './scardsvr.js';
+
+/** The user in front of the machine: answers a PIN dialog, or undefined to cancel it. */
+export type PinSource = () => string | undefined;
+
+/** One smart card reader of the machine and the card in it, if any. */
+export class CardReader {
+  card: MinidriverCard | undefined;
+  constructor(readonly name: string) {}
+}
+
+interface Txn {
+  card: MinidriverCard;
+  cardId: Uint8Array;
+  cf: CardCf;
+}
+
+const HASH: Record<HashAlgorithm, HashName> = { SHA1: 'sha1', SHA256: 'sha256', SHA384: 'sha384', SHA512: 'sha512' };
+
+export interface CardCertificate {
+  der: Uint8Array;
+  info: KeyProvInfo;
+  container: string;
+}
+
+export class SmartCardProvider {
+  readonly name: string;
+  /** Per-process PIN cache, by card GUID. In memory only. */
+  private readonly pins = new Map<string, string>();
+
+  constructor(
+    readonly api: 'CryptoAPI' | 'CNG',
+    private readonly reader: CardReader,
+    private readonly scardsvr: SmartCardService,
+    private readonly pinSource: PinSource,
+  ) {
+    this.name = api === 'CryptoAPI' ? MS_SCARD_PROV : MS_SMART_CARD_KSP;
+  }
+
+  clearPins(): void {
+    this.pins.clear();
+  }
+
+  hasCachedPin(cardId: Uint8Array): boolean {
+    return this.pins.has(hex(cardId));
+  }
+
+  private async begin(operation: string, silent: boolean): Promise<Txn> {
+    const card = this.reader.card;
+    if (!card) {
+      if (silent) throw WinError.of('NTE_SILENT_CONTEXT', operation, `no card in '${this.reader.name}' and the context may not ask for one`);
+      throw WinError.of('SCARD_W_CANCELLED_BY_USER', operation, `no card in '${this.reader.name}'; nobody inserted one`);
+    }
+    const { cardId, cardcf: cf } = await card.refresh();
+    await card.readMasterTableFromCard();
+    return { card, cardId, cf };
+  }
+
+  private cached(t: Txn, freshness: number, name: string): Uint8Array | undefined {
+    try {
+      return this.scardsvr.read(t.cardId, freshness, name);
+    } catch (err) {
+      if (err instanceof WinError && (err.hresult === HRESULT.SCARD_W_CACHE_ITEM_NOT_FOUND || err.hresult === HRESULT.SCARD_W_CACHE_ITEM_STALE)) return undefined;
+      throw err;
+    }
+  }
+
+  private remember(t: Txn, freshness: number, name: string, data: Uint8Array): void {
+    try {
+      this.scardsvr.write(t.cardId, freshness, name, data);
+    } catch (err) {
+      // Too big for the cache (or no service): the provider just reads the card next time.
+      if (!(err instanceof WinError)) throw err;
+    }
+  }
+
+  private async file(t: Txn, dir: string, name: string): Promise<Uint8Array | undefined> {
+    const key = `Cached_GeneralFile/${dir}/${name}`;
+    const hit = this.cached(t, t.cf.filesFreshness, key);
+    if (hit) return hit;
+    const raw = await t.card.session.readFile(dir, name);
+    if (raw) this.remember(t, t.cf.filesFreshness, key, raw);
+    return raw;
+  }
+
+  private async cmapfile(t: Txn): Promise<ContainerRecord[]> {
+    const raw = await this.file(t, 'mscp', 'cmapfile');
+    return raw ? parseCmapfile(raw) : [];
+  }
+
+  private async publicKeySpki(t: Txn, index: number): Promise<Uint8Array> {
+    const key = `Cached_ContainerInfo_${index.toString().padStart(2, '0')}`;
+    const hit = this.cached(t, t.cf.containersFreshness, key);
+    if (hit) return hit;
+    const spki = new Uint8Array((await t.card.session.publicKey(FIRST_KEY_REF + index)).export({ type: 'spki', format: 'der' }));
+    this.remember(t, t.cf.containersFreshness, key, spki);
+    return spki;
+  }
+
+  /** Resolves a container name form to a cmapfile index [ARCH][CREQ]. */
+  private resolve(records: ContainerRecord[], container: string, operation: string): number {
+    let name = container;
+    const m = /^\\\\\.\\([^\\]+)\\(.*)$/.exec(container);
+    if (m) {
+      if (m[1] !== this.reader.name) throw WinError.of('NTE_BAD_KEYSET', operation, `no reader '${m[1]}'`);
+      name = m[2]!;
+    }
+    const valid = (r: ContainerRecord) => (r.flags & CONTAINER_VALID) !== 0;
+    const index = name === '' ? records.findIndex((r) => valid(r) && (r.flags & CONTAINER_DEFAULT) !== 0) : records.findIndex((r) => valid(r) && r.name === name);
+    if (index < 0) throw WinError.of('NTE_BAD_KEYSET', operation, name === '' ? 'the card has no default container' : `no container '${name}' on the card`);
+    return index;
+  }
+
+  /**
+   * CryptAcquireContext + CryptGetUserKey (CSP) or NCryptOpenKey (KSP). A KSP key spec of 0
+   * means "whichever key the container holds".
+   */
+  async open(container: string, keySpec: number, silent: boolean): Promise<ModelKeyHandle> {
+    const op = this.api === 'CryptoAPI' ? 'CryptAcquireContext' : 'NCryptOpenKey';
+    const t = await this.begin(op, silent);
+    const records = await this.cmapfile(t);
+    const index = this.resolve(records, container, op);
+    const record = records[index]!;
+    const has = keySpec === AT_SIGNATURE ? record.sigKeyBits > 0 : keySpec === AT_KEYEXCHANGE ? record.kxKeyBits > 0 : this.api === 'CNG' && keySpec === 0;
+    if (!has) throw WinError.of('NTE_NO_KEY', this.api === 'CryptoAPI' ? 'CryptGetUserKey' : op, `container '${record.name}' has no ${keySpec === AT_SIGNATURE ? 'signature' : 'key exchange'} key`);
+    const legacySpec = keySpec !== 0 ? keySpec : record.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
+    let released = false;
+    return {
+      api: this.api,
+      keySpec: legacySpec,
+      publicKeySpki: async () => this.publicKeySpki(await this.begin(op, silent), index),
+      signHash: async (algorithm, hash) => {
+        if (released) throw WinError.of('E_INVALIDARG', 'sign', 'the key handle was released');
+        return this.sign(index, algorithm, hash, silent);
+      },
+      release: () => {
+        released = true;
+      },
+    };
+  }
+
+  private async sign(index: number, algorithm: HashAlgorithm, hash: Uint8Array, silent: boolean): Promise<Uint8Array> {
+    const op = this.api === 'CryptoAPI' ? 'CryptSignHash' : 'NCryptSignHash';
+    const t = await this.begin(op, silent);
+    const id = hex(t.cardId);
+    if ((await t.card.pinStatus()).triesLeft === 0) throw WinError.of('SCARD_W_CHV_BLOCKED', op);
+    let pin = this.pins.get(id);
+    if (pin === undefined) {
+      if (silent) throw WinError.of('NTE_SILENT_CONTEXT', op, 'the PIN is needed and the context may not ask for it');
+      pin = this.pinSource();
+      if (pin === undefined) throw WinError.of('SCARD_W_CANCELLED_BY_USER', op, 'the PIN dialog was cancelled');
+    }
+    try {
+      await t.card.verifyPin(pin);
+    } catch (err) {
+      if (!(err instanceof PinError)) throw err;
+      this.pins.delete(id);
+      throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
+    }
+    this.pins.set(id, pin);
+    const signature = await t.card.signDigestInfo(index, digestInfo(HASH[algorithm], hash));
+    if (this.api === 'CryptoAPI') {
+      const known = createPublicKey({ key: Buffer.from(await this.publicKeySpki(t, index)), format: 'der', type: 'spki' });
+      if (!verifyPrehashed(known, HASH[algorithm], hash, signature)) throw WinError.of('NTE_BAD_SIGNATURE', op, 'the signature does not verify with the public key the provider has cached for this container');
+    }
+    return signature;
+  }
+
+  /**
+   * PP_KEYEXCHANGE_PIN / PP_SIGNATURE_PIN (CNG: NCRYPT_PIN_PROPERTY): presents the PIN now and
+   * keeps it in this provider's cache for the process.
+   */
+  async setPin(pin: string): Promise<void> {
+    const op = this.api === 'CryptoAPI' ? 'CryptSetProvParam' : 'NCryptSetProperty';
+    const t = await this.begin(op, true);
+    try {
+      await t.card.verifyPin(pin);
+    } catch (err) {
+      if (!(err instanceof PinError)) throw err;
+      throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
+    }
+    this.pins.set(hex(t.cardId), pin);
+  }
+
+  /**
+   * CryptGetKeyParam(KP_CERTIFICATE) / NCRYPT_CERTIFICATE_PROPERTY: the certificate of the key's
+   * container, read through the cache like everything else.
+   */
+  async keyCertificate(container: string, keySpec: number, silent: boolean): Promise<Uint8Array> {
+    const op = this.api === 'CryptoAPI' ? 'CryptGetKeyParam' : 'NCryptGetProperty';
+    const t = await this.begin(op, silent);
+    const records = await this.cmapfile(t);
+    const index = this.resolve(records, container, op);
+    const name = `${keySpec === AT_KEYEXCHANGE ? 'kxc' : 'ksc'}${index.toString(16).toUpperCase().padStart(2, '0')}`;
+    const raw = await this.file(t, 'mscp', name);
+    if (!raw) throw WinError.of('SCARD_E_FILE_NOT_FOUND', op, `container '${records[index]!.name}' has no certificate (mscp/${name})`);
+    return decodeCertificateFile(raw, `mscp/${name}`).der;
+  }
+
+  /**
+   * PP_USER_CERTSTORE / NCRYPT_USER_CERTSTORE_PROPERTY: every certificate on the card with the
+   * provider info that links it to its container [ARCH][KSPP][ISS2517]: bare container name,
+   * the Base CSP (type 1, key spec 1 or 2) or the KSP (type 0, legacy key spec).
+   */
+  async userCertificates(silent: boolean): Promise<CardCertificate[]> {
+    const t = await this.begin('PP_USER_CERTSTORE', silent);
+    const out: CardCertificate[] = [];
+    const records = await this.cmapfile(t);
+    for (const [index, r] of records.entries()) {
+      if ((r.flags & CONTAINER_VALID) === 0) continue;
+      const spec = r.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
+      const name = `${spec === AT_KEYEXCHANGE ? 'kxc' : 'ksc'}${index.toString(16).toUpperCase().padStart(2, '0')}`;
+      const raw = await this.file(t, 'mscp', name);
+      if (!raw) continue;
+      const der = decodeCertificateFile(raw, `mscp/${name}`).der;
+      out.push({
+        der,
+        container: r.name,
+        info: {
+          containerName: r.name,
+          providerName: this.name,
+          providerType: this.api === 'CryptoAPI' ? PROV_TYPE.RSA_FULL : PROV_TYPE.CNG,
+          flags: 0,
+          params: [],
+          keySpec: spec,
+        },
+      });
+    }
+    return out;
+  }
+
+  /** Whether the certificate's key is one CryptoAPI can use (RSA); ECC needs the KSP [ISS2517]. */
+  static cryptoApiCanUse(der: Uint8Array): boolean {
+    return new X509Certificate(der).publicKey.asymmetricKeyType === 'rsa';
+  }
+}
+
+/** PKCS#1 v1.5 over a hash the caller computed: recover the DigestInfo and compare. */
+function verifyPrehashed(key: KeyObject, hash: HashName, digest: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    const recovered = publicDecrypt({ key, padding: constants.RSA_PKCS1_PADDING }, signature);
+    return Buffer.compare(recovered, Buffer.from(digestInfo(hash, digest))) === 0;
+  } catch {
+    return false;
+  }
+}
