@@ -433,7 +433,9 @@ export class PcscTransport implements Transport {
     // block the event loop until it returns.
     if (this.wedged) return;
     try {
-      this.card.disconnect(this.b.SCARD_LEAVE_CARD);
+      // Reset, so a verified PIN or admin authentication does not outlive the command for
+      // whichever application connects next.
+      this.card.disconnect(this.b.SCARD_RESET_CARD);
     } catch {
       // Already gone with the card or the service: nothing left to release.
     }

@@ -374,3 +374,59 @@ test('cardcf counters are only read at the transaction start: cardid+cardcf', as
     [`00CBA012045C02DF2000`, `00CBA010045C02DF2200`],
   );
 });
+
+test('CLI: card install / rm-cert / check exit 0 clean, 1 findings (and after --repair 0), 2 could not check', async () => {
+  const dir = tempDir();
+  const image = join(dir, 'card.json');
+  const env = { CARDLINK_HOME: join(dir, 'home'), CARDLINK_PIN: TEST_PIN, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) };
+  const { cli } = await import('../helpers/cli.js');
+  const { writeFileSync } = await import('node:fs');
+  const { createPublicKey } = await import('node:crypto');
+  assert.equal((await cli(['card', 'init', '--image', image], env)).code, 0);
+  const gen = JSON.parse((await cli(['card', 'gen', '--image', image, '--container', 'alice', '--alg', 'rsa1024', '--json'], env)).stdout);
+  await cli(['card', 'gen', '--image', image, '--container', 'bob', '--alg', 'rsa1024', '--keyspec', 'sig'], env);
+  const certPath = join(dir, 'alice.pem');
+  const { x509 } = await import('../../src/x509.js');
+  writeFileSync(certPath, new x509.X509Certificate(await issueOurs(createPublicKey(gen.publicKey))).toString('pem'));
+
+  const install = await cli(['card', 'install', certPath, '--image', image, '--json'], env);
+  assert.equal(install.code, 0, install.stderr);
+  assert.equal(JSON.parse(install.stdout).file, 'mscp/kxc00');
+  const clean = await cli(['card', 'check', '--image', image, '--json'], env);
+  assert.equal(clean.code, 0, clean.stdout);
+  assert.deepEqual(JSON.parse(clean.stdout).findings, []);
+
+  // The seed's way, on a card this user's cache has seen: exit 1, then --repair: exit 0.
+  const { MinidriverCard } = await import('../../src/card/index.js');
+  const { openCardImage } = await import('../../src/gids/card/index.js');
+  const raw = await MinidriverCard.open(new MemoryTransport(openCardImage(image)));
+  await raw.verifyPin(TEST_PIN);
+  const bobKey = await raw.publicKey('bob');
+  await seedLoad(raw.session, 'bob', await issueOurs(bobKey));
+  const found = await cli(['card', 'check', '--image', image], env);
+  assert.equal(found.code, 1);
+  assert.match(found.stdout, /STALE_FILES_COUNTER/);
+  const fixed = await cli(['card', 'check', '--image', image, '--repair', '--json'], env);
+  assert.equal(fixed.code, 0, fixed.stdout);
+  assert.equal(JSON.parse(fixed.stdout).findings[0].fixed, true);
+
+  const rm = await cli(['card', 'rm-cert', '--image', image, '--container', 'alice', '--json'], env);
+  assert.equal(rm.code, 0);
+  assert.equal(JSON.parse(rm.stdout).removed, true);
+  const ls = JSON.parse((await cli(['card', 'ls', '--image', image, '--json'], env)).stdout);
+  assert.deepEqual(ls.containers.map((c: { certificateFile?: string }) => c.certificateFile ?? null), [null, 'mscp/ksc01']);
+
+  // Could not check: a blank, uninitialised card.
+  const blank = join(dir, 'blank.json');
+  openCardImage(blank, { create: true });
+  const cannot = await cli(['card', 'check', '--image', blank, '--json'], env);
+  assert.equal(cannot.code, 2);
+  assert.equal(JSON.parse(cannot.stdout).ok, false);
+  // Refuses a certificate whose key is on no container, naming what it tried.
+  const strangerKey = (await import('node:crypto')).generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey;
+  const foreign = join(dir, 'foreign.der');
+  writeFileSync(foreign, await issueOurs(strangerKey));
+  const refused = await cli(['card', 'install', foreign, '--image', image], env);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /no container on the card holds the key.*tried 'alice'.*'bob'/);
+});

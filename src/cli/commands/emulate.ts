@@ -26,6 +26,7 @@ export const emulateCommand: Command = {
     const stopped = new AbortController();
     let waitingNoted = false;
     let ready = false;
+    let reinserted = false;
     const waitingTimer = setTimeout(() => {
       if (!ready) {
         waitingNoted = true;
@@ -39,9 +40,10 @@ export const emulateCommand: Command = {
       onEvent: (e) => {
         if (e.type === 'disconnected' && e.reason === 'vpcd closed the connection') {
           io.stderr(`cardlink emulate: vpcd went away (pcscd stopped?); reconnecting to ${host}:${port}\n`);
-        } else if (e.type === 'connected' && ready) {
+        } else if (e.type === 'connected' && ready && !reinserted) {
           io.stderr(`cardlink emulate: reconnected to vpcd at ${host}:${port}\n`);
         }
+        if (e.type === 'connected') reinserted = false;
       },
     });
 
@@ -50,6 +52,7 @@ export const emulateCommand: Command = {
         attachment.remove();
         io.stderr('cardlink emulate: card removed from the reader (SIGUSR2 again puts it back)\n');
       } else {
+        reinserted = true;
         attachment.insert();
         io.stderr('cardlink emulate: card inserted\n');
       }

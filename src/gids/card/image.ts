@@ -285,7 +285,7 @@ function readSecrets(plain: Buffer): Secrets {
   const secrets: Secrets = { pin: null, keys: new Map() };
   for (const t of parseTlvs(plain)) {
     if (t.tag === SECRET.PIN) {
-      secrets.pin = t.value.slice();
+      secrets.pin = new Uint8Array(t.value); // a copy: Buffer#slice would be a view of `plain`, wiped below
       continue;
     }
     if (t.tag !== SECRET.KEY) malformed('unknown sealed element');
@@ -304,7 +304,7 @@ function readSecrets(plain: Buffer): Secrets {
       }
       key = { kind: 'rsa', privateKey };
     } else if (sym !== undefined) {
-      key = { kind: 'symmetric', value: sym.slice() };
+      key = { kind: 'symmetric', value: new Uint8Array(sym) };
     } else {
       malformed('sealed key of unknown kind');
     }

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
+import { openDb } from '../../src/service/storage/open.js';
+import { migrate, MIGRATIONS } from '../../src/service/storage/migrations.js';
+import { Storage, type NewRequest } from '../../src/service/storage/storage.js';
+import { newSerial } from '../../src/service/ca/pki.js';
+import { BACKENDS, tempDir, type Backend } from './helpers.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+
+async function open(backend: Backend): Promise<{ storage: Storage; url: string | undefined; dir: string; close(): Promise<void> }> {
+  const { dbUrl, cleanup } = await backend.open();
+  const dir = tempDir();
+  const storage = await Storage.open(openDb(dbUrl, dir), T0);
+  await storage.ensureProfile({ name: 'p', approval: 'operator', validityDays: 30 }, 'test', T0);
+  return { storage, url: dbUrl, dir, close: async () => (await storage.close(), await cleanup()) };
+}
+
+function newRequest(over: Partial<NewRequest> = {}): NewRequest {
+  const id = randomUUID();
+  return {
+    id, kind: 'enroll', user: 'alice@example.com', profile: 'p', csr: Buffer.from('csr'), csrHash: `h-${id}`, keyHash: 'k', subject: 'CN=alice',
+    cardId: null, container: null, renews: null, state: 'pending', createdBy: 'test', decidedBy: null, ...over,
+  };
+}
+
+for (const backend of BACKENDS) {
+  describe(`storage on ${backend.name}`, () => {
+    const opened: { close(): Promise<void> }[] = [];
+    after(async () => {
+      for (const o of opened) await o.close();
+    });
+    const setup = async () => {
+      const o = await open(backend);
+      opened.push(o);
+      return o;
+    };
+
+    test('migrations run once: a second run (another process starting) applies nothing', async () => {
+      const { url, dir } = await setup();
+      const db = openDb(url, dir);
+      assert.deepEqual(await migrate(db, T0), []);
+      const versions = await db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+      assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
+      await db.close();
+    });
+
+    test('an enrollment token is spent once, and not after it expires', async () => {
+      const { storage } = await setup();
+      await storage.createToken({ id: 't1', user: 'alice@example.com', profile: 'p', createdBy: 'op', createdAt: T0, expiresAt: T0 + 1000, usedAt: null, requestId: null }, 'hash1');
+      const r = await storage.submitRequest(newRequest(), T0 + 10, { id: 't1' });
+      assert.equal(r.state, 'pending');
+      await assert.rejects(storage.submitRequest(newRequest(), T0 + 20, { id: 't1' }), { code: 'TOKEN_INVALID' });
+      await storage.createToken({ id: 't2', user: 'bob@example.com', profile: 'p', createdBy: 'op', createdAt: T0, expiresAt: T0 + 1000, usedAt: null, requestId: null }, 'hash2');
+      await assert.rejects(storage.submitRequest(newRequest(), T0 + 1000, { id: 't2' }), { code: 'TOKEN_INVALID' });
+      const t1 = await storage.tokenByHash('hash1');
+      assert.equal(t1?.requestId, r.id);
+      assert.equal((await storage.listRequests()).length, 1, 'a refused token leaves no request behind');
+    });
+
+    test('a request is decided once; the racer loses', async () => {
+      const { storage } = await setup();
+      const r = await storage.submitRequest(newRequest(), T0);
+      const results = await Promise.all([storage.decide(r.id, 'approved', 'op1', null, T0), storage.decide(r.id, 'rejected', 'op2', 'no', T0)]);
+      assert.deepEqual(results.filter(Boolean).length, 1);
+    });
+
+    test('issuance is claimed by one issuer; a takeover after the lease keeps serial and validity', async () => {
+      const { storage } = await setup();
+      const r = await storage.submitRequest(newRequest({ state: 'approved', decidedBy: 'policy' }), T0);
+      const proposals = Array.from({ length: 5 }, () => ({ serial: newSerial(), notBefore: T0, notAfter: T0 + 1 }));
+      const claims = await Promise.all(proposals.map((p) => storage.claimIssuance(r.id, p, T0, 1000)));
+      const won = claims.filter((c) => c !== undefined);
+      assert.equal(won.length, 1);
+      assert.equal(await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0 + 5, notAfter: T0 + 6 }, T0 + 500, 1000), undefined, 'lease still held');
+      const takeover = await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0 + 5, notAfter: T0 + 6 }, T0 + 2000, 1000);
+      assert.deepEqual(takeover, won[0]);
+      const cert = { serial: won[0]!.serial, requestId: r.id, subject: 'CN=alice', der: Buffer.from([1, 2]), notBefore: T0, notAfter: T0 + 1, issuedAt: T0 + 2001 };
+      assert.equal(await storage.completeIssuance(r.id, cert, 'ca'), true);
+      assert.equal(await storage.completeIssuance(r.id, cert, 'ca'), false, 'a second completion changes nothing');
+      assert.equal((await storage.getRequest(r.id))?.state, 'issued');
+      assert.equal((await storage.queryAudit({ action: 'request.issued' })).length, 1);
+      assert.deepEqual(await storage.allSerials(), [won[0]!.serial]);
+    });
+
+    test('a serial is reserved once', async () => {
+      const { storage } = await setup();
+      const c = { serial: newSerial(), subject: 'CN=x', der: Buffer.from([1]), notBefore: T0, notAfter: T0 + 1, issuedAt: T0 };
+      await storage.recordCertificate(c, 'tls', 'test');
+      await assert.rejects(storage.recordCertificate(c, 'tls', 'test'), { code: 'CONFLICT' });
+    });
+
+    test('the same CSR cannot make two requests', async () => {
+      const { storage } = await setup();
+      await storage.submitRequest(newRequest({ csrHash: 'same' }), T0);
+      await assert.rejects(storage.submitRequest(newRequest({ csrHash: 'same' }), T0), { code: 'CONFLICT' });
+    });
+
+    test('a challenge answers once, for its card, before it expires', async () => {
+      const { storage } = await setup();
+      await storage.createChallenge('n1', 'card-a', T0, T0 + 100);
+      assert.equal(await storage.consumeChallenge('n1', 'card-b', T0 + 1), false);
+      assert.equal(await storage.consumeChallenge('n1', 'card-a', T0 + 1), true);
+      assert.equal(await storage.consumeChallenge('n1', 'card-a', T0 + 2), false);
+      await storage.createChallenge('n2', 'card-a', T0, T0 + 100);
+      assert.equal(await storage.consumeChallenge('n2', 'card-a', T0 + 100), false);
+    });
+
+    test('CRL numbers strictly increase, also when published concurrently', async () => {
+      const { storage } = await setup();
+      const numbers = await Promise.all(Array.from({ length: 8 }, () => storage.publishCrl(T0, async (n) => ({ der: Buffer.from([n]), nextUpdate: T0 + 1 }))));
+      const sorted = numbers.map((n) => n.number).sort((a, b) => a - b);
+      assert.deepEqual(sorted, [1, 2, 3, 4, 5, 6, 7, 8]);
+      assert.equal((await storage.latestCrl())?.number, 8);
+    });
+
+    test('revocation needs an issued certificate and is audited with its serial', async () => {
+      const { storage } = await setup();
+      const r = await storage.submitRequest(newRequest({ state: 'approved', decidedBy: 'policy' }), T0);
+      assert.equal(await storage.revoke(r.id, 1, 'op', T0), undefined);
+      const claim = (await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1 }, T0, 1000))!;
+      await storage.completeIssuance(r.id, { serial: claim.serial, requestId: r.id, subject: 'CN=a', der: Buffer.from([1]), notBefore: T0, notAfter: T0 + 1, issuedAt: T0 }, 'ca');
+      assert.equal(await storage.revoke(r.id, 1, 'op', T0 + 5), claim.serial);
+      const revoked = await storage.revokedCertificates();
+      assert.deepEqual(revoked.map((c) => [c.serial, c.revocationReason, c.revokedAt]), [[claim.serial, 1, T0 + 5]]);
+      const [entry] = await storage.queryAudit({ action: 'request.revoked' });
+      assert.deepEqual(entry?.details, { serial: claim.serial, reason: 1 });
+      assert.equal(entry?.actor, 'op');
+    });
+
+    test('audit queries filter by subject, actor and time (property)', async () => {
+      const { storage } = await setup();
+      const entries = fc.sample(fc.record({ at: fc.integer({ min: 0, max: 1000 }), actor: fc.constantFrom('a', 'b'), subject: fc.constantFrom('s1', 's2') }), 40);
+      for (const e of entries) await storage.recordAudit(T0 + e.at, e.actor, 'x.test', e.subject);
+      await fc.assert(
+        fc.asyncProperty(fc.constantFrom('a', 'b'), fc.constantFrom('s1', 's2'), fc.integer({ min: 0, max: 1000 }), async (actor, subject, since) => {
+          const got = await storage.queryAudit({ actor, subject, since: T0 + since, action: 'x.test' });
+          const want = entries.filter((e) => e.actor === actor && e.subject === subject && e.at >= since);
+          assert.equal(got.length, want.length);
+          assert.ok(got.every((g) => g.actor === actor && g.subject === subject && g.at >= T0 + since));
+        }),
+        { numRuns: 25 },
+      );
+    });
+  });
+}
