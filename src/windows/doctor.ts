@@ -5,11 +5,12 @@
  * cardlink command that fixes it. Where the store is reachable the acquisition is also tried, and
  * what it actually returned is reported next to the expectation.
  */
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { equalBytes, hex } from '../bytes.js';
 import type { ContainerInfo, MinidriverCard } from '../card/index.js';
 import { FIRST_KEY_REF } from '../gids/protocol/constants.js';
 import { ACQUIRE, AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, hresultHex, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE, type HresultName } from './constants.js';
+import { readCardFresh } from './card-view.js';
 import { WinError } from './errors.js';
 import { bareContainerName } from './link.js';
 import type { WindowsMachine } from './model/machine.js';
@@ -57,14 +58,10 @@ function err(name: HresultName): DoctorFinding['error'] {
   return { name, value: hresultHex(HRESULT[name]) };
 }
 
-function thumbprintOf(der: Uint8Array): string {
-  return hex(createHash('sha1').update(der).digest());
-}
-
 export async function diagnose(card: MinidriverCard, host: CertStoreHost, options: DoctorOptions): Promise<DoctorReport> {
   const { target } = options;
-  const { cardId, cardcf } = await card.refresh();
-  const containers = await card.containers();
+  const { cardId, containers } = await readCardFresh(card);
+  const cardcf = await card.cardcf();
   const byName = new Map(containers.map((c) => [c.name, c]));
   const findings: DoctorFinding[] = [];
   const certificates: DoctorReport['certificates'] = [];
@@ -75,9 +72,8 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
   const my = await host.openCurrentUserMy();
   try {
     for (const c of containers) {
-      const der = await card.readCertificate(c.index);
-      if (!der) continue;
-      const thumbprint = thumbprintOf(der);
+      const { der, thumbprint } = c;
+      if (!der || !thumbprint) continue;
       const cert = new X509Certificate(der);
       const certKey = new Uint8Array(cert.publicKey.export({ type: 'spki', format: 'der' }));
       const at = { container: c.name, thumbprint };

@@ -10,6 +10,7 @@ import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
 import { hex } from '../bytes.js';
 import type { ContainerInfo, MinidriverCard } from '../card/index.js';
 import { ACQUIRE, ADD, AT_KEYEXCHANGE, AT_SIGNATURE, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from './constants.js';
+import { readCardFresh } from './card-view.js';
 import { WinError } from './errors.js';
 import type { CertContext, CertStore, CertStoreHost, KeyProvInfo } from './store.js';
 
@@ -131,17 +132,15 @@ async function linkOne(host: CertStoreHost, my: CertStore, c: ContainerInfo, der
 }
 
 export async function linkCard(card: MinidriverCard, host: CertStoreHost, options: LinkOptions = {}): Promise<LinkReport> {
-  const { cardId } = await card.refresh();
-  const containers = await card.containers();
+  const { cardId, containers } = await readCardFresh(card);
   const onCard = new Map<string, string | undefined>();
   const my = await host.openCurrentUserMy();
   const linked: LinkedCertificate[] = [];
   const removed: LinkReport['removed'] = [];
   try {
     for (const c of containers) {
-      const der = await card.readCertificate(c.index);
-      onCard.set(c.name, der ? hex(createHash('sha1').update(der).digest()) : undefined);
-      if (der) linked.push(await linkOne(host, my, c, der, options));
+      onCard.set(c.name, c.thumbprint);
+      if (c.der) linked.push(await linkOne(host, my, c, c.der, options));
     }
     // An entry is this card's when it names one of this card's containers through a smart card
     // provider; it is stale when that container now holds another certificate or none.

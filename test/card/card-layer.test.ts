@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
-import { MemoryCardCache, MinidriverCard, PinError } from '../../src/card/index.js';
+import { MemoryCardCache, MinidriverCard, type PinError } from '../../src/card/index.js';
 import { openCardImage } from '../../src/gids/card/index.js';
 import { DO, EF } from '../../src/gids/protocol/constants.js';
 import { MemoryTransport } from '../../src/transport/memory.js';

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { DiskCardCache, MemoryCardCache, MinidriverCard, keyIdOf, type FindingCode } from '../../src/card/index.js';
 import { parseCmapfile, serializeCmapfile, encodeCertificateFile } from '../../src/minidriver/index.js';
+import { GidsCard, type CardImageData } from '../../src/gids/card/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
 import { TEST_ADMIN_KEY, TEST_PIN, initialisedCard, reopen, tempDir } from '../helpers/card.js';
@@ -94,7 +95,7 @@ test('install moves cardcf files (not containers), keeps one default, replace an
 // ---- a pulled card at every APDU ------------------------------------------------------------
 
 interface Base {
-  image: ReturnType<import('../../src/gids/card/index.js').GidsCard['toImage']>;
+  image: CardImageData;
   kxKey: string;
   kxCert: Uint8Array;
   sigCertDer: Uint8Array;
@@ -126,7 +127,7 @@ const OPS: Record<string, { prepare?: Op; run: Op }> = {
   gen: { run: (c) => c.createContainer('new-one', { keySpec: 'kx', bits: 1024 }) },
 };
 
-async function session(emulator: import('../../src/gids/card/index.js').GidsCard, cache: MemoryCardCache) {
+async function session(emulator: GidsCard, cache: MemoryCardCache) {
   emulator.reset();
   const transport = new RecordingTransport(new MemoryTransport(emulator));
   const card = await MinidriverCard.open(transport, { cache });
@@ -137,7 +138,6 @@ async function session(emulator: import('../../src/gids/card/index.js').GidsCard
 
 for (const [name, op] of Object.entries(OPS)) {
   test(`pulled card at every APDU of ${name}: check --repair gives a clean card, nothing else lost, the operation then succeeds`, async () => {
-    const { GidsCard } = await import('../../src/gids/card/index.js');
     const base = await baseCard();
     let prepared = base.image;
     if (op.prepare) {

@@ -76,8 +76,7 @@ export function verifyApdu(pin: string): string {
 export const SELECT_GIDS = '00A4040009A0000003974254465900';
 
 /** gids-tool --initialize (shared/notes/gids-protocol.md §8): six BER-TLV EFs, B080, file table, cardid. */
-export function initializedCard(options: { pin?: string; adminKey?: Uint8Array; capacityBytes?: number } = {}): GidsCard {
-  const card = GidsCard.blank(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes });
+export function initialize(card: GidsCard, options: { pin?: string; adminKey?: Uint8Array } = {}): void {
   const pin = options.pin ?? PIN;
   const admin = options.adminKey ?? ADMIN_KEY;
   expectSw(card, SELECT_GIDS, 0x9000);
@@ -97,6 +96,11 @@ export function initializedCard(options: { pin?: string; adminKey?: Uint8Array; 
   expectSw(card, `00DBA01213DF2010${hex(CARD_ID)}`, 0x9000);
   expectSw(card, '00A4000C023FFF', 0x9000);
   expectSw(card, '00440000', 0x9000);
+}
+
+export function initializedCard(options: { pin?: string; adminKey?: Uint8Array; capacityBytes?: number } = {}): GidsCard {
+  const card = GidsCard.blank(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes });
+  initialize(card, options);
   return card;
 }
 

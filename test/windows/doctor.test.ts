@@ -1,0 +1,168 @@
+// Every `doctor` finding, triggered: each test sets up one fault on a model machine and checks the
+// finding, the error it names, what acquisition actually returned, and the fix command.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { installCertificate } from '../../src/card/install.js';
+import { ADD, AT_SIGNATURE, MS_SCARD_PROV, PROV_TYPE } from '../../src/windows/constants.js';
+import { diagnose, type DoctorCode, type DoctorReport } from '../../src/windows/doctor.js';
+import { linkCard } from '../../src/windows/link.js';
+import { seedLoad } from '../fixtures/seed-loader.js';
+import { TEST_PIN } from '../helpers/card.js';
+import { issueOurs } from '../helpers/certs.js';
+import { bench, CONTAINER, type Bench } from './fixtures/machine.js';
+
+const TARGET = '--image card.img --store model:/tmp/m';
+
+describe('doctor', () => {
+  const benches: Bench[] = [];
+  after(() => benches.forEach((b) => b.cleanup()));
+
+  /** A card with a certificate installed properly; `fault` breaks one thing; then doctor runs. */
+  async function scenario(fault: (b: Bench, der: Uint8Array) => Promise<void>, options: { link?: boolean } = {}): Promise<DoctorReport> {
+    const b = await bench({ bits: 1024 });
+    benches.push(b);
+    const der = await issueOurs(b.publicKey, 0, 'CN=Doctor Patient');
+    await installCertificate(b.admin.card, der);
+    if (options.link !== false) await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host);
+    await fault(b, der);
+    return diagnose(b.windowsCard, b.machine.startProcess().host, { target: TARGET, machine: b.machine });
+  }
+
+  function only(report: DoctorReport, code: DoctorCode) {
+    assert.deepEqual(report.findings.map((f) => f.code), [code], JSON.stringify(report.findings, null, 2));
+    return report.findings[0]!;
+  }
+
+  async function setEntryInfo(b: Bench, der: Uint8Array, info: Parameters<Bench['machine']['startProcess']>[0] extends never ? never : object | null): Promise<void> {
+    const host = b.machine.startProcess().host;
+    const my = await host.openCurrentUserMy();
+    const ctx = (await my.find((await host.createContext(der)).thumbprint))!;
+    await host.setKeyProvInfo(ctx, info as never);
+  }
+
+  it('a linked card is clean', async () => {
+    const report = await scenario(async () => {});
+    assert.deepEqual(report.findings, []);
+    assert.equal(report.certificates.length, 1);
+    assert.equal(report.certificates[0]!.linked, true);
+  });
+
+  it('NO_STORE_ENTRY: the certificate is not in CurrentUser\\My', async () => {
+    const f = only(await scenario(async () => {}, { link: false }), 'NO_STORE_ENTRY');
+    assert.deepEqual(f.error, { name: 'CRYPT_E_NO_KEY_PROPERTY', value: '0x8009200B' });
+    assert.equal(f.fix, `cardlink link ${TARGET}`);
+    assert.equal(f.container, CONTAINER);
+  });
+
+  it('NO_KEY_PROV_INFO: an entry without the link property (the seed without CryptAcquireCertificatePrivateKey)', async () => {
+    const f = only(await scenario(async (b, der) => setEntryInfo(b, der, null)), 'NO_KEY_PROV_INFO');
+    assert.equal(f.error.name, 'CRYPT_E_NO_KEY_PROPERTY');
+    assert.deepEqual(f.observed, { name: 'CRYPT_E_NO_KEY_PROPERTY', value: '0x8009200B' });
+    assert.equal(f.fix, `cardlink link ${TARGET}`);
+  });
+
+  it('WRONG_PROVIDER: a software CSP, the wrong provider type, or the wrong key spec', async () => {
+    const base = { containerName: CONTAINER, providerName: MS_SCARD_PROV, providerType: PROV_TYPE.RSA_FULL, flags: 0, params: [], keySpec: AT_SIGNATURE };
+    const soft = only(await scenario(async (b, der) => setEntryInfo(b, der, { ...base, providerName: 'Microsoft Enhanced Cryptographic Provider v1.0' })), 'WRONG_PROVIDER');
+    assert.equal(soft.error.name, 'NTE_KEYSET_NOT_DEF');
+    assert.equal(soft.observed?.name, 'NTE_KEYSET_NOT_DEF');
+    const type = only(await scenario(async (b, der) => setEntryInfo(b, der, { ...base, providerType: PROV_TYPE.RSA_AES })), 'WRONG_PROVIDER');
+    assert.equal(type.observed?.name, 'NTE_PROV_TYPE_NO_MATCH');
+    const spec = only(await scenario(async (b, der) => setEntryInfo(b, der, { ...base, keySpec: 1 })), 'WRONG_PROVIDER');
+    assert.equal(spec.error.name, 'NTE_NO_KEY');
+    assert.equal(spec.observed?.name, 'NTE_NO_KEY');
+  });
+
+  it("WRONG_CONTAINER: the entry names another of the card's containers", async () => {
+    const f = only(
+      await scenario(async (b, der) => {
+        await b.admin.card.createContainer('second-container', { keySpec: 'sig', bits: 1024 });
+        await setEntryInfo(b, der, { containerName: 'second-container', providerName: MS_SCARD_PROV, providerType: 1, flags: 0, params: [], keySpec: AT_SIGNATURE });
+      }),
+      'WRONG_CONTAINER',
+    );
+    assert.equal(f.error.name, 'NTE_BAD_PUBLIC_KEY');
+    assert.deepEqual(f.observed, { name: 'NTE_BAD_PUBLIC_KEY', value: '0x80090015' });
+  });
+
+  it('CONTAINER_MISSING: the entry names a container the card does not have', async () => {
+    const f = only(
+      await scenario(async (b, der) => setEntryInfo(b, der, { containerName: '\\\\.\\Virtual Smart Card Reader 0\\gone', providerName: MS_SCARD_PROV, providerType: 1, flags: 0, params: [], keySpec: AT_SIGNATURE })),
+      'CONTAINER_MISSING',
+    );
+    assert.equal(f.error.name, 'NTE_BAD_KEYSET');
+    assert.equal(f.observed?.name, 'NTE_BAD_KEYSET');
+  });
+
+  it("PUBLIC_KEY_MISMATCH: the card holds a certificate for another key in the container", async () => {
+    const report = await scenario(async (b) => {
+      const stranger = await b.admin.card.createContainer('stranger', { keySpec: 'sig', bits: 1024 });
+      await installCertificate(b.admin.card, await issueOurs(stranger.publicKey, 0, 'CN=Stranger'));
+      await b.admin.card.removeCertificate('stranger');
+      // The seed's loader writes by container name and checks nothing.
+      await seedLoad(b.admin.card.session, CONTAINER, await issueOurs(stranger.publicKey, 0, 'CN=Misplaced'));
+      await b.admin.card.bump({ files: true });
+    });
+    const f = report.findings.find((x) => x.code === 'PUBLIC_KEY_MISMATCH');
+    assert.ok(f, JSON.stringify(report.findings));
+    assert.equal(f.error.name, 'NTE_BAD_PUBLIC_KEY');
+    assert.match(f.fix, /cardlink card rm-cert .* --container lr-e46f1586/);
+  });
+
+  it("STALE_CACHE: the certificate changed without moving cardcf and Windows' cache holds the old one", async () => {
+    const report = await scenario(async (b) => {
+      await b.machine.startProcess().csp.userCertificates(true); // the cache learns the current file
+      await seedLoad(b.admin.card.session, CONTAINER, await issueOurs(b.publicKey, 0, 'CN=Renewed The Seed Way'));
+    });
+    const stale = report.findings.filter((f) => f.code === 'STALE_CACHE');
+    assert.ok(stale.some((f) => /mscp\/ksc00/.test(f.message)), JSON.stringify(report.findings));
+    assert.equal(stale[0]!.error.name, 'CRYPT_E_NO_KEY_PROPERTY');
+    assert.equal(stale[0]!.fix, 'cardlink card check --repair --image card.img');
+    // The renewed certificate is not linked yet either.
+    assert.ok(report.findings.some((f) => f.code === 'NO_STORE_ENTRY'));
+  });
+
+  it('PROPAGATION_NOT_RUNNING: Certificate Propagation is stopped', async () => {
+    const f = only(
+      await scenario(async (b) => {
+        b.machine.certprop.running = false;
+      }),
+      'PROPAGATION_NOT_RUNNING',
+    );
+    assert.equal(f.error.name, 'CRYPT_E_NO_KEY_PROPERTY');
+    assert.match(f.fix, /^cardlink link /);
+  });
+
+  it('CAPI_CNG_MISMATCH: an RSA certificate linked to the CNG KSP fails CryptoAPI-only callers', async () => {
+    const f = only(
+      await scenario(async (b) => {
+        await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host, { provider: 'ksp' });
+      }),
+      'CAPI_CNG_MISMATCH',
+    );
+    assert.equal(f.error.name, 'NTE_BAD_PROV_TYPE');
+    assert.deepEqual(f.observed, { name: 'NTE_BAD_PROV_TYPE', value: '0x80090014' });
+    assert.equal(f.fix, `cardlink link ${TARGET} --csp`);
+  });
+
+  it('PIN_BLOCKED: the card PIN is blocked', async () => {
+    const f = only(
+      await scenario(async (b) => {
+        const { tryLimit } = await b.admin.card.pinStatus();
+        for (let i = 0; i < tryLimit; i++) await b.admin.card.verifyPin('000000').catch(() => undefined);
+      }),
+      'PIN_BLOCKED',
+    );
+    assert.equal(f.error.name, 'SCARD_W_CHV_BLOCKED');
+    assert.match(f.fix, /cardlink card pin unblock/);
+  });
+
+  it('a second certificate added the seed way shows up as unlinked next to a linked one', async () => {
+    const report = await scenario(async (b) => {
+      const host = b.machine.startProcess().host;
+      const my = await host.openCurrentUserMy();
+      await my.addEncoded(await issueOurs(b.publicKey, 0, 'CN=Unrelated'), ADD.NEW);
+    });
+    assert.deepEqual(report.findings, [], 'an unrelated store entry is not a finding');
+  });
+});
