@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { constants, createPublicKey, publicDecrypt } from 'node:crypto';
+import { constants, createPublicKey, publicDecrypt, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { containsBytes, fromHex, hex } from '../../src/bytes.js';
-import { CardImageError, GidsCard, loadSealKey, openCardImage, SEAL_KEY_FILE } from '../../src/gids/card/index.js';
+import { CardImageError, loadSealKey, openCardImage, SEAL_KEY_FILE, type GidsCard } from '../../src/gids/card/index.js';
 import { parseTlvs } from '../../src/gids/protocol/tlv.js';
 import { ADMIN_KEY, CARD_ID, createKeyFile, expectSw, generateKey, initialize, PIN, SELECT_GIDS, send, verifyApdu } from './helpers.js';
 
@@ -18,7 +18,7 @@ function imagePath(name: string): string {
 
 const DIGEST_INFO = fromHex('3031300D060960864801650304020105000420' + '5A'.repeat(32));
 
-function publicKeyOf(tlv: Uint8Array): import('node:crypto').KeyObject {
+function publicKeyOf(tlv: Uint8Array): KeyObject {
   const [outer] = parseTlvs(tlv);
   const [n, e] = parseTlvs(outer!.value);
   return createPublicKey({

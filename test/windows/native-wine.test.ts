@@ -3,7 +3,7 @@
 // .cache/wine), bundles the suite, runs it once in node.exe, and turns each case's TAP line into a
 // test here. Set CARDLINK_SKIP_WINE=1 to skip it on a machine that cannot install Wine.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -30,6 +30,10 @@ describe('native CertStoreHost under Wine (node.exe + koffi + Wine crypt32)', { 
     rmSync(certDir, { recursive: true, force: true });
     mkdirSync(certDir);
     for (let i = 0; i < 7; i++) writeFileSync(join(certDir, `${i}.der`), (await makeCertificate(`${CONTRACT_MARKER} wine ${i}`)).der);
+    const key = join(w.runDir, 'signer.key');
+    const crt = join(w.runDir, 'signer.crt');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-subj', `/CN=${CONTRACT_MARKER} pfx`, '-days', '2'], { stdio: 'ignore' });
+    execFileSync('openssl', ['pkcs12', '-export', '-in', crt, '-inkey', key, '-out', join(w.runDir, 'signer.pfx'), '-passout', 'pass:cardlink'], { stdio: 'ignore' });
     await bundle(w, 'test/windows/fixtures/contract-native-entry.ts', 'contract.mjs');
     await bundle(w, 'test/windows/fixtures/read-store.ts', 'read-store.mjs');
     // Entries left by an interrupted earlier run live in the cached prefix's registry.
@@ -53,6 +57,10 @@ describe('native CertStoreHost under Wine (node.exe + koffi + Wine crypt32)', { 
     for (const name of ['CRYPT_KEY_PROV_INFO', 'CRYPT_KEY_PROV_PARAM', 'CRYPT_DATA_BLOB', 'CERT_CONTEXT']) {
       assert.equal(results.get(`${name} matches the x64 layout`), true, excerpt(run.log, name));
     }
+  });
+
+  it('the native binding acquires a key and signs through CryptoAPI (software key under Wine)', () => {
+    assert.equal(results.get('signs through the acquired handle and the signature verifies with the certificate'), true, excerpt(run.log, 'signs through the acquired handle'));
   });
 
   for (const name of CONTRACT_CASES) {

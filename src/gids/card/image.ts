@@ -8,7 +8,7 @@ import { createCipheriv, createDecipheriv, createHash, createPrivateKey, randomB
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { encodeTlv, findTlv, parseTlvs } from '../protocol/tlv.js';
+import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
 import { GidsCard, type GidsCardOptions } from './card.js';
 import { CardImageError } from './errors.js';
 import { CARD_IMAGE_VERSION, type CardImageData, type FileImage, type KeyImage } from './model.js';
@@ -212,10 +212,8 @@ export function encodeCardImage(d: CardImageData, sealKey: Uint8Array): Uint8Arr
   return new Uint8Array(Buffer.from(JSON.stringify({ ...pub, sealed }, null, 2) + '\n', 'utf8'));
 }
 
-class Malformed extends Error {}
-
 function malformed(reason: string): never {
-  throw new Malformed(reason);
+  throw new CardImageError('IMAGE_CORRUPT', `card image is not valid: ${reason}`);
 }
 
 function field<T>(obj: unknown, name: string, check: (v: unknown) => v is T): T {
@@ -281,15 +279,23 @@ interface Secrets {
   keys: Map<number, KeyImage>;
 }
 
+function parseSealed(bytes: Uint8Array): Tlv[] {
+  try {
+    return parseTlvs(bytes);
+  } catch {
+    malformed('the sealed part is not well formed');
+  }
+}
+
 function readSecrets(plain: Buffer): Secrets {
   const secrets: Secrets = { pin: null, keys: new Map() };
-  for (const t of parseTlvs(plain)) {
+  for (const t of parseSealed(plain)) {
     if (t.tag === SECRET.PIN) {
       secrets.pin = new Uint8Array(t.value); // a copy: Buffer#slice would be a view of `plain`, wiped below
       continue;
     }
     if (t.tag !== SECRET.KEY) malformed('unknown sealed element');
-    const inner = parseTlvs(t.value);
+    const inner = parseSealed(t.value);
     const fid = findTlv(inner, SECRET.FID)?.value;
     if (fid?.length !== 2) malformed('sealed key without its file id');
     const rsa = findTlv(inner, SECRET.RSA_PKCS8)?.value;
@@ -298,7 +304,8 @@ function readSecrets(plain: Buffer): Secrets {
     if (rsa !== undefined) {
       let privateKey: KeyObject;
       try {
-        privateKey = createPrivateKey({ key: Buffer.from(rsa), format: 'der', type: 'pkcs8' });
+        // A view, not a copy: the caller wipes the plaintext these bytes live in.
+        privateKey = createPrivateKey({ key: Buffer.from(rsa.buffer, rsa.byteOffset, rsa.byteLength), format: 'der', type: 'pkcs8' });
       } catch {
         malformed('sealed private key does not parse');
       }
@@ -344,7 +351,7 @@ export function decodeCardImage(bytes: Uint8Array, sealKey: Uint8Array): CardIma
       return key === undefined ? f : { ...f, key };
     });
     if (secrets.keys.size !== files.filter((f) => f.key !== undefined).length) malformed('sealed keys without a file');
-    const data: CardImageData = {
+    return {
       version: CARD_IMAGE_VERSION,
       capacityBytes: view.capacityBytes,
       lifeCycle: view.lifeCycle,
@@ -352,10 +359,6 @@ export function decodeCardImage(bytes: Uint8Array, sealKey: Uint8Array): CardIma
       pinTriesRemaining: view.pinTriesRemaining,
       files,
     };
-    return data;
-  } catch (e) {
-    if (e instanceof Malformed) throw new CardImageError('IMAGE_CORRUPT', `card image is not valid: ${e.message}`);
-    throw e;
   } finally {
     plain?.fill(0);
   }

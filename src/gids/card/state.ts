@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { SW } from '../../apdu/status.js';
 import { CardlinkError } from '../../errors.js';
 import { PIN_TRY_LIMIT } from '../protocol/constants.js';
-import { conditionFor, conditionMet, type SecurityStatus } from './acl.js';
+import { conditionFor, conditionMet, OP, type SecurityStatus } from './acl.js';
 import { APPLICATION_FCP, CARD_SW, MAX_FILES } from './constants.js';
 import { findSimpleTlv, parseSimpleTlvs, readDoHeader } from './tlv.js';
 
@@ -103,8 +103,19 @@ export class CardStatus extends CardlinkError {
   }
 }
 
+const statuses = new Map<number, CardStatus>();
+
+/**
+ * Ends the command with `sw`. Status words are values, not faults: one instance per SW is reused,
+ * which spares a stack capture on every refused command (the fuzzer sends millions).
+ */
 export function fail(sw: number): never {
-  throw new CardStatus(sw);
+  let status = statuses.get(sw);
+  if (status === undefined) {
+    status = new CardStatus(sw);
+    statuses.set(sw, status);
+  }
+  throw status;
 }
 
 /** Saving the image failed; the command is undone and answered 6581. */
@@ -230,7 +241,7 @@ export class CardContext {
 
   /** Access check on an EF: a new EF accepts only ACTIVATE (6985), then its 8C rule applies. */
   checkEf(f: EfRecord, op: number): void {
-    if (!f.activated && op !== 0x10) fail(SW.CONDITIONS_NOT_SATISFIED);
+    if (!f.activated && op !== OP.EF_ACTIVATE) fail(SW.CONDITIONS_NOT_SATISFIED);
     const acl = fcpInfo(f.fcp).acl;
     if (acl === undefined) return;
     const sc = conditionFor(acl, op);

@@ -16,7 +16,7 @@ import { equalBytes } from '../../bytes.js';
 import type { MinidriverCard } from '../../card/index.js';
 import { ADD } from '../constants.js';
 import { WinError } from '../errors.js';
-import type { Scheduler } from './clock.js';
+import type { Scheduled, Scheduler } from './clock.js';
 import { SmartCardProvider, type CardReader, type CardCertificate } from './smartcard.js';
 import type { ModelCertStoreHost } from './store.js';
 
@@ -42,7 +42,7 @@ export class CertificatePropagation {
   userLoggedOn: boolean;
   delayMs: number | (() => number);
   readonly runs: PropagationRun[] = [];
-  private pendingCount = 0;
+  private readonly scheduled = new Set<Scheduled>();
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -57,22 +57,25 @@ export class CertificatePropagation {
     this.delayMs = options.delayMs ?? 5000;
   }
 
-  /** Propagation runs scheduled and not finished yet. */
+  /** Propagation runs scheduled and not started yet. */
   get pending(): number {
-    return this.pendingCount;
+    return this.scheduled.size;
   }
 
   onInsert(card: MinidriverCard): void {
     if (!this.running || !this.userLoggedOn) return;
     const delay = typeof this.delayMs === 'function' ? this.delayMs() : this.delayMs;
-    this.pendingCount++;
-    this.scheduler.schedule(delay, async () => {
-      try {
-        await this.propagate(card);
-      } finally {
-        this.pendingCount--;
-      }
+    const handle = this.scheduler.schedule(delay, async () => {
+      this.scheduled.delete(handle);
+      await this.propagate(card);
     });
+    this.scheduled.add(handle);
+  }
+
+  /** Drops runs that have not started (the machine shuts down). */
+  cancelPending(): void {
+    for (const h of this.scheduled) h.cancel();
+    this.scheduled.clear();
   }
 
   private async propagate(card: MinidriverCard): Promise<void> {

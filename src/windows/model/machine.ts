@@ -107,6 +107,7 @@ export class WindowsMachine {
 
   /** Shuts the machine down: the Smart Card service writes its cache to the registry. */
   shutdown(): void {
+    this.certprop.cancelPending();
     for (const p of [...this.processes]) p.exit();
     this.scardsvr.stop();
   }
