@@ -402,7 +402,13 @@ export class MinidriverCard {
 
   remember(name: string, kind: Freshness, value: Uint8Array): void {
     if (!this.id || !this.cf) return;
-    this.cache.put(this.id, name, freshnessValue(this.cf, kind), value);
+    const freshness = freshnessValue(this.cf, kind);
+    // Other content under the same counter means someone changed the card without moving
+    // cardcf. Keep the first item: it is what every cache keyed like ours (Windows' included)
+    // still serves, and the evidence `check` needs to report the stale risk.
+    const known = this.cache.get(this.id, name, freshness);
+    if (known && !equalBytes(known, value)) return;
+    this.cache.put(this.id, name, freshness, value);
   }
 
   private async createKeyFileReplacingLeftover(keyRef: number, algId: number, keySpec: KeySpec): Promise<void> {

@@ -7,6 +7,13 @@ import { openCardImage } from '../gids/card/index.js';
 import { LocalCa } from '../pki/local-ca.js';
 import { MemoryTransport } from '../transport/memory.js';
 import { RecordingTransport } from '../transport/recorder.js';
+import { AT_SIGNATURE } from '../windows/constants.js';
+import { diagnose } from '../windows/doctor.js';
+import { WinError } from '../windows/errors.js';
+import { linkCard } from '../windows/link.js';
+import { ManualScheduler } from '../windows/model/clock.js';
+import { WindowsMachine } from '../windows/model/machine.js';
+import { addCardCertToStore } from '../windows/model/seed-tool.js';
 import { x509 } from '../x509.js';
 import { seedLoad } from './seed-loader.js';
 
@@ -38,7 +45,12 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
   const pin = (100000 + (randomBytes(4).readUInt32BE(0) % 900000)).toString();
   const adminKey = randomBytes(24);
   const cache = new MemoryCardCache(); // the workstation's card cache
-  const transport = new RecordingTransport(new MemoryTransport(openCardImage(image, { create: true }), image));
+  const emulator = openCardImage(image, { create: true });
+  const transport = new RecordingTransport(new MemoryTransport(emulator, image));
+  // The Windows side: a model machine (registry, Smart Card service, Certificate Propagation) with
+  // the same card in its reader, through its own session.
+  const scheduler = new ManualScheduler();
+  const machine = new WindowsMachine({ dir: join(dir, 'windows'), scheduler, propagation: { delayMs: 30_000 } });
   try {
     const card = await MinidriverCard.initialize(transport, { pin, adminKey, cache });
     const { cardId } = await card.refresh();
@@ -77,20 +89,55 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     const clean = await card.check();
     say('check', reportLine(clean), { findings: clean.findings });
 
+    // The Windows machine: the card goes into its reader; link puts the certificate into
+    // CurrentUser\My with its key provider info and proves it.
+    const windowsCard = await MinidriverCard.open(new MemoryTransport(emulator, 'reader'), { cache });
+    machine.insert(windowsCard);
+    const user = machine.startProcess(() => pin);
+    const linked = await linkCard(windowsCard, user.host);
+    for (const l of linked.linked) {
+      say('link', `${l.action} ${l.thumbprint.slice(0, 16)}… in CurrentUser\\My → '${l.container}' via ${l.keyProvInfo.providerName}, key spec ${l.keyProvInfo.keySpec}; private key acquired (${l.proof.api}), a random challenge signed on the card, signature verified`, {
+        container: l.container,
+        thumbprint: l.thumbprint,
+        keyProvInfo: l.keyProvInfo,
+        proof: l.proof,
+      });
+    }
+
+    // Side by side, the seed's way: its loader writes the file and leaves cardcf alone, then its
+    // addCardCertToStore tries to prove the private key from a bare certificate context.
     const otherCert = await ca.issue(other.publicKey, { subject: 'CN=Demo User (seed way), O=cardlink demo' });
     const file = await seedLoad(card.session, SEED_WAY_CONTAINER, new Uint8Array(otherCert.rawData));
     say('seed way', `the seed's loader wrote ${file} for '${SEED_WAY_CONTAINER}' and left cardcf alone`, { file });
+    try {
+      await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
+      say('seed tool', 'addCardCertToStore succeeded (propagation had already run)', {});
+    } catch (err) {
+      if (!(err instanceof WinError)) throw err;
+      say('seed tool', `addCardCertToStore: CryptAcquireCertificatePrivateKey failed with ${err.hresultName} 0x${(err.hresult >>> 0).toString(16).toUpperCase()}`, { hresult: err.hresult, name: err.hresultName });
+    }
+    const doctor = await diagnose(windowsCard, user.host, { target: `--image ${image} --store model:${join(dir, 'windows')}`, machine });
+    for (const f of doctor.findings) {
+      say('doctor', `${f.code}: ${f.message} → causes ${f.error.name} ${f.error.value}; fix: ${f.fix}`, { ...f });
+    }
     const stale = await card.check();
     say('check', reportLine(stale), { findings: stale.findings });
+
+    // The fix, cardlink's way: repair the card (moves cardcf), link, and the seed's own tool works.
     const repaired = await card.repair();
     const after = await card.check();
     say('repair', `${repaired.findings.filter((f) => f.fixed).map((f) => f.code).join(', ')} fixed; check now: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}`, {
       fixed: repaired.findings.filter((f) => f.fixed).map((f) => f.code),
       remaining: after.findings,
     });
+    const relinked = await linkCard(windowsCard, user.host);
+    say('link', relinked.linked.map((l) => `${l.action} '${l.container}' (proof verified)`).join('; '), { linked: relinked.linked.map((l) => ({ container: l.container, action: l.action })) });
+    const retry = await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
+    say('seed tool', `addCardCertToStore now succeeds at the first try (${retry.thumbprint.slice(0, 16)}…)`, { thumbprint: retry.thumbprint });
     return steps;
   } finally {
     adminKey.fill(0);
+    machine.shutdown();
     await transport.close();
   }
 }

@@ -5,7 +5,7 @@
  * cardlink command that fixes it. Where the store is reachable the acquisition is also tried, and
  * what it actually returned is reported next to the expectation.
  */
-import { X509Certificate } from 'node:crypto';
+import { parseCertificate, type ParsedCertificate } from '../card/index.js';
 import { equalBytes, hex } from '../bytes.js';
 import type { ContainerInfo, MinidriverCard } from '../card/index.js';
 import { FIRST_KEY_REF } from '../gids/protocol/constants.js';
@@ -74,7 +74,7 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
     for (const c of containers) {
       const { der, thumbprint } = c;
       if (!der || !thumbprint) continue;
-      const cert = new X509Certificate(der);
+      const cert = parseCertificate(der);
       const certKey = new Uint8Array(cert.publicKey.export({ type: 'spki', format: 'der' }));
       const at = { container: c.name, thumbprint };
       if (!equalBytes(certKey, await keyOf(c))) {
@@ -119,7 +119,8 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
   const repair = `cardlink card check --repair ${target.replace(/\s*--store \S+/, '')}`;
   const stale = (await card.check()).findings.filter((f) => f.code === 'STALE_FILES_COUNTER' || f.code === 'STALE_CONTAINERS_COUNTER');
   for (const f of stale) {
-    findings.push({ code: 'STALE_CACHE', message: `${f.message}: Windows' smart card cache cannot tell that the card changed`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: repair });
+    const counter = f.code === 'STALE_FILES_COUNTER' ? 'files' : 'containers';
+    findings.push({ code: 'STALE_CACHE', message: `the card changed while its cardcf ${counter} counter did not move (card check: ${f.code}): Windows' smart card cache cannot tell`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: repair });
   }
 
   const machine = options.machine;
@@ -167,7 +168,7 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
 }
 
 /** What is wrong with a store entry's provider info for certificate `cert` in container `c`. */
-function entryFinding(info: KeyProvInfo | undefined, c: ContainerInfo, byName: Map<string, ContainerInfo>, cert: X509Certificate, target: string): Omit<DoctorFinding, 'container' | 'thumbprint'> | undefined {
+function entryFinding(info: KeyProvInfo | undefined, c: ContainerInfo, byName: Map<string, ContainerInfo>, cert: ParsedCertificate, target: string): Omit<DoctorFinding, 'container' | 'thumbprint'> | undefined {
   const link = `cardlink link ${target}`;
   if (!info) return { code: 'NO_KEY_PROV_INFO', message: `the store entry for ${cert.subject} has no CERT_KEY_PROV_INFO_PROP_ID: nothing links it to the card`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link };
   const rsa = cert.publicKey.asymmetricKeyType === 'rsa';

@@ -6,6 +6,7 @@
  * CryptAcquireCertificatePrivateKey(COMPARE_KEY), a signature over a random challenge made on the
  * card, verified with the certificate's public key.
  */
+import { parseCertificate } from '../card/index.js';
 import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
 import { hex } from '../bytes.js';
 import type { ContainerInfo, MinidriverCard } from '../card/index.js';
@@ -123,7 +124,7 @@ async function linkOne(host: CertStoreHost, my: CertStore, c: ContainerInfo, der
     container: c.name,
     index: c.index,
     thumbprint: stored.thumbprint,
-    subject: new X509Certificate(der).subject,
+    subject: parseCertificate(der).subject,
     keyProvInfo: info,
     action,
     proof,

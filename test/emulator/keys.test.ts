@@ -138,6 +138,10 @@ describe('signatures', () => {
     assert.equal(signPkcs1(card, DIGEST_INFO_SHA256).sw, 0x9000);
     assert.equal(signPkcs1(card, new Uint8Array(248)).sw, 0x6700, 'more than 247 bytes');
     assert.equal(sendCommand(card, command(0x00, 0x2a, 0x80, 0x86, new Uint8Array(128), 0)).sw, 0x6a81, 'a signing environment cannot decipher');
+    const piece = `2A9E9A${DIGEST_INFO_SHA256.length.toString(16)}${hex(DIGEST_INFO_SHA256)}`;
+    expectSw(card, `10${piece}`, 0x6700, 'card padding takes no chain…');
+    expectSw(card, `00${piece}`, 0x6700, '…not even its last piece');
+    assert.equal(signPkcs1(card, DIGEST_INFO_SHA256).sw, 0x9000, 'the chain is over');
     expectSw(card, '00200082', 0x9000);
     assert.equal(signPkcs1(card, DIGEST_INFO_SHA256).sw, 0x6985, 'the environment went with the login');
     expectSw(card, '002A9E9B0101', 0x6a86);
@@ -206,8 +210,14 @@ describe('key import', () => {
   });
 });
 
-test('RSA-3072 and RSA-4096: generation, public key via GET RESPONSE, signature and 4096-bit decipher', () => {
+test('RSA-3072 and RSA-4096: generation, public key via GET RESPONSE, signature and decipher; 4096-bit import', () => {
   const card = loggedIn();
+  createKeyFile(card, 0x83, ALG[4096], false);
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 4096 });
+  const apdus = importApdus(0x83, rsaPrivateKeyDer(privateKey));
+  assert.ok(apdus.length >= 10, `a ${apdus.length}-piece chain, beyond GidsApplet's 2372-byte import buffer`);
+  assert.equal(sendCommand(card, apdus).sw, 0x9000);
+  assert.equal(publicKeyObject(readPublicKey(card, 0x83)).export({ format: 'jwk' }).n, publicKey.export({ format: 'jwk' }).n);
   for (const bits of [3072, 4096] as const) {
     const ref = bits === 3072 ? 0x81 : 0x82;
     createKeyFile(card, ref, ALG[bits]);

@@ -40,6 +40,20 @@ interface Reply {
  *
  * Persistent state changes only through complete commands: if saving fails (onPersistentChange
  * throws) the command is undone and answered 6581; an internal fault is undone and answered 6F00.
+ *
+ * Deliberate differences from GidsApplet, each where GidsApplet would fault, corrupt data or keep
+ * rights longer than it should:
+ * - a status word where GidsApplet hits a Java exception (6F00): PSO or GENERAL AUTHENTICATE
+ *   without a usable key 6985, a raw RSA block of the wrong size 6700 (not below n: 6A80), a
+ *   public key read of an empty key EF 6A88, SELECT by FID with Lc ∉ {0, 2} 6700;
+ * - a chained PUT DATA stores its DO when the last byte arrives (GidsApplet stores a zero-filled
+ *   DO at the first piece and keeps it if the chain breaks); one PUT DATA is exactly one DO;
+ * - logout, a failed VERIFY and a PIN change also drop the MSE security environment;
+ * - the PIN try counter is saved before the comparison (the anti-tearing order of a real chip);
+ * - chained PSO, GENERATE and key import up to 8 KB (GidsApplet's 530/2372-byte buffers would
+ *   refuse 4096-bit imports); imported keys must be consistent (n = pq and CRT values for RSA of
+ *   1024-4096 bits, 24 bytes for 3DES);
+ * - once terminated, every command to the application answers 6285 (SELECT included).
  */
 export class GidsCard implements ApduProcessor {
   readonly atr: Uint8Array = DEFAULT_ATR.slice();

@@ -5,7 +5,7 @@
  * editing it (say, the PIN try counter) breaks the seal. Every save replaces the file atomically.
  */
 import { createCipheriv, createDecipheriv, createHash, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
@@ -23,7 +23,7 @@ const SEAL_KEY_BYTES = 32;
 const SECRET = { PIN: 0xc0, KEY: 0xe0, FID: 0x83, RSA_PKCS8: 0xc1, SYMMETRIC: 0xc2 } as const;
 
 /** $CARDLINK_HOME, by default ~/.cardlink. */
-export function cardlinkHome(env: NodeJS.ProcessEnv = process.env): string {
+function cardlinkHome(env: NodeJS.ProcessEnv = process.env): string {
   const home = env.CARDLINK_HOME;
   return home !== undefined && home !== '' ? home : join(homedir(), '.cardlink');
 }
@@ -78,7 +78,7 @@ function removeQuietly(path: string): void {
  * Replaces `path` with `bytes` atomically: temp file in the same directory, fsync, rename, fsync of
  * the directory. On failure the previous file is untouched and CardImageError IMAGE_IO is thrown.
  */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
+function writeFileAtomic(path: string, bytes: Uint8Array): void {
   let tmp: string | undefined;
   try {
     tmp = writeTemp(path, bytes);
@@ -90,17 +90,12 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
   syncDirectory(dirname(path));
 }
 
-/**
- * The 32-byte secure element key that seals card images, created (mode 0600) on first use. A key
- * file that others may read, or of the wrong size, is refused rather than trusted.
- */
-export function loadSealKey(home: string = cardlinkHome()): Uint8Array {
-  const path = join(home, SEAL_KEY_FILE);
+function createSealKey(home: string, path: string): void {
   try {
     mkdirSync(home, { recursive: true, mode: 0o700 });
     const tmp = writeTemp(path, randomBytes(SEAL_KEY_BYTES));
     try {
-      // link() fails if another process created the key first: then that key wins.
+      // link() fails if another process created the key meanwhile: then that key wins.
       linkSync(tmp, path);
     } catch (e) {
       if (errno(e) !== 'EEXIST') throw e;
@@ -110,6 +105,15 @@ export function loadSealKey(home: string = cardlinkHome()): Uint8Array {
   } catch (cause) {
     throw ioError('could not create the secure element key', path, cause);
   }
+}
+
+/**
+ * The 32-byte secure element key that seals card images, created (mode 0600) on first use. A key
+ * file that others may read, or of the wrong size, is refused rather than trusted.
+ */
+export function loadSealKey(home: string = cardlinkHome()): Uint8Array {
+  const path = join(home, SEAL_KEY_FILE);
+  if (!existsSync(path)) createSealKey(home, path);
   let key: Buffer;
   try {
     if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) {
@@ -123,7 +127,9 @@ export function loadSealKey(home: string = cardlinkHome()): Uint8Array {
   if (key.length !== SEAL_KEY_BYTES) {
     throw new CardImageError('IMAGE_SEAL', `${path} is not a ${SEAL_KEY_BYTES}-byte secure element key`, { path });
   }
-  return new Uint8Array(key);
+  const out = new Uint8Array(key);
+  key.fill(0);
+  return out;
 }
 
 const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex').toUpperCase();
