@@ -35,7 +35,6 @@ const CORPUS: Uint8Array[] = [
   fromHex('0022C1A403830180'),
   fromHex('00870000147C128110' + 'AA'.repeat(16) + '00'),
   fromHex('00870000047C02810000'),
-  fromHex('0047000008AC06800106830181'),
   fromHex('00E40000'),
   fromHex('00E60000'),
   fromHex('002C028004' + '31323334'),
