@@ -434,8 +434,19 @@ export class PcscTransport implements Transport {
     if (this.wedged) return;
     try {
       // Reset, so a verified PIN or admin authentication does not outlive the command for
-      // whichever application connects next.
-      this.card.disconnect(this.b.SCARD_RESET_CARD);
+      // whichever application connects next. Through the asynchronous reconnect: the binding's
+      // disconnect blocks the event loop, and the reset needs the card to answer, which an
+      // emulator running in this same process could then never do.
+      await withTimeout(
+        this.card.reconnect(this.shareMode(), this.b.SCARD_PROTOCOL_T0 | this.b.SCARD_PROTOCOL_T1, this.b.SCARD_RESET_CARD),
+        this.transmitTimeoutMs,
+        () => new TransportError('TIMEOUT', `reader '${this.name}' did not reset the card`),
+      );
+    } catch {
+      // Gone with the card or the service, or not answering: the disconnect below still releases it.
+    }
+    try {
+      this.card.disconnect(this.b.SCARD_LEAVE_CARD);
     } catch {
       // Already gone with the card or the service: nothing left to release.
     }

@@ -75,6 +75,14 @@ describe('data objects', () => {
     expectSw(card, '00CBA010045C02DF2400', 0x6a88, 'second empty PUT deletes');
   });
 
+  test('a DO does not share memory with the Buffer its PUT DATA came in', () => {
+    const card = loggedIn();
+    const put = Buffer.from('00DBA01005DF2502ABCD', 'hex');
+    assert.equal(send(card, put).sw, 0x9000);
+    put.fill(0xee);
+    assert.equal(hex(expectSw(card, '00CBA010045C02DF2500', 0x9000)), 'DF2502ABCD');
+  });
+
   test('5C 00 returns every DO in storage order (a length change moves a DO to the end)', () => {
     const card = loggedIn();
     const all = (): string => hex(expectSw(card, '00CBA010025C0000', 0x9000));

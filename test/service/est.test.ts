@@ -1,16 +1,22 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BACKENDS, login, makeToken, startTestService, tempDir, type TestService } from './helpers.js';
 
-/** curl as an independent EST client: returns status, headers (lower-case) and body. */
-function curl(args: string[]): { status: number; headers: Record<string, string>; body: Buffer } {
+const run = promisify(execFile);
+
+/**
+ * curl as an independent EST client: returns status, headers (lower-case) and body. Asynchronous:
+ * the service answers from this very process.
+ */
+async function curl(args: string[]): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
   const dir = tempDir('cardlink-curl-');
   const hdr = join(dir, 'h');
   const out = join(dir, 'b');
-  execFileSync('curl', ['-sS', '-D', hdr, '-o', out, ...args], { stdio: 'pipe' });
+  await run('curl', ['-sS', '-D', hdr, '-o', out, ...args]);
   const lines = readFileSync(hdr, 'utf8').trim().split(/\r?\n/);
   const status = Number(lines[0]!.split(' ')[1]);
   const headers: Record<string, string> = {};
@@ -42,8 +48,8 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
 
   const est = (path: string) => `${t.svc.url}/.well-known/est/${path}`;
 
-  test('cacerts is a base64 certs-only PKCS#7 with the CA', () => {
-    const r = curl(['--cacert', caFile, est('cacerts')]);
+  test('cacerts is a base64 certs-only PKCS#7 with the CA', async () => {
+    const r = await curl(['--cacert', caFile, est('cacerts')]);
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-type'], 'application/pkcs7-mime; smime-type=certs-only');
     assert.equal(r.headers['content-transfer-encoding'], 'base64');
@@ -51,8 +57,8 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     assert.match(text, /subject=CN ?= ?cardlink CA/);
   });
 
-  test('csrattrs lists OIDs in DER, base64', () => {
-    const r = curl(['--cacert', caFile, est('csrattrs')]);
+  test('csrattrs lists OIDs in DER, base64', async () => {
+    const r = await curl(['--cacert', caFile, est('csrattrs')]);
     assert.equal(r.headers['content-type'], 'application/csrattrs');
     const der = join(dir, 'attrs.der');
     writeFileSync(der, Buffer.from(r.body.toString('ascii'), 'base64'));
@@ -69,23 +75,23 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     writeFileSync(b64, readFileSync(csr).toString('base64'));
     const post = (path: string, auth: string[]) => curl(['--cacert', caFile, ...auth, '-H', 'Content-Type: application/pkcs10', '--data-binary', `@${b64}`, est(path)]);
 
-    const anonymous = post('simpleenroll', []);
+    const anonymous = await post('simpleenroll', []);
     assert.equal(anonymous.status, 401);
     assert.match(anonymous.headers['www-authenticate'] ?? '', /^Basic/);
-    assert.equal(post('simpleenroll', ['-u', `dave@example.com:wrong`]).status, 401);
-    assert.equal(post('simpleenroll', ['-u', `mallory@example.com:${token}`]).status, 401, 'the token is bound to its user');
+    assert.equal((await post('simpleenroll', ['-u', `dave@example.com:wrong`])).status, 401);
+    assert.equal((await post('simpleenroll', ['-u', `mallory@example.com:${token}`])).status, 401, 'the token is bound to its user');
 
-    const first = post('simpleenroll', ['-u', `dave@example.com:${token}`]);
+    const first = await post('simpleenroll', ['-u', `dave@example.com:${token}`]);
     assert.equal(first.status, 202);
     assert.equal(first.headers['retry-after'], '3');
-    const again = post('simpleenroll', ['-u', `dave@example.com:${token}`]);
+    const again = await post('simpleenroll', ['-u', `dave@example.com:${token}`]);
     assert.equal(again.status, 202, 'still waiting: the same request, not a new one');
 
     const { value: pending } = await t.client.call<{ id: string; user: string }[]>('GET', '/api/v1/requests?state=pending&user=dave@example.com', { bearer: op });
     assert.equal(pending.length, 1);
     await t.client.call('POST', `/api/v1/requests/${pending[0]!.id}/approve`, { bearer: op });
 
-    const issued = post('simpleenroll', ['-u', `dave@example.com:${token}`]);
+    const issued = await post('simpleenroll', ['-u', `dave@example.com:${token}`]);
     assert.equal(issued.status, 200);
     assert.equal(issued.headers['content-type'], 'application/pkcs7-mime; smime-type=certs-only');
     const certPem = printCerts(issued.body, dir);
@@ -101,22 +107,22 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
       execFileSync('openssl', ['x509', '-in', certFile, '-noout', '-modulus'], { encoding: 'utf8' }),
       execFileSync('openssl', ['rsa', '-in', key, '-noout', '-modulus'], { encoding: 'utf8' }),
     );
-    assert.equal(post('simpleenroll', ['-u', `dave@example.com:${token}`]).status, 200, 'asking again still answers with the certificate');
+    assert.equal((await post('simpleenroll', ['-u', `dave@example.com:${token}`])).status, 200, 'asking again still answers with the certificate');
 
     // Re-enrollment: a new key, authenticated by the current certificate in the TLS handshake.
     const key2 = join(dir, 'dave2.key');
     const csr2 = join(dir, 'dave2.csr.der');
     execFileSync('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', key2, '-subj', '/CN=dave@example.com', '-outform', 'DER', '-out', csr2], { stdio: 'pipe' });
     writeFileSync(b64, readFileSync(csr2).toString('base64'));
-    assert.equal(post('simplereenroll', []).status, 401, 'no client certificate');
-    assert.equal(post('simplereenroll', ['-u', `dave@example.com:${token}`]).status, 403, 'a token is not a certificate');
-    const renew = post('simplereenroll', ['--cert', certFile, '--key', key]);
+    assert.equal((await post('simplereenroll', [])).status, 401, 'no client certificate');
+    assert.equal((await post('simplereenroll', ['-u', `dave@example.com:${token}`])).status, 403, 'a token is not a certificate');
+    const renew = await post('simplereenroll', ['--cert', certFile, '--key', key]);
     assert.equal(renew.status, 202);
     assert.ok(Number(renew.headers['retry-after']) > 0);
     const { value: renewal } = await t.client.call<{ id: string; kind: string }[]>('GET', '/api/v1/requests?state=pending&user=dave@example.com', { bearer: op });
     assert.equal(renewal[0]?.kind, 'reenroll');
     await t.client.call('POST', `/api/v1/requests/${renewal[0]!.id}/approve`, { bearer: op });
-    const renewed = post('simplereenroll', ['--cert', certFile, '--key', key]);
+    const renewed = await post('simplereenroll', ['--cert', certFile, '--key', key]);
     assert.equal(renewed.status, 200);
     const renewedPem = printCerts(renewed.body, dir);
     assert.match(renewedPem, /subject=CN ?= ?dave@example.com/);
@@ -125,7 +131,7 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     // Once revoked, the old certificate no longer authenticates.
     const { value: all } = await t.client.call<{ id: string; kind: string }[]>('GET', '/api/v1/requests?user=dave@example.com', { bearer: op });
     await t.client.call('POST', `/api/v1/requests/${all.find((r) => r.kind === 'enroll')!.id}/revoke`, { bearer: op, json: { reason: 4 } });
-    assert.equal(post('simplereenroll', ['--cert', certFile, '--key', key]).status, 401);
+    assert.equal((await post('simplereenroll', ['--cert', certFile, '--key', key])).status, 401);
   });
 
   test('a subject that differs from the certificate being renewed is refused', async () => {
@@ -139,13 +145,13 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
       const pem = readFileSync(csr, 'utf8');
       const b64 = join(dir, 'erin.b64');
       writeFileSync(b64, pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''));
-      const r = curl(['--cacert', caFile, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', `@${b64}`, est('simpleenroll')]);
+      const r = await curl(['--cacert', caFile, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', `@${b64}`, est('simpleenroll')]);
       assert.equal(r.status, 200, 'automatic approval answers at once');
       const certFile = join(dir, 'erin.pem');
       writeFileSync(certFile, printCerts(r.body, dir));
       execFileSync('openssl', ['req', '-new', '-key', key, '-subj', '/CN=someone-else@example.com', '-out', csr], { stdio: 'pipe' });
       writeFileSync(b64, readFileSync(csr, 'utf8').replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''));
-      const bad = curl(['--cacert', caFile, '--cert', certFile, '--key', key, '-H', 'Content-Type: application/pkcs10', '--data-binary', `@${b64}`, est('simplereenroll')]);
+      const bad = await curl(['--cacert', caFile, '--cert', certFile, '--key', key, '-H', 'Content-Type: application/pkcs10', '--data-binary', `@${b64}`, est('simplereenroll')]);
       assert.equal(bad.status, 400);
       assert.match(bad.body.toString(), /subject/);
     } finally {

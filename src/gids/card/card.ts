@@ -90,7 +90,8 @@ export class GidsCard implements ApduProcessor {
 
   process(apdu: Uint8Array): Uint8Array {
     try {
-      const reply = this.handle(apdu);
+      // Our own copy: parts of a caller's Buffer would be views the caller may reuse.
+      const reply = this.handle(new Uint8Array(apdu));
       this.ctx.commit();
       return encodeResponse(reply.data, reply.sw);
     } catch (e) {

@@ -37,8 +37,13 @@ export interface CardImageData {
 
 const LIFE_CYCLES: readonly LifeCycle[] = ['creation', 'operational', 'terminated'];
 
+/** A real copy: `slice` on a Buffer (which callers may pass for any Uint8Array) is only a view. */
+function copy(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
 function keyImage(key: KeyMaterial): KeyImage {
-  return key.kind === 'rsa' ? { kind: 'rsa', privateKey: key.privateKey } : { kind: 'symmetric', value: key.value.slice() };
+  return key.kind === 'rsa' ? { kind: 'rsa', privateKey: key.privateKey } : { kind: 'symmetric', value: copy(key.value) };
 }
 
 export function imageFromState(p: PersistentState): CardImageData {
@@ -46,13 +51,13 @@ export function imageFromState(p: PersistentState): CardImageData {
     version: CARD_IMAGE_VERSION,
     capacityBytes: p.capacityBytes,
     lifeCycle: p.lifeCycle,
-    pin: p.pin === null ? null : p.pin.slice(),
+    pin: p.pin === null ? null : copy(p.pin),
     pinTriesRemaining: p.pinTriesRemaining,
     files: p.files.map((f) => ({
       fid: f.fid,
-      fcp: f.fcp.slice(),
+      fcp: copy(f.fcp),
       activated: f.activated,
-      dataObjects: f.dataObjects.map((d) => d.slice()),
+      dataObjects: f.dataObjects.map(copy),
       ...(f.key === undefined ? {} : { key: keyImage(f.key) }),
     })),
   };
@@ -69,7 +74,7 @@ function hex4(n: number): string {
 function keyFromImage(k: KeyImage, fid: number): KeyMaterial {
   if (k.kind === 'symmetric') {
     if (!(k.value instanceof Uint8Array) || k.value.length !== 24) corrupt(`key EF ${hex4(fid)}: administrator key is not 24 bytes`);
-    return { kind: 'symmetric', value: k.value.slice() };
+    return { kind: 'symmetric', value: copy(k.value) };
   }
   const key = rsaKeyFromPrivateKey(k.privateKey);
   if (key === undefined) corrupt(`key EF ${hex4(fid)}: not an RSA private key of 1024, 2048, 3072 or 4096 bits`);
@@ -97,9 +102,9 @@ function fileFromImage(f: FileImage): EfRecord {
   return {
     fid: f.fid,
     kind: parsed.kind,
-    fcp: f.fcp.slice(),
+    fcp: copy(f.fcp),
     activated: f.activated,
-    dataObjects: f.dataObjects.map((d) => d.slice()),
+    dataObjects: f.dataObjects.map(copy),
     key: f.key === undefined ? undefined : keyFromImage(f.key, f.fid),
   };
 }
@@ -120,7 +125,7 @@ export function stateFromImage(d: CardImageData): PersistentState {
   return {
     lifeCycle: d.lifeCycle,
     capacityBytes: d.capacityBytes,
-    pin: d.pin === null ? null : d.pin.slice(),
+    pin: d.pin === null ? null : copy(d.pin),
     pinTriesRemaining: tries,
     files,
   };

@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { HttpResult } from '../../src/agent/client.js';
+import type { CollectedRequest, RequestView } from '../../src/service/index.js';
+import { BACKENDS, login, makeToken, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
+
+type Who = 'anonymous' | 'user' | 'otherUser' | 'operator';
+const WHO: Who[] = ['anonymous', 'user', 'otherUser', 'operator'];
+
+/** Per route: the status each caller gets, and optionally a check of what it saw. */
+interface Case {
+  expect: Record<Who, number>;
+  call(ctx: Ctx, who: Who): Promise<HttpResult>;
+  check?(who: Who, res: HttpResult, ctx: Ctx): void;
+}
+
+interface Party {
+  token: string;
+  key: SoftKey;
+  request: RequestView;
+  cardId: string;
+}
+
+interface Ctx {
+  t: TestService;
+  op: string;
+  alice: Party;
+  bob: Party;
+  bearer(who: Who): string | undefined;
+}
+
+const json = (r: HttpResult) => JSON.parse(r.body.toString('utf8')) as unknown;
+
+const CASES: Record<string, Case> = {
+  health: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/health') },
+  openapi: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/openapi.json') },
+  login: {
+    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    call: (c, w) => c.t.client.raw('POST', '/api/v1/sessions', { ...auth(c, w), json: { username: 'admin', password: 'correct horse battery staple' } }),
+  },
+  logout: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 204 }, call: async (c, w) => c.t.client.raw('DELETE', '/api/v1/sessions/current', w === 'operator' ? { bearer: await login(c.t.client) } : auth(c, w)) },
+  createOperator: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 },
+    call: (c, w) => c.t.client.raw('POST', '/api/v1/operators', { ...auth(c, w), json: { username: `op-${w}`, password: 'another long password' } }),
+  },
+  listProfiles: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/profiles') },
+  updateProfile: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: (c, w) => c.t.client.raw('PUT', '/api/v1/profiles/smartcard-logon', { ...auth(c, w), json: { validityDays: 200 } }),
+  },
+  createToken: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/tokens', { ...auth(c, w), json: { user: 'eve@example.com' } }) },
+  listTokens: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/tokens') },
+  submitRequest: {
+    // The user sends her request again (its state comes back); another user cannot claim it.
+    expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
+    call: (c, w) => c.t.client.raw('POST', '/api/v1/requests', { ...auth(c, w), json: { csr: c.alice.key.csrPem } }),
+    check: (w, r, c) => {
+      if (w === 'user') assert.equal((json(r) as RequestView).id, c.alice.request.id);
+    },
+  },
+  listRequests: {
+    expect: { anonymous: 401, user: 200, otherUser: 200, operator: 200 },
+    call: (c, w) => get(c, w, '/api/v1/requests'),
+    check: (w, r, c) => {
+      const ids = (json(r) as RequestView[]).map((v) => v.id);
+      if (w === 'user') assert.deepEqual(ids, [c.alice.request.id]);
+      if (w === 'otherUser') assert.deepEqual(ids, [c.bob.request.id]);
+      if (w === 'operator') assert.ok(ids.includes(c.alice.request.id) && ids.includes(c.bob.request.id));
+    },
+  },
+  getRequest: {
+    expect: { anonymous: 401, user: 202, otherUser: 404, operator: 202 },
+    call: (c, w) => get(c, w, `/api/v1/requests/${c.alice.request.id}`),
+  },
+  approveRequest: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/approve`, auth(c, w)) },
+  rejectRequest: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: (c, w) => c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/reject`, { ...auth(c, w), json: { reason: 'test' } }),
+  },
+  revokeRequest: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: async (c, w) => {
+      if (w === 'anonymous') await c.t.client.call('POST', `/api/v1/requests/${c.alice.request.id}/approve`, { bearer: c.op });
+      return c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/revoke`, { ...auth(c, w), json: { reason: 0 } });
+    },
+  },
+  collectChallenge: {
+    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    call: (c, w) => c.t.client.raw('POST', '/api/v1/collect/challenge', { ...auth(c, w), json: { cardId: c.alice.cardId } }),
+  },
+  collect: {
+    // Here "user" is whoever holds Alice's card key, "otherUser" Bob's key on Alice's card id.
+    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    call: async (c, w) => {
+      await c.t.client.call('POST', `/api/v1/requests/${c.alice.request.id}/approve`, { bearer: c.op }).catch(() => undefined);
+      const { value } = await c.t.client.call<{ nonce: string }>('POST', '/api/v1/collect/challenge', { json: { cardId: c.alice.cardId } });
+      const key = w === 'user' ? c.alice.key : w === 'otherUser' ? c.bob.key : undefined;
+      const proofs = key ? [await proofFor(key, value.nonce, c.alice.cardId, 'c1')] : [];
+      return c.t.client.raw('POST', '/api/v1/collect', { ...auth(c, w), json: { cardId: c.alice.cardId, nonce: value.nonce, proofs } });
+    },
+    check: (w, r, c) => {
+      const ids = (json(r) as CollectedRequest[]).map((v) => v.id);
+      assert.deepEqual(ids, w === 'user' ? [c.alice.request.id] : []);
+    },
+  },
+  reportDelivery: {
+    expect: { anonymous: 401, user: 200, otherUser: 401, operator: 401 },
+    call: async (c, w) => {
+      await c.t.client.call('POST', `/api/v1/requests/${c.alice.request.id}/approve`, { bearer: c.op }).catch(() => undefined);
+      const party = w === 'otherUser' ? c.bob : c.alice;
+      if (w === 'otherUser') await c.t.client.call('POST', `/api/v1/requests/${c.bob.request.id}/approve`, { bearer: c.op }).catch(() => undefined);
+      const { value } = await c.t.client.call<{ nonce: string }>('POST', '/api/v1/collect/challenge', { json: { cardId: party.cardId } });
+      const { value: got } = await c.t.client.call<CollectedRequest[]>('POST', '/api/v1/collect', { json: { cardId: party.cardId, nonce: value.nonce, proofs: [await proofFor(party.key, value.nonce, party.cardId, 'c1')] } });
+      // Anonymous and the operator have no ticket of their own; Bob has one, for his own request only.
+      const ticket = w === 'user' || w === 'otherUser' ? got[0]!.deliveryTicket! : 'clt_guess';
+      return c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/delivered`, { ...auth(c, w), json: { ticket } });
+    },
+  },
+  queryAudit: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/audit') },
+  caCertificates: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/ca/certificates') },
+  crl: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/crl') },
+  estCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/cacerts') },
+  estCsrattrs: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/csrattrs') },
+  estSimpleenroll: {
+    expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
+    call: (c, w) => c.t.client.raw('POST', '/.well-known/est/simpleenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
+  },
+  estSimplereenroll: {
+    // Tokens and sessions are not certificates: only a TLS client certificate renews (see est.test.ts).
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 403 },
+    call: (c, w) => c.t.client.raw('POST', '/.well-known/est/simplereenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
+  },
+};
+
+function auth(c: Ctx, w: Who): { bearer?: string } {
+  const b = c.bearer(w);
+  return b === undefined ? {} : { bearer: b };
+}
+
+function get(c: Ctx, w: Who, path: string): Promise<HttpResult> {
+  return c.t.client.raw('GET', path, auth(c, w));
+}
+
+describe('authorization of every route: anonymous, user, other user, operator', () => {
+  let t: TestService;
+  let op: string;
+  before(async () => {
+    t = await startTestService(BACKENDS[0]!);
+    op = await login(t.client);
+  });
+  after(async () => t.close());
+
+  async function party(user: string): Promise<Party> {
+    const token = await makeToken(t.client, op, user);
+    const key = await softKey();
+    const cardId = randomCardId();
+    const { value: request } = await t.client.call<RequestView>('POST', '/api/v1/requests', { bearer: token, json: { csr: key.csrPem, cardId, container: 'c1' } });
+    return { token, key, request, cardId };
+  }
+
+  test('the table covers every operation the OpenAPI document lists', () => {
+    const doc = t.svc.openapi as { paths: Record<string, Record<string, { operationId: string }>> };
+    const ops = Object.values(doc.paths).flatMap((methods) => Object.values(methods).map((m) => m.operationId));
+    assert.deepEqual([...ops].sort(), Object.keys(CASES).sort());
+  });
+
+  for (const [operationId, c] of Object.entries(CASES)) {
+    test(operationId, async () => {
+      const ctx: Ctx = {
+        t, op,
+        alice: await party('alice@example.com'),
+        bob: await party('bob@example.com'),
+        bearer: (w) => (w === 'user' ? ctx.alice.token : w === 'otherUser' ? ctx.bob.token : w === 'operator' ? op : undefined),
+      };
+      const got: Partial<Record<Who, number>> = {};
+      for (const w of WHO) {
+        const res = await c.call(ctx, w);
+        got[w] = res.status;
+        if (res.status === c.expect[w]) c.check?.(w, res, ctx);
+      }
+      assert.deepEqual(got, c.expect);
+    });
+  }
+});
