@@ -33,7 +33,9 @@ if [ "$VPCD_ADDR" != 127.0.0.1 ]; then
 fi
 
 # -c replaces /etc/reader.conf.d, so the private file is the only reader configuration.
-pcscd --foreground -c "$STATE/reader.conf.d" ${PCSCD_DEBUG:+--debug --apdu} >"$STATE/pcscd.log" 2>&1 &
+# Appended, so a restart in the middle of a test run keeps what came before.
+echo "=== pcscd started $(date -u +%FT%TZ) ===" >>"$STATE/pcscd.log"
+pcscd --foreground -c "$STATE/reader.conf.d" ${PCSCD_DEBUG:+--debug --apdu} >>"$STATE/pcscd.log" 2>&1 &
 echo $! >"$STATE/pcscd.pid"
 
 # Ready = vpcd listens on its port and the socket exists (the socket alone may be a stale file).

@@ -6,7 +6,7 @@
 // once around the whole run (scripts/pcsc-up.sh) and stopped by PID at the end (pcsc-down.sh); its
 // log is printed when the run fails. The PC/SC test files share one pcscd and its two vpcd slots, so
 // they take a lock among themselves (test/pcsc/harness.ts).
-import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -47,6 +47,7 @@ if (needsPcsc) {
   env.CARDLINK_PCSC_TESTS = '1';
   // APDU-level pcscd logging, so the log printed on a failure shows what went over the wire.
   env.PCSCD_DEBUG ??= '1';
+  rmSync(join(pcscState, 'pcscd.log'), { force: true });
   const up = spawnSync('bash', ['scripts/pcsc-up.sh'], { stdio: 'inherit', env });
   if (up.status !== 0) {
     console.error('could not start pcscd for the PC/SC tests (scripts/pcsc-up.sh failed)');

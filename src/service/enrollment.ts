@@ -156,8 +156,14 @@ export class EnrollmentService {
   /** First start: makes the named operator unless it exists (the password is never logged). */
   async ensureOperator(username: string, password: string): Promise<boolean> {
     if (await this.storage.findOperator(username)) return false;
-    await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, 'system');
-    return true;
+    try {
+      await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, 'system');
+      return true;
+    } catch (err) {
+      // Another process starting on the same database made it first.
+      if (err instanceof ServiceError && err.code === 'CONFLICT') return false;
+      throw err;
+    }
   }
 
   // Authentication
@@ -407,7 +413,8 @@ export class EnrollmentService {
   /** Finishes what crashed or was approved elsewhere; returns how many it issued. */
   async sweep(): Promise<number> {
     let n = 0;
-    for (const id of await this.storage.issuanceBacklog(this.now())) if (await this.issue(id)) n++;
+    const now = this.now();
+    for (const id of await this.storage.issuanceBacklog(now, now - this.issueLeaseMs)) if (await this.issue(id)) n++;
     return n;
   }
 
@@ -469,10 +476,7 @@ export class EnrollmentService {
     const r = await this.storage.getRequest(id);
     if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
     const ok = await this.storage.markDelivered(id, secretHash(ticket), `card-holder:${r.user}`, this.now(), details);
-    if (!ok) {
-      if (r.state === 'delivered') return this.view(r);
-      throw new ServiceError('UNAUTHENTICATED', 'the delivery ticket does not match this request, or it expired: collect again');
-    }
+    if (!ok) throw new ServiceError('UNAUTHENTICATED', 'the delivery ticket does not match this request, or it expired: collect again');
     return this.view((await this.storage.getRequest(id))!);
   }
 

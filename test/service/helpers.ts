@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -129,4 +129,55 @@ export async function proofFor(key: SoftKey, nonce: string, cardId: string, cont
 
 export function randomCardId(): string {
   return randomBytes(16).toString('hex');
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  url: string;
+  /** Resolves when the process has exited. */
+  exited: Promise<number | null>;
+}
+
+/** `cardlink serve` in its own process, on a free loopback port; resolves once it listens. */
+export async function spawnServe(dataDir: string, dbUrl: string | undefined, extra: string[] = []): Promise<ServeProcess> {
+  const args = ['--import', 'tsx', 'test/service/fixtures/cli-entry.ts', 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--json', ...(dbUrl ? ['--db', dbUrl] : []), ...extra];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, CARDLINK_CA_PASSPHRASE: CA_PASSPHRASE, CARDLINK_OPERATOR_PASSWORD: OPERATOR.password },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start in 60 s: ${err}`)), 60_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{"ok":true'));
+      if (line) {
+        clearTimeout(timer);
+        resolve((JSON.parse(line) as { url: string }).url);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited (${code}) before listening: ${out} ${err}`));
+    });
+  });
+  return { child, url, exited };
+}
+
+/** Runs `fn` over `items` with at most `concurrency` at a time; results in input order. */
+export async function pool<T, R>(items: T[], concurrency: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!, i);
+      }
+    }),
+  );
+  return out;
 }

@@ -433,11 +433,14 @@ export class Storage {
     });
   }
 
-  /** Requests an issuer should finish: approved ones, and issuing ones whose issuer died. */
-  async issuanceBacklog(now: number, limit = 100): Promise<string[]> {
+  /**
+   * Requests an issuer should finish: ones approved before `approvedBefore` (younger ones are being
+   * issued by whoever approved them), and issuing ones whose issuer died.
+   */
+  async issuanceBacklog(now: number, approvedBefore: number, limit = 100): Promise<string[]> {
     const rows = await this.db.query<{ id: string }>(
-      "SELECT id FROM requests WHERE state = 'approved' OR (state = 'issuing' AND lease_until < ?) ORDER BY updated_at LIMIT ?",
-      [now, limit],
+      "SELECT id FROM requests WHERE (state = 'approved' AND updated_at < ?) OR (state = 'issuing' AND lease_until < ?) ORDER BY updated_at LIMIT ?",
+      [approvedBefore, now, limit],
     );
     return rows.map((r) => String(r.id));
   }
@@ -446,14 +449,19 @@ export class Storage {
     await this.db.query('UPDATE requests SET ticket_hash = ?, ticket_expires_at = ? WHERE id = ?', [ticketHash, expiresAt, id]);
   }
 
-  /** issued -> delivered, allowed to whoever holds the ticket handed out with the certificate. */
+  /**
+   * issued -> delivered, allowed to whoever holds the ticket handed out with the certificate. A
+   * repeated report with the same ticket is accepted (the agent may not have heard the answer).
+   */
   async markDelivered(id: string, ticketHash: string, actor: string, now: number, details: Record<string, unknown>): Promise<boolean> {
     return this.db.transaction(async (tx) => {
       const rows = await tx.query(
         "UPDATE requests SET state = 'delivered', delivered_at = ?, updated_at = ? WHERE id = ? AND state = 'issued' AND ticket_hash = ? AND ticket_expires_at > ? RETURNING id",
         [now, now, id, ticketHash, now],
       );
-      if (rows.length === 0) return false;
+      if (rows.length === 0) {
+        return (await tx.query("SELECT id FROM requests WHERE id = ? AND state = 'delivered' AND ticket_hash = ?", [id, ticketHash])).length > 0;
+      }
       await audit(tx, now, actor, 'request.delivered', `request:${id}`, details);
       return true;
     });
