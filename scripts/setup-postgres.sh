@@ -34,6 +34,10 @@ if [ "${1:-start}" = stop ]; then
   exit 0
 fi
 
+# Two test files may ask at the same moment: one of them starts the server, the other waits.
+exec 9>"${PGDIR}.lock"
+flock 9
+
 BIN=$(bindir || true)
 if [ -z "$BIN" ]; then
   if [ "$(id -u)" != 0 ]; then echo "PostgreSQL is not installed (run as root to install it)" >&2; exit 1; fi

@@ -1,6 +1,6 @@
 import { CardlinkError } from '../errors.js';
 
-export type AgentErrorCode = 'SERVICE' | 'UNREACHABLE' | 'NO_REQUEST' | 'TIMEOUT';
+export type AgentErrorCode = 'SERVICE' | 'UNREACHABLE' | 'TIMEOUT';
 
 /** What went wrong between the agent (or the admin CLI) and the service. */
 export class AgentError extends CardlinkError {

@@ -183,7 +183,7 @@ export function apiRoutes(service: EnrollmentService): Route[] {
     },
     {
       method: 'POST', url: '/collect', operationId: 'collect',
-      summary: "What was requested with this card's keys. Each proof is a container key's signature (RSA PKCS#1 v1.5 or ECDSA, SHA-256) over \"cardlink collect v1\\n<nonce>\\n<cardid hex>\\n<container>\".",
+      summary: "What was requested with this card's keys. Each proof is a container key's signature (RSA PKCS#1 v1.5, or ECDSA as r||s; SHA-256) over \"cardlink collect v1\\n<nonce>\\n<cardid hex>\\n<container>\".",
       access: 'card-holder',
       body: {
         type: 'object', required: ['cardId', 'nonce', 'proofs'], additionalProperties: false,

@@ -5,7 +5,8 @@ import { newSerial, parseCsr, toPem } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
-import type { AuditEntry, AuditQuery, Approval, Profile, RequestQuery, RequestRecord, RequestState, Storage, TokenRecord } from './storage/storage.js';
+import { collectMessage, type CollectedRequest, type RequestView } from './protocol.js';
+import type { AuditEntry, AuditQuery, Approval, Profile, RequestQuery, RequestRecord, Storage, TokenRecord } from './storage/storage.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -30,30 +31,6 @@ export const DEFAULT_PROFILES: { name: string; approval: Approval; validityDays:
   { name: 'smartcard-logon-auto', approval: 'automatic', validityDays: 365 },
 ];
 
-export interface RequestView {
-  id: string;
-  kind: string;
-  user: string;
-  profile: string;
-  state: RequestState;
-  subject: string;
-  cardId: string | null;
-  container: string | null;
-  createdAt: string;
-  decidedBy: string | null;
-  decidedAt: string | null;
-  reason: string | null;
-  serial: string | null;
-  notBefore: string | null;
-  notAfter: string | null;
-  issuedAt: string | null;
-  deliveredAt: string | null;
-  /** PEM, once issued. */
-  certificate: string | null;
-  /** Seconds to wait before asking again, while the request waits for a decision or the CA. */
-  retryAfter: number | null;
-}
-
 export interface TokenView {
   id: string;
   user: string;
@@ -71,17 +48,7 @@ export interface CollectProof {
   signature: string;
 }
 
-export interface CollectedRequest extends RequestView {
-  /** Present with an issued certificate: proves the delivery report comes from the card's holder. */
-  deliveryTicket: string | null;
-}
-
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-
-/** The bytes a card signs to prove it holds a container's key: bound to the nonce, card and container. */
-export function collectMessage(nonce: string, cardId: string, container: string): Uint8Array {
-  return new TextEncoder().encode(`cardlink collect v1\n${nonce}\n${cardId.toLowerCase()}\n${container}`);
-}
 
 const USER_RE = /^[^\s@]+@[^\s@]+$/;
 const CARD_ID_RE = /^[0-9a-fA-F]{32}$/;
@@ -410,11 +377,12 @@ export class EnrollmentService {
     );
   }
 
-  /** Finishes what crashed or was approved elsewhere; returns how many it issued. */
+  /** Finishes what crashed or was approved elsewhere (returns how many it issued) and drops stale challenges. */
   async sweep(): Promise<number> {
     let n = 0;
     const now = this.now();
     for (const id of await this.storage.issuanceBacklog(now, now - this.issueLeaseMs)) if (await this.issue(id)) n++;
+    await this.storage.pruneChallenges(now - this.challengeTtlMs);
     return n;
   }
 

@@ -10,7 +10,8 @@ export type ServiceErrorCode =
   | 'CSR_INVALID'
   | 'STORAGE'
   | 'CA'
-  | 'CONFIG';
+  | 'CONFIG'
+  | 'INTERNAL';
 
 const STATUS: Record<ServiceErrorCode, number> = {
   BAD_REQUEST: 400,
@@ -23,6 +24,7 @@ const STATUS: Record<ServiceErrorCode, number> = {
   STORAGE: 503,
   CA: 500,
   CONFIG: 500,
+  INTERNAL: 500,
 };
 
 /** A failure of the enrollment service; `status` is the HTTP status the API answers with. */

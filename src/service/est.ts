@@ -1,7 +1,8 @@
 import type { FastifyReply } from 'fastify';
 import { x509 } from '../x509.js';
 import { base64Lines, certsOnly, csrAttrs, OID } from './ca/pki.js';
-import type { EnrollmentService, RequestView } from './enrollment.js';
+import type { EnrollmentService } from './enrollment.js';
+import type { RequestView } from './protocol.js';
 import { ServiceError } from './errors.js';
 import type { App } from './http.js';
 

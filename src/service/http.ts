@@ -89,7 +89,7 @@ export function createApp(service: EnrollmentService, o: HttpOptions): App {
       return sendError(reply, new ServiceError('BAD_REQUEST', e.message ?? 'bad request'), asText);
     }
     o.log?.(`internal error on ${req.method} ${req.url.split('?')[0]}: ${(err as Error).stack ?? String(err)}`);
-    return sendError(reply, new ServiceError('STORAGE', 'internal error: the service could not complete this request; try again'), asText);
+    return sendError(reply, new ServiceError('INTERNAL', 'internal error: the service could not complete this request; try again'), asText);
   });
   return app;
 }

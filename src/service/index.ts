@@ -102,8 +102,10 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
   }
 }
 
-export { EnrollmentService, collectMessage } from './enrollment.js';
-export type { RequestView, CollectedRequest, TokenView, CollectProof } from './enrollment.js';
+export { EnrollmentService } from './enrollment.js';
+export type { TokenView, CollectProof } from './enrollment.js';
+export { collectMessage } from './protocol.js';
+export type { RequestView, CollectedRequest } from './protocol.js';
 export { ManualClock, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { ServiceError } from './errors.js';

@@ -52,7 +52,7 @@ interface Binding {
 let binding: Promise<Binding> | undefined;
 
 /** Loads the `smartcard` binding once; NO_SERVICE with install advice when it is not installed. */
-export function loadPcscBinding(): Promise<Binding> {
+function loadPcscBinding(): Promise<Binding> {
   binding ??= (async () => {
     const specifier = 'smartcard';
     try {
@@ -232,7 +232,7 @@ function seenList(b: Binding, ctx: BindingContext): string {
 const GIDS_PROBE = Buffer.from('00A4040009A0000003974254465900', 'hex');
 
 /** Responses can be long (a 4096-bit public key, a whole DO); the binding's default is 258 bytes. */
-export const PCSC_MAX_RECV = 65538;
+const PCSC_MAX_RECV = 65538;
 
 export interface PcscOpenOptions {
   /** Exact reader name, or a part of it that only one reader's name contains. */

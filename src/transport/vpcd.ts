@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { CardlinkError } from '../errors.js';
 import type { ApduProcessor } from './transport.js';
 
@@ -20,8 +20,8 @@ export const VPCD_CONTROL = {
 } as const;
 
 export class VpcdError extends CardlinkError {
-  constructor(code: 'VPCD_FRAME' | 'VPCD_ADDRESS' | 'VPCD_CLOSED', message: string) {
-    super(code, message);
+  constructor(code: 'VPCD_FRAME' | 'VPCD_ADDRESS' | 'VPCD_CLOSED', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
@@ -62,10 +62,6 @@ export class VpcdFrameDecoder {
     }
     this.buffer = joined.slice(offset);
     return frames;
-  }
-
-  clear(): void {
-    this.buffer = new Uint8Array(0);
   }
 }
 
@@ -125,108 +121,123 @@ export interface VpcdAttachment {
 /** A card the reader can talk to: APDUs, power cycle, and the ATR it answers with. */
 export type VpcdCard = ApduProcessor & { readonly atr: Uint8Array };
 
+/** What the relay thread is started with. */
+export interface VpcdRelayConfig {
+  host: string;
+  port: number;
+  retryMs: number;
+  atr: Uint8Array;
+}
+
+/** Relay thread → card thread. */
+export type RelayMessage =
+  | { t: 'connected' }
+  | { t: 'disconnected'; reason: string }
+  | { t: 'power'; code: number }
+  | { t: 'apdu'; id: number; apdu: Uint8Array };
+
+/** Card thread → relay thread. */
+export type CardMessage = { t: 'response'; id: number; response: Uint8Array } | { t: 'remove' } | { t: 'insert' };
+
 const SW_UNKNOWN_ERROR = new Uint8Array([0x6f, 0x00]);
+
+/**
+ * The socket lives in a worker thread that answers GET ATR by itself. pcscd polls presence with
+ * GET ATR while holding the reader's lock, and a synchronous PC/SC call made on this thread (the
+ * binding's disconnect, for one) can wait for that lock: were the socket on this thread, an
+ * emulator and a PC/SC client in the same process would deadlock. APDUs and power changes still
+ * reach the card here, in order.
+ */
+function startRelay(config: VpcdRelayConfig): Worker {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    // Run from TypeScript sources (tests, benchmarks): Node 20 gives a worker none of tsx's
+    // loader, so the relay is loaded through tsx's API.
+    const relay = new URL('./vpcd-relay.ts', here).href;
+    const tsx = import.meta.resolve('tsx/esm/api');
+    const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(relay)}); })`;
+    return new Worker(boot, { eval: true, workerData: config });
+  }
+  return new Worker(new URL('./vpcd-relay.js', here), { workerData: config });
+}
 
 export function attachToVpcd(card: VpcdCard, options: VpcdOptions = {}): VpcdAttachment {
   const host = options.host ?? VPCD_DEFAULT_HOST;
   const port = options.port ?? VPCD_DEFAULT_PORT;
-  const retryMs = options.retryMs ?? 200;
   const emit = options.onEvent ?? (() => {});
   const counters: VpcdCounters = { apdus: 0, connects: 0, powerOns: 0, resets: 0 };
+  const detached = (cause?: unknown): VpcdError =>
+    new VpcdError('VPCD_CLOSED', `the card was detached from vpcd at ${host}:${port}`, cause === undefined ? undefined : { cause });
 
-  let socket: Socket | undefined;
   let connected = false;
   let inserted = true;
   let closed = false;
-  let retry: NodeJS.Timeout | undefined;
   let waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  const relay = startRelay({ host, port, retryMs: options.retryMs ?? 200, atr: card.atr.slice() });
+  const send = (m: CardMessage): void => relay.postMessage(m);
 
-  const answer = (sock: Socket, frame: Uint8Array): void => {
-    if (frame.length === 1) {
-      const code = frame[0]!;
-      if (code === VPCD_CONTROL.GET_ATR) {
-        sock.write(encodeVpcdFrame(card.atr));
-      } else if (code === VPCD_CONTROL.POWER_ON || code === VPCD_CONTROL.RESET) {
-        // A fresh power-up or warm reset loses the selected application and PIN status.
-        card.reset();
-        if (code === VPCD_CONTROL.POWER_ON) counters.powerOns++;
-        else counters.resets++;
-        emit({ type: 'power', state: code === VPCD_CONTROL.POWER_ON ? 'on' : 'reset' });
-      } else if (code === VPCD_CONTROL.POWER_OFF) {
-        emit({ type: 'power', state: 'off' });
-      }
-      // vpcd expects no reply to power codes; an unknown code gets none either.
-      return;
-    }
+  const answer = (apdu: Uint8Array): Uint8Array => {
     const start = process.hrtime.bigint();
     let response: Uint8Array;
     try {
-      response = card.process(frame);
+      response = card.process(apdu);
     } catch {
       response = SW_UNKNOWN_ERROR;
     }
     // vpcd waits forever for a reply and blocks the reader meanwhile: always answer something.
     if (response.length > VPCD_MAX_FRAME) response = SW_UNKNOWN_ERROR;
     counters.apdus++;
-    sock.write(encodeVpcdFrame(response));
-    emit({ type: 'apdu', command: frame, response, micros: Number(process.hrtime.bigint() - start) / 1000 });
+    emit({ type: 'apdu', command: apdu, response, micros: Number(process.hrtime.bigint() - start) / 1000 });
+    return response;
   };
 
-  const scheduleRetry = (): void => {
-    if (closed || !inserted || retry) return;
-    retry = setTimeout(() => {
-      retry = undefined;
-      open();
-    }, retryMs);
-  };
-
-  const open = (): void => {
-    if (closed || !inserted || socket) return;
-    const decoder = new VpcdFrameDecoder();
-    const sock = connect({ host, port });
-    socket = sock;
-    sock.setNoDelay(true);
-    sock.on('connect', () => {
-      connected = true;
-      counters.connects++;
-      emit({ type: 'connected' });
-      const ready = waiters;
-      waiters = [];
-      for (const w of ready) w.resolve();
-    });
-    sock.on('data', (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) answer(sock, frame);
-    });
-    sock.on('error', () => {
-      // 'close' follows every error and decides about reconnecting.
-    });
-    sock.on('close', () => {
-      const wasConnected = connected;
-      if (socket === sock) socket = undefined;
-      connected = false;
-      if (wasConnected) emit({ type: 'disconnected', reason: closed ? 'detached' : inserted ? 'vpcd closed the connection' : 'card removed' });
-      scheduleRetry();
-    });
-  };
-
-  const drop = (): void => {
-    if (retry) clearTimeout(retry);
-    retry = undefined;
-    socket?.destroy();
-  };
-
-  const close = (): void => {
+  const close = (cause?: unknown): void => {
     if (closed) return;
     closed = true;
-    drop();
+    void relay.terminate();
+    if (connected) emit({ type: 'disconnected', reason: 'detached' });
+    connected = false;
     const pending = waiters;
     waiters = [];
-    for (const w of pending) w.reject(new VpcdError('VPCD_CLOSED', `the card was detached from vpcd at ${host}:${port}`));
+    for (const w of pending) w.reject(detached(cause));
   };
 
-  if (options.signal?.aborted) closed = true;
-  options.signal?.addEventListener('abort', close, { once: true });
-  open();
+  relay.on('message', (m: RelayMessage) => {
+    if (closed) return;
+    switch (m.t) {
+      case 'apdu':
+        send({ t: 'response', id: m.id, response: answer(m.apdu) });
+        break;
+      case 'power':
+        if (m.code === VPCD_CONTROL.POWER_OFF) {
+          emit({ type: 'power', state: 'off' });
+          break;
+        }
+        // A fresh power-up or warm reset loses the selected application and PIN status.
+        card.reset();
+        if (m.code === VPCD_CONTROL.POWER_ON) counters.powerOns++;
+        else counters.resets++;
+        emit({ type: 'power', state: m.code === VPCD_CONTROL.POWER_ON ? 'on' : 'reset' });
+        break;
+      case 'connected': {
+        connected = true;
+        counters.connects++;
+        emit({ type: 'connected' });
+        const ready = waiters;
+        waiters = [];
+        for (const w of ready) w.resolve();
+        break;
+      }
+      case 'disconnected':
+        connected = false;
+        emit({ type: 'disconnected', reason: inserted ? m.reason : 'card removed' });
+        break;
+    }
+  });
+  relay.on('error', (err) => close(err));
+
+  if (options.signal?.aborted) close();
+  options.signal?.addEventListener('abort', () => close(), { once: true });
 
   return {
     host,
@@ -240,21 +251,21 @@ export function attachToVpcd(card: VpcdCard, options: VpcdOptions = {}): VpcdAtt
     },
     whenConnected() {
       if (connected) return Promise.resolve();
-      if (closed) return Promise.reject(new VpcdError('VPCD_CLOSED', `the card was detached from vpcd at ${host}:${port}`));
+      if (closed) return Promise.reject(detached());
       return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
     },
     remove() {
-      if (!inserted) return;
+      if (!inserted || closed) return;
       inserted = false;
-      drop();
+      send({ t: 'remove' });
       emit({ type: 'removed' });
     },
     insert() {
       if (inserted || closed) return;
       inserted = true;
+      send({ t: 'insert' });
       emit({ type: 'inserted' });
-      open();
     },
-    close,
+    close: () => close(),
   };
 }

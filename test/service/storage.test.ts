@@ -106,6 +106,10 @@ for (const backend of BACKENDS) {
       assert.equal(await storage.consumeChallenge('n1', 'card-a', T0 + 2), false);
       await storage.createChallenge('n2', 'card-a', T0, T0 + 100);
       assert.equal(await storage.consumeChallenge('n2', 'card-a', T0 + 100), false);
+      await storage.createChallenge('n3', 'card-a', T0, T0 + 300);
+      await storage.pruneChallenges(T0 + 200);
+      const left = await storage.db.query<{ nonce_hash: string }>('SELECT nonce_hash FROM challenges ORDER BY nonce_hash');
+      assert.deepEqual(left.map((r) => r.nonce_hash), ['n3'], 'expired challenges are dropped, live ones kept');
     });
 
     test('CRL numbers strictly increase, also when published concurrently', async () => {

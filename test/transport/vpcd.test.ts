@@ -204,6 +204,9 @@ describe('attachToVpcd', () => {
     await vpcd.send(new Uint8Array([0x02]));
     await vpcd.send(new Uint8Array([0x00]));
     assert.equal(await vpcd.silent(), true);
+    // Power codes reach the card ahead of any later APDU.
+    await vpcd.send(new Uint8Array([0x00, 0xa4, 0x04, 0x00]));
+    await vpcd.reply();
     assert.equal(card.resets, 2);
     assert.deepEqual(
       events.filter((e) => e.type === 'power').map((e) => (e.type === 'power' ? e.state : '')),

@@ -24,10 +24,10 @@ interface RequestRow {
 }
 
 /**
- * Logs in as an operator (password from CARDLINK_OPERATOR_PASSWORD or a prompt), runs `fn`, and
- * ends the session whatever happens.
+ * The service named by --server (or CARDLINK_SERVER), trusting the CA in --cacert (or
+ * CARDLINK_CACERT) when given, else the system's trust store.
  */
-async function asOperator<T>(values: { server?: string | undefined; cacert?: string | undefined; operator?: string | undefined }, io: CliIo, fn: (client: ServiceClient, bearer: string) => Promise<T>): Promise<T> {
+export function openClient(values: { server?: string | undefined; cacert?: string | undefined }, io: CliIo): ServiceClient {
   const server = required(values.server ?? io.env.CARDLINK_SERVER, '--server');
   const caFile = values.cacert ?? io.env.CARDLINK_CACERT;
   let ca: string | undefined;
@@ -38,9 +38,17 @@ async function asOperator<T>(values: { server?: string | undefined; cacert?: str
       throw new UsageError(`--cacert ${caFile}: ${(err as Error).message}`);
     }
   }
+  return new ServiceClient({ server, ...(ca ? { ca } : {}) });
+}
+
+/**
+ * Logs in as an operator (password from CARDLINK_OPERATOR_PASSWORD or a prompt), runs `fn`, and
+ * ends the session whatever happens.
+ */
+async function asOperator<T>(values: { server?: string | undefined; cacert?: string | undefined; operator?: string | undefined }, io: CliIo, fn: (client: ServiceClient, bearer: string) => Promise<T>): Promise<T> {
   const username = values.operator ?? io.env.CARDLINK_OPERATOR ?? 'admin';
   const password = await readSecret(io, 'CARDLINK_OPERATOR_PASSWORD', `password for operator ${username}: `);
-  const client = new ServiceClient({ server, ...(ca ? { ca } : {}) });
+  const client = openClient(values, io);
   try {
     const { value } = await client.call<{ token: string }>('POST', '/api/v1/sessions', { json: { username, password } });
     try {

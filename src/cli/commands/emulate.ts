@@ -57,8 +57,6 @@ export const emulateCommand: Command = {
         io.stderr('cardlink emulate: card inserted\n');
       }
     };
-    // Signal listeners do not keep Node running, and a removed card has no socket open.
-    const keepAlive = setInterval(() => {}, 1 << 30);
     const done = new Promise<string>((resolve) => {
       const stop = (signal: string) => (): void => resolve(signal);
       const onTerm = stop('SIGTERM');
@@ -87,7 +85,6 @@ export const emulateCommand: Command = {
       if (waitingNoted && !attachment.connected) io.stderr(`cardlink emulate: stopped by ${signal} before vpcd answered\n`);
       return 0;
     } finally {
-      clearInterval(keepAlive);
       clearTimeout(waitingTimer);
       process.off('SIGUSR2', onToggle);
       stopped.abort();

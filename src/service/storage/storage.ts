@@ -364,9 +364,18 @@ export class Storage {
   async listRequests(q: RequestQuery = {}): Promise<RequestRecord[]> {
     const where: string[] = [];
     const params: unknown[] = [];
-    if (q.state !== undefined) (where.push('state = ?'), params.push(q.state));
-    if (q.user !== undefined) (where.push('user_name = ?'), params.push(q.user));
-    if (q.cardId !== undefined) (where.push('card_id = ?'), params.push(q.cardId));
+    if (q.state !== undefined) {
+      where.push('state = ?');
+      params.push(q.state);
+    }
+    if (q.user !== undefined) {
+      where.push('user_name = ?');
+      params.push(q.user);
+    }
+    if (q.cardId !== undefined) {
+      where.push('card_id = ?');
+      params.push(q.cardId);
+    }
     params.push(Math.min(Math.max(q.limit ?? 1000, 1), 10_000));
     const sql = `SELECT * FROM requests ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at, id LIMIT ?`;
     return (await this.db.query(sql, params)).map(toRequest);
@@ -518,6 +527,7 @@ export class Storage {
       const number = Number(row!.value);
       const { der, nextUpdate } = await sign(number);
       await tx.query('INSERT INTO crls (number, this_update, next_update, der) VALUES (?, ?, ?, ?)', [number, now, nextUpdate, der]);
+      await audit(tx, now, 'system', 'crl.published', `crl:${number}`, { nextUpdate });
       return { number, der };
     });
   }
@@ -542,6 +552,11 @@ export class Storage {
     return rows.length > 0;
   }
 
+  /** Forgets challenges that ended before `before`: anyone may ask for one, so they must not pile up. */
+  async pruneChallenges(before: number): Promise<void> {
+    await this.db.query('DELETE FROM challenges WHERE expires_at < ?', [before]);
+  }
+
   // Audit
 
   async recordAudit(at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
@@ -551,11 +566,26 @@ export class Storage {
   async queryAudit(q: AuditQuery = {}): Promise<AuditEntry[]> {
     const where: string[] = [];
     const params: unknown[] = [];
-    if (q.actor !== undefined) (where.push('actor = ?'), params.push(q.actor));
-    if (q.action !== undefined) (where.push('action = ?'), params.push(q.action));
-    if (q.subject !== undefined) (where.push('subject = ?'), params.push(q.subject));
-    if (q.since !== undefined) (where.push('at >= ?'), params.push(q.since));
-    if (q.until !== undefined) (where.push('at < ?'), params.push(q.until));
+    if (q.actor !== undefined) {
+      where.push('actor = ?');
+      params.push(q.actor);
+    }
+    if (q.action !== undefined) {
+      where.push('action = ?');
+      params.push(q.action);
+    }
+    if (q.subject !== undefined) {
+      where.push('subject = ?');
+      params.push(q.subject);
+    }
+    if (q.since !== undefined) {
+      where.push('at >= ?');
+      params.push(q.since);
+    }
+    if (q.until !== undefined) {
+      where.push('at < ?');
+      params.push(q.until);
+    }
     params.push(Math.min(Math.max(q.limit ?? 1000, 1), 10_000));
     const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
     return (await this.db.query(sql, params)).map((r) => ({
