@@ -46,21 +46,20 @@ export async function installCertificate(card: MinidriverCard, input: Uint8Array
   const stored = encodeCertificateFile(parsed.der, path);
   const existing = await card.session.locate(dir, name);
 
-  const record = cmap[target.index]!;
+  // cmapfile as it must be afterwards: exactly one default (this one when asked or when none is),
+  // and the key size of the certificate's key in the container's one size field.
+  const wanted = cmap.map((r) => ({ ...r }));
   const anyDefault = cmap.some((r) => (r.flags & (CONTAINER_VALID | CONTAINER_DEFAULT)) === (CONTAINER_VALID | CONTAINER_DEFAULT));
-  const wantDefault = options.makeDefault === true || !anyDefault;
-  const bits = parsed.publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
-  const sizeField = target.keySpec === 'kx' ? 'kxKeyBits' : 'sigKeyBits';
-  const cmapChange = (wantDefault && (record.flags & CONTAINER_DEFAULT) === 0) || (options.makeDefault === true && cmap.some((r, i) => i !== target.index && (r.flags & CONTAINER_DEFAULT) !== 0)) || (bits > 0 && record[sizeField] !== bits);
+  if (options.makeDefault === true || !anyDefault) {
+    for (const [i, r] of wanted.entries()) r.flags = i === target.index ? r.flags | CONTAINER_DEFAULT : r.flags & ~CONTAINER_DEFAULT;
+  }
+  const bits = parsed.publicKey.asymmetricKeyDetails?.modulusLength;
+  if (bits) wanted[target.index]![target.keySpec === 'kx' ? 'kxKeyBits' : 'sigKeyBits'] = bits;
 
   await card.bump({ files: true });
   if (existing) await card.session.writeFile(dir, name, stored);
   else await card.session.createFile(dir, name, stored);
-  if (cmapChange) {
-    if (wantDefault) for (const [i, r] of cmap.entries()) r.flags = i === target.index ? r.flags | CONTAINER_DEFAULT : r.flags & ~CONTAINER_DEFAULT;
-    if (bits > 0) record[sizeField] = bits;
-    await card.putCmapfile(cmap);
-  }
+  if (!equalBytes(serializeCmapfile(wanted), serializeCmapfile(cmap))) await card.putCmapfile(wanted);
 
   const back = await card.session.readFile(dir, name);
   if (!back || !equalBytes(decodeCertificateFile(back, path).der, parsed.der)) {
@@ -69,9 +68,9 @@ export async function installCertificate(card: MinidriverCard, input: Uint8Array
   card.remember(path, 'files', back);
   const finalTable = await card.session.masterTable();
   card.remember('gids/mastertable', 'files', serializeMasterFileTable(finalTable));
-  card.remember('mscp/cmapfile', 'files', serializeCmapfile(cmap));
+  card.remember('mscp/cmapfile', 'files', serializeCmapfile(wanted));
   const cf = card.currentCardCf();
-  const info = describeContainers(cmap, finalTable).find((c) => c.index === target.index)!;
+  const info = describeContainers(wanted, finalTable).find((c) => c.index === target.index)!;
   return {
     container: info,
     file: path,
