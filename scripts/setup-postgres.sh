@@ -35,6 +35,7 @@ if [ "${1:-start}" = stop ]; then
 fi
 
 # Two test files may ask at the same moment: one of them starts the server, the other waits.
+# The server must not inherit the lock (9>&- below), or it would hold it for its whole life.
 exec 9>"${PGDIR}.lock"
 flock 9
 
@@ -56,5 +57,5 @@ if [ ! -f "$PGDIR/data/PG_VERSION" ]; then
   as_owner "$BIN/initdb" -D "$PGDIR/data" -U cardlink --auth=trust -E UTF8 >"$PGDIR/initdb.log" 2>&1
 fi
 as_owner "$BIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 60 \
-  -o "-p $PORT -c listen_addresses=127.0.0.1 -k $PGDIR -c max_connections=200 -c fsync=on" start >&2
+  -o "-p $PORT -c listen_addresses=127.0.0.1 -k $PGDIR -c max_connections=200 -c fsync=on" start >&2 9>&-
 echo "$URL"
