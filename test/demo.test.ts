@@ -14,14 +14,18 @@ test('cardlink demo tells the whole seed story and ends with the seed tool worki
   const { ok, steps } = JSON.parse(out) as { ok: boolean; steps: Array<{ step: string; text: string; detail: Record<string, unknown> }> };
   assert.equal(ok, true);
   const texts = steps.map((s) => `${s.step}: ${s.text}`).join('\n');
-  const order = ['init', 'day 0', 'request', 'day 3', 'check', 'link', 'seed way', 'seed tool', 'doctor', 'check', 'repair', 'link', 'seed tool'];
+  const order = ['init', 'service', 'day 0', 'day 3', 'day 4', 'check', 'link', 'seed way', 'seed tool', 'doctor', 'check', 'repair', 'link', 'seed tool'];
   let at = 0;
   for (const name of order) {
     const i = steps.findIndex((s, k) => k >= at && s.step === name);
     assert.ok(i >= 0, `step ${name} after ${at} in\n${texts}`);
     at = i + 1;
   }
-  assert.equal(steps.find((s) => s.step === 'request')!.detail.signatureValid, true);
+  assert.equal(steps.find((s) => s.step === 'day 0')!.detail.state, 'pending');
+  assert.equal(steps.find((s) => s.step === 'day 3')!.detail.state, 'issued');
+  const collected = steps.find((s) => s.step === 'day 4')!.detail;
+  assert.deepEqual([collected.action, collected.linked, collected.reported], ['installed', true, true]);
+  assert.equal((steps.find((s) => s.step === 'link')!.detail.proof as { verified: boolean }).verified, true);
   assert.deepEqual(steps.filter((s) => s.step === 'check')[0]!.detail.findings, []);
   assert.equal(steps.find((s) => s.step === 'seed tool')!.detail.hresult, 0x8009200b);
   assert.ok(steps.some((s) => s.step === 'doctor' && s.detail.code === 'STALE_CACHE'));

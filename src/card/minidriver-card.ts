@@ -122,10 +122,12 @@ export class MinidriverCard {
   // ---- containers ------------------------------------------------------------------------------
 
   async containers(): Promise<ContainerInfo[]> {
-    await this.refresh();
-    const table = await this.cachedMasterTable();
-    const cmap = await this.cachedCmapfile();
-    return describeContainers(cmap, table);
+    return this.session.transaction(async () => {
+      await this.refresh();
+      const table = await this.cachedMasterTable();
+      const cmap = await this.cachedCmapfile();
+      return describeContainers(cmap, table);
+    });
   }
 
   async container(nameOrIndex: string | number): Promise<ContainerInfo> {
@@ -144,58 +146,59 @@ export class MinidriverCard {
    * container is marked valid, so an interruption never leaves a valid container without a key.
    */
   async createContainer(name: string, options: CreateContainerOptions = {}): Promise<ContainerInfo & { publicKey: KeyObject }> {
-    const keySpec = options.keySpec ?? 'kx';
-    const bits = options.bits ?? 2048;
-    const algId = ALG_RSA[bits];
-    if (algId === undefined) throw new CardError('BAD_ALGORITHM', `RSA-${bits} is not a GIDS key size (1024, 2048, 3072, 4096)`);
-    if (name.length === 0 || name.length > 39 || name.includes('\\') || name.includes('\0')) {
-      throw new CardError('BAD_CONTAINER_NAME', `container name '${name}' must be 1-39 characters without '\\'`, { container: name });
-    }
-    await this.refresh();
-    this.session.invalidate();
-    await this.readMasterTableFromCard();
-    const cmap = await this.readCmapfileFromCard();
-    const keymap = await this.session.keyMap();
-    if (keymap.length !== cmap.length && !(keymap.length === 0 && cmap.length === 0)) {
-      throw new CardError('INCONSISTENT', `cmapfile has ${cmap.length} records but the key map ${keymap.length}: run 'cardlink card check --repair'`, { container: name });
-    }
-    if (cmap.some((r) => (r.flags & CONTAINER_VALID) !== 0 && r.name === name)) {
-      throw new CardError('CONTAINER_EXISTS', `a container named '${name}' already exists`, { container: name });
-    }
-    let index = cmap.findIndex((r, i) => (r.flags & CONTAINER_VALID) === 0 && keymap[i]?.state !== 1);
-    const newSlot = index < 0;
-    if (newSlot) index = cmap.length;
-    if (index >= MAX_CONTAINERS) throw new CardError('CARD_FULL', `the card holds at most ${MAX_CONTAINERS} containers`, { container: name });
-    const keyRef = FIRST_KEY_REF + index;
+    return this.session.transaction(async () => {
+      const keySpec = options.keySpec ?? 'kx';
+      const bits = options.bits ?? 2048;
+      const algId = ALG_RSA[bits];
+      if (algId === undefined) throw new CardError('BAD_ALGORITHM', `RSA-${bits} is not a GIDS key size (1024, 2048, 3072, 4096)`);
+      if (name.length === 0 || name.length > 39 || name.includes('\\') || name.includes('\0')) {
+        throw new CardError('BAD_CONTAINER_NAME', `container name '${name}' must be 1-39 characters without '\\'`, { container: name });
+      }
+      await this.refresh();
+      await this.readMasterTableFromCard();
+      const cmap = await this.readCmapfileFromCard();
+      const keymap = await this.session.keyMap();
+      if (keymap.length !== cmap.length && !(keymap.length === 0 && cmap.length === 0)) {
+        throw new CardError('INCONSISTENT', `cmapfile has ${cmap.length} records but the key map ${keymap.length}: run 'cardlink card check --repair'`, { container: name });
+      }
+      if (cmap.some((r) => (r.flags & CONTAINER_VALID) !== 0 && r.name === name)) {
+        throw new CardError('CONTAINER_EXISTS', `a container named '${name}' already exists`, { container: name });
+      }
+      let index = cmap.findIndex((r, i) => (r.flags & CONTAINER_VALID) === 0 && keymap[i]?.state !== 1);
+      const newSlot = index < 0;
+      if (newSlot) index = cmap.length;
+      if (index >= MAX_CONTAINERS) throw new CardError('CARD_FULL', `the card holds at most ${MAX_CONTAINERS} containers`, { container: name });
+      const keyRef = FIRST_KEY_REF + index;
 
-    if (newSlot) {
-      cmap.push(emptyContainerRecord());
+      if (newSlot) {
+        cmap.push(emptyContainerRecord());
+        await this.bump({ files: true });
+        await this.putCmapfile(cmap);
+        keymap.push(deletedKeyMapRecord());
+      }
+      await this.createKeyFileReplacingLeftover(keyRef, algId, keySpec);
+      await this.bump({ containers: true });
+      keymap[index] = { ...keymap[index]!, state: 1, algId, keyType: keySpec === 'kx' ? KEYTYPE_EXCHANGE : KEYTYPE_SIGNATURE, keyFid: keyFid(keyRef) };
+      await this.session.putKeyMap(keymap);
+      const publicKey = await this.session.generateKey(keyRef, algId);
+
+      const hasDefault = cmap.some((r) => (r.flags & (CONTAINER_VALID | CONTAINER_DEFAULT)) === (CONTAINER_VALID | CONTAINER_DEFAULT));
+      const makeDefault = options.makeDefault === true || !hasDefault;
+      if (makeDefault) for (const r of cmap) r.flags &= ~CONTAINER_DEFAULT;
+      cmap[index] = {
+        ...emptyContainerRecord(),
+        name,
+        flags: CONTAINER_VALID | (makeDefault ? CONTAINER_DEFAULT : 0),
+        sigKeyBits: keySpec === 'sig' ? bits : 0,
+        kxKeyBits: keySpec === 'kx' ? bits : 0,
+      };
       await this.bump({ files: true });
       await this.putCmapfile(cmap);
-      keymap.push(deletedKeyMapRecord());
-    }
-    await this.createKeyFileReplacingLeftover(keyRef, algId, keySpec);
-    await this.bump({ containers: true });
-    keymap[index] = { ...keymap[index]!, state: 1, algId, keyType: keySpec === 'kx' ? KEYTYPE_EXCHANGE : KEYTYPE_SIGNATURE, keyFid: keyFid(keyRef) };
-    await this.session.putKeyMap(keymap);
-    const publicKey = await this.session.generateKey(keyRef, algId);
-
-    const hasDefault = cmap.some((r) => (r.flags & (CONTAINER_VALID | CONTAINER_DEFAULT)) === (CONTAINER_VALID | CONTAINER_DEFAULT));
-    const makeDefault = options.makeDefault === true || !hasDefault;
-    if (makeDefault) for (const r of cmap) r.flags &= ~CONTAINER_DEFAULT;
-    cmap[index] = {
-      ...emptyContainerRecord(),
-      name,
-      flags: CONTAINER_VALID | (makeDefault ? CONTAINER_DEFAULT : 0),
-      sigKeyBits: keySpec === 'sig' ? bits : 0,
-      kxKeyBits: keySpec === 'kx' ? bits : 0,
-    };
-    await this.bump({ files: true });
-    await this.putCmapfile(cmap);
-    this.cachePublicKey(index, publicKey);
-    const info = describeContainers(cmap, await this.session.masterTable())[index];
-    if (!info) throw new CardError('INTERNAL', 'created container vanished', { container: name });
-    return { ...info, publicKey };
+      this.cachePublicKey(index, publicKey);
+      const info = describeContainers(cmap, await this.session.masterTable())[index];
+      if (!info) throw new CardError('INTERNAL', 'created container vanished', { container: name });
+      return { ...info, publicKey };
+    });
   }
 
   /** The container's public key, from the cache while the containers counter proves it fresh. */
@@ -234,76 +237,86 @@ export class MinidriverCard {
 
   /** Loads a certificate (DER or PEM) into its container; see install.ts for the write order. */
   installCertificate(cert: Uint8Array | string, options: InstallOptions = {}): Promise<InstallResult> {
-    return installCertificate(this, cert, options);
+    return this.session.transaction(() => installCertificate(this, cert, options));
   }
 
   removeCertificate(containerName: string): Promise<{ container: ContainerInfo; file: string | undefined }> {
-    return removeCertificate(this, containerName);
+    return this.session.transaction(() => removeCertificate(this, containerName));
   }
 
   /** The certificate of a container, DER, or undefined when it has none. */
   async readCertificate(nameOrIndex: string | number): Promise<Uint8Array | undefined> {
-    const c = await this.container(nameOrIndex);
-    if (!c.certificateFile) return undefined;
-    const hit = this.recall(c.certificateFile, 'files');
-    const raw = hit ?? (await this.readFile(c.certificateFile));
-    if (!hit) this.remember(c.certificateFile, 'files', raw);
-    return decodeCertificateFile(raw, c.certificateFile).der;
+    return this.session.transaction(async () => {
+      const c = await this.container(nameOrIndex);
+      if (!c.certificateFile) return undefined;
+      const hit = this.recall(c.certificateFile, 'files');
+      const raw = hit ?? (await this.readFile(c.certificateFile));
+      if (!hit) this.remember(c.certificateFile, 'files', raw);
+      return decodeCertificateFile(raw, c.certificateFile).der;
+    });
   }
 
   async check(): Promise<CheckReport> {
-    return (await checkCard(this)).report;
+    return this.session.transaction(async () => {
+      return (await checkCard(this)).report;
+    });
   }
 
   repair(options: { adminKey?: Uint8Array } = {}): Promise<CheckReport> {
-    return repairCard(this, options);
+    return this.session.transaction(() => repairCard(this, options));
   }
 
   // ---- logical files ---------------------------------------------------------------------------
 
   async listFiles(): Promise<LogicalFile[]> {
-    await this.refresh();
-    const table = await this.cachedMasterTable();
-    const out: LogicalFile[] = [];
-    for (const r of table) {
-      if (r.filename === '') continue;
-      const data = await this.session.getData(r.efid, r.doTag);
-      out.push({ path: pathOf(r), size: data?.length ?? 0 });
-    }
-    return out;
+    return this.session.transaction(async () => {
+      await this.refresh();
+      const table = await this.cachedMasterTable();
+      const out: LogicalFile[] = [];
+      for (const r of table) {
+        if (r.filename === '') continue;
+        const data = await this.session.getData(r.efid, r.doTag);
+        out.push({ path: pathOf(r), size: data?.length ?? 0 });
+      }
+      return out;
+    });
   }
 
   async readFile(path: string): Promise<Uint8Array> {
-    const p = parseFilePath(path);
-    await this.refresh();
-    await this.cachedMasterTable();
-    const data = await this.session.readFile(p.directory, p.filename);
-    if (data === undefined) throw new CardError('FILE_NOT_FOUND', `${path}: no such file on the card`);
-    return data;
+    return this.session.transaction(async () => {
+      const p = parseFilePath(path);
+      await this.refresh();
+      await this.cachedMasterTable();
+      const data = await this.session.readFile(p.directory, p.filename);
+      if (data === undefined) throw new CardError('FILE_NOT_FOUND', `${path}: no such file on the card`);
+      return data;
+    });
   }
 
   /** Writes (or creates) a logical file, moving the files counter first. Needs the PIN. */
   async writeFile(path: string, data: Uint8Array): Promise<void> {
-    const p = parseFilePath(path);
-    await this.refresh();
-    this.session.invalidate();
-    await this.readMasterTableFromCard();
-    const exists = (await this.session.locate(p.directory, p.filename)) !== undefined;
-    if (pathOf(p).toLowerCase() !== 'cardcf') await this.bump({ files: true });
-    if (exists) await this.session.writeFile(p.directory, p.filename, data);
-    else await this.session.createFile(p.directory, p.filename, data);
-    this.cf = undefined;
+    return this.session.transaction(async () => {
+      const p = parseFilePath(path);
+      await this.refresh();
+      await this.readMasterTableFromCard();
+      const exists = (await this.session.locate(p.directory, p.filename)) !== undefined;
+      if (pathOf(p).toLowerCase() !== 'cardcf') await this.bump({ files: true });
+      if (exists) await this.session.writeFile(p.directory, p.filename, data);
+      else await this.session.createFile(p.directory, p.filename, data);
+      this.cf = undefined;
+    });
   }
 
   /** Deletes a logical file, moving the files counter first. Needs the PIN. */
   async deleteFile(path: string): Promise<void> {
-    const p = parseFilePath(path);
-    await this.refresh();
-    this.session.invalidate();
-    await this.readMasterTableFromCard();
-    if (!(await this.session.locate(p.directory, p.filename))) throw new CardError('FILE_NOT_FOUND', `${path}: no such file on the card`);
-    await this.bump({ files: true });
-    await this.session.deleteFile(p.directory, p.filename);
+    return this.session.transaction(async () => {
+      const p = parseFilePath(path);
+      await this.refresh();
+      await this.readMasterTableFromCard();
+      if (!(await this.session.locate(p.directory, p.filename))) throw new CardError('FILE_NOT_FOUND', `${path}: no such file on the card`);
+      await this.bump({ files: true });
+      await this.session.deleteFile(p.directory, p.filename);
+    });
   }
 
   // ---- PIN -------------------------------------------------------------------------------------

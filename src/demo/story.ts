@@ -1,9 +1,12 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
 import { hex } from '../bytes.js';
+import { ServiceClient } from '../agent/client.js';
+import { collect } from '../agent/collect.js';
+import { enroll } from '../agent/enroll.js';
 import { MemoryCardCache, MinidriverCard, type CheckReport } from '../card/index.js';
 import { openCardImage } from '../gids/card/index.js';
+import { ManualClock, startService, type RequestView } from '../service/index.js';
 import { LocalCa } from '../pki/local-ca.js';
 import { MemoryTransport } from '../transport/memory.js';
 import { RecordingTransport } from '../transport/recorder.js';
@@ -20,7 +23,9 @@ import { seedLoad } from './seed-loader.js';
 /** The container name of the seed story (shared/seed/README.md). */
 export const SEED_CONTAINER = 'lr-e46f1586-7133-4284-895d-557e2261c24d';
 /** A second container, loaded the seed's way for comparison. */
-export const SEED_WAY_CONTAINER = 'lr-0b7c3a52-seed-way-loader-container';
+export const SEED_WAY_CONTAINER = 'lr-0b7c3a52-6f2e-4d0a-9c1e-5eed0a7a10ad';
+
+const USER = 'demo.user@example.com';
 
 export interface StoryStep {
   step: string;
@@ -29,9 +34,10 @@ export interface StoryStep {
 }
 
 /**
- * The seed story on an emulated card in `dir`: key generated on the card and request sent on day
- * 0; certificate issued by a throwaway CA and loaded offline days later, once with `install` and
- * once the seed's way. `onStep` sees each step as it happens.
+ * The seed story on embedded defaults, everything under `dir`: the enrollment service (SQLite,
+ * embedded CA) on loopback, an emulated card, workstation A that enrolls, an operator who
+ * approves days later, workstation B (its own cache and Windows store) that collects, installs,
+ * links and signs; then, side by side, a certificate loaded the seed's way and what happens to it.
  */
 export async function runStory(dir: string, onStep: (s: StoryStep) => void): Promise<StoryStep[]> {
   const steps: StoryStep[] = [];
@@ -40,106 +46,121 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     steps.push(s);
     onStep(s);
   };
-  const image = join(dir, 'card.json');
-  // Throwaway secrets for a throwaway card: random per run, never printed or stored in the clear.
+  // Throwaway secrets for a throwaway card and service: random per run, never printed.
   const pin = (100000 + (randomBytes(4).readUInt32BE(0) % 900000)).toString();
   const adminKey = randomBytes(24);
-  const cache = new MemoryCardCache(); // the workstation's card cache
+  const operator = { username: 'operator', password: randomBytes(18).toString('base64url') };
+  const clock = new ManualClock(new Date());
+
+  const image = join(dir, 'card.json');
   const emulator = openCardImage(image, { create: true });
-  const transport = new RecordingTransport(new MemoryTransport(emulator, image));
-  // The Windows side: a model machine (registry, Smart Card service, Certificate Propagation) with
-  // the same card in its reader, through its own session.
+  const service = await startService({ dataDir: join(dir, 'service'), host: '127.0.0.1', port: 0, passphrase: randomBytes(18).toString('base64url'), operator, clock, sweepIntervalMs: 0 });
+  const client = new ServiceClient({ server: service.url, ca: service.caCertPem });
   const scheduler = new ManualScheduler();
-  const machine = new WindowsMachine({ dir: join(dir, 'windows'), scheduler, propagation: { delayMs: 30_000 } });
+  const machine = new WindowsMachine({ dir: join(dir, 'workstation-b', 'windows'), scheduler, propagation: { delayMs: 30_000 } });
+  const closers: Array<() => Promise<void>> = [];
   try {
-    const card = await MinidriverCard.initialize(transport, { pin, adminKey, cache });
-    const { cardId } = await card.refresh();
-    say('init', `blank GIDS card initialised in ${image}, cardid ${hex(cardId)} (${transport.count} APDUs)`, { image, cardId: hex(cardId), apdus: transport.count });
+    // The card, blank, personalised once.
+    const init = new RecordingTransport(new MemoryTransport(emulator, image));
+    closers.push(() => init.close());
+    const issuer = await MinidriverCard.initialize(init, { pin, adminKey });
+    const { cardId } = await issuer.refresh();
+    say('init', `blank GIDS card initialised in ${image}, cardid ${hex(cardId)} (${init.count} APDUs)`, { image, cardId: hex(cardId), apdus: init.count });
+    say('service', `enrollment service on ${service.url} (SQLite and an embedded CA in ${join(dir, 'service')})`, { url: service.url });
 
-    // Day 0: key pair generated on the card, request sent online.
-    await card.verifyPin(pin);
-    transport.clear();
-    const main = await card.createContainer(SEED_CONTAINER, { keySpec: 'kx', bits: 2048 });
-    say('day 0', `RSA-2048 key generated on the card in container ${main.index} '${SEED_CONTAINER}' (${transport.count} APDUs); the private key never leaves the card`, {
-      container: SEED_CONTAINER,
-      apdus: transport.count,
+    // Day 0, workstation A: key generated on the card, request signed on the card, submitted.
+    const login = async (): Promise<string> => (await client.call<{ token: string }>('POST', '/api/v1/sessions', { json: operator })).value.token;
+    let session = await login();
+    const token = (await client.call<{ token: string }>('POST', '/api/v1/tokens', { bearer: session, json: { user: USER, profile: 'smartcard-logon' } })).value.token;
+    const wsA = await workstation(emulator, 'workstation A', closers);
+    const enrolled = await enroll(wsA.card, client, { token, pin, container: SEED_CONTAINER });
+    say('day 0', `workstation A: RSA-2048 key generated on the card in '${SEED_CONTAINER}', request signed on the card and submitted: ${enrolled.state} (retry after ${enrolled.retryAfter} s); the private key never leaves the card`, {
+      requestId: enrolled.requestId,
+      state: enrolled.state,
+      container: enrolled.container,
     });
-    const request = await card.csr(SEED_CONTAINER, 'CN=Demo User, O=cardlink demo');
-    writeFileSync(join(dir, 'request.pem'), request.pem);
-    const csr = new x509.Pkcs10CertificateRequest(request.der);
-    say('request', `PKCS#10 request signed on the card (${request.der.length} bytes, signature valid: ${await csr.verify()}), sent to the CA`, {
-      csr: join(dir, 'request.pem'),
-      signatureValid: await csr.verify(),
-    });
-    const other = await card.createContainer(SEED_WAY_CONTAINER, { keySpec: 'sig', bits: 2048 });
-    await card.containers(); // the workstation has seen the card: its cache is warm
+    // The same day, another enrollment system (the seed's) has a signature key made on the card too.
+    await wsA.card.createContainer(SEED_WAY_CONTAINER, { keySpec: 'sig', bits: 2048 });
+    const otherRequest = await wsA.card.csr(SEED_WAY_CONTAINER, 'CN=Demo User (seed way)');
+    say('day 0', `the seed's enrollment system: signature key generated in '${SEED_WAY_CONTAINER}', request sent to its own CA`, { container: SEED_WAY_CONTAINER });
 
-    // Days later: the CA answers; the certificates are loaded offline.
-    const ca = await LocalCa.create();
-    // The CA knows the key only from the request.
-    const requestedKey = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
-    const cert = await ca.issue(requestedKey, { subject: 'CN=Demo User, O=cardlink demo', upn: 'demo.user@example.com' });
-    writeFileSync(join(dir, 'certificate.pem'), cert.toString('pem'));
-    transport.clear();
-    const installed = await card.installCertificate(new Uint8Array(cert.rawData));
-    say('day 3', `certificate issued by a throwaway CA, loaded with 'install' into ${installed.file} of '${installed.container.name}' (${installed.derBytes} B DER, ${installed.storedBytes} B stored, ${transport.count} APDUs, cardcf files counter moved to ${installed.cardcf.filesFreshness})`, {
-      file: installed.file,
-      apdus: transport.count,
-    });
-    const clean = await card.check();
-    say('check', reportLine(clean), { findings: clean.findings });
+    // Days later: the operator approves; the CA issues.
+    clock.advanceDays(3);
+    session = await login(); // operator sessions do not last days
+    const approved = (await client.call<RequestView>('POST', `/api/v1/requests/${enrolled.requestId}/approve`, { bearer: session, json: {} })).value;
+    say('day 3', `the operator approves request ${enrolled.requestId}: ${approved.state}`, { state: approved.state });
 
-    // The Windows machine: the card goes into its reader; link puts the certificate into
-    // CurrentUser\My with its key provider info and proves it.
-    const windowsCard = await MinidriverCard.open(new MemoryTransport(emulator, 'reader'), { cache });
-    machine.insert(windowsCard);
+    // Day 4, workstation B (another machine: its own cache and Windows store): collect.
+    clock.advanceDays(1);
+    const wsB = await workstation(emulator, 'workstation B', closers);
+    machine.insert(wsB.card);
     const user = machine.startProcess(() => pin);
-    const linked = await linkCard(windowsCard, user.host);
-    for (const l of linked.linked) {
-      say('link', `${l.action} ${l.thumbprint.slice(0, 16)}… in CurrentUser\\My → '${l.container}' via ${l.keyProvInfo.providerName}, key spec ${l.keyProvInfo.keySpec}; private key acquired (${l.proof.api}), a random challenge signed on the card, signature verified`, {
+    const report = await collect(wsB.card, client, { pin, host: 'workstation-b', link: (card) => linkCard(card, user.host) });
+    for (const item of report.items) {
+      say('day 4', `workstation B collects: ${item.action} into '${item.container}', linked into CurrentUser\\My: ${item.linked}, delivery reported: ${item.reported}`, { ...item });
+    }
+    const clean = await wsB.card.check();
+    say('check', reportLine(clean), { findings: clean.findings });
+    const proof = await linkCard(wsB.card, user.host);
+    for (const l of proof.linked) {
+      say('link', `'${l.container}' in CurrentUser\\My via ${l.keyProvInfo.providerName} (key spec ${l.keyProvInfo.keySpec}): private key acquired (${l.proof.api}), a random challenge signed on the card, signature verified`, {
         container: l.container,
         thumbprint: l.thumbprint,
-        keyProvInfo: l.keyProvInfo,
+        action: l.action,
         proof: l.proof,
       });
     }
 
-    // Side by side, the seed's way: its loader writes the file and leaves cardcf alone, then its
-    // addCardCertToStore tries to prove the private key from a bare certificate context.
-    const otherCert = await ca.issue(other.publicKey, { subject: 'CN=Demo User (seed way), O=cardlink demo' });
-    const file = await seedLoad(card.session, SEED_WAY_CONTAINER, new Uint8Array(otherCert.rawData));
-    say('seed way', `the seed's loader wrote ${file} for '${SEED_WAY_CONTAINER}' and left cardcf alone`, { file });
+    // Side by side, the seed's way: a second certificate, loaded by the seed's loader (cardcf left
+    // alone), then the seed's addCardCertToStore proving the key from a bare context.
+    const otherCa = await LocalCa.create('CN=The seed system CA');
+    const requested = new x509.Pkcs10CertificateRequest(otherRequest.der);
+    const otherCert = await otherCa.issue(createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' }), { subject: 'CN=Demo User (seed way)' });
+    const der = new Uint8Array(otherCert.rawData);
+    const file = await seedLoad(wsA.card.session, SEED_WAY_CONTAINER, der);
+    say('seed way', `the seed's CA answers too; its loader writes the certificate to ${file} and leaves cardcf alone`, { file });
     try {
       await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
-      say('seed tool', 'addCardCertToStore succeeded (propagation had already run)', {});
+      say('seed tool', 'addCardCertToStore succeeded', {});
     } catch (err) {
       if (!(err instanceof WinError)) throw err;
-      say('seed tool', `addCardCertToStore: CryptAcquireCertificatePrivateKey failed with ${err.hresultName} 0x${(err.hresult >>> 0).toString(16).toUpperCase()}`, { hresult: err.hresult, name: err.hresultName });
+      say('seed tool', `the seed's addCardCertToStore: CryptAcquireCertificatePrivateKey failed with ${err.hresultName} 0x${(err.hresult >>> 0).toString(16).toUpperCase()}`, {
+        hresult: err.hresult,
+        name: err.hresultName,
+      });
     }
-    const doctor = await diagnose(windowsCard, user.host, { target: `--image ${image} --store model:${join(dir, 'windows')}`, machine });
-    for (const f of doctor.findings) {
-      say('doctor', `${f.code}: ${f.message} → causes ${f.error.name} ${f.error.value}; fix: ${f.fix}`, { ...f });
-    }
-    const stale = await card.check();
+    const doctor = await diagnose(wsB.card, user.host, { target: `--image ${image} --store model:${machine.dir}`, machine });
+    for (const f of doctor.findings) say('doctor', `${f.code}: ${f.message} → causes ${f.error.name} ${f.error.value}; fix: ${f.fix}`, { ...f });
+    const stale = await wsB.card.check();
     say('check', reportLine(stale), { findings: stale.findings });
 
-    // The fix, cardlink's way: repair the card (moves cardcf), link, and the seed's own tool works.
-    const repaired = await card.repair();
-    const after = await card.check();
+    // cardlink's way out: repair the card (moves cardcf), link; the seed's own tool then works.
+    await wsB.card.verifyPin(pin);
+    const repaired = await wsB.card.repair();
+    const after = await wsB.card.check();
     say('repair', `${repaired.findings.filter((f) => f.fixed).map((f) => f.code).join(', ')} fixed; check now: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}`, {
       fixed: repaired.findings.filter((f) => f.fixed).map((f) => f.code),
       remaining: after.findings,
     });
-    const relinked = await linkCard(windowsCard, user.host);
+    const relinked = await linkCard(wsB.card, user.host);
     say('link', relinked.linked.map((l) => `${l.action} '${l.container}' (proof verified)`).join('; '), { linked: relinked.linked.map((l) => ({ container: l.container, action: l.action })) });
     const retry = await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
-    say('seed tool', `addCardCertToStore now succeeds at the first try (${retry.thumbprint.slice(0, 16)}…)`, { thumbprint: retry.thumbprint });
+    say('seed tool', `the seed's addCardCertToStore now succeeds at the first try (${retry.thumbprint.slice(0, 16)}…)`, { thumbprint: retry.thumbprint });
     return steps;
   } finally {
     adminKey.fill(0);
     machine.shutdown();
-    await transport.close();
+    for (const close of closers.reverse()) await close();
+    client.close();
+    await service.close();
   }
+}
+
+/** A workstation's own session on the card, with its own card cache. */
+async function workstation(emulator: ReturnType<typeof openCardImage>, name: string, closers: Array<() => Promise<void>>) {
+  const transport = new MemoryTransport(emulator, name);
+  closers.push(() => transport.close());
+  return { card: await MinidriverCard.open(transport, { cache: new MemoryCardCache() }) };
 }
 
 function reportLine(r: CheckReport): string {

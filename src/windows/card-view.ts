@@ -14,7 +14,11 @@ export interface CardContainer extends ContainerInfo {
   thumbprint: string | undefined;
 }
 
-export async function readCardFresh(card: MinidriverCard): Promise<{ cardId: Uint8Array; containers: CardContainer[] }> {
+export function readCardFresh(card: MinidriverCard): Promise<{ cardId: Uint8Array; containers: CardContainer[] }> {
+  return card.session.transaction(() => readFresh(card));
+}
+
+async function readFresh(card: MinidriverCard): Promise<{ cardId: Uint8Array; containers: CardContainer[] }> {
   const { cardId } = await card.refresh();
   const table = await card.readMasterTableFromCard();
   const containers = describeContainers(await card.readCmapfileFromCard(), table);

@@ -200,3 +200,18 @@ test('logical files by minidriver name: write, read, delete move the files count
   assert.equal((await t.card.cardcf()).filesFreshness, before + 3);
   await assert.rejects(t.card.readFile('a/b/c'), { code: 'CARD_FORMAT' });
 });
+
+test('a session never writes back a file table remembered from an earlier operation (no file of another writer is lost)', async () => {
+  const t = await initialisedCard();
+  await t.card.verifyPin(TEST_PIN);
+  await t.card.writeFile('mscp/a', Buffer.from('a'));
+  // Another application creates a file in the meantime.
+  const other = await (await import('../helpers/card.js')).reopen(t);
+  await other.card.verifyPin(TEST_PIN);
+  await other.card.writeFile('mscp/b', Buffer.from('b'));
+  // The first session, used directly at the GIDS level as the seed's loader does, creates one more.
+  await t.card.verifyPin(TEST_PIN);
+  await t.card.session.createFile('mscp', 'c', Buffer.from('c'));
+  const names = (await t.card.listFiles()).map((f) => f.path);
+  assert.deepEqual(names.filter((n) => /^mscp\/[abc]$/.test(n)).sort(), ['mscp/a', 'mscp/b', 'mscp/c']);
+});

@@ -67,6 +67,7 @@ export interface FileLocation {
 export class GidsSession {
   readonly channel: ApduChannel;
   private table: MasterFileRecord[] | undefined;
+  private depth = 0;
 
   constructor(readonly transport: Transport) {
     this.channel = new ApduChannel(transport);
@@ -115,16 +116,31 @@ export class GidsSession {
 
   // ---- logical files through the master file table -------------------------------------------
 
-  /** The master file table, read once per session and kept in step with our own writes. */
+  /**
+   * Runs `fn` as one card transaction: the master file table is read from the card at most once
+   * inside it and kept in step with our own writes. Outside a transaction every lookup reads the
+   * table afresh, as OpenSC does before every change: a table remembered from an earlier
+   * operation may miss a file someone else created since, and writing it back would lose that file.
+   */
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.depth++ === 0) this.table = undefined;
+    try {
+      return await fn();
+    } finally {
+      if (--this.depth === 0) this.table = undefined;
+    }
+  }
+
+  /** The master file table: fresh from the card, or as already read in this transaction. */
   async masterTable(refresh = false): Promise<MasterFileRecord[]> {
-    if (this.table && !refresh) return this.table;
+    if (this.table && !refresh && this.depth > 0) return this.table;
     const raw = await this.getData(EF.UserCreateDeleteDirAc, DO.MASTER_FILE_TABLE);
     if (!raw) throw new GidsError('NOT_INITIALIZED', `${this.transport.name}: the card has no master file table (not initialised)`);
     this.table = parseMasterFileTable(raw);
     return this.table;
   }
 
-  /** Uses a master file table the caller knows to be current (from a cardcf-validated cache). */
+  /** Uses, for the current transaction, a table the caller knows to be current (from a cardcf-validated cache). */
   adoptMasterTable(table: MasterFileRecord[]): void {
     this.table = table;
   }
