@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export npm_config_nodedir=${npm_config_nodedir:-/usr}
 
+# setup-system.sh also starts the tests' private PostgreSQL; stop it by PID whatever happens.
+trap 'bash scripts/setup-postgres.sh stop' EXIT
 bash scripts/setup-system.sh
 npm ci --no-fund --no-audit
 npm run build
