@@ -362,22 +362,7 @@ export class Storage {
   }
 
   async listRequests(q: RequestQuery = {}): Promise<RequestRecord[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (q.state !== undefined) {
-      where.push('state = ?');
-      params.push(q.state);
-    }
-    if (q.user !== undefined) {
-      where.push('user_name = ?');
-      params.push(q.user);
-    }
-    if (q.cardId !== undefined) {
-      where.push('card_id = ?');
-      params.push(q.cardId);
-    }
-    params.push(Math.min(Math.max(q.limit ?? 1000, 1), 10_000));
-    const sql = `SELECT * FROM requests ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at, id LIMIT ?`;
+    const { sql, params } = selectWhere('requests', [['state = ?', q.state], ['user_name = ?', q.user], ['card_id = ?', q.cardId]], 'created_at, id', q.limit);
     return (await this.db.query(sql, params)).map(toRequest);
   }
 
@@ -564,30 +549,7 @@ export class Storage {
   }
 
   async queryAudit(q: AuditQuery = {}): Promise<AuditEntry[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (q.actor !== undefined) {
-      where.push('actor = ?');
-      params.push(q.actor);
-    }
-    if (q.action !== undefined) {
-      where.push('action = ?');
-      params.push(q.action);
-    }
-    if (q.subject !== undefined) {
-      where.push('subject = ?');
-      params.push(q.subject);
-    }
-    if (q.since !== undefined) {
-      where.push('at >= ?');
-      params.push(q.since);
-    }
-    if (q.until !== undefined) {
-      where.push('at < ?');
-      params.push(q.until);
-    }
-    params.push(Math.min(Math.max(q.limit ?? 1000, 1), 10_000));
-    const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
+    const { sql, params } = selectWhere('audit', [['actor = ?', q.actor], ['action = ?', q.action], ['subject = ?', q.subject], ['at >= ?', q.since], ['at < ?', q.until]], 'id', q.limit);
     return (await this.db.query(sql, params)).map((r) => ({
       id: Number(r.id),
       at: Number(r.at),
@@ -597,4 +559,14 @@ export class Storage {
       details: JSON.parse(String(r.details)) as Record<string, unknown>,
     }));
   }
+}
+
+/** `SELECT *` with an AND of the conditions whose value is given, ordered, at most 10,000 rows. */
+function selectWhere(table: string, conditions: Array<[string, unknown]>, orderBy: string, limit: number | undefined): { sql: string; params: unknown[] } {
+  const present = conditions.filter(([, value]) => value !== undefined);
+  const where = present.length > 0 ? `WHERE ${present.map(([condition]) => condition).join(' AND ')}` : '';
+  return {
+    sql: `SELECT * FROM ${table} ${where} ORDER BY ${orderBy} LIMIT ?`,
+    params: [...present.map(([, value]) => value), Math.min(Math.max(limit ?? 1000, 1), 10_000)],
+  };
 }
