@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { cardlinkHome } from '../home.js';
 import type { CardCache } from './cache.js';
 
 interface Item {
@@ -41,8 +42,7 @@ export class DiskCardCache implements CardCache {
 
   /** `$CARDLINK_HOME/cache/cards.json` (default `~/.cardlink`). */
   static forUser(env: NodeJS.ProcessEnv = process.env): DiskCardCache {
-    const home = env.CARDLINK_HOME ?? join(env.HOME ?? '.', '.cardlink');
-    return new DiskCardCache(join(home, 'cache', 'cards.json'));
+    return new DiskCardCache(join(cardlinkHome(env), 'cache', 'cards.json'));
   }
 
   get(cardId: Uint8Array, name: string, freshness: number): Uint8Array | undefined {

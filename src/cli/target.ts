@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { DiskCardCache, MinidriverCard } from '../card/index.js';
 import { openCardImage } from '../gids/card/index.js';
+import { cardlinkHome } from '../home.js';
 import { MemoryTransport } from '../transport/memory.js';
 import type { Transport } from '../transport/transport.js';
 import { UsageError } from './io.js';
@@ -19,11 +20,11 @@ export const TARGET_OPTIONS = {
  * The card a command works on: an emulated card in its image file (`--image`, in process), a
  * reader (`--reader`), or, with neither, the only reader that holds a GIDS card.
  */
-export async function openTransport(args: TargetArgs, options: { createImage?: boolean } = {}): Promise<Transport> {
+export async function openTransport(args: TargetArgs, options: { createImage?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Transport> {
   if (args.image !== undefined && args.reader !== undefined) throw new UsageError('give --image or --reader, not both');
   if (args.image !== undefined) {
     if (!options.createImage && !existsSync(args.image)) throw new UsageError(`no card image at ${args.image} (create one with 'cardlink card init --image ${args.image}')`);
-    const card = openCardImage(args.image, { create: options.createImage === true });
+    const card = openCardImage(args.image, { create: options.createImage === true, home: cardlinkHome(options.env) });
     return new MemoryTransport(card, args.image);
   }
   const { openPcscTransport } = await import('../transport/pcsc.js');
@@ -36,7 +37,7 @@ export async function openTransport(args: TargetArgs, options: { createImage?: b
  */
 export async function withCard<T>(args: TargetArgs, env: NodeJS.ProcessEnv, fn: (card: MinidriverCard) => Promise<T>): Promise<T> {
   const cache = DiskCardCache.forUser(env);
-  const transport = await openTransport(args);
+  const transport = await openTransport(args, { env });
   try {
     const card = await MinidriverCard.open(transport, { cache });
     return await fn(card);

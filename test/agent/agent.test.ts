@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { MinidriverCard } from '../../src/card/index.js';
-import { openCardImage } from '../../src/gids/card/index.js';
+import { SEAL_KEY_FILE, openCardImage } from '../../src/gids/card/index.js';
 import { ManualClock, type RequestView } from '../../src/service/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { x509 } from '../../src/x509.js';
@@ -18,11 +18,17 @@ async function cardImage(dir: string): Promise<{ image: string; cardId: string }
   const image = join(dir, 'card.json');
   const init = await cli(['card', 'init', '--image', image, '--json'], { CARDLINK_HOME: join(dir, 'home-init'), CARDLINK_PIN: TEST_PIN, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) });
   assert.equal(init.code, 0, init.stderr);
+  // The emulated card's secure element key travels with the card: each workstation gets a copy.
+  for (const ws of ['ws-a', 'ws-b']) {
+    mkdirSync(join(dir, ws), { recursive: true, mode: 0o700 });
+    copyFileSync(join(dir, 'home-init', SEAL_KEY_FILE), join(dir, ws, SEAL_KEY_FILE));
+    chmodSync(join(dir, ws, SEAL_KEY_FILE), 0o600);
+  }
   return { image, cardId: (JSON.parse(init.stdout) as { cardId: string }).cardId.toLowerCase() };
 }
 
 async function onCard<T>(image: string, fn: (card: MinidriverCard) => Promise<T>): Promise<T> {
-  const transport = new MemoryTransport(openCardImage(image));
+  const transport = new MemoryTransport(openCardImage(image, { home: join(dirname(image), 'home-init') }));
   try {
     return await fn(await MinidriverCard.open(transport));
   } finally {

@@ -45,7 +45,7 @@ test('blank image → card init → card gen → card csr: openssl accepts the r
   assert.match(subject, /CN ?= ?Alice Example/);
 
   // The container's public key, read back from the card by a fresh session on the image.
-  const card = await MinidriverCard.open(new MemoryTransport(openCardImage(image)));
+  const card = await MinidriverCard.open(new MemoryTransport(openCardImage(image, { home: env.CARDLINK_HOME })));
   const onCard = (await card.publicKey(SEED_CONTAINER)).export({ type: 'spki', format: 'pem' }).toString();
   assert.equal(csrKey.trim(), onCard.trim());
 });
@@ -127,14 +127,14 @@ test('the image survives a restart: the key signs as before, counters unchanged'
   const env = envFor(dir);
   assert.equal((await cli(['card', 'init', '--image', image], env)).code, 0);
   assert.equal((await cli(['card', 'gen', '--image', image, '--container', 'k', '--alg', 'rsa1024'], env)).code, 0);
-  const first = await MinidriverCard.open(new MemoryTransport(openCardImage(image)), { cache: new MemoryCardCache() });
+  const first = await MinidriverCard.open(new MemoryTransport(openCardImage(image, { home: env.CARDLINK_HOME })), { cache: new MemoryCardCache() });
   const publicKey = await first.publicKey('k');
   await assert.rejects(first.verifyPin('999999'));
   const before = { cf: await first.cardcf(), id: hex(await first.cardId()), pin: await first.pinStatus() };
   assert.equal(before.pin.triesLeft, 2);
 
   // A new emulator process-equivalent: nothing shared but the file.
-  const again = await MinidriverCard.open(new MemoryTransport(openCardImage(image)), { cache: new MemoryCardCache() });
+  const again = await MinidriverCard.open(new MemoryTransport(openCardImage(image, { home: env.CARDLINK_HOME })), { cache: new MemoryCardCache() });
   assert.deepEqual({ cf: await again.cardcf(), id: hex(await again.cardId()), pin: await again.pinStatus() }, before);
   await again.verifyPin(TEST_PIN);
   const data = Buffer.from('signed after a restart');

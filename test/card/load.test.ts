@@ -399,7 +399,7 @@ test('CLI: card install / rm-cert / check exit 0 clean, 1 findings (and after --
   // The seed's way, on a card this user's cache has seen: exit 1, then --repair: exit 0.
   const { MinidriverCard } = await import('../../src/card/index.js');
   const { openCardImage } = await import('../../src/gids/card/index.js');
-  const raw = await MinidriverCard.open(new MemoryTransport(openCardImage(image)));
+  const raw = await MinidriverCard.open(new MemoryTransport(openCardImage(image, { home: env.CARDLINK_HOME })));
   await raw.verifyPin(TEST_PIN);
   const bobKey = await raw.publicKey('bob');
   await seedLoad(raw.session, 'bob', await issueOurs(bobKey));
@@ -418,7 +418,7 @@ test('CLI: card install / rm-cert / check exit 0 clean, 1 findings (and after --
 
   // Could not check: a blank, uninitialised card.
   const blank = join(dir, 'blank.json');
-  openCardImage(blank, { create: true });
+  openCardImage(blank, { create: true, home: env.CARDLINK_HOME });
   const cannot = await cli(['card', 'check', '--image', blank, '--json'], env);
   assert.equal(cannot.code, 2);
   assert.equal(JSON.parse(cannot.stdout).ok, false);

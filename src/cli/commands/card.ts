@@ -17,7 +17,7 @@ const init: Command = {
     if (values.serial !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.serial)) throw new UsageError('--serial takes 32 hex digits');
     const pin = await readPin(io, 'CARDLINK_PIN', 'New PIN: ');
     const adminKey = await readAdminKey(io);
-    const transport = await openTransport(values, { createImage: true });
+    const transport = await openTransport(values, { createImage: true, env: io.env });
     try {
       const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
       const { cardId, cardcf } = await card.refresh();

@@ -81,7 +81,7 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
       open: async () => {
         let transport;
         try {
-          transport = await openTransport(target);
+          transport = await openTransport(target, { env: io.env });
         } catch {
           return undefined;
         }

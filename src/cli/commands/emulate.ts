@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { hex } from '../../bytes.js';
 import { openCardImage } from '../../gids/card/index.js';
+import { cardlinkHome } from '../../home.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, attachToVpcd, parseVpcdAddress } from '../../transport/vpcd.js';
 import { parse, required } from '../args.js';
 import { emit, type Command } from '../io.js';
@@ -21,7 +22,7 @@ export const emulateCommand: Command = {
     const { host, port } = parseVpcdAddress(values.vpcd ?? `${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}`);
     const json = values.json === true;
     const created = !existsSync(image);
-    const card = openCardImage(image, { create: true });
+    const card = openCardImage(image, { create: true, home: cardlinkHome(io.env) });
 
     const stopped = new AbortController();
     let waitingNoted = false;

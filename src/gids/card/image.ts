@@ -4,9 +4,9 @@
  * lives in $CARDLINK_HOME/emulator-seal.key. The public JSON is the blob's associated data, so
  * editing it (say, the PIN try counter) breaks the seal. Every save replaces the file atomically.
  */
+import { cardlinkHome } from '../../home.js';
 import { createCipheriv, createDecipheriv, createHash, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
 import { GidsCard, type GidsCardOptions } from './card.js';
@@ -23,11 +23,6 @@ const SEAL_KEY_BYTES = 32;
 const SECRET = { PIN: 0xc0, KEY: 0xe0, FID: 0x83, RSA_PKCS8: 0xc1, SYMMETRIC: 0xc2 } as const;
 
 /** $CARDLINK_HOME, by default ~/.cardlink. */
-function cardlinkHome(env: NodeJS.ProcessEnv = process.env): string {
-  const home = env.CARDLINK_HOME;
-  return home !== undefined && home !== '' ? home : join(homedir(), '.cardlink');
-}
-
 function ioError(what: string, path: string, cause: unknown): CardImageError {
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new CardImageError('IMAGE_IO', `${what} ${path}: ${reason}`, { path, cause });
@@ -378,6 +373,8 @@ function withPath(e: unknown, path: string): unknown {
 export interface OpenCardImageOptions extends GidsCardOptions {
   /** Create a blank card image when there is none at the path. */
   create?: boolean;
+  /** Where the secure element key lives (default: cardlinkHome()). */
+  home?: string;
 }
 
 /**
@@ -385,7 +382,7 @@ export interface OpenCardImageOptions extends GidsCardOptions {
  * card saves itself, atomically, after every APDU that changes its persistent state.
  */
 export function openCardImage(path: string, options: OpenCardImageOptions = {}): GidsCard {
-  const sealKey = loadSealKey();
+  const sealKey = loadSealKey(options.home);
   let bytes: Buffer | undefined;
   try {
     bytes = readFileSync(path);
