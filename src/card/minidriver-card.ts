@@ -440,11 +440,11 @@ export class MinidriverCard {
 }
 
 export function describeContainers(cmap: ContainerRecord[], table: MasterFileRecord[]): ContainerInfo[] {
-  const certFiles = new Map<number, string>();
+  const certFiles = new Map<string, string>(); // `${index}/${keySpec}` → path
   for (const r of table) {
     if (r.directory.toLowerCase() !== 'mscp') continue;
     const parsed = parseCertificateFileName(r.filename);
-    if (parsed) certFiles.set(parsed.index * 2 + (parsed.keySpec === 'kx' ? 0 : 1), `mscp/${r.filename}`);
+    if (parsed) certFiles.set(`${parsed.index}/${parsed.keySpec}`, `mscp/${r.filename}`);
   }
   const out: ContainerInfo[] = [];
   cmap.forEach((r, index) => {
@@ -457,7 +457,7 @@ export function describeContainers(cmap: ContainerRecord[], table: MasterFileRec
       keySpec,
       keyBits: keySpec === 'kx' ? r.kxKeyBits : r.sigKeyBits,
       isDefault: (r.flags & CONTAINER_DEFAULT) !== 0,
-      certificateFile: certFiles.get(index * 2 + (keySpec === 'kx' ? 0 : 1)),
+      certificateFile: certFiles.get(`${index}/${keySpec}`),
     });
   });
   return out;
