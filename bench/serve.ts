@@ -3,6 +3,7 @@
 // PostgreSQL, next to the raw sign+verify rate of the CA key measured in the same run. The service
 // runs in its own process (`cardlink serve`), as in production; the load comes from this one.
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ServiceClient } from '../src/agent/client.js';
@@ -75,12 +76,17 @@ async function measure(backend: string, dbUrl: string | undefined): Promise<{ ro
 }
 
 const sqlite = await measure('sqlite', undefined);
+// The bench starts the private test PostgreSQL when it is not running; then it stops it again.
+const pgWasRunning =
+  process.env.CARDLINK_TEST_PG_URL !== undefined ||
+  spawnSync('bash', ['-c', 'f=${CARDLINK_PG_DIR:-/tmp/cardlink-pg}/data/postmaster.pid; [ -f "$f" ] && kill -0 "$(head -1 "$f")"']).status === 0;
 const pg = await freshPgDatabase();
 let postgres: Row[];
 try {
   postgres = (await measure('postgres', pg.url)).rows;
 } finally {
   await pg.drop();
+  if (!pgWasRunning) spawnSync('bash', ['scripts/setup-postgres.sh', 'stop'], { stdio: 'inherit' });
 }
 const raw = caRate(sqlite.dataDir);
 
