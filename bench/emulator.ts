@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromHex } from '../src/bytes.js';
-import { decodeCardImage, encodeCardImage, GidsCard, loadSealKey, openCardImage } from '../src/gids/card/index.js';
+import { decodeCardImage, encodeCardImage, GidsCard, loadSealKey, openCardImage } from '../src/gids/emulator/index.js';
 import { encodeTlv } from '../src/gids/protocol/tlv.js';
 import { createKeyFile, expectSw, generateKey, initialize, PIN, SELECT_GIDS, sendCommand, command, verifyApdu } from '../test/emulator/helpers.js';
 

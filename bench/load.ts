@@ -1,7 +1,7 @@
 // `npm run bench load`: APDUs and bytes of install and ls, cold and warm cache, next to their
 // lower bounds, over the in-memory transport (APDU counts do not depend on the transport).
 import { MemoryCardCache, MinidriverCard, type CardCache } from '../src/card/index.js';
-import { GidsCard } from '../src/gids/card/index.js';
+import { GidsCard } from '../src/gids/emulator/index.js';
 import { encodeCertificateFile, serializeCmapfile, parseCmapfile } from '../src/minidriver/index.js';
 import { encodeTlv } from '../src/gids/protocol/tlv.js';
 import { MemoryTransport } from '../src/transport/memory.js';

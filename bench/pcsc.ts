@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hex } from '../src/bytes.js';
 import { main as cardlink } from '../src/cli/main.js';
-import { GidsCard } from '../src/gids/card/index.js';
+import { GidsCard } from '../src/gids/emulator/index.js';
 import { GIDS_AID_PARTIAL } from '../src/gids/protocol/constants.js';
 import { MemoryTransport } from '../src/transport/memory.js';
 import { openPcscTransport, waitForPcscCard } from '../src/transport/pcsc.js';
 import type { Transport } from '../src/transport/transport.js';
-import { attachToVpcd, type VpcdAttachment } from '../src/transport/vpcd.js';
+import { attachToVpcd, type VpcdAttachment } from '../src/vpcd/attach.js';
 import { issueOurs } from '../test/helpers/certs.js';
 
 const runsArg = process.argv.indexOf('--runs');

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { DiskCardCache, MinidriverCard } from '../card/index.js';
-import { openCardImage } from '../gids/card/index.js';
+import { openCardImage } from '../gids/emulator/index.js';
 import { cardlinkHome } from '../home.js';
 import { MemoryTransport } from '../transport/memory.js';
 import type { Transport } from '../transport/transport.js';

@@ -5,7 +5,7 @@ import { ServiceClient } from '../agent/client.js';
 import { collect } from '../agent/collect.js';
 import { enroll } from '../agent/enroll.js';
 import { MemoryCardCache, MinidriverCard, type CheckReport } from '../card/index.js';
-import { openCardImage } from '../gids/card/index.js';
+import { openCardImage } from '../gids/emulator/index.js';
 import { ManualClock, startService, type RequestView } from '../service/index.js';
 import { LocalCa } from '../pki/local-ca.js';
 import { MemoryTransport } from '../transport/memory.js';

@@ -1,11 +1,12 @@
-import { TransportError, type ApduProcessor, type Transport } from './transport.js';
+import type { CardProcessor } from '../apdu/processor.js';
+import { TransportError, type Transport } from './transport.js';
 
 /** The emulator in the same process: for unit tests and the in-process `--image` mode. */
 export class MemoryTransport implements Transport {
   readonly name: string;
   private closed = false;
   constructor(
-    private readonly card: ApduProcessor,
+    private readonly card: CardProcessor,
     name = 'memory',
   ) {
     this.name = name;

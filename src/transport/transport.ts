@@ -31,10 +31,3 @@ export class TransportError extends CardlinkError {
     super(code, message, options);
   }
 }
-
-/** What a card (real or emulated) does with one APDU: the memory transport drives this. */
-export interface ApduProcessor {
-  process(apdu: Uint8Array): Uint8Array;
-  /** Power cycle / warm reset: clears volatile state. */
-  reset(): void;
-}

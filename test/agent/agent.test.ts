@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { MinidriverCard } from '../../src/card/index.js';
-import { SEAL_KEY_FILE, openCardImage } from '../../src/gids/card/index.js';
+import { SEAL_KEY_FILE, openCardImage } from '../../src/gids/emulator/index.js';
 import { ManualClock, type RequestView } from '../../src/service/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { x509 } from '../../src/x509.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { MemoryCardCache, MinidriverCard, type PinError } from '../../src/card/index.js';
-import { openCardImage } from '../../src/gids/card/index.js';
+import { openCardImage } from '../../src/gids/emulator/index.js';
 import { DO, EF } from '../../src/gids/protocol/constants.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { cli } from '../helpers/cli.js';

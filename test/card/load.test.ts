@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { DiskCardCache, MemoryCardCache, MinidriverCard, keyIdOf, type FindingCode } from '../../src/card/index.js';
 import { parseCmapfile, serializeCmapfile, encodeCertificateFile } from '../../src/minidriver/index.js';
-import { GidsCard, type CardImageData } from '../../src/gids/card/index.js';
+import { GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
 import { TEST_ADMIN_KEY, TEST_PIN, initialisedCard, reopen, tempDir } from '../helpers/card.js';
@@ -398,7 +398,7 @@ test('CLI: card install / rm-cert / check exit 0 clean, 1 findings (and after --
 
   // The seed's way, on a card this user's cache has seen: exit 1, then --repair: exit 0.
   const { MinidriverCard } = await import('../../src/card/index.js');
-  const { openCardImage } = await import('../../src/gids/card/index.js');
+  const { openCardImage } = await import('../../src/gids/emulator/index.js');
   const raw = await MinidriverCard.open(new MemoryTransport(openCardImage(image, { home: env.CARDLINK_HOME })));
   await raw.verifyPin(TEST_PIN);
   const bobKey = await raw.publicKey('bob');

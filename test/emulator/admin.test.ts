@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { concat, fromHex, hex } from '../../src/bytes.js';
-import { GidsCard } from '../../src/gids/card/index.js';
+import { GidsCard } from '../../src/gids/emulator/index.js';
 import { ADMIN_KEY, expectSw, initializedCard, mutualAuth, SELECT_GIDS, tdes } from './helpers.js';
 
 /** B080 can only be rewritten by the administrator: a probe for "is the admin authenticated". */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { concat, fromHex, hex } from '../../src/bytes.js';
-import { GidsCard } from '../../src/gids/card/index.js';
+import { GidsCard } from '../../src/gids/emulator/index.js';
 import { GIDS_FCI } from '../../src/gids/protocol/constants.js';
 import { encodeTlv } from '../../src/gids/protocol/tlv.js';
 import { command, expectSw, initializedCard, PIN, SELECT_GIDS, send, sendCommand, swOf, verifyApdu } from './helpers.js';

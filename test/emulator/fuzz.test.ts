@@ -7,7 +7,7 @@ import { constants, publicDecrypt, randomBytes, type KeyObject } from 'node:cryp
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { fromHex, hex } from '../../src/bytes.js';
-import { decodeCardImage, encodeCardImage, GidsCard, type CardImageData } from '../../src/gids/card/index.js';
+import { decodeCardImage, encodeCardImage, GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { readTrace } from '../helpers/traces.js';
 import { ADMIN_KEY, createKeyFile, expectSw, generateKey, initializedCard, mutualAuth, PIN, SELECT_GIDS, verifyApdu } from './helpers.js';
 

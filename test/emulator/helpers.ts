@@ -2,7 +2,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { concat, fromHex, hex } from '../../src/bytes.js';
-import { GidsCard } from '../../src/gids/card/index.js';
+import { GidsCard } from '../../src/gids/emulator/index.js';
 
 export const PIN = '123456';
 export const ADMIN_KEY = fromHex('010203040506070801020304050607080102030405060708');

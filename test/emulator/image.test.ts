@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { containsBytes, fromHex, hex } from '../../src/bytes.js';
-import { CardImageError, loadSealKey, openCardImage, SEAL_KEY_FILE, type GidsCard } from '../../src/gids/card/index.js';
+import { CardImageError, loadSealKey, openCardImage, SEAL_KEY_FILE, type GidsCard } from '../../src/gids/emulator/index.js';
 import { parseTlvs } from '../../src/gids/protocol/tlv.js';
 import { ADMIN_KEY, CARD_ID, createKeyFile, expectSw, generateKey, initialize, PIN, SELECT_GIDS, send, verifyApdu } from './helpers.js';
 

@@ -12,7 +12,7 @@ import {
 } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { concat, fromHex, hex } from '../../src/bytes.js';
-import type { GidsCard } from '../../src/gids/card/index.js';
+import type { GidsCard } from '../../src/gids/emulator/index.js';
 import { encodeTlv, parseTlvs } from '../../src/gids/protocol/tlv.js';
 import {
   command,

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { containsBytes, fromHex } from '../../src/bytes.js';
-import { GidsCard, type CardImageData } from '../../src/gids/card/index.js';
+import { GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { encodeTlv } from '../../src/gids/protocol/tlv.js';
 import { ADMIN_KEY, command, createKeyFile, expectSw, generateKey, initializedCard, mutualAuth, PIN, SELECT_GIDS, sendCommand, verifyApdu } from './helpers.js';
 

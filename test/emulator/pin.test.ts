@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { hex } from '../../src/bytes.js';
-import { GidsCard } from '../../src/gids/card/index.js';
+import { GidsCard } from '../../src/gids/emulator/index.js';
 import { expectSw, initializedCard, mutualAuth, PIN, SELECT_GIDS, send, verifyApdu } from './helpers.js';
 
 const PIN_STATUS = '00CB3FFF045C027F7100';

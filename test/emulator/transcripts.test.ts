@@ -9,7 +9,7 @@ import { constants, createPublicKey, publicDecrypt } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fromHex, hex } from '../../src/bytes.js';
-import { GidsCard } from '../../src/gids/card/index.js';
+import { GidsCard } from '../../src/gids/emulator/index.js';
 import { parseTlvs } from '../../src/gids/protocol/tlv.js';
 import { readTrace } from '../helpers/traces.js';
 

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryCardCache, MinidriverCard, type CardCache } from '../../src/card/index.js';
-import { GidsCard } from '../../src/gids/card/index.js';
+import { GidsCard } from '../../src/gids/emulator/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { constants, createVerify, publicEncrypt, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { MemoryCardCache, MinidriverCard, PinError } from '../../src/card/index.js';
-import { GidsCard } from '../../src/gids/card/index.js';
+import { GidsCard } from '../../src/gids/emulator/index.js';
 import { openPcscTransport } from '../../src/transport/pcsc.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import type { Transport } from '../../src/transport/transport.js';

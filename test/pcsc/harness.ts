@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { attachToVpcd, type VpcdAttachment, type VpcdCard, type VpcdEvent } from '../../src/transport/vpcd.js';
+import { attachToVpcd, type VpcdAttachment, type VpcdCard, type VpcdEvent } from '../../src/vpcd/attach.js';
 import { waitForPcscCard } from '../../src/transport/pcsc.js';
 
 export const STATE_DIR = resolve(process.env.PCSC_STATE_DIR ?? '.pcsc-state');

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { MinidriverCard } from '../../src/card/index.js';
-import { DEFAULT_ATR, GidsCard, openCardImage } from '../../src/gids/card/index.js';
+import { DEFAULT_ATR, GidsCard, openCardImage } from '../../src/gids/emulator/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { openPcscTransport, waitForPcscCard } from '../../src/transport/pcsc.js';
 import { TEST_ADMIN_KEY, TEST_PIN, tempDir } from '../helpers/card.js';

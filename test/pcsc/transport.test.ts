@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { TransportError } from '../../src/transport/transport.js';
 import { listPcscReaders, openPcscTransport, waitForPcscCard, type PcscTransport } from '../../src/transport/pcsc.js';
-import type { VpcdCard } from '../../src/transport/vpcd.js';
+import type { VpcdCard } from '../../src/vpcd/attach.js';
 import { SLOTS, STATE_DIR, insertCard, lockPcsc, requirePcscd, runTool } from './harness.js';
 
 const GIDS_SELECT_PREFIX = [0x00, 0xa4, 0x04, 0x00, 0x09, 0xa0, 0x00, 0x00, 0x03, 0x97, 0x42, 0x54, 0x46, 0x59];

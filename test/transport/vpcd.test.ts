@@ -11,7 +11,7 @@ import {
   parseVpcdAddress,
   type VpcdCard,
   type VpcdEvent,
-} from '../../src/transport/vpcd.js';
+} from '../../src/vpcd/attach.js';
 
 describe('vpcd frames', () => {
   it('encodes a big-endian u16 length before the payload', () => {

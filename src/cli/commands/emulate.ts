@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { hex } from '../../bytes.js';
-import { openCardImage } from '../../gids/card/index.js';
+import { openCardImage } from '../../gids/emulator/index.js';
 import { cardlinkHome } from '../../home.js';
-import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, attachToVpcd, parseVpcdAddress } from '../../transport/vpcd.js';
+import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, attachToVpcd, parseVpcdAddress } from '../../vpcd/attach.js';
 import { parse, required } from '../args.js';
 import { emit, type Command } from '../io.js';
 

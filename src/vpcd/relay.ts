@@ -5,10 +5,10 @@
  */
 import { connect, type Socket } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
-import { VPCD_CONTROL, VpcdFrameDecoder, encodeVpcdFrame, type CardMessage, type RelayMessage, type VpcdRelayConfig } from './vpcd.js';
+import { VPCD_CONTROL, VpcdFrameDecoder, encodeVpcdFrame, type CardMessage, type RelayMessage, type VpcdRelayConfig } from './attach.js';
 
 const port = parentPort;
-if (!port) throw new Error('vpcd-relay runs as a worker thread of attachToVpcd');
+if (!port) throw new Error('relay runs as a worker thread of attachToVpcd');
 const config = workerData as VpcdRelayConfig;
 const post = (m: RelayMessage): void => port.postMessage(m);
 

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { CardlinkError } from '../errors.js';
-import type { ApduProcessor } from './transport.js';
+import type { CardProcessor } from '../apdu/processor.js';
 
 /**
  * The emulator as a card in a real reader: vsmartcard's vpcd driver (loaded inside pcscd) listens
@@ -119,7 +119,7 @@ export interface VpcdAttachment {
 }
 
 /** A card the reader can talk to: APDUs, power cycle, and the ATR it answers with. */
-export type VpcdCard = ApduProcessor & { readonly atr: Uint8Array };
+export type VpcdCard = CardProcessor & { readonly atr: Uint8Array };
 
 /** What the relay thread is started with. */
 export interface VpcdRelayConfig {
@@ -153,12 +153,12 @@ function startRelay(config: VpcdRelayConfig): Worker {
   if (here.endsWith('.ts')) {
     // Run from TypeScript sources (tests, benchmarks): Node 20 gives a worker none of tsx's
     // loader, so the relay is loaded through tsx's API.
-    const relay = new URL('./vpcd-relay.ts', here).href;
+    const relay = new URL('./relay.ts', here).href;
     const tsx = import.meta.resolve('tsx/esm/api');
     const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(relay)}); })`;
     return new Worker(boot, { eval: true, workerData: config });
   }
-  return new Worker(new URL('./vpcd-relay.js', here), { workerData: config });
+  return new Worker(new URL('./relay.js', here), { workerData: config });
 }
 
 export function attachToVpcd(card: VpcdCard, options: VpcdOptions = {}): VpcdAttachment {

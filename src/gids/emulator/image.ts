@@ -11,7 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
 import { GidsCard, type GidsCardOptions } from './card.js';
 import { CardImageError } from './errors.js';
-import { CARD_IMAGE_VERSION, type CardImageData, type FileImage, type KeyImage } from './model.js';
+import { CARD_IMAGE_VERSION, type CardImageData, type FileImage, type KeyImage } from './image-format.js';
 import type { LifeCycle } from './state.js';
 
 export const SEAL_KEY_FILE = 'emulator-seal.key';

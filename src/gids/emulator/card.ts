@@ -2,12 +2,12 @@ import { parseCommand, type CommandApdu } from '../../apdu/command.js';
 import { encodeResponse } from '../../apdu/response.js';
 import { SW } from '../../apdu/status.js';
 import { concat } from '../../bytes.js';
-import type { ApduProcessor } from '../../transport/transport.js';
+import type { CardProcessor } from '../../apdu/processor.js';
 import { GIDS_AID, INS, PIN_TRY_LIMIT } from '../protocol/constants.js';
 import { CARD_SW, CHAIN_BUFFER_LIMIT, DEFAULT_ATR, DEFAULT_CAPACITY_BYTES } from './constants.js';
 import { activateFile, createFile, deleteFile, getData, putData, select, selectApplicationResponse, terminateDf } from './filesystem.js';
 import { generateKeyPair, importKey, performSecurityOperation, readPublicKey, type ChainedInput } from './keys.js';
-import { imageFromState, stateFromImage, type CardImageData } from './model.js';
+import { imageFromState, stateFromImage, type CardImageData } from './image-format.js';
 import {
   changeReferenceData,
   generalAuthenticate,
@@ -55,7 +55,7 @@ interface Reply {
  *   1024-4096 bits, 24 bytes for 3DES);
  * - once terminated, every command to the application answers 6285 (SELECT included).
  */
-export class GidsCard implements ApduProcessor {
+export class GidsCard implements CardProcessor {
   readonly atr: Uint8Array = DEFAULT_ATR.slice();
   /** Called after each APDU that changed persistent state (openCardImage saves the image here). */
   onPersistentChange?: () => void;

@@ -3,5 +3,5 @@ export { GidsCard, type GidsCardOptions } from './card.js';
 export { DEFAULT_ATR, DEFAULT_CAPACITY_BYTES } from './constants.js';
 export { CardImageError, type CardImageErrorCode } from './errors.js';
 export { decodeCardImage, encodeCardImage, loadSealKey, openCardImage, SEAL_KEY_FILE, type OpenCardImageOptions } from './image.js';
-export { CARD_IMAGE_VERSION, type CardImageData, type FileImage, type KeyImage } from './model.js';
+export { CARD_IMAGE_VERSION, type CardImageData, type FileImage, type KeyImage } from './image-format.js';
 export type { LifeCycle } from './state.js';
