@@ -66,9 +66,9 @@ test('openssl req -verify fails on a tampered request (the check above is meanin
 });
 
 // Vectors: the PUT DATA commands GidsApplet accepted from OpenSC, read straight from
-// shared/traces/opensc-gidsapplet/initialize.txt (`gids-tool --initialize`) and keygen.txt
+// test/fixtures/opensc-gidsapplet/initialize.txt (`gids-tool --initialize`) and keygen.txt
 // (`pkcs15-init --generate-key rsa/2048`, label "GIDS test key", a signature key). The note
-// gids-protocol.md §3, §7 and §8 documents the same bytes.
+// OpenSC's card-gids.c writes the same bytes (docs/sources.md#opensc-gids).
 function lastPut(trace: string, efAndDo: string): string {
   const puts = readTrace(trace).filter((e) => e.command.startsWith(`00DB${efAndDo.slice(0, 4)}`) && e.command.slice(10).startsWith(efAndDo.slice(4)));
   const last = puts.at(-1);

@@ -7,7 +7,7 @@ import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
 import { readTrace } from '../helpers/traces.js';
 
-// shared/traces/opensc-gidsapplet/initialize.txt: `gids-tool --initialize` with PIN 123456 and a
+// test/fixtures/opensc-gidsapplet/initialize.txt: `gids-tool --initialize` with PIN 123456 and a
 // zero administrator key; the card got cardid 1B FE 3A 81 1C 3C 44 60 44 87 D3 F4 84 EF F2 D5.
 test('initialize sends exactly the APDUs gids-tool --initialize sends', async () => {
   const trace = readTrace('initialize.txt');

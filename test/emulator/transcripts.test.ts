@@ -1,5 +1,5 @@
 /**
- * Replays the OpenSC ↔ GidsApplet transcripts (shared/traces/opensc-gidsapplet) against one
+ * Replays the OpenSC ↔ GidsApplet transcripts (test/fixtures/opensc-gidsapplet) against one
  * emulated card, in the order they were recorded. Every response must be byte-identical, except:
  * the simulator's 6999 for unknown AIDs (a real card, and the emulator, answer 6A82), and what
  * randomness decides (the generated key, hence the public key read and the signature), which is

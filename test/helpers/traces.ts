@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const TRACE_DIR = join(import.meta.dirname, '..', '..', '..', 'shared', 'traces', 'opensc-gidsapplet');
+/** OpenSC ↔ GidsApplet transcripts kept in the repository (see the README in that folder). */
+export const TRACE_DIR = join(import.meta.dirname, '..', 'fixtures', 'opensc-gidsapplet');
 
 export interface TraceExchange {
   command: string; // upper-case hex, no spaces
   response: string; // data + SW
 }
 
-/** The APDU/SW pairs of one pcscd `--apdu` log in shared/traces. */
+/** The APDU/SW pairs of one pcscd `--apdu` log in test/fixtures/opensc-gidsapplet. */
 export function readTrace(name: string): TraceExchange[] {
   const lines = readFileSync(join(TRACE_DIR, name), 'utf8').split('\n');
   const out: TraceExchange[] = [];

@@ -1,5 +1,6 @@
 // Byte vectors observed on the wire between OpenSC 0.23.0 and GidsApplet
-// (shared/traces/opensc-gidsapplet/*.txt) and quoted in shared/notes/gids-protocol.md.
+// (test/fixtures/opensc-gidsapplet/*.txt), and values from OpenSC's card-gids.c and GidsApplet's
+// tests (docs/sources.md#opensc-gids, docs/sources.md#gidsapplet).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fromHex, hex } from '../../src/bytes.js';
@@ -27,6 +28,7 @@ import {
   serializeKeyMap,
   serializeMasterFileTable,
 } from '../../src/minidriver/index.js';
+import { readTrace } from '../helpers/traces.js';
 import { fixture } from './helpers.js';
 
 // initialize.txt, `00 DB A0 00 91 DF 1F 81 8D <table>`: the initial table gids-tool writes.
@@ -134,7 +136,7 @@ describe('minidriver vectors from the OpenSC/GidsApplet transcripts', () => {
     assert.equal(hex(serializeKeyMap(map)), hex(raw));
   });
 
-  it('gids-protocol.md §3 (GidsApplet MinidriverTest): key map with a key-exchange key', () => {
+  it('GidsApplet MinidriverTest (docs/sources.md#gidsapplet): key map with a key-exchange key', () => {
     const raw = fromHex('01 01 00 00 00 07 9A 81 B0 FF FF 00 00');
     assert.deepEqual(parseKeyMap(raw), [{ state: 1, algId: 0x07, keyType: 0x9a, keyFid: 0xb081 }]);
     assert.equal(hex(serializeKeyMap(parseKeyMap(raw))), hex(raw));
@@ -149,5 +151,15 @@ describe('minidriver vectors from the OpenSC/GidsApplet transcripts', () => {
     assert.equal(hex(decoded.der), hex(der));
     assert.equal(hex(encodeCertificateFile(der)), hex(file));
     assert.equal(certificateFileName(0, 'sig'), 'ksc00');
+  });
+
+  it('certstore.txt: ksc00.bin is the DF24 value of the chained PUT DATA OpenSC sent', () => {
+    const blocks = readTrace('certstore.txt').filter((e) => /^[01]0DBA010/.test(e.command));
+    const chain = blocks.slice(blocks.findIndex((e) => e.command.slice(10).startsWith('DF248202BE')));
+    assert.deepEqual(chain.map((e) => e.command.slice(0, 2)), ['10', '10', '00']);
+    assert.ok(chain.every((e) => e.response === '9000'));
+    const data = chain.map((e) => e.command.slice(10)).join('');
+    assert.equal(data.slice(0, 10), 'DF248202BE');
+    assert.equal(data.slice(10), hex(fixture('ksc00.bin')));
   });
 });
