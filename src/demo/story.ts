@@ -20,7 +20,7 @@ import { addCardCertToStore } from '../windows/model/seed-tool.js';
 import { x509 } from '../x509.js';
 import { seedLoad } from './seed-loader.js';
 
-/** The container name of the seed story (shared/seed/README.md). */
+/** The container name of the seed story (docs/sources.md#seed). */
 export const SEED_CONTAINER = 'lr-e46f1586-7133-4284-895d-557e2261c24d';
 /** A second container, loaded the seed's way for comparison. */
 export const SEED_WAY_CONTAINER = 'lr-0b7c3a52-6f2e-4d0a-9c1e-5eed0a7a10ad';

@@ -1,7 +1,7 @@
 /**
  * The CryptoAPI, CNG and smart card numbers cardlink's Windows side speaks, in one place. Values
  * are those of the Windows SDK headers (wincrypt.h, ncrypt.h, winerror.h; checked against the
- * mingw-w64 copies) as summarised in shared/notes/windows-smartcard-facts.md §4–§5.
+ * mingw-w64 copies); the pages they come from are listed in docs/sources.md#crypt32-ncrypt.
  */
 
 /** Certificate context property ids (CertSetCertificateContextProperty). */

@@ -75,7 +75,7 @@ export function verifyApdu(pin: string): string {
 
 export const SELECT_GIDS = '00A4040009A0000003974254465900';
 
-/** gids-tool --initialize (shared/notes/gids-protocol.md §8): six BER-TLV EFs, B080, file table, cardid. */
+/** gids-tool --initialize (docs/sources.md#gids-tool): six BER-TLV EFs, B080, file table, cardid. */
 export function initialize(card: GidsCard, options: { pin?: string; adminKey?: Uint8Array } = {}): void {
   const pin = options.pin ?? PIN;
   const admin = options.adminKey ?? ADMIN_KEY;

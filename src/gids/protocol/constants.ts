@@ -1,6 +1,7 @@
 /**
  * GIDS protocol constants shared by the host driver and the card emulator.
- * Source for every value: shared/notes/gids-protocol.md (OpenSC card-gids.[ch], GidsApplet).
+ * Source for every value: OpenSC card-gids.[ch] and GidsApplet (docs/sources.md#opensc-gids,
+ * docs/sources.md#gidsapplet).
  */
 
 /** Full GIDS v2 application AID as GidsApplet registers it. */

@@ -1,5 +1,5 @@
 /**
- * The seed's `addCardCertToStore` (shared/seed/README.md), run as a process of the model: log in
+ * The seed's `addCardCertToStore` (docs/sources.md#seed), run as a process of the model: log in
  * with the PIN, get the user key, read its certificate with CryptGetKeyParam(KP_CERTIFICATE),
  * create a context from it, prove the private key with CryptAcquireCertificatePrivateKey, and
  * only then save the context to `CurrentUser\My`. Used by the reproduction test and the

@@ -8,9 +8,9 @@
  *   fills the cache [FSR][ARCH][RC][WC]. Lookup names follow the inbox minidriver
  *   (`Cached_GeneralFile/mscp/cmapfile`, `Cached_GeneralFile/mscp/ksc00`, `Cached_ContainerInfo_00`)
  *   [BLOG, unofficial].
- * - Which counter keys which item is not documented [notes §8]; the model keys files by
- *   wFilesFreshness and container data (public keys) by wContainersFreshness, the split the
- *   Minidriver spec gives the two counters [FSR].
+ * - Which counter keys which item is not documented (docs/sources.md#open-questions); the model
+ *   keys files by wFilesFreshness and container data (public keys) by wContainersFreshness, the
+ *   split the Minidriver spec gives the two counters [FSR].
  * - The model caches contents only, never the absence of a file (every known item is content).
  * - The minidriver itself keeps nothing between transactions (model assumption): the GIDS file
  *   table is read afresh each time, so only the Base CSP/KSP data cache can go stale.
@@ -18,8 +18,8 @@
  *   (default container) [ARCH][CREQ]. A missing container is NTE_BAD_KEYSET; a key spec the
  *   container has no key for is NTE_NO_KEY [GUK].
  * - PINs: each provider instance (one per process and API) keeps its own PIN cache, CryptoAPI and
- *   CNG separate [PIN §6; whether they share is undocumented, the notes say treat them as
- *   separate]; card removal clears them [AEX][PIN].
+ *   CNG separate [PIN][KSPP] (whether they share one is undocumented:
+ *   docs/sources.md#open-questions); card removal clears them [AEX][PIN].
  * - The Base CSP checks each signature it makes against the container's public key as it knows it
  *   — from the cache — so a stale cached key makes signing fail [seed answer]; the model reports
  *   NTE_BAD_SIGNATURE (code not documented). The KSP is not known to do this and does not.

@@ -1,7 +1,7 @@
 /**
  * CertStoreHost over the real crypt32 / advapi32 / ncrypt through koffi. Loaded only on Windows
  * (native/index.ts imports it dynamically); also runs under Wine with the Windows build of Node
- * (test/windows/native-wine.test.ts). Signatures: shared/notes/windows-smartcard-facts.md §4.
+ * (test/windows/native-wine.test.ts). Signatures: the SDK pages in docs/sources.md#crypt32-ncrypt.
  */
 import { createHash } from 'node:crypto';
 import { hex } from '../../bytes.js';
