@@ -41,7 +41,3 @@ export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean
 export function u16le(value: number): Uint8Array {
   return new Uint8Array([value & 0xff, (value >> 8) & 0xff]);
 }
-
-export function u32le(value: number): Uint8Array {
-  return new Uint8Array([value & 0xff, (value >> 8) & 0xff, (value >> 16) & 0xff, (value >>> 24) & 0xff]);
-}

@@ -157,6 +157,7 @@ describe('card image', () => {
     renameSync(dir, dir + '.away');
     try {
       assert.equal(send(card, '00DBA01005DF3002ABCD').sw, 0x6581);
+      assert.throws(() => card.onPersistentChange!(), (e: unknown) => e instanceof CardImageError && e.code === 'IMAGE_IO' && e.path === path);
     } finally {
       renameSync(dir + '.away', dir);
     }

@@ -6,8 +6,9 @@
  */
 import { cardlinkHome } from '../../home.js';
 import { createCipheriv, createDecipheriv, createHash, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, linkSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { removeQuietly, syncDirectory, writeFileAtomic, writeTempBeside } from '../../atomic-file.js';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
 import { GidsCard, type GidsCardOptions } from './card.js';
 import { CardImageError } from './errors.js';
@@ -22,7 +23,6 @@ const SEAL_KEY_BYTES = 32;
 /** Tags of the sealed secrets (a BER-TLV list; never written anywhere unencrypted). */
 const SECRET = { PIN: 0xc0, KEY: 0xe0, FID: 0x83, RSA_PKCS8: 0xc1, SYMMETRIC: 0xc2 } as const;
 
-/** $CARDLINK_HOME, by default ~/.cardlink. */
 function ioError(what: string, path: string, cause: unknown): CardImageError {
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new CardImageError('IMAGE_IO', `${what} ${path}: ${reason}`, { path, cause });
@@ -32,63 +32,22 @@ function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException | undefined)?.code;
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-}
-
-/** Writes `bytes` to a new file (mode 0600) next to `path` and returns its name, fsynced. */
-function writeTemp(path: string, bytes: Uint8Array): string {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeAll(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return tmp;
-}
-
-function syncDirectory(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch {
-    // Some platforms (Windows) cannot open or sync a directory; the rename itself is still atomic.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-function removeQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Already gone, or never created: nothing to clean up.
-  }
-}
-
 /**
- * Replaces `path` with `bytes` atomically: temp file in the same directory, fsync, rename, fsync of
- * the directory. On failure the previous file is untouched and CardImageError IMAGE_IO is thrown.
+ * Replaces the image file atomically and durably (src/atomic-file.ts: temp file, fsync, rename,
+ * directory fsync). On failure the previous file is untouched and CardImageError IMAGE_IO is thrown.
  */
-function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  let tmp: string | undefined;
+function saveImage(path: string, bytes: Uint8Array): void {
   try {
-    tmp = writeTemp(path, bytes);
-    renameSync(tmp, path);
+    writeFileAtomic(path, bytes);
   } catch (cause) {
-    if (tmp !== undefined) removeQuietly(tmp);
     throw ioError('could not save the card image', path, cause);
   }
-  syncDirectory(dirname(path));
 }
 
 function createSealKey(home: string, path: string): void {
   try {
     mkdirSync(home, { recursive: true, mode: 0o700 });
-    const tmp = writeTemp(path, randomBytes(SEAL_KEY_BYTES));
+    const tmp = writeTempBeside(path, randomBytes(SEAL_KEY_BYTES));
     try {
       // link() fails if another process created the key meanwhile: then that key wins.
       linkSync(tmp, path);
@@ -97,6 +56,8 @@ function createSealKey(home: string, path: string): void {
     } finally {
       removeQuietly(tmp);
     }
+    // The key must survive a power cut as surely as the images sealed with it.
+    syncDirectory(home);
   } catch (cause) {
     throw ioError('could not create the secure element key', path, cause);
   }
@@ -396,13 +357,13 @@ export function openCardImage(path: string, options: OpenCardImageOptions = {}):
         throw new CardImageError('IMAGE_NOT_FOUND', `no card image at ${path}`, { path });
       }
       card = GidsCard.blank(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes });
-      writeFileAtomic(path, encodeCardImage(card.toImage(), sealKey));
+      saveImage(path, encodeCardImage(card.toImage(), sealKey));
     } else {
       card = GidsCard.fromImage(decodeCardImage(bytes, sealKey));
     }
   } catch (e) {
     throw e instanceof CardImageError && e.path === path ? e : withPath(e, path);
   }
-  card.onPersistentChange = () => writeFileAtomic(path, encodeCardImage(card.toImage(), sealKey));
+  card.onPersistentChange = () => saveImage(path, encodeCardImage(card.toImage(), sealKey));
   return card;
 }
