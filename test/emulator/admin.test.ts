@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { concat, fromHex, hex } from '../../src/bytes.js';
 import { GidsCard } from '../../src/gids/emulator/index.js';
-import { ADMIN_KEY, expectSw, initializedCard, mutualAuth, SELECT_GIDS, tdes } from './helpers.js';
+import { ADMIN_KEY, expectSw, initializedEmulator, mutualAuth, SELECT_GIDS, tdes } from './helpers.js';
 
 /** B080 can only be rewritten by the administrator: a probe for "is the admin authenticated". */
 const ADMIN_ONLY_WRITE = '00DBA01205DF3102BEEF';
 
 describe('administrator authentication', () => {
   test('mutual authentication with the right key opens admin-only commands', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, ADMIN_ONLY_WRITE, 0x6982);
     assert.equal(mutualAuth(card), 0x9000);
@@ -19,7 +19,7 @@ describe('administrator authentication', () => {
   });
 
   test('a wrong key is refused with 6982 and leaves the admin out', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     const wrong = ADMIN_KEY.slice();
     wrong[0]! ^= 0xff;
@@ -28,7 +28,7 @@ describe('administrator authentication', () => {
   });
 
   test('replaying the host cryptogram after success → 6985', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '0022C1A403830180', 0x9000);
     const r1 = fromHex('00112233445566778899AABBCCDDEEFF');
@@ -42,7 +42,7 @@ describe('administrator authentication', () => {
   });
 
   test('the host must echo the card challenge and pad Z1 with 80', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '0022C1A403830180', 0x9000);
     const r1 = new Uint8Array(16).fill(7);
@@ -54,7 +54,7 @@ describe('administrator authentication', () => {
   });
 
   test('a response without a challenge → 6985; GENERAL AUTHENTICATE in creation mode → 6986', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '0022C1A403830180', 0x9000);
     expectSw(card, `008700002C7C2A8228${'00'.repeat(40)}00`, 0x6985);
@@ -66,7 +66,7 @@ describe('administrator authentication', () => {
   });
 
   test('external authentication: empty 81 → 8-byte challenge C, then 82 E(C)', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '0022C1A403830180', 0x9000);
     const r = expectSw(card, '00870000047C02810000', 0x9000);
@@ -81,7 +81,7 @@ describe('administrator authentication', () => {
   });
 
   test('the administrator key can be changed only by the administrator', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     const next = fromHex('0F0E0D0C0B0A09080706050403020100F0E0D0C0B0A09080');
     const put = `00DB3FFF267024840180A51F8718${hex(next)}8803B073DC`;

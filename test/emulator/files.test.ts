@@ -5,10 +5,10 @@ import { concat, fromHex, hex } from '../../src/bytes.js';
 import { GidsCard } from '../../src/gids/emulator/index.js';
 import { GIDS_FCI } from '../../src/gids/protocol/constants.js';
 import { encodeTlv } from '../../src/gids/protocol/tlv.js';
-import { command, expectSw, initializedCard, PIN, SELECT_GIDS, send, sendCommand, swOf, verifyApdu } from './helpers.js';
+import { command, expectSw, initializedEmulator, PIN, SELECT_GIDS, send, sendCommand, swOf, verifyApdu } from './helpers.js';
 
 function loggedIn(): GidsCard {
-  const card = initializedCard();
+  const card = initializedEmulator();
   expectSw(card, SELECT_GIDS, 0x9000);
   expectSw(card, verifyApdu(PIN), 0x9000);
   return card;
@@ -16,7 +16,7 @@ function loggedIn(): GidsCard {
 
 describe('application selection', () => {
   test('after a reset only SELECT by AID works: other AIDs 6A82, other commands 6986', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     card.reset();
     expectSw(card, '00A4040007627601FF000000', 0x6a82);
     expectSw(card, '00CB3FFF045C027F7100', 0x6986);
@@ -27,7 +27,7 @@ describe('application selection', () => {
   });
 
   test('full and partial AIDs select GIDS; P2 picks FCI, FCP, FMD or nothing', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     assert.equal(hex(expectSw(card, '00A404000BA00000039742544659020100', 0x9000)), hex(GIDS_FCI));
     assert.equal(hex(expectSw(card, '00A4040405A00000039700', 0x9000)), '62088201388C03033030');
     assert.equal(hex(expectSw(card, '00A4040809A0000003974254465900', 0x9000)), '64095F2F01607F65028000');
@@ -37,7 +37,7 @@ describe('application selection', () => {
   });
 
   test('with GIDS selected, an unknown AID is 6A82 and GIDS stays selected', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '00A4040006A0000000010100', 0x6a82);
     expectSw(card, '00CB3FFF045C027F7100', 0x9000);
@@ -46,7 +46,7 @@ describe('application selection', () => {
   });
 
   test('SELECT by FID: EFs, 3FFF and 3F00 for the application, 6A82 for unknown, 6A86 for P1=08', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     assert.equal(hex(expectSw(card, '00A4000402A01000', 0x9000)), '620C8201398302A0108C03033000');
     expectSw(card, '00A4000002A012', 0x6a86, 'an EF has no FCI');
@@ -247,7 +247,7 @@ describe('life cycle', () => {
   });
 
   test('memory full: 6A84 from the configured capacity, and nothing changes', () => {
-    const card = initializedCard({ capacityBytes: 2048 });
+    const card = initializedEmulator({ capacityBytes: 2048 });
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, verifyApdu(PIN), 0x9000);
     const before = card.toImage();

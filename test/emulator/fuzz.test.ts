@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { fromHex, hex } from '../../src/bytes.js';
 import { decodeCardImage, encodeCardImage, GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { readTrace } from '../helpers/traces.js';
-import { ADMIN_KEY, createKeyFile, expectSw, generateKey, initializedCard, mutualAuth, PIN, SELECT_GIDS, verifyApdu } from './helpers.js';
+import { ADMIN_KEY, createKeyFile, expectSw, generateKey, initializedEmulator, mutualAuth, PIN, SELECT_GIDS, verifyApdu } from './helpers.js';
 
 const TRACES = ['initialize.txt', 'dump-empty.txt', 'keygen.txt', 'readpub.txt', 'certstore.txt', 'dump-full.txt', 'p11sign.txt'];
 const DIGEST_INFO = fromHex('3031300D060960864801650304020105000420' + '11'.repeat(32));
@@ -111,7 +111,7 @@ interface Template {
 }
 
 function buildTemplate(): Template {
-  const card = initializedCard();
+  const card = initializedEmulator();
   expectSw(card, SELECT_GIDS, 0x9000);
   expectSw(card, verifyApdu(PIN), 0x9000);
   createKeyFile(card, 0x81, 0x06);

@@ -98,7 +98,11 @@ export function initialize(card: GidsCard, options: { pin?: string; adminKey?: U
   expectSw(card, '00440000', 0x9000);
 }
 
-export function initializedCard(options: { pin?: string; adminKey?: Uint8Array; capacityBytes?: number } = {}): GidsCard {
+/**
+ * A blank emulator initialised APDU by APDU as gids-tool does (the raw card, no driver); the
+ * card-layer counterpart is `initialisedCard` in test/helpers/card.ts.
+ */
+export function initializedEmulator(options: { pin?: string; adminKey?: Uint8Array; capacityBytes?: number } = {}): GidsCard {
   const card = GidsCard.blank(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes });
   initialize(card, options);
   return card;

@@ -19,7 +19,7 @@ import {
   createKeyFile,
   expectSw,
   generateKey,
-  initializedCard,
+  initializedEmulator,
   PIN,
   readPublicKey,
   SELECT_GIDS,
@@ -45,7 +45,7 @@ function publicKeyObject(tlv: Uint8Array): KeyObject {
 }
 
 function loggedIn(): GidsCard {
-  const card = initializedCard();
+  const card = initializedEmulator();
   expectSw(card, SELECT_GIDS, 0x9000);
   expectSw(card, verifyApdu(PIN), 0x9000);
   return card;

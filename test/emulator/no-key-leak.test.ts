@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { containsBytes, fromHex } from '../../src/bytes.js';
 import { GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { encodeTlv } from '../../src/gids/protocol/tlv.js';
-import { ADMIN_KEY, command, createKeyFile, expectSw, generateKey, initializedCard, mutualAuth, PIN, SELECT_GIDS, sendCommand, verifyApdu } from './helpers.js';
+import { ADMIN_KEY, command, createKeyFile, expectSw, generateKey, initializedEmulator, mutualAuth, PIN, SELECT_GIDS, sendCommand, verifyApdu } from './helpers.js';
 
 const WINDOW = 16;
 
@@ -111,7 +111,7 @@ const SESSIONS: Record<string, Session> = {
 };
 
 function preparedCard(): CardImageData {
-  const card = initializedCard();
+  const card = initializedEmulator();
   expectSw(card, SELECT_GIDS, 0x9000);
   expectSw(card, verifyApdu(PIN), 0x9000);
   createKeyFile(card, 0x81, 0x06);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { GidsCard } from '../../src/gids/emulator/index.js';
-import { expectSw, initializedCard, mutualAuth, PIN, SELECT_GIDS, send, verifyApdu } from './helpers.js';
+import { expectSw, initializedEmulator, mutualAuth, PIN, SELECT_GIDS, send, verifyApdu } from './helpers.js';
 
 const PIN_STATUS = '00CB3FFF045C027F7100';
 
@@ -18,7 +18,7 @@ const PROTECTED_WRITE = '00DBA01005DF3002CAFE';
 
 describe('user PIN', () => {
   test('wrong PINs count down (63C2, 63C1, 63C0), then the PIN is blocked (6983)', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     assert.equal(tries(card), 3);
     expectSw(card, verifyApdu('000000'), 0x63c2);
@@ -32,7 +32,7 @@ describe('user PIN', () => {
   });
 
   test('the right PIN restores the counter and opens PIN-protected commands', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, PROTECTED_WRITE, 0x6982, 'before VERIFY');
     expectSw(card, '00CBA013045C02DF3000', 0x6982, 'A013 is read-protected too');
@@ -44,7 +44,7 @@ describe('user PIN', () => {
   });
 
   test('VERIFY without data asks whether a login is needed, without spending a try', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '00200080', 0x63c3);
     expectSw(card, verifyApdu('111111'), 0x63c2);
@@ -56,7 +56,7 @@ describe('user PIN', () => {
   });
 
   test('a PIN shorter than 4 or longer than 16 bytes is refused without a decrement', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, verifyApdu('123'), 0x63c3);
     expectSw(card, verifyApdu('12345678901234567'), 0x63c3);
@@ -64,7 +64,7 @@ describe('user PIN', () => {
   });
 
   test('logout (VERIFY P2=82) closes PIN-protected commands again; a reset does too', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, verifyApdu(PIN), 0x9000);
     expectSw(card, PROTECTED_WRITE, 0x9000);
@@ -80,7 +80,7 @@ describe('user PIN', () => {
   });
 
   test('VERIFY parameters: P1 ≠ 00 → 6A86, unknown reference → 6A88, no PUK status', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '00200180' + verifyApdu(PIN).slice(8), 0x6a86);
     expectSw(card, '00200081' + verifyApdu(PIN).slice(8), 0x6a88);
@@ -89,7 +89,7 @@ describe('user PIN', () => {
   });
 
   test('RESET RETRY COUNTER unblocks with a new PIN after admin mutual authentication', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     for (const sw of [0x63c2, 0x63c1, 0x63c0]) expectSw(card, verifyApdu('000000'), sw);
     expectSw(card, '002C028004' + '31313131', 0x6982, 'unblock needs the administrator');
@@ -111,7 +111,7 @@ describe('user PIN', () => {
   });
 
   test('CHANGE REFERENCE DATA: old‖new checks the old PIN (costing a try when wrong) and logs in', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     const old = Buffer.from(PIN).toString('hex');
     const next = Buffer.from('87654321').toString('hex');
@@ -127,7 +127,7 @@ describe('user PIN', () => {
   });
 
   test('CHANGE REFERENCE DATA P1=01 sets the PIN: freely in creation mode, only when logged in afterwards', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     expectSw(card, '0024018004' + '35353535', 0x6982);
     expectSw(card, verifyApdu(PIN), 0x9000);
@@ -138,7 +138,7 @@ describe('user PIN', () => {
   });
 
   test('a counter decrement is saved before the PIN is compared', () => {
-    const card = initializedCard();
+    const card = initializedEmulator();
     expectSw(card, SELECT_GIDS, 0x9000);
     const seen: number[] = [];
     card.onPersistentChange = () => seen.push(card.toImage().pinTriesRemaining);
