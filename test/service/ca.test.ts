@@ -97,10 +97,10 @@ describe('embedded CA and data directory', () => {
   test('a wrong operator password is refused and audited', async () => {
     const t = await startTestService(BACKENDS[0]!);
     try {
-      await assert.rejects(t.client.call('POST', '/api/v1/sessions', { json: { username: 'admin', password: 'wrong password!' } }), { status: 401 });
-      await assert.rejects(t.client.call('POST', '/api/v1/sessions', { json: { username: 'nobody', password: 'wrong password!' } }), { status: 401 });
+      await assert.rejects(t.client.login({ username: 'admin', password: 'wrong password!' }), { status: 401 });
+      await assert.rejects(t.client.login({ username: 'nobody', password: 'wrong password!' }), { status: 401 });
       const op = await login(t.client);
-      const { value } = await t.client.call<{ actor: string; subject: string }[]>('GET', '/api/v1/audit?action=session.refused', { bearer: op });
+      const value = await t.client.audit(op, { action: 'session.refused' });
       assert.deepEqual(value.map((e) => e.subject), ['operator:admin', 'operator:nobody']);
     } finally {
       await t.close();
