@@ -6,8 +6,8 @@ import { enroll } from '../agent/enroll.js';
 import { MemoryCardCache, MinidriverCard, type CheckReport } from '../card/index.js';
 import { openCardImage } from '../gids/emulator/index.js';
 import { ServiceClient } from '../service/client.js';
+import { EmbeddedCa } from '../service/ca/embedded.js';
 import { ManualClock, startService } from '../service/index.js';
-import { LocalCa } from '../pki/local-ca.js';
 import { MemoryTransport } from '../transport/memory.js';
 import { RecordingTransport } from '../transport/recorder.js';
 import { AT_SIGNATURE } from '../windows/constants.js';
@@ -113,10 +113,9 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
 
     // Side by side, the seed's way: a second certificate, loaded by the seed's loader (cardcf left
     // alone), then the seed's addCardCertToStore proving the key from a bare context.
-    const otherCa = await LocalCa.create('CN=The seed system CA');
+    const otherCa = await EmbeddedCa.inMemory({ name: 'CN=The seed system CA' });
     const requested = new x509.Pkcs10CertificateRequest(otherRequest.der);
-    const otherCert = await otherCa.issue(createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' }), { subject: 'CN=Demo User (seed way)' });
-    const der = new Uint8Array(otherCert.rawData);
+    const der = await otherCa.issueFor(createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' }), { subject: 'CN=Demo User (seed way)' });
     const file = await seedLoad(wsA.card.session, SEED_WAY_CONTAINER, der);
     say('seed way', `the seed's CA answers too; its loader writes the certificate to ${file} and leaves cardcf alone`, { file });
     try {
