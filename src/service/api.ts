@@ -9,6 +9,7 @@ import {
   REQUEST_STATES,
   ROUTES,
   type AuditListQuery,
+  type ChallengeBody,
   type CollectBody,
   type Credentials,
   type DeliveryReport,
@@ -69,7 +70,7 @@ function pendingStatus(reply: FastifyReply, view: { retryAfter: number | null })
   return reply;
 }
 
-export function apiRoutes(service: EnrollmentService): Route[] {
+function apiRoutes(service: EnrollmentService): Route[] {
   return [
     {
       operationId: 'health', summary: 'Liveness: the service answers and reaches its storage.', access: 'anonymous',
@@ -185,7 +186,7 @@ export function apiRoutes(service: EnrollmentService): Route[] {
       operationId: 'collectChallenge', summary: 'A one-time nonce for the card to sign with its container keys.', access: 'anonymous',
       body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: { type: 'string', pattern: '^[0-9a-fA-F]{32}$' } } },
       response: [{ status: 200, description: 'challenge', schema: { type: 'object', properties: { nonce: str, expiresAt: str } } }],
-      handler: async (req) => service.challenge((req.body as { cardId: string }).cardId),
+      handler: async (req) => service.challenge((req.body as ChallengeBody).cardId),
     },
     {
       operationId: 'collect',
@@ -251,7 +252,7 @@ const EST_PATHS = {
 };
 
 /** The OpenAPI 3.1 document, generated from the same table the routes are registered from. */
-export function openApiDocument(routes: Route[]): Record<string, unknown> {
+function openApiDocument(routes: Route[]): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
     const { method, path: url } = ROUTES[r.operationId];

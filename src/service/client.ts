@@ -19,6 +19,7 @@ import {
   type CreatedToken,
   type Credentials,
   type DeliveryReport,
+  type ErrorBody,
   type Health,
   type NewToken,
   type OperationId,
@@ -282,7 +283,7 @@ function refused(method: string, path: string, res: HttpResult): ServiceClientEr
   let message = text.trim();
   let serviceCode: string | undefined;
   try {
-    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    const parsed = JSON.parse(text) as Partial<ErrorBody>;
     if (parsed.error?.message) message = parsed.error.message;
     serviceCode = parsed.error?.code;
   } catch {

@@ -47,7 +47,7 @@ export interface EnrollmentOptions {
 }
 
 /** The default profiles made on first start; operators change their policy through the API. */
-export const DEFAULT_PROFILES: { name: string; approval: Approval; validityDays: number }[] = [
+const DEFAULT_PROFILES: { name: string; approval: Approval; validityDays: number }[] = [
   { name: 'smartcard-logon', approval: 'operator', validityDays: 365 },
   { name: 'smartcard-logon-auto', approval: 'automatic', validityDays: 365 },
 ];

@@ -30,7 +30,7 @@ export interface OwnCertificate {
 }
 
 /** The names the service's certificate must cover for a listen address. */
-export function serverNames(listenHost: string): { dnsNames: string[]; ipAddresses: string[] } {
+function serverNames(listenHost: string): { dnsNames: string[]; ipAddresses: string[] } {
   const dns = new Set(['localhost', hostname()]);
   const ips = new Set(['127.0.0.1', '::1']);
   if (isIP(listenHost)) {
