@@ -43,7 +43,7 @@ export async function enroll(card: MinidriverCard, client: ServiceClient, o: Enr
       return { requestId: value.id, state: value.state, cardId, container, retryAfter: value.retryAfter, certificate: value.certificate };
     } catch (err) {
       lastError = err;
-      if (!(err instanceof ServiceClientError) || err.code === 'SERVICE_REFUSED') throw err;
+      if (!(err instanceof ServiceClientError) || (err.code !== 'SERVICE_UNREACHABLE' && err.code !== 'SERVICE_TIMEOUT')) throw err;
     }
   }
   throw lastError;
