@@ -6,7 +6,7 @@ import { encodeCertificateFile, serializeCmapfile, parseCmapfile } from '../src/
 import { encodeTlv } from '../src/gids/protocol/tlv.js';
 import { MemoryTransport } from '../src/transport/memory.js';
 import { RecordingTransport } from '../src/transport/recorder.js';
-import { LocalCa } from '../src/pki/local-ca.js';
+import { EmbeddedCa } from '../src/service/ca/embedded.js';
 
 const PIN = '123456';
 const ADMIN = Buffer.alloc(24, 1);
@@ -38,14 +38,14 @@ interface Row {
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
-  const ca = await LocalCa.create();
+  const ca = await EmbeddedCa.inMemory();
   for (const sans of [0, 150]) {
     const emulator = GidsCard.blank();
     const init = await MinidriverCard.initialize(new MemoryTransport(emulator), { pin: PIN, adminKey: ADMIN });
     await init.verifyPin(PIN);
     const a = await init.createContainer('first', { bits: 2048 });
     await init.createContainer('second', { keySpec: 'sig', bits: 2048 });
-    const der = new Uint8Array((await ca.issue(a.publicKey, { subject: 'CN=bench', dns: Array.from({ length: sans }, (_, i) => `h${i}.bench.example.com`) })).rawData);
+    const der = await ca.issueFor(a.publicKey, { subject: 'CN=bench', dnsNames: Array.from({ length: sans }, (_, i) => `h${i}.bench.example.com`) });
     const stored = encodeCertificateFile(der);
     const label = `${der.length} B cert`;
     const base = emulator.toImage();

@@ -6,7 +6,7 @@ import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ServiceClient } from '../src/agent/client.js';
+import { ServiceClient } from '../src/service/client.js';
 import { CA_PASSPHRASE, freshPgDatabase, login, makeToken, pool, softKey, spawnServe, tempDir } from '../test/service/helpers.js';
 
 const LEVELS = [1, 16, 64];
@@ -51,14 +51,14 @@ async function measure(backend: string, dbUrl: string | undefined): Promise<{ ro
         csr: (await softKey()).csrPem,
       }));
       // Warm the connections so the table measures enrollments, not TLS handshakes.
-      await pool(Array.from({ length: concurrency }, (_, i) => i), concurrency, () => client.call('GET', '/api/v1/health'));
+      await pool(Array.from({ length: concurrency }, (_, i) => i), concurrency, () => client.health());
       const latencies: number[] = [];
       const deadline = Date.now() + MAX_SECONDS * 1000;
       const start = process.hrtime.bigint();
       await pool(users, concurrency, async (u) => {
         if (Date.now() > deadline) return;
         const t = process.hrtime.bigint();
-        const res = await client.call<{ state: string }>('POST', '/api/v1/requests', { bearer: u.token, json: { csr: u.csr } });
+        const res = await client.submit(u.token, { csr: u.csr });
         if (res.value.state !== 'issued') throw new Error(`enrollment answered ${res.value.state}`);
         latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
       });

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { equalBytes, hex } from '../bytes.js';
 import type { MinidriverCard } from '../card/index.js';
-import { collectMessage, type CollectedRequest } from '../service/protocol.js';
-import { x509 } from '../x509.js';
-import type { ServiceClient } from './client.js';
+import { pemBlock } from '../pem.js';
+import { collectMessage, ServiceClientError, type ServiceClient } from '../service/client.js';
+import { certThumbprint } from '../thumbprint.js';
 
 export type CollectAction = 'installed' | 'already-on-card' | 'waiting' | 'rejected' | 'revoked' | 'delivered-before';
 
@@ -36,10 +35,6 @@ export interface CollectOptions {
   host?: string;
 }
 
-function thumbprint(der: Uint8Array): string {
-  return createHash('sha1').update(der).digest('hex').toUpperCase();
-}
-
 /**
  * For the inserted card: prove each container key to the service (one signature per container
  * over a fresh challenge), install what was issued into its container, link, and report the
@@ -49,14 +44,14 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
   const cardId = hex(await card.cardId()).toLowerCase();
   const containers = await card.containers();
   if (containers.length === 0) return { cardId, items: [], retryAfter: null };
-  const { value: challenge } = await client.call<{ nonce: string }>('POST', '/api/v1/collect/challenge', { json: { cardId } });
+  const challenge = await client.challenge(cardId);
   await card.verifyPin(o.pin);
   const proofs = [];
   for (const c of containers) {
     const signature = await card.sign(c.name, collectMessage(challenge.nonce, cardId, c.name), 'sha256');
     proofs.push({ container: c.name, signature: Buffer.from(signature).toString('base64') });
   }
-  const { value: found } = await client.call<CollectedRequest[]>('POST', '/api/v1/collect', { json: { cardId, nonce: challenge.nonce, proofs } });
+  const found = await client.collect({ cardId, nonce: challenge.nonce, proofs });
 
   const items: CollectedItem[] = [];
   const toReport: { item: CollectedItem; ticket: string }[] = [];
@@ -68,8 +63,10 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
       continue;
     }
     if (r.certificate === null) continue;
-    const der = new Uint8Array(new x509.X509Certificate(r.certificate).rawData);
-    item.thumbprint = thumbprint(der);
+    // The DER as the CA signed it; installCertificate parses it and checks it against the card's key.
+    const der = pemBlock(r.certificate, 'CERTIFICATE');
+    if (der === undefined) throw new ServiceClientError('SERVICE_BAD_ANSWER', `request ${r.id}: the service's certificate is not PEM`);
+    item.thumbprint = certThumbprint(der);
     const onCard = await card.readCertificate(item.container);
     if (onCard && equalBytes(onCard, der)) item.action = r.state === 'delivered' ? 'delivered-before' : 'already-on-card';
     else {
@@ -86,7 +83,7 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
   for (const { item, ticket } of toReport) {
     // Delivered means on the card and, where a store was given, linked there too.
     if (o.link && !item.linked) continue;
-    await client.call('POST', `/api/v1/requests/${item.id}/delivered`, { json: { ticket, host: o.host ?? hostname(), thumbprint: item.thumbprint } });
+    await client.delivered(item.id, { ticket, host: o.host ?? hostname(), thumbprint: item.thumbprint! });
     item.reported = true;
     item.state = 'delivered';
   }

@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hex } from '../bytes.js';
 import type { MinidriverCard } from '../card/index.js';
-import type { RequestView } from '../service/protocol.js';
-import type { ServiceClient } from './client.js';
-import { AgentError } from './errors.js';
+import { ServiceClientError, type ServiceClient } from '../service/client.js';
 
 export interface EnrollOptions {
   /** The one-time enrollment token an operator gave the user. */
@@ -41,11 +39,11 @@ export async function enroll(card: MinidriverCard, client: ServiceClient, o: Enr
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const { value } = await client.call<RequestView>('POST', '/api/v1/requests', { bearer: o.token, json: body });
+      const { value } = await client.submit(o.token, body);
       return { requestId: value.id, state: value.state, cardId, container, retryAfter: value.retryAfter, certificate: value.certificate };
     } catch (err) {
       lastError = err;
-      if (!(err instanceof AgentError) || (err.code !== 'UNREACHABLE' && err.code !== 'TIMEOUT')) throw err;
+      if (!(err instanceof ServiceClientError) || (err.code !== 'SERVICE_UNREACHABLE' && err.code !== 'SERVICE_TIMEOUT')) throw err;
     }
   }
   throw lastError;

@@ -1,13 +1,13 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { hex } from '../bytes.js';
-import { ServiceClient } from '../agent/client.js';
 import { collect } from '../agent/collect.js';
 import { enroll } from '../agent/enroll.js';
 import { MemoryCardCache, MinidriverCard, type CheckReport } from '../card/index.js';
 import { openCardImage } from '../gids/emulator/index.js';
-import { ManualClock, startService, type RequestView } from '../service/index.js';
-import { LocalCa } from '../pki/local-ca.js';
+import { ServiceClient } from '../service/client.js';
+import { EmbeddedCa } from '../service/ca/embedded.js';
+import { ManualClock, startService } from '../service/index.js';
 import { MemoryTransport } from '../transport/memory.js';
 import { RecordingTransport } from '../transport/recorder.js';
 import { AT_SIGNATURE } from '../windows/constants.js';
@@ -69,9 +69,9 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     say('service', `enrollment service on ${service.url} (SQLite and an embedded CA in ${join(dir, 'service')})`, { url: service.url });
 
     // Day 0, workstation A: key generated on the card, request signed on the card, submitted.
-    const login = async (): Promise<string> => (await client.call<{ token: string }>('POST', '/api/v1/sessions', { json: operator })).value.token;
+    const login = async (): Promise<string> => (await client.login(operator)).token;
     let session = await login();
-    const token = (await client.call<{ token: string }>('POST', '/api/v1/tokens', { bearer: session, json: { user: USER, profile: 'smartcard-logon' } })).value.token;
+    const { token } = await client.createToken(session, { user: USER, profile: 'smartcard-logon' });
     const wsA = await workstation(emulator, 'workstation A', closers);
     const enrolled = await enroll(wsA.card, client, { token, pin, container: SEED_CONTAINER });
     say('day 0', `workstation A: RSA-2048 key generated on the card in '${SEED_CONTAINER}', request signed on the card and submitted: ${enrolled.state} (retry after ${enrolled.retryAfter} s); the private key never leaves the card`, {
@@ -87,7 +87,7 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     // Days later: the operator approves; the CA issues.
     clock.advanceDays(3);
     session = await login(); // operator sessions do not last days
-    const approved = (await client.call<RequestView>('POST', `/api/v1/requests/${enrolled.requestId}/approve`, { bearer: session, json: {} })).value;
+    const approved = await client.approve(session, enrolled.requestId);
     say('day 3', `the operator approves request ${enrolled.requestId}: ${approved.state}`, { state: approved.state });
 
     // Day 4, workstation B (another machine: its own cache and Windows store): collect.
@@ -113,10 +113,9 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
 
     // Side by side, the seed's way: a second certificate, loaded by the seed's loader (cardcf left
     // alone), then the seed's addCardCertToStore proving the key from a bare context.
-    const otherCa = await LocalCa.create('CN=The seed system CA');
+    const otherCa = await EmbeddedCa.inMemory({ name: 'CN=The seed system CA' });
     const requested = new x509.Pkcs10CertificateRequest(otherRequest.der);
-    const otherCert = await otherCa.issue(createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' }), { subject: 'CN=Demo User (seed way)' });
-    const der = new Uint8Array(otherCert.rawData);
+    const der = await otherCa.issueFor(createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' }), { subject: 'CN=Demo User (seed way)' });
     const file = await seedLoad(wsA.card.session, SEED_WAY_CONTAINER, der);
     say('seed way', `the seed's CA answers too; its loader writes the certificate to ${file} and leaves cardcf alone`, { file });
     try {

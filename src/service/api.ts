@@ -1,21 +1,35 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { EST_PREFIX } from './est.js';
-import type { CollectProof, EnrollmentService } from './enrollment.js';
+import type { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import type { App } from './http.js';
-import type { Approval, RequestState } from './storage/storage.js';
-
-export const API_PREFIX = '/api/v1';
+import {
+  API_PREFIX,
+  DEFAULT_PROFILE,
+  EST_PREFIX,
+  REQUEST_STATES,
+  ROUTES,
+  type AuditListQuery,
+  type ChallengeBody,
+  type CollectBody,
+  type Credentials,
+  type DeliveryReport,
+  type NewToken,
+  type OperationId,
+  type ProfileChange,
+  type RejectBody,
+  type RequestListQuery,
+  type RevokeBody,
+  type SubmitBody,
+} from './protocol.js';
 
 /** Who may call a route; the OpenAPI document states it and the authorization tests check it. */
 export type Access = 'anonymous' | 'operator' | 'user-or-operator' | 'enrollment-token' | 'card-holder';
 
 type Schema = Record<string, unknown>;
 
+/** One JSON API operation; its method and path come from protocol.ts's ROUTES. */
 interface Route {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  url: string;
-  operationId: string;
+  operationId: Exclude<OperationId, 'openapi'>;
   summary: string;
   access: Access;
   body?: Schema;
@@ -26,12 +40,11 @@ interface Route {
 
 const str = { type: 'string' } as const;
 const nullableStr = { type: ['string', 'null'] } as const;
-const STATES: RequestState[] = ['pending', 'approved', 'issuing', 'issued', 'delivered', 'rejected', 'revoked'];
 
 const requestSchema: Schema = {
   type: 'object',
   properties: {
-    id: str, kind: str, user: str, profile: str, state: { type: 'string', enum: STATES }, subject: str, cardId: nullableStr, container: nullableStr,
+    id: str, kind: str, user: str, profile: str, state: { type: 'string', enum: REQUEST_STATES }, subject: str, cardId: nullableStr, container: nullableStr,
     createdAt: str, decidedBy: nullableStr, decidedAt: nullableStr, reason: nullableStr, serial: nullableStr, notBefore: nullableStr,
     notAfter: nullableStr, issuedAt: nullableStr, deliveredAt: nullableStr, certificate: { type: ['string', 'null'], description: 'PEM, once issued' },
     retryAfter: { type: ['integer', 'null'], description: 'seconds to wait before asking again' },
@@ -57,27 +70,24 @@ function pendingStatus(reply: FastifyReply, view: { retryAfter: number | null })
   return reply;
 }
 
-export function apiRoutes(service: EnrollmentService): Route[] {
+function apiRoutes(service: EnrollmentService): Route[] {
   return [
     {
-      method: 'GET', url: '/health', operationId: 'health', summary: 'Liveness: the service answers and reaches its storage.', access: 'anonymous',
+      operationId: 'health', summary: 'Liveness: the service answers and reaches its storage.', access: 'anonymous',
       response: [{ status: 200, description: 'up', schema: { type: 'object', properties: { ok: { type: 'boolean' } } } }],
-      handler: async () => {
-        await service.storage.operatorCount();
-        return { ok: true };
-      },
+      handler: async () => service.health(),
     },
     {
-      method: 'POST', url: '/sessions', operationId: 'login', summary: 'Operator login: a session token for the Authorization: Bearer header.', access: 'anonymous',
+      operationId: 'login', summary: 'Operator login: a session token for the Authorization: Bearer header.', access: 'anonymous',
       body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: str, password: str } },
       response: [{ status: 200, description: 'session', schema: { type: 'object', properties: { token: str, expiresAt: str } } }, { status: 401, description: 'wrong name or password' }],
       handler: async (req) => {
-        const b = req.body as { username: string; password: string };
+        const b = req.body as Credentials;
         return service.login(b.username, b.password);
       },
     },
     {
-      method: 'DELETE', url: '/sessions/current', operationId: 'logout', summary: 'Ends the calling operator session.', access: 'operator',
+      operationId: 'logout', summary: 'Ends the calling operator session.', access: 'operator',
       response: [{ status: 204, description: 'ended' }],
       handler: async (req, reply) => {
         await service.logout(req.principal);
@@ -85,44 +95,44 @@ export function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      method: 'POST', url: '/operators', operationId: 'createOperator', summary: 'Adds an operator account.', access: 'operator',
+      operationId: 'createOperator', summary: 'Adds an operator account.', access: 'operator',
       body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: str, password: { type: 'string', minLength: 12 } } },
       response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { username: str } } }],
       handler: async (req, reply) => {
-        const b = req.body as { username: string; password: string };
+        const b = req.body as Credentials;
         return reply.code(201).send(await service.createOperator(req.principal, b.username, b.password));
       },
     },
     {
-      method: 'GET', url: '/profiles', operationId: 'listProfiles', summary: 'Certificate profiles and their approval policy.', access: 'operator',
+      operationId: 'listProfiles', summary: 'Certificate profiles and their approval policy.', access: 'operator',
       response: [{ status: 200, description: 'profiles', schema: { type: 'array', items: profileSchema } }],
       handler: async (req) => service.profiles(req.principal),
     },
     {
-      method: 'PUT', url: '/profiles/:name', operationId: 'updateProfile', summary: "Changes a profile's approval policy (automatic or operator) or validity.", access: 'operator',
+      operationId: 'updateProfile', summary: "Changes a profile's approval policy (automatic or operator) or validity.", access: 'operator',
       body: { type: 'object', additionalProperties: false, properties: { approval: { type: 'string', enum: ['automatic', 'operator'] }, validityDays: { type: 'integer' } } },
       response: [{ status: 200, description: 'updated', schema: profileSchema }],
-      handler: async (req) => service.updateProfile(req.principal, (req.params as { name: string }).name, req.body as { approval?: Approval; validityDays?: number }),
+      handler: async (req) => service.updateProfile(req.principal, (req.params as { name: string }).name, req.body as ProfileChange),
     },
     {
-      method: 'POST', url: '/tokens', operationId: 'createToken', summary: 'A one-time, expiring enrollment token for a user (shown once).', access: 'operator',
+      operationId: 'createToken', summary: 'A one-time, expiring enrollment token for a user (shown once).', access: 'operator',
       body: {
         type: 'object', required: ['user'], additionalProperties: false,
-        properties: { user: { type: 'string', description: 'user principal name, e.g. alice@example.com' }, profile: { type: 'string', default: 'smartcard-logon' }, ttlSeconds: { type: 'integer' } },
+        properties: { user: { type: 'string', description: 'user principal name, e.g. alice@example.com' }, profile: { type: 'string', default: DEFAULT_PROFILE }, ttlSeconds: { type: 'integer' } },
       },
       response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { ...(tokenSchema.properties as object), token: str } } }],
       handler: async (req, reply) => {
-        const b = req.body as { user: string; profile: string; ttlSeconds?: number };
-        return reply.code(201).send(await service.createToken(req.principal, b.ttlSeconds === undefined ? { user: b.user, profile: b.profile } : b));
+        const b = req.body as NewToken;
+        return reply.code(201).send(await service.createToken(req.principal, { ...b, profile: b.profile ?? DEFAULT_PROFILE }));
       },
     },
     {
-      method: 'GET', url: '/tokens', operationId: 'listTokens', summary: 'Enrollment tokens (never their secrets).', access: 'operator',
+      operationId: 'listTokens', summary: 'Enrollment tokens (never their secrets).', access: 'operator',
       response: [{ status: 200, description: 'tokens', schema: { type: 'array', items: tokenSchema } }],
       handler: async (req) => service.listTokens(req.principal),
     },
     {
-      method: 'POST', url: '/requests', operationId: 'submitRequest',
+      operationId: 'submitRequest',
       summary: "Submits a PKCS#10 request with an enrollment token, bound to the card's cardid and container. Sending the same request again returns its state.",
       access: 'enrollment-token',
       body: {
@@ -131,18 +141,18 @@ export function apiRoutes(service: EnrollmentService): Route[] {
       },
       response: [{ status: 200, description: 'issued', schema: requestSchema }, { status: 202, description: 'waiting (see Retry-After)', schema: requestSchema }],
       handler: async (req, reply) => {
-        const view = await service.submit(req.principal, req.body as { csr: string; cardId?: string; container?: string });
+        const view = await service.submit(req.principal, req.body as SubmitBody);
         return pendingStatus(reply, view).send(view);
       },
     },
     {
-      method: 'GET', url: '/requests', operationId: 'listRequests', summary: 'Requests: all of them for operators, only their own for users.', access: 'user-or-operator',
-      query: { type: 'object', additionalProperties: false, properties: { state: { type: 'string', enum: STATES }, user: str, cardId: str, limit: { type: 'integer', minimum: 1, maximum: 10000 } } },
+      operationId: 'listRequests', summary: 'Requests: all of them for operators, only their own for users.', access: 'user-or-operator',
+      query: { type: 'object', additionalProperties: false, properties: { state: { type: 'string', enum: REQUEST_STATES }, user: str, cardId: str, limit: { type: 'integer', minimum: 1, maximum: 10000 } } },
       response: [{ status: 200, description: 'requests', schema: { type: 'array', items: requestSchema } }],
-      handler: async (req) => service.list(req.principal, req.query as { state?: RequestState; user?: string; cardId?: string; limit?: number }),
+      handler: async (req) => service.list(req.principal, req.query as RequestListQuery),
     },
     {
-      method: 'GET', url: '/requests/:id', operationId: 'getRequest', summary: 'One request (404 for a request of another user).', access: 'user-or-operator',
+      operationId: 'getRequest', summary: 'One request (404 for a request of another user).', access: 'user-or-operator',
       response: [{ status: 200, description: 'issued or final', schema: requestSchema }, { status: 202, description: 'waiting (see Retry-After)', schema: requestSchema }],
       handler: async (req, reply) => {
         const view = await service.get(req.principal, idParam(req));
@@ -150,39 +160,36 @@ export function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      method: 'POST', url: '/requests/:id/approve', operationId: 'approveRequest', summary: 'Approves a pending request; the CA issues at once.', access: 'operator',
+      operationId: 'approveRequest', summary: 'Approves a pending request; the CA issues at once.', access: 'operator',
       response: [{ status: 200, description: 'approved and issued', schema: requestSchema }, { status: 409, description: 'not pending' }],
       handler: async (req) => service.approve(req.principal, idParam(req)),
     },
     {
-      method: 'POST', url: '/requests/:id/reject', operationId: 'rejectRequest', summary: 'Rejects a pending request.', access: 'operator',
+      operationId: 'rejectRequest', summary: 'Rejects a pending request.', access: 'operator',
       body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: 'string', minLength: 1, maxLength: 500 } } },
       response: [{ status: 200, description: 'rejected', schema: requestSchema }, { status: 409, description: 'not pending' }],
-      handler: async (req) => service.reject(req.principal, idParam(req), (req.body as { reason: string }).reason),
+      handler: async (req) => service.reject(req.principal, idParam(req), (req.body as RejectBody).reason),
     },
     {
-      method: 'POST', url: '/requests/:id/revoke', operationId: 'revokeRequest', summary: "Revokes a request's certificate and publishes a new CRL.", access: 'operator',
+      operationId: 'revokeRequest', summary: "Revokes a request's certificate and publishes a new CRL.", access: 'operator',
       body: { type: 'object', additionalProperties: false, properties: { reason: { type: 'integer', default: 0, description: 'RFC 5280 CRLReason' } } },
       response: [{ status: 200, description: 'revoked', schema: requestSchema }, { status: 409, description: 'nothing issued to revoke' }],
-      handler: async (req) => service.revoke(req.principal, idParam(req), (req.body as { reason?: number } | undefined)?.reason ?? 0),
+      handler: async (req) => service.revoke(req.principal, idParam(req), (req.body as RevokeBody | undefined)?.reason ?? 0),
     },
     {
-      method: 'POST', url: '/requests/:id/delivered', operationId: 'reportDelivery', summary: 'The agent installed and linked the certificate (needs the delivery ticket from collect).', access: 'card-holder',
+      operationId: 'reportDelivery', summary: 'The agent installed and linked the certificate (needs the delivery ticket from collect).', access: 'card-holder',
       body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: str, host: { type: 'string', maxLength: 255 }, thumbprint: { type: 'string', maxLength: 128 } } },
       response: [{ status: 200, description: 'delivered', schema: requestSchema }],
-      handler: async (req) => {
-        const b = req.body as { ticket: string; host?: string; thumbprint?: string };
-        return service.delivered(idParam(req), b.ticket, { ...(b.host ? { host: b.host } : {}), ...(b.thumbprint ? { thumbprint: b.thumbprint } : {}) });
-      },
+      handler: async (req) => service.delivered(idParam(req), req.body as DeliveryReport),
     },
     {
-      method: 'POST', url: '/collect/challenge', operationId: 'collectChallenge', summary: 'A one-time nonce for the card to sign with its container keys.', access: 'anonymous',
+      operationId: 'collectChallenge', summary: 'A one-time nonce for the card to sign with its container keys.', access: 'anonymous',
       body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: { type: 'string', pattern: '^[0-9a-fA-F]{32}$' } } },
       response: [{ status: 200, description: 'challenge', schema: { type: 'object', properties: { nonce: str, expiresAt: str } } }],
-      handler: async (req) => service.challenge((req.body as { cardId: string }).cardId),
+      handler: async (req) => service.challenge((req.body as ChallengeBody).cardId),
     },
     {
-      method: 'POST', url: '/collect', operationId: 'collect',
+      operationId: 'collect',
       summary: "What was requested with this card's keys. Each proof is a container key's signature (RSA PKCS#1 v1.5, or ECDSA as r||s; SHA-256) over \"cardlink collect v1\\n<nonce>\\n<cardid hex>\\n<container>\".",
       access: 'card-holder',
       body: {
@@ -193,35 +200,24 @@ export function apiRoutes(service: EnrollmentService): Route[] {
         },
       },
       response: [{ status: 200, description: 'requests of the proven keys', schema: { type: 'array', items: { type: 'object', properties: { ...(requestSchema.properties as object), deliveryTicket: nullableStr } } } }],
-      handler: async (req) => service.collect(req.body as { cardId: string; nonce: string; proofs: CollectProof[] }),
+      handler: async (req) => service.collect(req.body as CollectBody),
     },
     {
-      method: 'GET', url: '/audit', operationId: 'queryAudit', summary: 'The audit log of every state change: who, when, what.', access: 'operator',
+      operationId: 'queryAudit', summary: 'The audit log of every state change: who, when, what.', access: 'operator',
       query: {
         type: 'object', additionalProperties: false,
         properties: { actor: str, action: str, subject: str, since: { type: 'string', format: 'date-time' }, until: { type: 'string', format: 'date-time' }, limit: { type: 'integer', minimum: 1, maximum: 10000 } },
       },
       response: [{ status: 200, description: 'entries, oldest first', schema: { type: 'array', items: { type: 'object', properties: { id: { type: 'integer' }, at: str, actor: str, action: str, subject: nullableStr, details: { type: 'object', additionalProperties: true } } } } }],
-      handler: async (req) => {
-        const q = req.query as { actor?: string; action?: string; subject?: string; since?: string; until?: string; limit?: number };
-        const entries = await service.audit(req.principal, {
-          ...(q.actor !== undefined ? { actor: q.actor } : {}),
-          ...(q.action !== undefined ? { action: q.action } : {}),
-          ...(q.subject !== undefined ? { subject: q.subject } : {}),
-          ...(q.since !== undefined ? { since: Date.parse(q.since) } : {}),
-          ...(q.until !== undefined ? { until: Date.parse(q.until) } : {}),
-          ...(q.limit !== undefined ? { limit: q.limit } : {}),
-        });
-        return entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
-      },
+      handler: async (req) => service.audit(req.principal, req.query as AuditListQuery),
     },
     {
-      method: 'GET', url: '/ca/certificates', operationId: 'caCertificates', summary: 'The CA chain, PEM.', access: 'anonymous',
+      operationId: 'caCertificates', summary: 'The CA chain, PEM.', access: 'anonymous',
       response: [{ status: 200, description: 'chain', schema: { type: 'object', properties: { certificates: { type: 'array', items: str } } } }],
       handler: async () => ({ certificates: service.caCertificates().map((c) => c.toString('pem')) }),
     },
     {
-      method: 'GET', url: '/crl', operationId: 'crl', summary: 'The current CRL (DER).', access: 'anonymous',
+      operationId: 'crl', summary: 'The current CRL (DER).', access: 'anonymous',
       response: [{ status: 200, description: 'CRL', contentType: 'application/pkix-crl' }],
       handler: async (_req, reply) => reply.type('application/pkix-crl').send(await service.crl()),
     },
@@ -256,11 +252,12 @@ const EST_PATHS = {
 };
 
 /** The OpenAPI 3.1 document, generated from the same table the routes are registered from. */
-export function openApiDocument(routes: Route[]): Record<string, unknown> {
+function openApiDocument(routes: Route[]): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
-    const path = API_PREFIX + r.url.replace(/:([A-Za-z]+)/g, '{$1}');
-    const params = [...r.url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: str }));
+    const { method, path: url } = ROUTES[r.operationId];
+    const path = API_PREFIX + url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const params = [...url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: str }));
     const query = r.query ? Object.entries((r.query.properties ?? {}) as Record<string, Schema>).map(([name, schema]) => ({ name, in: 'query', required: false, schema })) : [];
     const responses: Record<string, unknown> = {};
     for (const res of r.response) {
@@ -270,7 +267,7 @@ export function openApiDocument(routes: Route[]): Record<string, unknown> {
     }
     if (r.access !== 'anonymous') responses[401] = { description: 'not authenticated', content: { 'application/json': { schema: errorSchema } } };
     if (r.access === 'operator') responses[403] = { description: 'not an operator', content: { 'application/json': { schema: errorSchema } } };
-    (paths[path] ??= {})[r.method.toLowerCase()] = {
+    (paths[path] ??= {})[method.toLowerCase()] = {
       operationId: r.operationId,
       summary: r.summary,
       description: `Access: ${ACCESS_TEXT[r.access]}.`,
@@ -281,7 +278,7 @@ export function openApiDocument(routes: Route[]): Record<string, unknown> {
       responses,
     };
   }
-  paths[`${API_PREFIX}/openapi.json`] = { get: { operationId: 'openapi', summary: 'This document.', 'x-access': 'anonymous', responses: { 200: { description: 'OpenAPI 3.1' } } } };
+  paths[API_PREFIX + ROUTES.openapi.path] = { get: { operationId: 'openapi', summary: 'This document.', 'x-access': 'anonymous', responses: { 200: { description: 'OpenAPI 3.1' } } } };
   return {
     openapi: '3.1.0',
     info: { title: 'cardlink enrollment service', version: '1', description: 'EST (RFC 7030) and a JSON API to request smart card logon certificates, approve them, and collect them on any workstation where the card is inserted.' },
@@ -295,12 +292,12 @@ export function registerApi(app: App, service: EnrollmentService): Record<string
   const doc = openApiDocument(routes);
   for (const r of routes) {
     app.route({
-      method: r.method,
-      url: API_PREFIX + r.url,
+      method: ROUTES[r.operationId].method,
+      url: API_PREFIX + ROUTES[r.operationId].path,
       schema: { ...(r.body ? { body: r.body } : {}), ...(r.query ? { querystring: r.query } : {}) },
       handler: r.handler,
     });
   }
-  app.get(`${API_PREFIX}/openapi.json`, async () => doc);
+  app.get(API_PREFIX + ROUTES.openapi.path, async () => doc);
   return doc;
 }

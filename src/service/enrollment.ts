@@ -1,12 +1,33 @@
-import { randomUUID, webcrypto } from 'node:crypto';
+import { createPublicKey, randomUUID, verify } from 'node:crypto';
+import { toPem } from '../pem.js';
 import { x509 } from '../x509.js';
 import { actorName, hashPassword, newSecret, PREFIX, secretHash, verifyPassword, type Principal } from './auth.js';
-import { newSerial, parseCsr, toPem } from './ca/pki.js';
+import { newSerial, parseCsr } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
-import { collectMessage, type CollectedRequest, type RequestView } from './protocol.js';
-import type { AuditEntry, AuditQuery, Approval, Profile, RequestQuery, RequestRecord, Storage, TokenRecord } from './storage/storage.js';
+import {
+  collectMessage,
+  type Approval,
+  type AuditEntryView,
+  type AuditListQuery,
+  type CollectBody,
+  type CollectedRequest,
+  type CreatedToken,
+  type DeliveryReport,
+  type Health,
+  type NewToken,
+  type OperatorView,
+  type ProfileChange,
+  type ProfileView,
+  type RequestListQuery,
+  type RequestState,
+  type RequestView,
+  type Session,
+  type TokenView,
+} from './protocol.js';
+import type { CertificateRecord, Profile, RequestRecord, Storage, TokenRecord } from './storage/storage.js';
+import type { OwnCertificate } from './tls.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -26,26 +47,18 @@ export interface EnrollmentOptions {
 }
 
 /** The default profiles made on first start; operators change their policy through the API. */
-export const DEFAULT_PROFILES: { name: string; approval: Approval; validityDays: number }[] = [
+const DEFAULT_PROFILES: { name: string; approval: Approval; validityDays: number }[] = [
   { name: 'smartcard-logon', approval: 'operator', validityDays: 365 },
   { name: 'smartcard-logon-auto', approval: 'automatic', validityDays: 365 },
 ];
 
-export interface TokenView {
+/** What EST answers a request with: the certificate's DER as stored, never re-read from a view. */
+export interface EnrollmentOutcome {
   id: string;
-  user: string;
-  profile: string;
-  createdBy: string;
-  createdAt: string;
-  expiresAt: string;
-  usedAt: string | null;
-  requestId: string | null;
-}
-
-export interface CollectProof {
-  container: string;
-  /** base64 signature by the container's key over `collectMessage(nonce, cardId, container)`. */
-  signature: string;
+  state: RequestState;
+  reason: string | null;
+  retryAfter: number | null;
+  certificate: Uint8Array | null;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -72,28 +85,30 @@ function canSee(p: Principal, r: RequestRecord): boolean {
   }
 }
 
-async function verifyWithKey(spki: ArrayBuffer, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
-  const pk = new x509.PublicKey(spki);
-  const alg = pk.algorithm as { name: string; namedCurve?: string };
-  const isRsa = alg.name.startsWith('RSA');
-  const params = isRsa ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', namedCurve: alg.namedCurve, hash: 'SHA-256' };
+/** A collect proof: RSA PKCS#1 v1.5 or ECDSA as r||s (IEEE P1363, what cards and WebCrypto give), SHA-256. */
+function verifyWithKey(spki: Uint8Array, signature: Uint8Array, data: Uint8Array): boolean {
   try {
-    const key = await webcrypto.subtle.importKey('spki', spki, isRsa ? params : { name: 'ECDSA', namedCurve: alg.namedCurve! }, false, ['verify']);
-    return await webcrypto.subtle.verify(params, key, signature, data);
+    const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType === 'rsa') return verify('sha256', data, key, signature);
+    if (key.asymmetricKeyType === 'ec') return verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature);
+    return false;
   } catch {
     return false;
   }
 }
+
+/** Issued, delivered and revoked requests show their certificate; the rest have none. */
+const HAS_CERTIFICATE: ReadonlySet<RequestState> = new Set(['issued', 'delivered', 'revoked']);
 
 /**
  * The enrollment use cases, independent of HTTP: who may do what, the request life cycle, and
  * exactly-once issuance on top of Storage's conditional transitions.
  */
 export class EnrollmentService {
-  readonly storage: Storage;
-  readonly ca: UpstreamCa;
-  readonly clock: Clock;
-  readonly retryAfterSeconds: number;
+  private readonly storage: Storage;
+  private readonly ca: UpstreamCa;
+  private readonly clock: Clock;
+  private readonly retryAfterSeconds: number;
   private readonly sessionTtlMs: number;
   private readonly challengeTtlMs: number;
   private readonly ticketTtlMs: number;
@@ -116,6 +131,23 @@ export class EnrollmentService {
     return this.clock.now().getTime();
   }
 
+  /** Liveness: the service answers and reaches its storage. */
+  async health(): Promise<Health> {
+    await this.storage.ping();
+    return { ok: true };
+  }
+
+  /** Closes the storage; the service is not used afterwards. */
+  close(): Promise<void> {
+    return this.storage.close();
+  }
+
+  /** Books a certificate the service issued to itself (its TLS certificate): the serial is reserved like any other. */
+  async recordOwnCertificate(cert: OwnCertificate, purpose: string): Promise<void> {
+    const rec = { serial: cert.serial, subject: cert.subject, der: Buffer.from(cert.der), notBefore: cert.notBefore.getTime(), notAfter: cert.notAfter.getTime(), issuedAt: this.now() };
+    await this.storage.recordCertificate(rec, purpose, 'system');
+  }
+
   async ensureDefaults(): Promise<void> {
     for (const p of DEFAULT_PROFILES) await this.storage.ensureProfile(p, 'system', this.now());
   }
@@ -135,7 +167,7 @@ export class EnrollmentService {
 
   // Authentication
 
-  async login(username: string, password: string): Promise<{ token: string; expiresAt: string }> {
+  async login(username: string, password: string): Promise<Session> {
     const op = await this.storage.findOperator(username);
     // Hash even for an unknown name, so the answer's timing does not tell which names exist.
     const ok = await verifyPassword(password, op?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=');
@@ -174,16 +206,14 @@ export class EnrollmentService {
 
   /** A TLS client certificate (already chain-checked by the caller) to a principal. */
   async fromClientCertificate(serialHex: string): Promise<Principal | undefined> {
-    const cert = await this.storage.certificate(serialHex.toLowerCase());
+    const cert = await this.storage.certificateHolder(serialHex.toLowerCase());
     if (!cert || cert.requestId === null || cert.revokedAt !== null) return undefined;
     const now = this.now();
     if (now < cert.notBefore || now > cert.notAfter) return undefined;
-    const req = await this.storage.getRequest(cert.requestId);
-    if (!req) return undefined;
-    return { kind: 'certificate', serial: cert.serial, user: req.user, requestId: req.id };
+    return { kind: 'certificate', serial: cert.serial, user: cert.user, requestId: cert.requestId };
   }
 
-  async createOperator(p: Principal, username: string, password: string): Promise<{ username: string }> {
+  async createOperator(p: Principal, username: string, password: string): Promise<OperatorView> {
     requireOperator(p);
     if (!/^[A-Za-z0-9._@-]{1,64}$/.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
     await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, actorName(p));
@@ -192,20 +222,20 @@ export class EnrollmentService {
 
   // Profiles and tokens
 
-  async profiles(p: Principal): Promise<Profile[]> {
+  async profiles(p: Principal): Promise<ProfileView[]> {
     requireOperator(p);
-    return this.storage.listProfiles();
+    return (await this.storage.listProfiles()).map(profileView);
   }
 
-  async updateProfile(p: Principal, name: string, change: { approval?: Approval; validityDays?: number }): Promise<Profile> {
+  async updateProfile(p: Principal, name: string, change: ProfileChange): Promise<ProfileView> {
     requireOperator(p);
     if (change.validityDays !== undefined && (change.validityDays < 1 || change.validityDays > 3650)) {
       throw new ServiceError('BAD_REQUEST', 'validityDays must be between 1 and 3650');
     }
-    return this.storage.updateProfile(name, change, actorName(p), this.now());
+    return profileView(await this.storage.updateProfile(name, change, actorName(p), this.now()));
   }
 
-  async createToken(p: Principal, o: { user: string; profile: string; ttlSeconds?: number }): Promise<TokenView & { token: string }> {
+  async createToken(p: Principal, o: Required<Pick<NewToken, 'user' | 'profile'>> & NewToken): Promise<CreatedToken> {
     requireOperator(p);
     if (!USER_RE.test(o.user)) throw new ServiceError('BAD_REQUEST', `user '${o.user}' is not a user principal name like alice@example.com`);
     if (!(await this.storage.getProfile(o.profile))) throw new ServiceError('BAD_REQUEST', `no profile '${o.profile}'`);
@@ -229,12 +259,21 @@ export class EnrollmentService {
 
   // Requests
 
-  /**
-   * A new request with an enrollment token (EST simpleenroll and the JSON API), or the same
-   * request again: sending the identical CSR returns the request it made, with its certificate
-   * once there is one.
-   */
+  /** The JSON API's submit: a new request with an enrollment token, or the same request again. */
   async submit(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }): Promise<RequestView> {
+    return this.view(await this.submitRecord(p, o));
+  }
+
+  /** EST simpleenroll (RFC 7030 §4.2.1): the same use case, answered with the stored DER. */
+  async simpleEnroll(p: Principal, csr: Uint8Array | string): Promise<EnrollmentOutcome> {
+    return this.outcome(await this.submitRecord(p, { csr }));
+  }
+
+  /**
+   * A new request with an enrollment token, or the same request again: sending the identical CSR
+   * returns the request it made, with its certificate once there is one.
+   */
+  private async submitRecord(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }): Promise<RequestRecord> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'an enrollment token is needed to submit a request');
     if (p.kind !== 'enrollment-token') throw new ServiceError('FORBIDDEN', 'requests are submitted with an enrollment token');
     const parsed = await parseCsr(o.csr);
@@ -259,25 +298,25 @@ export class EnrollmentService {
       this.now(),
       { id: p.tokenId },
     );
-    return this.settle(rec);
+    return this.settle(rec, profile);
   }
 
-  /** EST simplereenroll: a holder of a valid certificate asks for its successor. */
-  async reenroll(p: Principal, csrInput: Uint8Array | string): Promise<RequestView> {
+  /** EST simplereenroll (RFC 7030 §4.2.2): a holder of a valid certificate asks for its successor. */
+  async simpleReenroll(p: Principal, csrInput: Uint8Array | string): Promise<EnrollmentOutcome> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 're-enrollment needs the current certificate as TLS client certificate');
     if (p.kind !== 'certificate') throw new ServiceError('FORBIDDEN', 're-enrollment needs the current certificate as TLS client certificate');
     const parsed = await parseCsr(csrInput);
     const existing = await this.storage.requestByCsrHash(parsed.csrHash);
     if (existing) {
       if (!canSee(p, existing)) throw new ServiceError('CONFLICT', 'this certificate request was already submitted by someone else');
-      return this.settle(existing);
+      return this.outcome(await this.settle(existing));
     }
     const current = await this.storage.getRequest(p.requestId);
     if (!current) throw new ServiceError('NOT_FOUND', 'the certificate being renewed has no request');
-    const cert = await this.storage.certificate(p.serial);
-    // RFC 7030 §4.2.2: the subject stays that of the certificate being renewed.
-    if (cert && new x509.Name(parsed.subject).toString() !== new x509.Name(cert.subject).toString()) {
-      throw new ServiceError('CSR_INVALID', `the request's subject '${parsed.subject}' differs from the current certificate's '${cert.subject}'`);
+    // RFC 7030 §4.2.2: the subject stays that of the certificate being renewed (which the CA
+    // issued with its request's subject).
+    if (new x509.Name(parsed.subject).toString() !== new x509.Name(current.subject).toString()) {
+      throw new ServiceError('CSR_INVALID', `the request's subject '${parsed.subject}' differs from the current certificate's '${current.subject}'`);
     }
     const profile = await this.storage.getProfile(current.profile);
     if (!profile) throw new ServiceError('CONFIG', `profile '${current.profile}' no longer exists`);
@@ -290,77 +329,76 @@ export class EnrollmentService {
       },
       this.now(),
     );
-    return this.settle(rec);
+    return this.outcome(await this.settle(rec, profile));
   }
 
   async get(p: Principal, id: string): Promise<RequestView> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'authentication needed');
     const r = await this.storage.getRequest(id);
     if (!r || !canSee(p, r)) throw new ServiceError('NOT_FOUND', `no request ${id}`);
-    return this.settle(r);
+    return this.view(await this.settle(r));
   }
 
-  async list(p: Principal, q: RequestQuery = {}): Promise<RequestView[]> {
+  async list(p: Principal, q: RequestListQuery = {}): Promise<RequestView[]> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'authentication needed');
-    if (p.kind === 'operator') return Promise.all((await this.storage.listRequests(q)).map((r) => this.view(r)));
+    if (p.kind === 'operator') return (await this.storage.listRequests(q)).map((r) => this.view(r));
     const mine = await this.storage.listRequests({ ...q, user: p.user });
-    return Promise.all(mine.filter((r) => canSee(p, r)).map((r) => this.view(r)));
+    return mine.filter((r) => canSee(p, r)).map((r) => this.view(r));
   }
 
   async approve(p: Principal, id: string): Promise<RequestView> {
     requireOperator(p);
-    await this.decide(p, id, 'approved', null);
-    const r = await this.storage.getRequest(id);
-    return this.settle(r!);
+    return this.view(await this.settle(await this.decide(p, id, 'approved', null)));
   }
 
   async reject(p: Principal, id: string, reason: string): Promise<RequestView> {
     requireOperator(p);
-    await this.decide(p, id, 'rejected', reason);
-    return this.view((await this.storage.getRequest(id))!);
+    return this.view(await this.decide(p, id, 'rejected', reason));
   }
 
-  private async decide(p: Principal, id: string, decision: 'approved' | 'rejected', reason: string | null): Promise<void> {
+  private async decide(p: Principal, id: string, decision: 'approved' | 'rejected', reason: string | null): Promise<RequestRecord> {
+    const decided = await this.storage.decide(id, decision, actorName(p), reason, this.now());
+    if (decided) return decided;
     const r = await this.storage.getRequest(id);
     if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
-    if (!(await this.storage.decide(id, decision, actorName(p), reason, this.now()))) {
-      const now = await this.storage.getRequest(id);
-      throw new ServiceError('CONFLICT', `request ${id} is ${now?.state ?? r.state}, not pending: it was decided already`);
-    }
+    throw new ServiceError('CONFLICT', `request ${id} is ${r.state}, not pending: it was decided already`);
   }
 
   async revoke(p: Principal, id: string, reason: number): Promise<RequestView> {
     requireOperator(p);
     if (!Number.isInteger(reason) || reason < 0 || reason > 10 || reason === 7) throw new ServiceError('BAD_REQUEST', 'reason is an RFC 5280 CRLReason code (0-6, 8-10)');
-    const r = await this.storage.getRequest(id);
-    if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
-    const serial = await this.storage.revoke(id, reason, actorName(p), this.now());
-    if (serial === undefined) throw new ServiceError('CONFLICT', `request ${id} is ${r.state}: only an issued certificate can be revoked`);
+    const revoked = await this.storage.revoke(id, reason, actorName(p), this.now());
+    if (!revoked) {
+      const r = await this.storage.getRequest(id);
+      if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
+      throw new ServiceError('CONFLICT', `request ${id} is ${r.state}: only an issued certificate can be revoked`);
+    }
     await this.publishCrl();
-    return this.view((await this.storage.getRequest(id))!);
+    return this.view(revoked);
   }
 
-  /** Finishes an approved request's issuance if it is still due, then returns its view. */
-  private async settle(r: RequestRecord): Promise<RequestView> {
+  /** Finishes an approved request's issuance if it is still due; returns the request as it now stands. */
+  private async settle(r: RequestRecord, profile?: Profile): Promise<RequestRecord> {
     if (r.state === 'approved' || (r.state === 'issuing' && r.updatedAt + this.issueLeaseMs < this.now())) {
-      await this.issue(r.id);
-      r = (await this.storage.getRequest(r.id))!;
+      const issued = await this.issue(r, profile);
+      if (issued) return issued;
+      // Another issuer holds or finished it: show what it did.
+      return (await this.storage.getRequest(r.id)) ?? r;
     }
-    return this.view(r);
+    return r;
   }
 
   /**
    * Exactly-once issuance: claim (reserves the serial), sign, complete. A crash after the claim
    * leaves the request `issuing`; once the lease runs out any process signs the same serial again.
+   * Returns the issued request, or undefined when another issuer has it.
    */
-  async issue(id: string): Promise<boolean> {
-    const r = await this.storage.getRequest(id);
-    if (!r) return false;
-    const profile = await this.storage.getProfile(r.profile);
+  private async issue(r: RequestRecord, profile?: Profile): Promise<RequestRecord | undefined> {
+    const validityDays = (profile ?? (await this.storage.getProfile(r.profile)))?.validityDays ?? 365;
     const now = this.now();
     const notBefore = now - 5 * 60_000;
-    const claim = await this.storage.claimIssuance(id, { serial: newSerial(), notBefore, notAfter: now + (profile?.validityDays ?? 365) * DAY }, now, this.issueLeaseMs);
-    if (!claim) return false;
+    const claim = await this.storage.claimIssuance(r.id, { serial: newSerial(), notBefore, notAfter: now + validityDays * DAY }, now, this.issueLeaseMs);
+    if (!claim) return undefined;
     const csr = new x509.Pkcs10CertificateRequest(r.csr);
     const cert = await this.ca.issue({
       serial: claim.serial,
@@ -370,32 +408,44 @@ export class EnrollmentService {
       publicKey: csr.publicKey,
       template: { kind: 'smartcard-logon', userPrincipalName: r.user },
     });
-    return this.storage.completeIssuance(
-      id,
-      { serial: claim.serial, requestId: id, subject: r.subject, der: Buffer.from(cert.rawData), notBefore: claim.notBefore, notAfter: claim.notAfter, issuedAt: this.now() },
-      `ca:${this.ca.name}`,
-    );
+    const record: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'> = {
+      serial: claim.serial, requestId: r.id, subject: r.subject, der: Buffer.from(cert.rawData), notBefore: claim.notBefore, notAfter: claim.notAfter, issuedAt: this.now(),
+    };
+    return this.storage.completeIssuance(r.id, record, `ca:${this.ca.name}`);
   }
 
   /** Finishes what crashed or was approved elsewhere (returns how many it issued) and drops stale challenges. */
   async sweep(): Promise<number> {
     let n = 0;
     const now = this.now();
-    for (const id of await this.storage.issuanceBacklog(now, now - this.issueLeaseMs)) if (await this.issue(id)) n++;
+    for (const id of await this.storage.issuanceBacklog(now, now - this.issueLeaseMs)) {
+      const r = await this.storage.getRequest(id);
+      if (r && (await this.issue(r))) n++;
+    }
     await this.storage.pruneChallenges(now - this.challengeTtlMs);
     return n;
   }
 
-  async view(r: RequestRecord): Promise<RequestView> {
-    const cert = r.serial !== null && (r.state === 'issued' || r.state === 'delivered' || r.state === 'revoked') ? await this.storage.certificate(r.serial) : undefined;
-    const waiting = r.state === 'pending' || r.state === 'approved' || r.state === 'issuing';
+  private view(r: RequestRecord): RequestView {
+    const cert = HAS_CERTIFICATE.has(r.state) ? r.certificate : null;
     return {
       id: r.id, kind: r.kind, user: r.user, profile: r.profile, state: r.state, subject: r.subject, cardId: r.cardId, container: r.container,
       createdAt: iso(r.createdAt)!, decidedBy: r.decidedBy, decidedAt: iso(r.decidedAt), reason: r.reason, serial: cert ? r.serial : null,
       notBefore: cert ? iso(r.notBefore) : null, notAfter: cert ? iso(r.notAfter) : null, issuedAt: iso(r.issuedAt), deliveredAt: iso(r.deliveredAt),
-      certificate: cert ? toPem(cert.der, 'CERTIFICATE') : null,
-      retryAfter: waiting ? (r.state === 'pending' ? this.retryAfterSeconds : Math.ceil(this.issueLeaseMs / 1000)) : null,
+      certificate: cert ? toPem(cert, 'CERTIFICATE') : null,
+      retryAfter: this.retryAfter(r.state),
     };
+  }
+
+  private outcome(r: RequestRecord): EnrollmentOutcome {
+    return { id: r.id, state: r.state, reason: r.reason, retryAfter: this.retryAfter(r.state), certificate: HAS_CERTIFICATE.has(r.state) ? r.certificate : null };
+  }
+
+  /** Seconds a client should wait before asking again, while the request waits; else null. */
+  private retryAfter(state: RequestState): number | null {
+    if (state === 'pending') return this.retryAfterSeconds;
+    if (state === 'approved' || state === 'issuing') return Math.ceil(this.issueLeaseMs / 1000);
+    return null;
   }
 
   // Collection by the card's holder
@@ -413,7 +463,7 @@ export class EnrollmentService {
    * key over the challenge, checked against the public key of the requests bound to that
    * container; a request is returned only to whoever proves its key.
    */
-  async collect(o: { cardId: string; nonce: string; proofs: CollectProof[] }): Promise<CollectedRequest[]> {
+  async collect(o: CollectBody): Promise<CollectedRequest[]> {
     const cardId = o.cardId.toLowerCase();
     if (!CARD_ID_RE.test(cardId)) throw new ServiceError('BAD_REQUEST', "cardId is the card's 16-byte cardid as 32 hex digits");
     if (!(await this.storage.consumeChallenge(secretHash(o.nonce), cardId, this.now()))) {
@@ -423,29 +473,29 @@ export class EnrollmentService {
     for (const proof of o.proofs) {
       const signature = Buffer.from(proof.signature, 'base64');
       const message = collectMessage(o.nonce, cardId, proof.container);
-      const candidates = (await this.storage.listRequests({ cardId })).filter((r) => r.container === proof.container);
-      for (const r of candidates) {
-        const spki = new x509.Pkcs10CertificateRequest(r.csr).publicKey.rawData;
-        if (!(await verifyWithKey(spki, signature, message))) continue;
-        const view = await this.settle(r);
+      for (const candidate of await this.storage.listRequests({ cardId, container: proof.container })) {
+        const spki = new Uint8Array(new x509.Pkcs10CertificateRequest(candidate.csr).publicKey.rawData);
+        if (!verifyWithKey(spki, signature, message)) continue;
+        const r = await this.settle(candidate);
         let deliveryTicket: string | null = null;
-        if (view.state === 'issued') {
+        if (r.state === 'issued') {
           deliveryTicket = newSecret('ticket');
           await this.storage.setDeliveryTicket(r.id, secretHash(deliveryTicket), this.now() + this.ticketTtlMs);
         }
-        out.push({ ...view, deliveryTicket });
+        out.push({ ...this.view(r), deliveryTicket });
       }
     }
     return out;
   }
 
   /** The agent installed and linked the certificate: issued -> delivered. */
-  async delivered(id: string, ticket: string, details: { host?: string; thumbprint?: string }): Promise<RequestView> {
+  async delivered(id: string, report: DeliveryReport): Promise<RequestView> {
     const r = await this.storage.getRequest(id);
     if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
-    const ok = await this.storage.markDelivered(id, secretHash(ticket), `card-holder:${r.user}`, this.now(), details);
-    if (!ok) throw new ServiceError('UNAUTHENTICATED', 'the delivery ticket does not match this request, or it expired: collect again');
-    return this.view((await this.storage.getRequest(id))!);
+    const details = { ...(report.host ? { host: report.host } : {}), ...(report.thumbprint ? { thumbprint: report.thumbprint } : {}) };
+    const deliveredAt = await this.storage.markDelivered(id, secretHash(report.ticket), `card-holder:${r.user}`, this.now(), details);
+    if (deliveredAt === undefined) throw new ServiceError('UNAUTHENTICATED', 'the delivery ticket does not match this request, or it expired: collect again');
+    return this.view({ ...r, state: 'delivered', deliveredAt });
   }
 
   // CA material
@@ -476,8 +526,19 @@ export class EnrollmentService {
     return der;
   }
 
-  async audit(p: Principal, q: AuditQuery): Promise<AuditEntry[]> {
+  async audit(p: Principal, q: AuditListQuery): Promise<AuditEntryView[]> {
     requireOperator(p);
-    return this.storage.queryAudit(q);
+    const time = (iso: string | undefined, name: string): number | undefined => {
+      if (iso === undefined) return undefined;
+      const ms = Date.parse(iso);
+      if (Number.isNaN(ms)) throw new ServiceError('BAD_REQUEST', `${name} is an ISO 8601 date-time`);
+      return ms;
+    };
+    const entries = await this.storage.queryAudit({ ...q, since: time(q.since, 'since'), until: time(q.until, 'until') });
+    return entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
   }
+}
+
+function profileView(p: Profile): ProfileView {
+  return { name: p.name, approval: p.approval, validityDays: p.validityDays, updatedAt: p.updatedAt, updatedBy: p.updatedBy };
 }

@@ -1,12 +1,12 @@
 import type { FastifyReply } from 'fastify';
+import { base64Lines } from '../pem.js';
 import { x509 } from '../x509.js';
-import { base64Lines, certsOnly, csrAttrs, OID } from './ca/pki.js';
-import type { EnrollmentService } from './enrollment.js';
-import type { RequestView } from './protocol.js';
+import { certsOnly, csrAttrs, OID } from './ca/pki.js';
+import type { EnrollmentOutcome, EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import type { App } from './http.js';
+import { EST_PREFIX } from './protocol.js';
 
-export const EST_PREFIX = '/.well-known/est';
 const PKCS7 = 'application/pkcs7-mime; smime-type=certs-only';
 
 function sendCerts(reply: FastifyReply, certs: x509.X509Certificate[]): FastifyReply {
@@ -14,15 +14,21 @@ function sendCerts(reply: FastifyReply, certs: x509.X509Certificate[]): FastifyR
 }
 
 /** RFC 7030 §4.2.3: a certificate when there is one, 202 + Retry-After while it waits, an error otherwise. */
-function answer(reply: FastifyReply, view: RequestView): FastifyReply {
-  if (view.certificate !== null && (view.state === 'issued' || view.state === 'delivered')) {
-    return sendCerts(reply, [new x509.X509Certificate(view.certificate)]);
+function answer(reply: FastifyReply, o: EnrollmentOutcome): FastifyReply {
+  if (o.certificate !== null && (o.state === 'issued' || o.state === 'delivered')) {
+    // The DER as the CA signed it and storage kept it.
+    return sendCerts(reply, [new x509.X509Certificate(o.certificate)]);
   }
-  if (view.retryAfter !== null) {
-    return reply.code(202).header('retry-after', String(view.retryAfter)).type('text/plain; charset=utf-8').send(`request ${view.id} is ${view.state}; ask again with the same request later\n`);
+  if (o.retryAfter !== null) {
+    return reply.code(202).header('retry-after', String(o.retryAfter)).type('text/plain; charset=utf-8').send(`request ${o.id} is ${o.state}; ask again with the same request later\n`);
   }
-  if (view.state === 'rejected') throw new ServiceError('FORBIDDEN', `request ${view.id} was rejected${view.reason ? `: ${view.reason}` : ''}`);
-  throw new ServiceError('FORBIDDEN', `request ${view.id} is ${view.state}: its certificate is no longer valid`);
+  if (o.state === 'rejected') throw new ServiceError('FORBIDDEN', `request ${o.id} was rejected${o.reason ? `: ${o.reason}` : ''}`);
+  throw new ServiceError('FORBIDDEN', `request ${o.id} is ${o.state}: its certificate is no longer valid`);
+}
+
+function csrBody(body: unknown): string {
+  if (typeof body !== 'string') throw new ServiceError('BAD_REQUEST', 'send the PKCS#10 request base64-encoded as application/pkcs10');
+  return body;
 }
 
 export function registerEst(app: App, service: EnrollmentService): void {
@@ -34,13 +40,7 @@ export function registerEst(app: App, service: EnrollmentService): void {
     reply.code(200).header('content-transfer-encoding', 'base64').type('application/csrattrs').send(base64Lines(csrAttrs([OID.sha256WithRSA, OID.ecdsaWithSha256]))),
   );
 
-  app.post(`${EST_PREFIX}/simpleenroll`, async (req, reply) => {
-    if (typeof req.body !== 'string') throw new ServiceError('BAD_REQUEST', 'send the PKCS#10 request base64-encoded as application/pkcs10');
-    return answer(reply, await service.submit(req.principal, { csr: req.body }));
-  });
+  app.post(`${EST_PREFIX}/simpleenroll`, async (req, reply) => answer(reply, await service.simpleEnroll(req.principal, csrBody(req.body))));
 
-  app.post(`${EST_PREFIX}/simplereenroll`, async (req, reply) => {
-    if (typeof req.body !== 'string') throw new ServiceError('BAD_REQUEST', 'send the PKCS#10 request base64-encoded as application/pkcs10');
-    return answer(reply, await service.reenroll(req.principal, req.body));
-  });
+  app.post(`${EST_PREFIX}/simplereenroll`, async (req, reply) => answer(reply, await service.simpleReenroll(req.principal, csrBody(req.body))));
 }

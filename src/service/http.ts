@@ -63,7 +63,7 @@ export interface HttpOptions {
   log?: (line: string) => void;
 }
 
-export function sendError(reply: FastifyReply, err: ServiceError, asText: boolean): FastifyReply {
+function sendError(reply: FastifyReply, err: ServiceError, asText: boolean): FastifyReply {
   if (err.status === 401) reply.header('www-authenticate', 'Basic realm="cardlink", charset="UTF-8"');
   if (asText) return reply.code(err.status).type('text/plain; charset=utf-8').send(`${err.code}: ${err.message}\n`);
   return reply.code(err.status).send({ error: { code: err.code, message: err.message } });

@@ -9,6 +9,7 @@ import { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import { registerEst } from './est.js';
 import { createApp } from './http.js';
+import { apiPath } from './protocol.js';
 import { openStorage } from './storage/open.js';
 import { ensureTlsCertificate } from './tls.js';
 
@@ -51,9 +52,10 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
   const host = cfg.host ?? '127.0.0.1';
   if (cfg.passphrase.length < 8) throw new ServiceError('CONFIG', 'the CA passphrase (CARDLINK_CA_PASSPHRASE) needs 8 characters at least');
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  // The composition root: storage is opened here and handed to the use cases, which alone use it.
   const storage = await openStorage(cfg.dbUrl, cfg.dataDir, clock.now().getTime());
   try {
-    const embedded = cfg.upstream ? undefined : await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now(), cfg.publicUrl ? { crlUrl: `${cfg.publicUrl.replace(/\/$/, '')}/api/v1/crl` } : {});
+    const embedded = cfg.upstream ? undefined : await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now(), cfg.publicUrl ? { crlUrl: `${cfg.publicUrl.replace(/\/$/, '')}${apiPath('crl')}` } : {});
     const ca = cfg.upstream ?? embedded!;
     const service = new EnrollmentService({
       storage, ca, clock,
@@ -64,7 +66,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     if (cfg.operator) await service.ensureOperator(cfg.operator.username, cfg.operator.password);
     // The TLS certificate always comes from the embedded CA key in the data directory.
     const tlsCa = embedded ?? (await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now()));
-    const tls = await ensureTlsCertificate(cfg.dataDir, tlsCa, storage, host, cfg.passphrase, clock.now());
+    const tls = await ensureTlsCertificate(cfg.dataDir, tlsCa, host, cfg.passphrase, clock.now(), (cert) => service.recordOwnCertificate(cert, 'service TLS'));
     const caCertPem = ca.chain().map((c) => c.toString('pem')).join('\n') + '\n';
     const app = createApp(service, { tls, clientCa: caCertPem, ...(cfg.log ? { log: cfg.log } : {}) });
     registerEst(app, service);
@@ -93,7 +95,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
       close: async () => {
         if (timer) clearInterval(timer);
         await app.close();
-        await storage.close();
+        await service.close();
       },
     };
   } catch (err) {
@@ -103,9 +105,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
 }
 
 export { EnrollmentService } from './enrollment.js';
-export type { TokenView, CollectProof } from './enrollment.js';
-export { collectMessage } from './protocol.js';
-export type { RequestView, CollectedRequest } from './protocol.js';
+export type { RequestView, CollectedRequest, TokenView, CollectProof } from './protocol.js';
 export { ManualClock, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { ServiceError } from './errors.js';

@@ -1,13 +1,67 @@
 /**
- * The wire contract between the enrollment service and its agents: the JSON shapes both sides
- * read, and the message a card signs to prove it holds a container's key. Agents import this
- * module only, never the service's implementation.
+ * The wire contract between the enrollment service and everyone who talks to it (agents, the
+ * admin CLI, the demo, the benches): the paths, the JSON shapes both sides read and write, and
+ * the message a card signs to prove it holds a container's key. One definition of each: the
+ * service's routes (api.ts) and the typed client (client.ts) are both written against this file,
+ * which imports nothing of the service's implementation.
  */
-import type { RequestState } from './storage/storage.js';
+
+export const API_PREFIX = '/api/v1';
+/** RFC 7030 §3.2.2: EST lives under this well-known prefix. */
+export const EST_PREFIX = '/.well-known/est';
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+/** Every JSON API operation by its OpenAPI operationId: method and path under API_PREFIX. */
+export const ROUTES = {
+  health: { method: 'GET', path: '/health' },
+  login: { method: 'POST', path: '/sessions' },
+  logout: { method: 'DELETE', path: '/sessions/current' },
+  createOperator: { method: 'POST', path: '/operators' },
+  listProfiles: { method: 'GET', path: '/profiles' },
+  updateProfile: { method: 'PUT', path: '/profiles/:name' },
+  createToken: { method: 'POST', path: '/tokens' },
+  listTokens: { method: 'GET', path: '/tokens' },
+  submitRequest: { method: 'POST', path: '/requests' },
+  listRequests: { method: 'GET', path: '/requests' },
+  getRequest: { method: 'GET', path: '/requests/:id' },
+  approveRequest: { method: 'POST', path: '/requests/:id/approve' },
+  rejectRequest: { method: 'POST', path: '/requests/:id/reject' },
+  revokeRequest: { method: 'POST', path: '/requests/:id/revoke' },
+  reportDelivery: { method: 'POST', path: '/requests/:id/delivered' },
+  collectChallenge: { method: 'POST', path: '/collect/challenge' },
+  collect: { method: 'POST', path: '/collect' },
+  queryAudit: { method: 'GET', path: '/audit' },
+  caCertificates: { method: 'GET', path: '/ca/certificates' },
+  crl: { method: 'GET', path: '/crl' },
+  openapi: { method: 'GET', path: '/openapi.json' },
+} as const satisfies Record<string, { method: Method; path: string }>;
+
+export type OperationId = keyof typeof ROUTES;
+
+/** The absolute path of an operation, its `:name` parameters filled in (URL-encoded). */
+export function apiPath(op: OperationId, params: Record<string, string> = {}): string {
+  return API_PREFIX + ROUTES[op].path.replace(/:([A-Za-z]+)/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) throw new TypeError(`${op}: missing path parameter ${name}`);
+    return encodeURIComponent(value);
+  });
+}
+
+// Requests
+
+/**
+ * pending -> approved -> issuing -> issued -> delivered, or pending -> rejected; an issued or
+ * delivered request becomes revoked. `issuing` holds a lease so a crashed issuer is taken over.
+ */
+export type RequestState = 'pending' | 'approved' | 'issuing' | 'issued' | 'delivered' | 'rejected' | 'revoked';
+export const REQUEST_STATES: readonly RequestState[] = ['pending', 'approved', 'issuing', 'issued', 'delivered', 'rejected', 'revoked'];
+/** A first request (enrollment token) or a renewal (EST simplereenroll with the current certificate). */
+export type RequestKind = 'enroll' | 'reenroll';
 
 export interface RequestView {
   id: string;
-  kind: string;
+  kind: RequestKind;
   user: string;
   profile: string;
   state: RequestState;
@@ -29,6 +83,62 @@ export interface RequestView {
   retryAfter: number | null;
 }
 
+/** POST /requests: a PKCS#10 request (PEM or base64 DER), bound to a card's container when given. */
+export interface SubmitBody {
+  csr: string;
+  /** The card's 16-byte cardid as 32 hex digits; given together with `container`. */
+  cardId?: string;
+  container?: string;
+}
+
+/** GET /requests query. */
+export interface RequestListQuery {
+  state?: RequestState;
+  user?: string;
+  cardId?: string;
+  limit?: number;
+}
+
+export interface RejectBody {
+  reason: string;
+}
+
+export interface RevokeBody {
+  /** RFC 5280 §5.3.1 CRLReason code (0-6, 8-10); default 0, unspecified. */
+  reason?: number;
+}
+
+/** POST /requests/:id/delivered: the agent installed (and linked) the certificate. */
+export interface DeliveryReport {
+  /** The delivery ticket `collect` handed out with the certificate. */
+  ticket: string;
+  host?: string;
+  thumbprint?: string;
+}
+
+// Collection by the card's holder
+
+export interface ChallengeBody {
+  cardId: string;
+}
+
+export interface Challenge {
+  nonce: string;
+  expiresAt: string;
+}
+
+export interface CollectProof {
+  container: string;
+  /** base64 signature by the container's key over `collectMessage(nonce, cardId, container)`. */
+  signature: string;
+}
+
+export interface CollectBody {
+  cardId: string;
+  nonce: string;
+  proofs: CollectProof[];
+}
+
 export interface CollectedRequest extends RequestView {
   /** Present with an issued certificate: proves the delivery report comes from the card's holder. */
   deliveryTicket: string | null;
@@ -37,4 +147,98 @@ export interface CollectedRequest extends RequestView {
 /** The bytes a card signs to prove it holds a container's key: bound to the nonce, card and container. */
 export function collectMessage(nonce: string, cardId: string, container: string): Uint8Array {
   return new TextEncoder().encode(`cardlink collect v1\n${nonce}\n${cardId.toLowerCase()}\n${container}`);
+}
+
+// Operators, profiles, tokens
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface Session {
+  token: string;
+  expiresAt: string;
+}
+
+export interface OperatorView {
+  username: string;
+}
+
+export type Approval = 'automatic' | 'operator';
+
+export interface ProfileView {
+  name: string;
+  approval: Approval;
+  validityDays: number;
+  /** Milliseconds since the epoch. */
+  updatedAt: number;
+  updatedBy: string;
+}
+
+export interface ProfileChange {
+  approval?: Approval;
+  validityDays?: number;
+}
+
+/** POST /tokens. */
+export interface NewToken {
+  /** User principal name, e.g. alice@example.com. */
+  user: string;
+  /** Default `DEFAULT_PROFILE`. */
+  profile?: string;
+  ttlSeconds?: number;
+}
+
+export const DEFAULT_PROFILE = 'smartcard-logon';
+
+export interface TokenView {
+  id: string;
+  user: string;
+  profile: string;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt: string | null;
+  requestId: string | null;
+}
+
+/** A new token: its secret is in the answer once and nowhere else. */
+export interface CreatedToken extends TokenView {
+  token: string;
+}
+
+// Audit, CA, health
+
+export interface AuditListQuery {
+  actor?: string;
+  action?: string;
+  subject?: string;
+  /** ISO 8601 date-times. */
+  since?: string;
+  until?: string;
+  limit?: number;
+}
+
+export interface AuditEntryView {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  subject: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface CaCertificates {
+  /** PEM, issuing CA first. */
+  certificates: string[];
+}
+
+export interface Health {
+  ok: boolean;
+}
+
+/** The body of every JSON error answer. */
+export interface ErrorBody {
+  error: { code: string; message: string };
 }

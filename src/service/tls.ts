@@ -1,13 +1,14 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
+import { pemBlock, toPem } from '../pem.js';
 import { x509 } from '../x509.js';
 import { decryptKey, encryptedPkcs8 } from './ca/embedded.js';
 import { newSerial } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
-import type { Storage } from './storage/storage.js';
 
 const DAY = 86_400_000;
 
@@ -19,8 +20,17 @@ export interface TlsMaterial {
   cert: string;
 }
 
+/** A certificate the service issued to itself, for the record (its serial is reserved like any other). */
+export interface OwnCertificate {
+  serial: string;
+  subject: string;
+  der: Uint8Array;
+  notBefore: Date;
+  notAfter: Date;
+}
+
 /** The names the service's certificate must cover for a listen address. */
-export function serverNames(listenHost: string): { dnsNames: string[]; ipAddresses: string[] } {
+function serverNames(listenHost: string): { dnsNames: string[]; ipAddresses: string[] } {
   const dns = new Set(['localhost', hostname()]);
   const ips = new Set(['127.0.0.1', '::1']);
   if (isIP(listenHost)) {
@@ -38,24 +48,33 @@ function covers(cert: x509.X509Certificate, names: { dnsNames: string[]; ipAddre
 
 /**
  * `DIR/tls.pem`: the HTTPS key (encrypted) and a certificate from the CA, remade when it no
- * longer covers the listen names, nears its end, or comes from another CA. Replaced by rename,
- * so a second process starting at the same time reads either the old file or the new one.
+ * longer covers the listen names, nears its end, or comes from another CA. Replaced atomically
+ * (src/atomic-file.ts), so a second process starting at the same time reads either the old file
+ * or the new one. `record` keeps a newly issued certificate in the service's books.
  */
-export async function ensureTlsCertificate(dataDir: string, ca: UpstreamCa, storage: Storage, listenHost: string, passphrase: string, now: Date): Promise<TlsMaterial> {
+export async function ensureTlsCertificate(
+  dataDir: string,
+  ca: UpstreamCa,
+  listenHost: string,
+  passphrase: string,
+  now: Date,
+  record: (cert: OwnCertificate) => Promise<void>,
+): Promise<TlsMaterial> {
   const file = join(dataDir, 'tls.pem');
   const names = serverNames(listenHost);
   const chainPem = ca.chain().map((c) => c.toString('pem')).join('\n');
   if (existsSync(file)) {
     const text = readFileSync(file, 'utf8');
-    const certPem = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0];
-    const keyPem = text.match(/-----BEGIN ENCRYPTED PRIVATE KEY-----[\s\S]+?-----END ENCRYPTED PRIVATE KEY-----/)?.[0];
-    if (certPem && keyPem) {
-      const cert = new x509.X509Certificate(certPem);
+    const certDer = pemBlock(text, 'CERTIFICATE');
+    const keyDer = pemBlock(text, 'ENCRYPTED PRIVATE KEY');
+    if (certDer && keyDer) {
+      const cert = new x509.X509Certificate(certDer);
       const issuer = ca.chain()[0]!;
       const fresh = cert.notAfter.getTime() - now.getTime() > 30 * DAY && cert.notBefore.getTime() <= now.getTime();
       if (fresh && covers(cert, names) && (await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }))) {
+        const keyPem = toPem(keyDer, 'ENCRYPTED PRIVATE KEY').trim();
         decryptKey(keyPem, passphrase, file);
-        return { key: keyPem, passphrase, cert: `${certPem}\n${chainPem}` };
+        return { key: keyPem, passphrase, cert: `${toPem(certDer, 'CERTIFICATE').trim()}\n${chainPem}` };
       }
     }
   }
@@ -64,16 +83,11 @@ export async function ensureTlsCertificate(dataDir: string, ca: UpstreamCa, stor
   const serial = newSerial();
   const notBefore = new Date(now.getTime() - 3_600_000);
   const notAfter = new Date(now.getTime() + 397 * DAY);
-  const cert = await ca.issue({ serial, notBefore, notAfter, subject: 'CN=cardlink enrollment service', publicKey: pub, template: { kind: 'tls-server', ...names } });
-  await storage.recordCertificate(
-    { serial, subject: cert.subject, der: Buffer.from(cert.rawData), notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), issuedAt: now.getTime() },
-    'service TLS',
-    'system',
-  );
+  const subject = 'CN=cardlink enrollment service';
+  const cert = await ca.issue({ serial, notBefore, notAfter, subject, publicKey: pub, template: { kind: 'tls-server', ...names } });
+  await record({ serial, subject: cert.subject, der: new Uint8Array(cert.rawData), notBefore, notAfter });
   const keyPem = encryptedPkcs8(privateKey, passphrase).trim();
   const certPem = cert.toString('pem');
-  const tmp = `${file}.${randomBytes(6).toString('hex')}`;
-  writeFileSync(tmp, `${keyPem}\n${certPem}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
+  writeFileAtomic(file, `${keyPem}\n${certPem}\n`);
   return { key: keyPem, passphrase, cert: `${certPem}\n${chainPem}` };
 }

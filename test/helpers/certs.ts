@@ -2,16 +2,15 @@ import { execFileSync } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LocalCa } from '../../src/pki/local-ca.js';
+import { EmbeddedCa } from '../../src/service/ca/embedded.js';
 import { tempDir } from './card.js';
 
-let ca: Promise<LocalCa> | undefined;
+let ca: Promise<EmbeddedCa> | undefined;
 
-/** A certificate for `publicKey` from our own throwaway CA, padded with `sans` DNS names. */
+/** A certificate for `publicKey` from cardlink's own CA (in memory), padded with `sans` DNS names. */
 export async function issueOurs(publicKey: KeyObject, sans = 0, subject = 'CN=Test User'): Promise<Uint8Array> {
-  ca ??= LocalCa.create();
-  const cert = await (await ca).issue(publicKey, { subject, dns: Array.from({ length: sans }, (_, i) => `host-${i}.workstations.example.com`) });
-  return new Uint8Array(cert.rawData);
+  ca ??= EmbeddedCa.inMemory();
+  return (await ca).issueFor(publicKey, { subject, dnsNames: Array.from({ length: sans }, (_, i) => `host-${i}.workstations.example.com`) });
 }
 
 let opensslCa: { dir: string } | undefined;

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { HttpResult } from '../../src/agent/client.js';
-import type { CollectedRequest, RequestView } from '../../src/service/index.js';
+import type { CollectedRequest, HttpResult, RequestView } from '../../src/service/client.js';
 import { BACKENDS, login, makeToken, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
 
 type Who = 'anonymous' | 'user' | 'otherUser' | 'operator';
 const WHO: Who[] = ['anonymous', 'user', 'otherUser', 'operator'];
 
-/** Per route: the status each caller gets, and optionally a check of what it saw. */
+/**
+ * Per route: the status each caller gets, and optionally a check of what it saw. The routes are
+ * written out as raw paths on purpose: this table pins the wire contract itself, so a path that
+ * moved in protocol.ts fails here instead of following along.
+ */
 interface Case {
   expect: Record<Who, number>;
   call(ctx: Ctx, who: Who): Promise<HttpResult>;
@@ -82,7 +85,7 @@ const CASES: Record<string, Case> = {
   revokeRequest: {
     expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
     call: async (c, w) => {
-      if (w === 'anonymous') await c.t.client.call('POST', `/api/v1/requests/${c.alice.request.id}/approve`, { bearer: c.op });
+      if (w === 'anonymous') await c.t.client.approve(c.op, c.alice.request.id);
       return c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/revoke`, { ...auth(c, w), json: { reason: 0 } });
     },
   },
@@ -94,8 +97,8 @@ const CASES: Record<string, Case> = {
     // Here "user" is whoever holds Alice's card key, "otherUser" Bob's key on Alice's card id.
     expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
     call: async (c, w) => {
-      await c.t.client.call('POST', `/api/v1/requests/${c.alice.request.id}/approve`, { bearer: c.op }).catch(() => undefined);
-      const { value } = await c.t.client.call<{ nonce: string }>('POST', '/api/v1/collect/challenge', { json: { cardId: c.alice.cardId } });
+      await c.t.client.approve(c.op, c.alice.request.id).catch(() => undefined);
+      const value = await c.t.client.challenge(c.alice.cardId);
       const key = w === 'user' ? c.alice.key : w === 'otherUser' ? c.bob.key : undefined;
       const proofs = key ? [await proofFor(key, value.nonce, c.alice.cardId, 'c1')] : [];
       return c.t.client.raw('POST', '/api/v1/collect', { ...auth(c, w), json: { cardId: c.alice.cardId, nonce: value.nonce, proofs } });
@@ -108,11 +111,11 @@ const CASES: Record<string, Case> = {
   reportDelivery: {
     expect: { anonymous: 401, user: 200, otherUser: 401, operator: 401 },
     call: async (c, w) => {
-      await c.t.client.call('POST', `/api/v1/requests/${c.alice.request.id}/approve`, { bearer: c.op }).catch(() => undefined);
+      await c.t.client.approve(c.op, c.alice.request.id).catch(() => undefined);
       const party = w === 'otherUser' ? c.bob : c.alice;
-      if (w === 'otherUser') await c.t.client.call('POST', `/api/v1/requests/${c.bob.request.id}/approve`, { bearer: c.op }).catch(() => undefined);
-      const { value } = await c.t.client.call<{ nonce: string }>('POST', '/api/v1/collect/challenge', { json: { cardId: party.cardId } });
-      const { value: got } = await c.t.client.call<CollectedRequest[]>('POST', '/api/v1/collect', { json: { cardId: party.cardId, nonce: value.nonce, proofs: [await proofFor(party.key, value.nonce, party.cardId, 'c1')] } });
+      if (w === 'otherUser') await c.t.client.approve(c.op, c.bob.request.id).catch(() => undefined);
+      const value = await c.t.client.challenge(party.cardId);
+      const got = await c.t.client.collect({ cardId: party.cardId, nonce: value.nonce, proofs: [await proofFor(party.key, value.nonce, party.cardId, 'c1')] });
       // Anonymous and the operator have no ticket of their own; Bob has one, for his own request only.
       const ticket = w === 'user' || w === 'otherUser' ? got[0]!.deliveryTicket! : 'clt_guess';
       return c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/delivered`, { ...auth(c, w), json: { ticket } });
@@ -156,7 +159,7 @@ describe('authorization of every route: anonymous, user, other user, operator', 
     const token = await makeToken(t.client, op, user);
     const key = await softKey();
     const cardId = randomCardId();
-    const { value: request } = await t.client.call<RequestView>('POST', '/api/v1/requests', { bearer: token, json: { csr: key.csrPem, cardId, container: 'c1' } });
+    const { value: request } = await t.client.submit(token, { csr: key.csrPem, cardId, container: 'c1' });
     return { token, key, request, cardId };
   }
 

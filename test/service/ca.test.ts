@@ -3,8 +3,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { generateKeyPairSync } from 'node:crypto';
 import { EmbeddedCa } from '../../src/service/ca/embedded.js';
-import { newSerial } from '../../src/service/ca/pki.js';
+import { crlNumber, csrAttrs, newSerial, OID } from '../../src/service/ca/pki.js';
 import { hashPassword, verifyPassword } from '../../src/service/auth.js';
 import { startService } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
@@ -72,6 +73,43 @@ describe('embedded CA and data directory', () => {
     assert.equal(one.serialNumber.toLowerCase(), order.serial);
   });
 
+  test('the in-memory CA is the same implementation: its certificates chain to it and carry the smart card logon profile', async () => {
+    const ca = await EmbeddedCa.inMemory({ name: 'CN=test in memory' });
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const der = await ca.issueFor(publicKey, { subject: 'CN=h', userPrincipalName: 'h@example.com', dnsNames: ['h.example.com'], days: 10 });
+    const cert = new x509.X509Certificate(der);
+    const issuer = ca.chain()[0]!;
+    assert.equal(issuer.subject, 'CN=test in memory');
+    assert.equal(cert.issuer, issuer.subject);
+    assert.ok(await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }));
+    assert.equal(cert.notAfter.getTime() - cert.notBefore.getTime(), 10 * 86_400_000);
+    assert.deepEqual([...cert.getExtension(x509.ExtendedKeyUsageExtension)!.usages], [OID.clientAuth, OID.smartcardLogon]);
+    assert.equal(cert.getExtension(x509.KeyUsagesExtension)!.usages, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+    assert.deepEqual(cert.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON(), [{ type: 'upn', value: 'h@example.com' }, { type: 'dns', value: 'h.example.com' }]);
+    assert.equal(Buffer.from(cert.publicKey.rawData).equals(publicKey.export({ type: 'spki', format: 'der' })), true);
+    // issueFor leaves out the subject key identifier (test certificates keep their size); issue() does not.
+    assert.equal(cert.getExtension(x509.SubjectKeyIdentifierExtension), null);
+    const order = { serial: newSerial(), notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000), subject: 'CN=h', publicKey: cert.publicKey, template: { kind: 'smartcard-logon' as const, userPrincipalName: 'h@example.com' } };
+    assert.ok((await ca.issue(order)).getExtension(x509.SubjectKeyIdentifierExtension));
+  });
+
+  test('CsrAttrs and the CRL number are DER from the ASN.1 library, byte for byte what RFC 7030 and RFC 5280 want', () => {
+    // SEQUENCE { OID sha256WithRSAEncryption, OID ecdsa-with-SHA256 }
+    assert.equal(csrAttrs([OID.sha256WithRSA, OID.ecdsaWithSha256]).toString('hex'), '301506092a864886f70d01010b06082a8648ce3d040302');
+    // INTEGER, two's complement, shortest form: 128 needs a leading zero byte.
+    assert.deepEqual([0, 127, 128, 256, 70000].map((n) => crlNumber(n).toString('hex')), ['020100', '02017f', '02020080', '02020100', '0203011170']);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), (n) => {
+        const der = crlNumber(n);
+        const content = der.subarray(2);
+        assert.deepEqual([der[0], der[1]], [0x02, content.length]);
+        assert.equal(BigInt(`0x${content.toString('hex')}`), BigInt(n));
+        assert.ok(content[0]! < 0x80, 'non-negative');
+        assert.ok(content.length === 1 || content[0] !== 0 || content[1]! >= 0x80, 'shortest form');
+      }),
+    );
+  });
+
   test('serial numbers: 16 bytes, positive, no leading zero, as the certificate carries them (property)', () => {
     fc.assert(
       fc.property(fc.integer(), () => {
@@ -97,10 +135,10 @@ describe('embedded CA and data directory', () => {
   test('a wrong operator password is refused and audited', async () => {
     const t = await startTestService(BACKENDS[0]!);
     try {
-      await assert.rejects(t.client.call('POST', '/api/v1/sessions', { json: { username: 'admin', password: 'wrong password!' } }), { status: 401 });
-      await assert.rejects(t.client.call('POST', '/api/v1/sessions', { json: { username: 'nobody', password: 'wrong password!' } }), { status: 401 });
+      await assert.rejects(t.client.login({ username: 'admin', password: 'wrong password!' }), { status: 401 });
+      await assert.rejects(t.client.login({ username: 'nobody', password: 'wrong password!' }), { status: 401 });
       const op = await login(t.client);
-      const { value } = await t.client.call<{ actor: string; subject: string }[]>('GET', '/api/v1/audit?action=session.refused', { bearer: op });
+      const value = await t.client.audit(op, { action: 'session.refused' });
       assert.deepEqual(value.map((e) => e.subject), ['operator:admin', 'operator:nobody']);
     } finally {
       await t.close();

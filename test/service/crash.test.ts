@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ServiceClient } from '../../src/agent/client.js';
+import { ServiceClient } from '../../src/service/client.js';
 import type { RequestView } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
 import { BACKENDS, login, makeToken, pool, softKey, spawnServe, tempDir, type SoftKey } from './helpers.js';
@@ -18,7 +18,7 @@ for (const backend of BACKENDS) {
       // A 2 s issuance lease: the restarted service takes over interrupted issuances quickly.
       const first = await spawnServe(dataDir, dbUrl, ['--issue-lease', '2']);
       const ca = readFileSync(join(dataDir, 'ca', 'cert.pem'), 'utf8');
-      let client = new ServiceClient({ server: first.url, ca, maxSockets: 16 });
+      let client = new ServiceClient({ server: first.url, ca, maxSockets: 16, timeoutMs: 10_000 });
       let second: Awaited<ReturnType<typeof spawnServe>> | undefined;
       try {
         const op = await login(client);
@@ -32,7 +32,7 @@ for (const backend of BACKENDS) {
         let answered = 0;
         await pool(users, 16, async (u: { token: string; key: SoftKey }, i) => {
           try {
-            const res = await client.call<RequestView>('POST', '/api/v1/requests', { bearer: u.token, json: { csr: u.key.csrPem }, timeoutMs: 10_000 });
+            const res = await client.submit(u.token, { csr: u.key.csrPem });
             accepted.set(i, res.value);
             if (++answered === KILL_AFTER) first.child.kill('SIGKILL');
           } catch {
@@ -49,32 +49,32 @@ for (const backend of BACKENDS) {
 
         // Every accepted request is there, with the same id and (when it had one) the same certificate.
         for (const [i, before] of accepted) {
-          const { value: now } = await client.call<RequestView>('GET', `/api/v1/requests/${before.id}`, { bearer: users[i]!.token });
+          const { value: now } = await client.request(users[i]!.token, before.id);
           assert.equal(now.user, `user${i}@example.com`);
           if (before.certificate !== null) assert.equal(now.certificate, before.certificate);
         }
         // Clients that never heard back send the same request again: they get their one request, not a second.
         for (const [i, u] of users.entries()) {
           if (accepted.has(i)) continue;
-          const res = await client.raw('POST', '/api/v1/requests', { bearer: u.token, json: { csr: u.key.csrPem } });
-          assert.ok([200, 202].includes(res.status), `resend ${i}: ${res.status} ${res.body.toString()}`);
+          const res = await client.submit(u.token, { csr: u.key.csrPem });
+          assert.ok([200, 202].includes(res.status), `resend ${i}: ${res.status} ${res.value.state}`);
         }
         // Approve everything still pending, and let the sweep finish what the kill interrupted.
-        const { value: pending } = await client.call<RequestView[]>('GET', '/api/v1/requests?state=pending&limit=10000', { bearer: op2 });
-        await pool(pending, 8, (r) => client.call('POST', `/api/v1/requests/${r.id}/approve`, { bearer: op2 }));
+        const pending = await client.requests(op2, { state: 'pending', limit: 10000 });
+        await pool(pending, 8, (r) => client.approve(op2, r.id));
         const deadline = Date.now() + 30_000;
         let all: RequestView[] = [];
         while (Date.now() < deadline) {
-          all = (await client.call<RequestView[]>('GET', '/api/v1/requests?limit=10000', { bearer: op2 })).value;
+          all = await client.requests(op2, { limit: 10000 });
           if (all.every((r) => r.state === 'issued')) break;
           await new Promise((r) => setTimeout(r, 500));
         }
         assert.equal(all.length, REQUESTS, 'one request per client, none lost, none doubled');
         assert.deepEqual(all.filter((r) => r.state !== 'issued').map((r) => r.state), []);
 
-        const { value: issuedLog } = await client.call<{ subject: string }[]>('GET', '/api/v1/audit?action=request.issued&limit=10000', { bearer: op2 });
+        const issuedLog = await client.audit(op2, { action: 'request.issued', limit: 10000 });
         const perRequest = new Map<string, number>();
-        for (const e of issuedLog) perRequest.set(e.subject, (perRequest.get(e.subject) ?? 0) + 1);
+        for (const e of issuedLog) perRequest.set(e.subject!, (perRequest.get(e.subject!) ?? 0) + 1);
         assert.equal(perRequest.size, REQUESTS);
         assert.ok([...perRequest.values()].every((n) => n === 1), 'each request issued exactly once');
         const serials = all.map((r) => new x509.X509Certificate(r.certificate!).serialNumber);

@@ -87,9 +87,9 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     const again = await post('simpleenroll', ['-u', `dave@example.com:${token}`]);
     assert.equal(again.status, 202, 'still waiting: the same request, not a new one');
 
-    const { value: pending } = await t.client.call<{ id: string; user: string }[]>('GET', '/api/v1/requests?state=pending&user=dave@example.com', { bearer: op });
+    const pending = await t.client.requests(op, { state: 'pending', user: 'dave@example.com' });
     assert.equal(pending.length, 1);
-    await t.client.call('POST', `/api/v1/requests/${pending[0]!.id}/approve`, { bearer: op });
+    await t.client.approve(op, pending[0]!.id);
 
     const issued = await post('simpleenroll', ['-u', `dave@example.com:${token}`]);
     assert.equal(issued.status, 200);
@@ -119,9 +119,9 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     const renew = await post('simplereenroll', ['--cert', certFile, '--key', key]);
     assert.equal(renew.status, 202);
     assert.ok(Number(renew.headers['retry-after']) > 0);
-    const { value: renewal } = await t.client.call<{ id: string; kind: string }[]>('GET', '/api/v1/requests?state=pending&user=dave@example.com', { bearer: op });
+    const renewal = await t.client.requests(op, { state: 'pending', user: 'dave@example.com' });
     assert.equal(renewal[0]?.kind, 'reenroll');
-    await t.client.call('POST', `/api/v1/requests/${renewal[0]!.id}/approve`, { bearer: op });
+    await t.client.approve(op, renewal[0]!.id);
     const renewed = await post('simplereenroll', ['--cert', certFile, '--key', key]);
     assert.equal(renewed.status, 200);
     const renewedPem = printCerts(renewed.body, dir);
@@ -129,14 +129,14 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     assert.notEqual(renewedPem.replace(/^subject.*$|^issuer.*$/gm, ''), certPem.replace(/^subject.*$|^issuer.*$/gm, ''));
 
     // Once revoked, the old certificate no longer authenticates.
-    const { value: all } = await t.client.call<{ id: string; kind: string }[]>('GET', '/api/v1/requests?user=dave@example.com', { bearer: op });
-    await t.client.call('POST', `/api/v1/requests/${all.find((r) => r.kind === 'enroll')!.id}/revoke`, { bearer: op, json: { reason: 4 } });
+    const all = await t.client.requests(op, { user: 'dave@example.com' });
+    await t.client.revoke(op, all.find((r) => r.kind === 'enroll')!.id, 4);
     assert.equal((await post('simplereenroll', ['--cert', certFile, '--key', key])).status, 401);
   });
 
   test('a subject that differs from the certificate being renewed is refused', async () => {
     const op = await login(t.client);
-    await t.client.call('PUT', '/api/v1/profiles/smartcard-logon', { bearer: op, json: { approval: 'automatic' } });
+    await t.client.updateProfile(op, 'smartcard-logon', { approval: 'automatic' });
     try {
       const token = await makeToken(t.client, op, 'erin@example.com');
       const key = join(dir, 'erin.key');
@@ -155,7 +155,7 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
       assert.equal(bad.status, 400);
       assert.match(bad.body.toString(), /subject/);
     } finally {
-      await t.client.call('PUT', '/api/v1/profiles/smartcard-logon', { bearer: op, json: { approval: 'operator' } });
+      await t.client.updateProfile(op, 'smartcard-logon', { approval: 'operator' });
     }
   });
 });

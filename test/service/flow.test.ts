@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ManualClock, type CollectedRequest, type RequestView } from '../../src/service/index.js';
+import { apiPath } from '../../src/service/client.js';
+import { ManualClock } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
 import { OID } from '../../src/service/ca/pki.js';
 import { BACKENDS, login, makeToken, proofFor, randomCardId, softKey, startTestService } from './helpers.js';
@@ -20,7 +21,7 @@ for (const backend of BACKENDS) {
         const key = await softKey('CN=ignored by the CA');
 
         // Day 0: the agent submits; the profile wants an operator, so it waits.
-        const submitted = await client.call<RequestView>('POST', '/api/v1/requests', { bearer: token, json: { csr: key.csrPem, cardId, container: 'lr-e46f1586-7133-4284-895d-557e2261c24d' } });
+        const submitted = await client.submit(token, { csr: key.csrPem, cardId, container: 'lr-e46f1586-7133-4284-895d-557e2261c24d' });
         assert.equal(submitted.status, 202);
         assert.equal(submitted.retryAfter, 7);
         assert.equal(submitted.value.state, 'pending');
@@ -29,16 +30,16 @@ for (const backend of BACKENDS) {
 
         // The token is spent: a second request with it is refused.
         const other = await softKey();
-        await assert.rejects(client.call('POST', '/api/v1/requests', { bearer: token, json: { csr: other.csrPem } }), { status: 401 });
+        await assert.rejects(client.submit(token, { csr: other.csrPem }), { status: 401 });
 
         // Day 3: the operator's session from day 0 has expired; a new login approves.
         clock.advanceDays(3);
-        await assert.rejects(client.call('GET', '/api/v1/requests', { bearer: op }), { status: 401 });
+        await assert.rejects(client.requests(op), { status: 401 });
         const op2 = await login(client);
-        const approved = await client.call<RequestView>('POST', `/api/v1/requests/${id}/approve`, { bearer: op2 });
-        assert.equal(approved.value.state, 'issued');
-        assert.equal(approved.value.decidedBy, 'operator:admin');
-        const cert = new x509.X509Certificate(approved.value.certificate!);
+        const approved = await client.approve(op2, id);
+        assert.equal(approved.state, 'issued');
+        assert.equal(approved.decidedBy, 'operator:admin');
+        const cert = new x509.X509Certificate(approved.certificate!);
         assert.equal(cert.notBefore.getTime(), clock.now().getTime() - 5 * 60_000, 'validity starts at approval, days after the request');
         assert.equal(cert.notAfter.getTime() - cert.notBefore.getTime(), 365 * DAY + 5 * 60_000);
         assert.ok(await cert.verify({ publicKey: t.svc.service.caCertificates()[0]!.publicKey, signatureOnly: true }));
@@ -48,37 +49,33 @@ for (const backend of BACKENDS) {
 
         // Day 4: a second workstation (it knows only the server) collects by proving the card key.
         clock.advanceDays(1);
-        const { value: challenge } = await client.call<{ nonce: string }>('POST', '/api/v1/collect/challenge', { json: { cardId } });
+        const challenge = await client.challenge(cardId);
         const wrong = await softKey();
-        const { value: none } = await client.call<CollectedRequest[]>('POST', '/api/v1/collect', {
-          json: { cardId, nonce: challenge.nonce, proofs: [await proofFor(wrong, challenge.nonce, cardId, 'lr-e46f1586-7133-4284-895d-557e2261c24d')] },
-        });
+        const none = await client.collect({ cardId, nonce: challenge.nonce, proofs: [await proofFor(wrong, challenge.nonce, cardId, 'lr-e46f1586-7133-4284-895d-557e2261c24d')] });
         assert.deepEqual(none, [], 'another key gets nothing');
         await assert.rejects(
-          client.call('POST', '/api/v1/collect', { json: { cardId, nonce: challenge.nonce, proofs: [await proofFor(key, challenge.nonce, cardId, 'lr-e46f1586-7133-4284-895d-557e2261c24d')] } }),
+          client.collect({ cardId, nonce: challenge.nonce, proofs: [await proofFor(key, challenge.nonce, cardId, 'lr-e46f1586-7133-4284-895d-557e2261c24d')] }),
           { status: 401 },
           'a challenge is good for one answer',
         );
-        const { value: c2 } = await client.call<{ nonce: string }>('POST', '/api/v1/collect/challenge', { json: { cardId } });
-        const { value: collected } = await client.call<CollectedRequest[]>('POST', '/api/v1/collect', {
-          json: { cardId, nonce: c2.nonce, proofs: [await proofFor(key, c2.nonce, cardId, 'lr-e46f1586-7133-4284-895d-557e2261c24d')] },
-        });
+        const c2 = await client.challenge(cardId);
+        const collected = await client.collect({ cardId, nonce: c2.nonce, proofs: [await proofFor(key, c2.nonce, cardId, 'lr-e46f1586-7133-4284-895d-557e2261c24d')] });
         assert.equal(collected.length, 1);
         assert.equal(collected[0]!.id, id);
-        assert.equal(collected[0]!.certificate, approved.value.certificate);
+        assert.equal(collected[0]!.certificate, approved.certificate);
         const ticket = collected[0]!.deliveryTicket!;
-        await assert.rejects(client.call('POST', `/api/v1/requests/${id}/delivered`, { json: { ticket: 'clt_forged' } }), { status: 401 });
-        const delivered = await client.call<RequestView>('POST', `/api/v1/requests/${id}/delivered`, { json: { ticket, host: 'ws-2', thumbprint: 'ab' } });
-        assert.equal(delivered.value.state, 'delivered');
-        assert.equal(delivered.value.deliveredAt, clock.now().toISOString());
+        await assert.rejects(client.delivered(id, { ticket: 'clt_forged' }), { status: 401 });
+        const delivered = await client.delivered(id, { ticket, host: 'ws-2', thumbprint: 'ab' });
+        assert.equal(delivered.state, 'delivered');
+        assert.equal(delivered.deliveredAt, clock.now().toISOString());
 
         // Day 10: revoked; the CRL lists it, signed by the CA, with a number that grew.
         clock.advanceDays(6);
         const op3 = await login(client);
-        const crlBefore = new x509.X509Crl((await client.raw('GET', '/api/v1/crl')).body);
-        const revoked = await client.call<RequestView>('POST', `/api/v1/requests/${id}/revoke`, { bearer: op3, json: { reason: 1 } });
-        assert.equal(revoked.value.state, 'revoked');
-        const crlRes = await client.raw('GET', '/api/v1/crl');
+        const crlBefore = new x509.X509Crl(await client.crl());
+        const revoked = await client.revoke(op3, id, 1);
+        assert.equal(revoked.state, 'revoked');
+        const crlRes = await client.raw('GET', apiPath('crl'));
         assert.equal(crlRes.headers['content-type'], 'application/pkix-crl');
         const crl = new x509.X509Crl(crlRes.body);
         assert.ok(await crl.verify({ publicKey: t.svc.service.caCertificates()[0]!.publicKey }));
@@ -89,7 +86,7 @@ for (const backend of BACKENDS) {
         assert.equal(crl.thisUpdate.getTime(), Math.floor(clock.now().getTime() / 1000) * 1000);
 
         // The audit log tells the whole story: who, when, what, in order.
-        const { value: log } = await client.call<{ at: string; actor: string; action: string }[]>('GET', `/api/v1/audit?subject=request:${id}`, { bearer: op3 });
+        const log = await client.audit(op3, { subject: `request:${id}` });
         assert.deepEqual(
           log.map((e) => [e.action, e.actor.replace(/\(token [^)]+\)/, '(token)'), e.at.slice(0, 10)]),
           [
@@ -113,14 +110,14 @@ for (const backend of BACKENDS) {
         const auto = await makeToken(t.client, op, 'bob@example.com', 'smartcard-logon-auto', 3600);
         const late = await makeToken(t.client, op, 'carol@example.com', 'smartcard-logon-auto', 3600);
         const key = await softKey();
-        const res = await t.client.call<RequestView>('POST', '/api/v1/requests', { bearer: auto, json: { csr: key.csrPem } });
+        const res = await t.client.submit(auto, { csr: key.csrPem });
         assert.equal(res.status, 200);
         assert.equal(res.value.state, 'issued');
         assert.equal(res.value.decidedBy, 'policy:smartcard-logon-auto');
         clock.advanceDays(2);
-        await assert.rejects(t.client.call('POST', '/api/v1/requests', { bearer: late, json: { csr: (await softKey()).csrPem } }), { status: 401 });
+        await assert.rejects(t.client.submit(late, { csr: (await softKey()).csrPem }), { status: 401 });
         // The spent token still shows its own request, days later.
-        const again = await t.client.call<RequestView>('GET', `/api/v1/requests/${res.value.id}`, { bearer: auto });
+        const again = await t.client.request(auto, res.value.id);
         assert.equal(again.value.certificate, res.value.certificate);
       } finally {
         await t.close();

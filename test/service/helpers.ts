@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { ServiceClient } from '../../src/agent/client.js';
-import { collectMessage, startService, type Clock, type RunningService } from '../../src/service/index.js';
+import { collectMessage, ServiceClient } from '../../src/service/client.js';
+import { startService, type Clock, type RunningService } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
 
 export const CA_PASSPHRASE = 'test-ca-passphrase';
@@ -99,11 +99,11 @@ export async function startTestService(backend: Backend, o: { clock?: Clock; ret
 }
 
 export async function login(client: ServiceClient, who = OPERATOR): Promise<string> {
-  return (await client.call<{ token: string }>('POST', '/api/v1/sessions', { json: who })).value.token;
+  return (await client.login(who)).token;
 }
 
 export async function makeToken(client: ServiceClient, bearer: string, user: string, profile = 'smartcard-logon', ttlSeconds?: number): Promise<string> {
-  return (await client.call<{ token: string }>('POST', '/api/v1/tokens', { bearer, json: { user, profile, ...(ttlSeconds ? { ttlSeconds } : {}) } })).value.token;
+  return (await client.createToken(bearer, { user, profile, ...(ttlSeconds ? { ttlSeconds } : {}) })).token;
 }
 
 export interface SoftKey {

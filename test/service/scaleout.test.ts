@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ServiceClient } from '../../src/agent/client.js';
-import type { RequestView } from '../../src/service/index.js';
+import { ServiceClient, type ServiceClientError } from '../../src/service/client.js';
 import { x509 } from '../../src/x509.js';
 import { freshPgDatabase, login, makeToken, pool, softKey, spawnServe, tempDir } from './helpers.js';
 
@@ -30,19 +29,19 @@ describe('scale-out: two service processes on one PostgreSQL', () => {
       // Everyone submits at once, alternating between the two processes.
       const answers = await pool(users, 32, async (u, i) => {
         const c = clients[i % 2]!;
-        return c.raw('POST', '/api/v1/requests', { bearer: u.token, json: { csr: u.key.csrPem } });
+        return c.submit(u.token, { csr: u.key.csrPem }).catch((err: ServiceClientError) => ({ status: err.status ?? 0, value: undefined, message: err.message }));
       });
-      assert.deepEqual(answers.flatMap((r, i) => (r.status === (i < AUTO ? 200 : 202) ? [] : [`${i}: ${r.status} ${r.body.toString()}`])), [], 'every request answered as its profile says');
-      const views = answers.map((r) => JSON.parse(r.body.toString()) as RequestView);
+      assert.deepEqual(answers.flatMap((r, i) => (r.status === (i < AUTO ? 200 : 202) ? [] : [`${i}: ${r.status} ${'message' in r ? r.message : r.value?.state}`])), [], 'every request answered as its profile says');
+      const views = answers.map((r) => r.value!);
 
       // Both operators approve every manual request at the same moment, each on its own process.
       const manual = views.slice(AUTO);
       const races = await pool(manual, 16, async (r) =>
-        Promise.all(clients.map((c, k) => c.raw('POST', `/api/v1/requests/${r.id}/approve`, { bearer: ops[k]! }))),
+        Promise.all(clients.map((c, k) => c.approve(ops[k]!, r.id).then(() => 200, (err: ServiceClientError) => err.status))),
       );
-      for (const pair of races) assert.deepEqual(pair.map((r) => r.status).sort(), [200, 409], 'one approval wins, the other is told it was decided');
+      for (const pair of races) assert.deepEqual(pair.sort(), [200, 409], 'one approval wins, the other is told it was decided');
 
-      const { value: all } = await clients[0]!.call<RequestView[]>('GET', '/api/v1/requests?limit=10000', { bearer: ops[0]! });
+      const all = await clients[0]!.requests(ops[0]!, { limit: 10000 });
       assert.equal(all.length, AUTO + MANUAL);
       assert.deepEqual(all.filter((r) => r.state !== 'issued').map((r) => r.id), []);
       const serials = all.map((r) => r.serial!);
@@ -51,10 +50,10 @@ describe('scale-out: two service processes on one PostgreSQL', () => {
         const cert = new x509.X509Certificate(r.certificate!);
         assert.ok(await cert.verify({ publicKey: ca1.publicKey, signatureOnly: true }));
       }
-      const { value: issued } = await clients[1]!.call<{ subject: string }[]>('GET', '/api/v1/audit?action=request.issued&limit=10000', { bearer: ops[1]! });
+      const issued = await clients[1]!.audit(ops[1]!, { action: 'request.issued', limit: 10000 });
       assert.equal(issued.length, AUTO + MANUAL, 'one issuance per request');
       assert.equal(new Set(issued.map((e) => e.subject)).size, AUTO + MANUAL);
-      const { value: profiles } = await clients[1]!.call<unknown[]>('GET', '/api/v1/profiles', { bearer: ops[1]! });
+      const profiles = await clients[1]!.profiles(ops[1]!);
       assert.equal(profiles.length, 2, 'the default profiles were made once');
     } finally {
       for (const c of clients) c.close();

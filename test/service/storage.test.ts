@@ -52,6 +52,7 @@ for (const backend of BACKENDS) {
       await storage.createToken({ id: 't1', user: 'alice@example.com', profile: 'p', createdBy: 'op', createdAt: T0, expiresAt: T0 + 1000, usedAt: null, requestId: null }, 'hash1');
       const r = await storage.submitRequest(newRequest(), T0 + 10, { id: 't1' });
       assert.equal(r.state, 'pending');
+      assert.deepEqual(await storage.getRequest(r.id), r, 'submitRequest returns the row as a read finds it, without reading it back');
       await assert.rejects(storage.submitRequest(newRequest(), T0 + 20, { id: 't1' }), { code: 'TOKEN_INVALID' });
       await storage.createToken({ id: 't2', user: 'bob@example.com', profile: 'p', createdBy: 'op', createdAt: T0, expiresAt: T0 + 1000, usedAt: null, requestId: null }, 'hash2');
       await assert.rejects(storage.submitRequest(newRequest(), T0 + 1000, { id: 't2' }), { code: 'TOKEN_INVALID' });
@@ -63,8 +64,10 @@ for (const backend of BACKENDS) {
     test('a request is decided once; the racer loses', async () => {
       const { storage } = await setup();
       const r = await storage.submitRequest(newRequest(), T0);
-      const results = await Promise.all([storage.decide(r.id, 'approved', 'op1', null, T0), storage.decide(r.id, 'rejected', 'op2', 'no', T0)]);
-      assert.deepEqual(results.filter(Boolean).length, 1);
+      const results = await Promise.all([storage.decide(r.id, 'approved', 'op1', null, T0 + 1), storage.decide(r.id, 'rejected', 'op2', 'no', T0 + 1)]);
+      const won = results.filter((d) => d !== undefined);
+      assert.equal(won.length, 1);
+      assert.deepEqual(await storage.getRequest(r.id), won[0], 'the winner gets the decided request as stored');
     });
 
     test('issuance is claimed by one issuer; a takeover after the lease keeps serial and validity', async () => {
@@ -78,9 +81,10 @@ for (const backend of BACKENDS) {
       const takeover = await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0 + 5, notAfter: T0 + 6 }, T0 + 2000, 1000);
       assert.deepEqual(takeover, won[0]);
       const cert = { serial: won[0]!.serial, requestId: r.id, subject: 'CN=alice', der: Buffer.from([1, 2]), notBefore: T0, notAfter: T0 + 1, issuedAt: T0 + 2001 };
-      assert.equal(await storage.completeIssuance(r.id, cert, 'ca'), true);
-      assert.equal(await storage.completeIssuance(r.id, cert, 'ca'), false, 'a second completion changes nothing');
-      assert.equal((await storage.getRequest(r.id))?.state, 'issued');
+      const issued = await storage.completeIssuance(r.id, cert, 'ca');
+      assert.deepEqual([issued?.state, issued?.serial, issued?.certificate], ['issued', cert.serial, cert.der], 'the issued request as written, with its certificate');
+      assert.equal(await storage.completeIssuance(r.id, cert, 'ca'), undefined, 'a second completion changes nothing');
+      assert.deepEqual(await storage.getRequest(r.id), issued, 'what completeIssuance returned is what a read finds');
       assert.equal((await storage.queryAudit({ action: 'request.issued' })).length, 1);
       assert.deepEqual(await storage.allSerials(), [won[0]!.serial]);
     });
@@ -126,7 +130,8 @@ for (const backend of BACKENDS) {
       assert.equal(await storage.revoke(r.id, 1, 'op', T0), undefined);
       const claim = (await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1 }, T0, 1000))!;
       await storage.completeIssuance(r.id, { serial: claim.serial, requestId: r.id, subject: 'CN=a', der: Buffer.from([1]), notBefore: T0, notAfter: T0 + 1, issuedAt: T0 }, 'ca');
-      assert.equal(await storage.revoke(r.id, 1, 'op', T0 + 5), claim.serial);
+      const revokedRequest = await storage.revoke(r.id, 1, 'op', T0 + 5);
+      assert.deepEqual([revokedRequest?.state, revokedRequest?.serial, revokedRequest?.certificate], ['revoked', claim.serial, Buffer.from([1])]);
       const revoked = await storage.revokedCertificates();
       assert.deepEqual(revoked.map((c) => [c.serial, c.revocationReason, c.revokedAt]), [[claim.serial, 1, T0 + 5]]);
       const [entry] = await storage.queryAudit({ action: 'request.revoked' });

@@ -5,7 +5,7 @@ import { UsageError, type Command } from '../io.js';
 import { readSecret } from '../secrets.js';
 
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT`. */
-export function parseListen(text: string): { host: string; port: number } {
+function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
   const port = Number(m?.[3]);
   if (!m || port > 65535) throw new UsageError(`--listen ${text}: expected HOST:PORT, e.g. 127.0.0.1:8443`);

@@ -1,23 +1,32 @@
-import { createPrivateKey, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+/**
+ * cardlink's own certificate authority, the one implementation: persistent for the service (its
+ * RSA key in the data directory, encrypted with the operator's passphrase) or in memory for the
+ * demo and tests (the key never touches disk). Both issue through the same `issue`, so a test
+ * certificate carries the very extensions the service puts in a smart card logon certificate.
+ */
+import { createPrivateKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { syncDirectory, writeFileAtomic } from '../../atomic-file.js';
 import { x509 } from '../../x509.js';
 import { ServiceError } from '../errors.js';
-import { derInteger, newSerial, OID } from './pki.js';
+import { crlNumber, newSerial, OID } from './pki.js';
 import type { CrlOrder, IssueOrder, Template, UpstreamCa } from './upstream.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 
 const SIGNING = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
 const CA_YEARS = 10;
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 
-/** Writes a private key to disk only encrypted, and every file owner-only. */
-export function encryptedPkcs8(key: ReturnType<typeof createPrivateKey>, passphrase: string): string {
+/** A private key as it may be written to disk: encrypted PKCS#8 PEM. */
+export function encryptedPkcs8(key: KeyObject, passphrase: string): string {
   return key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase }) as string;
 }
 
-export function decryptKey(pem: string, passphrase: string, file: string): ReturnType<typeof createPrivateKey> {
+export function decryptKey(pem: string, passphrase: string, file: string): KeyObject {
   try {
     return createPrivateKey({ key: pem, format: 'pem', passphrase });
   } catch (err) {
@@ -25,25 +34,29 @@ export function decryptKey(pem: string, passphrase: string, file: string): Retur
   }
 }
 
-async function toWebKey(key: ReturnType<typeof createPrivateKey>): Promise<CryptoKey> {
+async function toWebKey(key: KeyObject): Promise<CryptoKey> {
   const der = key.export({ type: 'pkcs8', format: 'der' });
   return webcrypto.subtle.importKey('pkcs8', der, SIGNING, false, ['sign']) as Promise<CryptoKey>;
 }
 
 function extensionsFor(template: Template, publicKey: x509.PublicKey): x509.Extension[] {
   const isRsa = (publicKey.algorithm as { name: string }).name.startsWith('RSA');
+  // keyEncipherment only where the key can encipher: RSA (RFC 5280 §4.2.1.3).
+  const usage = x509.KeyUsageFlags.digitalSignature | (isRsa ? x509.KeyUsageFlags.keyEncipherment : 0);
+  const common = [new x509.BasicConstraintsExtension(false, undefined, true), new x509.KeyUsagesExtension(usage, true)];
   if (template.kind === 'smartcard-logon') {
-    const usage = x509.KeyUsageFlags.digitalSignature | (isRsa ? x509.KeyUsageFlags.keyEncipherment : 0);
+    const names: x509.JsonGeneralName[] = [
+      ...(template.userPrincipalName !== undefined ? [{ type: 'upn' as const, value: template.userPrincipalName }] : []),
+      ...(template.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ];
     return [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(usage, true),
+      ...common,
       new x509.ExtendedKeyUsageExtension([OID.clientAuth, OID.smartcardLogon]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'upn', value: template.userPrincipalName }]),
+      ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names)] : []),
     ];
   }
   return [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | (isRsa ? x509.KeyUsageFlags.keyEncipherment : 0), true),
+    ...common,
     new x509.ExtendedKeyUsageExtension([OID.serverAuth]),
     new x509.SubjectAlternativeNameExtension([
       ...template.dnsNames.map((value) => ({ type: 'dns' as const, value })),
@@ -52,10 +65,36 @@ function extensionsFor(template: Template, publicKey: x509.PublicKey): x509.Exte
   ];
 }
 
+/** A self-signed CA certificate for certificates and CRLs only, valid CA_YEARS from an hour ago. */
+async function selfSigned(name: string, privateKey: KeyObject, publicKey: KeyObject, now: Date): Promise<x509.X509Certificate> {
+  const pub = await webcrypto.subtle.importKey('spki', publicKey.export({ type: 'spki', format: 'der' }), SIGNING, true, ['verify']);
+  const notAfter = new Date(now.getTime());
+  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_YEARS);
+  return x509.X509CertificateGenerator.create({
+    serialNumber: newSerial(),
+    subject: name,
+    issuer: name,
+    notBefore: new Date(now.getTime() - HOUR),
+    notAfter,
+    publicKey: pub,
+    signingKey: await toWebKey(privateKey),
+    signingAlgorithm: SIGNING,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(pub),
+    ],
+  });
+}
+
+export interface CaOptions {
+  /** Puts a CRL distribution point in every issued certificate. */
+  crlUrl?: string;
+}
+
 /**
- * A CA whose RSA key lives in the data directory, encrypted with the operator's passphrase.
- * RSA with PKCS#1 v1.5 signatures is deterministic: signing the same order twice gives the same
- * bytes, which is what makes a retried issuance harmless.
+ * RSA-2048 with PKCS#1 v1.5 signatures, which are deterministic: signing the same order twice
+ * gives the same bytes, which is what makes a retried issuance harmless.
  */
 export class EmbeddedCa implements UpstreamCa {
   readonly name = 'embedded';
@@ -65,11 +104,18 @@ export class EmbeddedCa implements UpstreamCa {
     private readonly crlUrl: string | undefined,
   ) {}
 
+  /** A CA that lives in memory only, for the demo and tests. */
+  static async inMemory(options: CaOptions & { name?: string; now?: Date } = {}): Promise<EmbeddedCa> {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const cert = await selfSigned(options.name ?? 'CN=cardlink throwaway CA', privateKey, publicKey, options.now ?? new Date());
+    return new EmbeddedCa(cert, await toWebKey(privateKey), options.crlUrl);
+  }
+
   /**
-   * Loads `DIR/ca/`, or makes it on first start. Two services starting together on one data
+   * The service's CA in `DIR/ca/`, made on first start. Two services starting together on one data
    * directory both generate, and only one rename wins; the loser loads the winner's.
    */
-  static async open(dataDir: string, passphrase: string, now: Date, options: { crlUrl?: string } = {}): Promise<EmbeddedCa> {
+  static async open(dataDir: string, passphrase: string, now: Date, options: CaOptions = {}): Promise<EmbeddedCa> {
     const dir = join(dataDir, 'ca');
     if (!existsSync(join(dir, 'cert.pem'))) await EmbeddedCa.create(dataDir, passphrase, now);
     const keyFile = join(dir, 'key.pem');
@@ -80,35 +126,17 @@ export class EmbeddedCa implements UpstreamCa {
 
   private static async create(dataDir: string, passphrase: string, now: Date): Promise<void> {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // Both files are written (and fsynced) in a private directory, which then appears whole under
+    // its final name: a reader never sees a certificate without its key.
     const tmp = join(dataDir, `.ca-${randomBytes(6).toString('hex')}`);
     mkdirSync(tmp, { mode: 0o700 });
     try {
       const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      const spki = publicKey.export({ type: 'spki', format: 'der' });
-      const signingKey = await toWebKey(privateKey);
-      const pub = await webcrypto.subtle.importKey('spki', spki, SIGNING, true, ['verify']);
-      const name = `CN=cardlink CA ${hostname()} ${randomBytes(4).toString('hex')}, O=cardlink`;
-      const notBefore = new Date(now.getTime() - 3_600_000);
-      const notAfter = new Date(now.getTime());
-      notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_YEARS);
-      const cert = await x509.X509CertificateGenerator.create({
-        serialNumber: newSerial(),
-        subject: name,
-        issuer: name,
-        notBefore,
-        notAfter,
-        publicKey: pub,
-        signingKey,
-        signingAlgorithm: SIGNING,
-        extensions: [
-          new x509.BasicConstraintsExtension(true, 0, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-          await x509.SubjectKeyIdentifierExtension.create(pub),
-        ],
-      });
-      writeFileSync(join(tmp, 'key.pem'), encryptedPkcs8(privateKey, passphrase), { mode: 0o600 });
-      writeFileSync(join(tmp, 'cert.pem'), cert.toString('pem') + '\n', { mode: 0o600 });
+      const cert = await selfSigned(`CN=cardlink CA ${hostname()} ${randomBytes(4).toString('hex')}, O=cardlink`, privateKey, publicKey, now);
+      writeFileAtomic(join(tmp, 'key.pem'), encryptedPkcs8(privateKey, passphrase));
+      writeFileAtomic(join(tmp, 'cert.pem'), cert.toString('pem') + '\n');
       renameSync(tmp, join(dataDir, 'ca'));
+      syncDirectory(dataDir);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       const code = (err as { code?: string }).code;
@@ -121,9 +149,13 @@ export class EmbeddedCa implements UpstreamCa {
     return [this.cert];
   }
 
-  async issue(order: IssueOrder): Promise<x509.X509Certificate> {
+  issue(order: IssueOrder): Promise<x509.X509Certificate> {
+    return this.sign(order, { subjectKeyId: true });
+  }
+
+  private async sign(order: IssueOrder, o: { subjectKeyId: boolean }): Promise<x509.X509Certificate> {
     const extensions = extensionsFor(order.template, order.publicKey);
-    extensions.push(await x509.SubjectKeyIdentifierExtension.create(order.publicKey));
+    if (o.subjectKeyId) extensions.push(await x509.SubjectKeyIdentifierExtension.create(order.publicKey));
     extensions.push(await x509.AuthorityKeyIdentifierExtension.create(this.cert));
     if (this.crlUrl !== undefined) extensions.push(new x509.CRLDistributionPointsExtension([this.crlUrl]));
     try {
@@ -143,6 +175,30 @@ export class EmbeddedCa implements UpstreamCa {
     }
   }
 
+  /**
+   * For the demo and tests: a smart card logon certificate for a key (a card's: only its public
+   * half is ever here), with a fresh serial, valid `days` from `notBefore` (default now). DER.
+   * It leaves out the subject key identifier (a SHOULD for end entities in RFC 5280 §4.2.1.2,
+   * which Windows logon does not need): the card tests and `bench load` count the APDUs and bytes
+   * of installing exactly these certificates, and those numbers must stay comparable.
+   */
+  async issueFor(publicKey: KeyObject, o: { subject: string; userPrincipalName?: string; dnsNames?: string[]; notBefore?: Date; days?: number }): Promise<Uint8Array> {
+    const notBefore = o.notBefore ?? new Date();
+    const cert = await this.sign({
+      serial: newSerial(),
+      notBefore,
+      notAfter: new Date(notBefore.getTime() + (o.days ?? 365) * DAY),
+      subject: o.subject,
+      publicKey: new x509.PublicKey(publicKey.export({ type: 'spki', format: 'der' })),
+      template: {
+        kind: 'smartcard-logon',
+        ...(o.userPrincipalName !== undefined ? { userPrincipalName: o.userPrincipalName } : {}),
+        ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}),
+      },
+    }, { subjectKeyId: false });
+    return new Uint8Array(cert.rawData);
+  }
+
   async signCrl(order: CrlOrder): Promise<Buffer> {
     const crl = await x509.X509CrlGenerator.create({
       issuer: this.cert.subjectName,
@@ -153,7 +209,7 @@ export class EmbeddedCa implements UpstreamCa {
       entries: order.entries.map((e) => ({ serialNumber: e.serial, revocationDate: e.revokedAt, reason: e.reason })),
       extensions: [
         await x509.AuthorityKeyIdentifierExtension.create(this.cert),
-        new x509.Extension(OID.crlNumber, false, derInteger(order.number)),
+        new x509.Extension(OID.crlNumber, false, crlNumber(order.number)),
       ],
     });
     return Buffer.from(crl.rawData);

@@ -1,19 +1,25 @@
+/**
+ * The service's PKI vocabulary: the one OID table, serial numbers, PKCS#10 checking, and the few
+ * ASN.1 structures EST needs, built with the @peculiar/asn1-* schema libraries (never by hand).
+ */
 import { createHash, randomBytes } from 'node:crypto';
+import { AsnArray, AsnConvert, AsnPropTypes, AsnType, AsnTypeTypes } from '@peculiar/asn1-schema';
+import { CRLNumber, id_ce_cRLNumber, id_kp_clientAuth, id_kp_serverAuth } from '@peculiar/asn1-x509';
+import { toDer } from '../../pem.js';
+import { spkiSha256 } from '../../thumbprint.js';
 import { x509 } from '../../x509.js';
 import { ServiceError } from '../errors.js';
 
+/** Every OID the service names (RFC 5280 §4.2.1.12 and §5.2.3, RFC 4055, RFC 5758, Microsoft KB 287547). */
 export const OID = {
-  clientAuth: '1.3.6.1.5.5.7.3.2',
-  serverAuth: '1.3.6.1.5.5.7.3.1',
+  clientAuth: id_kp_clientAuth,
+  serverAuth: id_kp_serverAuth,
+  /** Microsoft's "Smart Card Logon" extended key usage. */
   smartcardLogon: '1.3.6.1.4.1.311.20.2.2',
   sha256WithRSA: '1.2.840.113549.1.1.11',
   ecdsaWithSha256: '1.2.840.10045.4.3.2',
-  crlNumber: '2.5.29.20',
+  crlNumber: id_ce_cRLNumber,
 } as const;
-
-export function sha256Hex(data: Uint8Array | ArrayBuffer): string {
-  return createHash('sha256').update(data instanceof ArrayBuffer ? new Uint8Array(data) : data).digest('hex');
-}
 
 /** A fresh serial: 16 random bytes, positive and without a leading zero byte, as lowercase hex. */
 export function newSerial(): string {
@@ -22,29 +28,21 @@ export function newSerial(): string {
   return b.toString('hex');
 }
 
-/** Accepts PEM, base64 (EST bodies, line breaks allowed) or DER. */
-export function decodeDerOrText(input: Uint8Array | string, what: string): Buffer {
-  if (typeof input !== 'string') {
-    const buf = Buffer.from(input);
-    if (buf[0] === 0x30) return buf;
-    return decodeDerOrText(buf.toString('latin1'), what);
-  }
-  const body = input.replace(/-----(BEGIN|END) [A-Z0-9 ]+-----/g, '').replace(/\s+/g, '');
-  if (body.length === 0 || !/^[A-Za-z0-9+/]+=*$/.test(body)) throw new ServiceError('BAD_REQUEST', `${what}: not PEM, base64 or DER`);
-  return Buffer.from(body, 'base64');
-}
-
 export interface ParsedCsr {
   der: Buffer;
   csr: x509.Pkcs10CertificateRequest;
+  /** SHA-256 of the request's DER: the same request sent again is recognised by it. */
   csrHash: string;
+  /** SHA-256 of the SubjectPublicKeyInfo (src/thumbprint.ts): how cardlink names a key. */
   keyHash: string;
   subject: string;
 }
 
-/** Parses a PKCS#10 request and checks its self-signature and key: proof the sender holds the key. */
+/** Parses a PKCS#10 request (PEM, base64 or DER) and checks its self-signature and key: proof the sender holds the key. */
 export async function parseCsr(input: Uint8Array | string): Promise<ParsedCsr> {
-  const der = decodeDerOrText(input, 'certificate request');
+  const decoded = toDer(input);
+  if (!decoded) throw new ServiceError('BAD_REQUEST', 'certificate request: not PEM, base64 or DER');
+  const der = Buffer.from(decoded.der);
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(der);
@@ -66,61 +64,35 @@ export async function parseCsr(input: Uint8Array | string): Promise<ParsedCsr> {
   const kalg = key.algorithm as { modulusLength?: number; namedCurve?: string };
   if (rsaOk && (kalg.modulusLength ?? 0) < 2048) throw new ServiceError('CSR_INVALID', `RSA key of ${kalg.modulusLength} bits: 2048 at least`);
   if (ecOk && kalg.namedCurve !== 'P-256' && kalg.namedCurve !== 'P-384') throw new ServiceError('CSR_INVALID', `curve ${kalg.namedCurve}: use P-256 or P-384`);
-  return { der, csr, csrHash: sha256Hex(der), keyHash: sha256Hex(csr.publicKey.rawData), subject: csr.subject };
+  return {
+    der,
+    csr,
+    csrHash: createHash('sha256').update(der).digest('hex'),
+    keyHash: spkiSha256(new Uint8Array(csr.publicKey.rawData)),
+    subject: csr.subject,
+  };
 }
 
-/** The challengePassword attribute of a request, if any. */
-export function challengePassword(csr: x509.Pkcs10CertificateRequest): string | undefined {
-  const attr = csr.getAttribute('1.2.840.113549.1.9.7');
-  return attr instanceof x509.ChallengePasswordAttribute ? attr.password : undefined;
-}
-
-/** A certs-only PKCS#7 (CMS SignedData without signers): EST's answer format. */
+/** A certs-only PKCS#7 (CMS SignedData without signers, RFC 7030 §4.1.3): EST's answer format. */
 export function certsOnly(certs: x509.X509Certificate[]): Buffer {
   return Buffer.from(new x509.X509Certificates(certs).export('raw'));
 }
 
-function derLength(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-
-function derTlv(tag: number, value: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([tag]), derLength(value.length), value]);
-}
-
-function derOid(oid: string): Buffer {
-  const arcs = oid.split('.').map(Number);
-  const out: number[] = [40 * arcs[0]! + arcs[1]!];
-  for (const arc of arcs.slice(2)) {
-    const chunk: number[] = [arc & 0x7f];
-    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
-    out.push(...chunk);
+/** RFC 7030 §4.5.2 CsrAttrs ::= SEQUENCE OF AttrOrOID; here only OIDs (what the client should use). */
+class CsrAttrs extends AsnArray<string> {
+  constructor(items?: string[]) {
+    super(items);
+    Object.setPrototypeOf(this, CsrAttrs.prototype);
   }
-  return derTlv(0x06, Buffer.from(out));
 }
+// The schema decorator applied as a call: the project compiles without experimentalDecorators.
+AsnType({ type: AsnTypeTypes.Sequence, itemType: AsnPropTypes.ObjectIdentifier })(CsrAttrs);
 
-/** RFC 7030 §4.5.2 CsrAttrs: here a plain SEQUENCE of OIDs telling the client what to use. */
 export function csrAttrs(oids: string[]): Buffer {
-  return derTlv(0x30, Buffer.concat(oids.map(derOid)));
+  return Buffer.from(AsnConvert.serialize(new CsrAttrs(oids)));
 }
 
-/** DER INTEGER for a non-negative number (the CRL number extension). */
-export function derInteger(value: number): Buffer {
-  let digits = value.toString(16);
-  if (digits.length % 2) digits = '0' + digits;
-  let bytes = Buffer.from(digits, 'hex');
-  if (bytes[0]! & 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
-  return derTlv(0x02, bytes);
-}
-
-/** Splits base64 into 64-column lines, as EST clients and PEM readers expect. */
-export function base64Lines(data: Uint8Array): string {
-  return (Buffer.from(data).toString('base64').match(/.{1,64}/g) ?? []).join('\n') + '\n';
-}
-
-export function toPem(der: Uint8Array, label: string): string {
-  return `-----BEGIN ${label}-----\n${base64Lines(der)}-----END ${label}-----\n`;
+/** The value of the CRL number extension (RFC 5280 §5.2.3): a DER INTEGER. */
+export function crlNumber(value: number): Buffer {
+  return Buffer.from(AsnConvert.serialize(new CRLNumber(value)));
 }

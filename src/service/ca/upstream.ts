@@ -1,8 +1,12 @@
 import type { x509 } from '../../x509.js';
 
-/** What a certificate is for; the CA turns it into the matching extensions. */
+/**
+ * What a certificate is for; the CA turns it into the matching extensions. A smart card logon
+ * certificate names its user by UPN (the service always gives one); tests and benches may add DNS
+ * names to grow a certificate to a given size.
+ */
 export type Template =
-  | { kind: 'smartcard-logon'; userPrincipalName: string }
+  | { kind: 'smartcard-logon'; userPrincipalName?: string; dnsNames?: string[] }
   | { kind: 'tls-server'; dnsNames: string[]; ipAddresses: string[] };
 
 export interface IssueOrder {

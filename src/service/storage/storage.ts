@@ -1,14 +1,7 @@
 import { ServiceError } from '../errors.js';
+import type { Approval, RequestKind, RequestListQuery, RequestState } from '../protocol.js';
 import type { Db, DbTx, Row } from './db.js';
 import { migrate } from './migrations.js';
-
-export type Approval = 'automatic' | 'operator';
-export type RequestKind = 'enroll' | 'reenroll';
-/**
- * pending -> approved -> issuing -> issued -> delivered, or pending -> rejected; an issued or
- * delivered request becomes revoked. `issuing` holds a lease so a crashed issuer is taken over.
- */
-export type RequestState = 'pending' | 'approved' | 'issuing' | 'issued' | 'delivered' | 'rejected' | 'revoked';
 
 export interface Operator {
   id: string;
@@ -60,6 +53,8 @@ export interface RequestRecord {
   notAfter: number | null;
   issuedAt: number | null;
   deliveredAt: number | null;
+  /** The issued certificate's DER as the CA signed it (joined from `certificates`), once there is one. */
+  certificate: Buffer | null;
 }
 
 export interface CertificateRecord {
@@ -92,11 +87,9 @@ export interface AuditQuery {
   limit?: number;
 }
 
-export interface RequestQuery {
-  state?: RequestState;
-  user?: string;
-  cardId?: string;
-  limit?: number;
+/** The API's query, and the container a card holder proves a key for. */
+export interface RequestQuery extends RequestListQuery {
+  container?: string;
 }
 
 export interface NewRequest {
@@ -150,8 +143,12 @@ function toRequest(r: Row): RequestRecord {
     notAfter: num(r.not_after),
     issuedAt: num(r.issued_at),
     deliveredAt: num(r.delivered_at),
+    certificate: r.certificate_der === null || r.certificate_der === undefined ? null : Buffer.from(r.certificate_der as Uint8Array),
   };
 }
+
+/** A request row with its certificate's DER: one query where a view needs both. */
+const REQUEST = 'SELECT r.*, c.der AS certificate_der FROM requests r LEFT JOIN certificates c ON c.request_id = r.id';
 
 function toToken(r: Row): TokenRecord {
   return {
@@ -222,9 +219,9 @@ export class Storage {
     });
   }
 
-  async operatorCount(): Promise<number> {
-    const rows = await this.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM operators');
-    return Number(rows[0]?.n ?? 0);
+  /** Throws unless the database answers a query on the schema. */
+  async ping(): Promise<void> {
+    await this.db.query('SELECT version FROM schema_migrations LIMIT 1');
   }
 
   async findOperator(username: string): Promise<Operator | undefined> {
@@ -317,6 +314,7 @@ export class Storage {
   /**
    * Records a request and, when it came with an enrollment token, spends the token in the same
    * transaction: a token that was spent (or expired) meanwhile makes the whole insert fail.
+   * Returns the row as written, without reading it back.
    */
   async submitRequest(req: NewRequest, now: number, token?: { id: string }): Promise<RequestRecord> {
     return this.db.transaction(async (tx) => {
@@ -342,40 +340,44 @@ export class Storage {
       });
       if (token) await audit(tx, now, req.createdBy, 'token.used', `token:${token.id}`, { request: req.id });
       if (req.state === 'approved') await audit(tx, now, req.decidedBy ?? 'policy', 'request.approved', `request:${req.id}`, { policy: 'automatic' });
-      const [row] = await tx.query('SELECT * FROM requests WHERE id = ?', [req.id]);
-      return toRequest(row!);
+      return {
+        ...req, createdAt: now, updatedAt: now, decidedAt: req.decidedBy === null ? null : now, reason: null,
+        serial: null, notBefore: null, notAfter: null, issuedAt: null, deliveredAt: null, certificate: null,
+      };
     });
   }
 
   async getRequest(id: string): Promise<RequestRecord | undefined> {
-    const [r] = await this.db.query('SELECT * FROM requests WHERE id = ?', [id]);
+    const [r] = await this.db.query(`${REQUEST} WHERE r.id = ?`, [id]);
     return r ? toRequest(r) : undefined;
   }
 
   async requestByCsrHash(csrHash: string): Promise<RequestRecord | undefined> {
-    const [r] = await this.db.query('SELECT * FROM requests WHERE csr_hash = ?', [csrHash]);
+    const [r] = await this.db.query(`${REQUEST} WHERE r.csr_hash = ?`, [csrHash]);
     return r ? toRequest(r) : undefined;
   }
 
-  async requestsForKey(cardId: string, container: string, keyHash: string): Promise<RequestRecord[]> {
-    return (await this.db.query('SELECT * FROM requests WHERE card_id = ? AND container = ? AND key_hash = ? ORDER BY created_at, id', [cardId, container, keyHash])).map(toRequest);
-  }
-
   async listRequests(q: RequestQuery = {}): Promise<RequestRecord[]> {
-    const { sql, params } = selectWhere('requests', [['state = ?', q.state], ['user_name = ?', q.user], ['card_id = ?', q.cardId]], 'created_at, id', q.limit);
+    const { sql, params } = selectWhere(
+      REQUEST,
+      [['r.state = ?', q.state], ['r.user_name = ?', q.user], ['r.card_id = ?', q.cardId], ['r.container = ?', q.container]],
+      'r.created_at, r.id',
+      q.limit,
+    );
     return (await this.db.query(sql, params)).map(toRequest);
   }
 
-  /** pending -> approved or rejected; false when the request was not pending (someone decided first). */
-  async decide(id: string, decision: 'approved' | 'rejected', actor: string, reason: string | null, now: number): Promise<boolean> {
+  /** pending -> approved or rejected, returning the decided request; undefined when it was not pending (someone decided first). */
+  async decide(id: string, decision: 'approved' | 'rejected', actor: string, reason: string | null, now: number): Promise<RequestRecord | undefined> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx.query(
-        "UPDATE requests SET state = ?, decided_by = ?, decided_at = ?, reason = ?, updated_at = ? WHERE id = ? AND state = 'pending' RETURNING id",
+      const [row] = await tx.query(
+        "UPDATE requests SET state = ?, decided_by = ?, decided_at = ?, reason = ?, updated_at = ? WHERE id = ? AND state = 'pending' RETURNING *",
         [decision, actor, now, reason, now, id],
       );
-      if (rows.length === 0) return false;
+      if (!row) return undefined;
       await audit(tx, now, actor, decision === 'approved' ? 'request.approved' : 'request.rejected', `request:${id}`, reason === null ? {} : { reason });
-      return true;
+      // A pending request has no certificate yet.
+      return toRequest(row);
     });
   }
 
@@ -410,20 +412,23 @@ export class Storage {
     });
   }
 
-  /** issuing -> issued with the certificate; idempotent for a takeover that signed the same serial. */
-  async completeIssuance(id: string, cert: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'>, actor: string): Promise<boolean> {
+  /**
+   * issuing -> issued with the certificate, returning the issued request; undefined when another
+   * issuer completed it first (a takeover that signed the same serial).
+   */
+  async completeIssuance(id: string, cert: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'>, actor: string): Promise<RequestRecord | undefined> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx.query(
-        "UPDATE requests SET state = 'issued', issued_at = ?, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'issuing' AND serial = ? RETURNING id",
+      const [row] = await tx.query(
+        "UPDATE requests SET state = 'issued', issued_at = ?, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'issuing' AND serial = ? RETURNING *",
         [cert.issuedAt, cert.issuedAt, id, cert.serial],
       );
-      if (rows.length === 0) return false;
+      if (!row) return undefined;
       await tx.query(
         'INSERT INTO certificates (serial, request_id, subject, der, not_before, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
         [cert.serial, id, cert.subject, cert.der, cert.notBefore, cert.notAfter, cert.issuedAt],
       );
       await audit(tx, cert.issuedAt, actor, 'request.issued', `request:${id}`, { serial: cert.serial, notAfter: cert.notAfter });
-      return true;
+      return { ...toRequest(row), certificate: cert.der };
     });
   }
 
@@ -446,18 +451,20 @@ export class Storage {
   /**
    * issued -> delivered, allowed to whoever holds the ticket handed out with the certificate. A
    * repeated report with the same ticket is accepted (the agent may not have heard the answer).
+   * Returns when it was delivered; undefined when the ticket does not match or expired.
    */
-  async markDelivered(id: string, ticketHash: string, actor: string, now: number, details: Record<string, unknown>): Promise<boolean> {
+  async markDelivered(id: string, ticketHash: string, actor: string, now: number, details: Record<string, unknown>): Promise<number | undefined> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx.query(
-        "UPDATE requests SET state = 'delivered', delivered_at = ?, updated_at = ? WHERE id = ? AND state = 'issued' AND ticket_hash = ? AND ticket_expires_at > ? RETURNING id",
+      const [row] = await tx.query(
+        "UPDATE requests SET state = 'delivered', delivered_at = ?, updated_at = ? WHERE id = ? AND state = 'issued' AND ticket_hash = ? AND ticket_expires_at > ? RETURNING delivered_at",
         [now, now, id, ticketHash, now],
       );
-      if (rows.length === 0) {
-        return (await tx.query("SELECT id FROM requests WHERE id = ? AND state = 'delivered' AND ticket_hash = ?", [id, ticketHash])).length > 0;
+      if (!row) {
+        const [before] = await tx.query("SELECT delivered_at FROM requests WHERE id = ? AND state = 'delivered' AND ticket_hash = ?", [id, ticketHash]);
+        return before ? Number(before.delivered_at) : undefined;
       }
       await audit(tx, now, actor, 'request.delivered', `request:${id}`, details);
-      return true;
+      return Number(row.delivered_at);
     });
   }
 
@@ -475,14 +482,10 @@ export class Storage {
     });
   }
 
-  async certificate(serial: string): Promise<CertificateRecord | undefined> {
-    const [r] = await this.db.query('SELECT * FROM certificates WHERE serial = ?', [serial]);
-    return r ? toCertificate(r) : undefined;
-  }
-
-  async certificateForRequest(requestId: string): Promise<CertificateRecord | undefined> {
-    const [r] = await this.db.query('SELECT * FROM certificates WHERE request_id = ?', [requestId]);
-    return r ? toCertificate(r) : undefined;
+  /** A certificate issued for a request, with the request's user: who a TLS client certificate names. */
+  async certificateHolder(serial: string): Promise<(CertificateRecord & { user: string }) | undefined> {
+    const [r] = await this.db.query('SELECT c.*, r.user_name FROM certificates c JOIN requests r ON r.id = c.request_id WHERE c.serial = ?', [serial]);
+    return r ? { ...toCertificate(r), user: String(r.user_name) } : undefined;
   }
 
   async revokedCertificates(): Promise<CertificateRecord[]> {
@@ -493,15 +496,15 @@ export class Storage {
     return (await this.db.query<{ serial: string }>('SELECT serial FROM serials ORDER BY serial')).map((r) => String(r.serial));
   }
 
-  /** issued/delivered -> revoked, with the certificate marked for the CRL. */
-  async revoke(requestId: string, reason: number, actor: string, now: number): Promise<string | undefined> {
+  /** issued/delivered -> revoked, with the certificate marked for the CRL; returns the revoked request. */
+  async revoke(requestId: string, reason: number, actor: string, now: number): Promise<RequestRecord | undefined> {
     return this.db.transaction(async (tx) => {
-      const [row] = await tx.query("UPDATE requests SET state = 'revoked', updated_at = ? WHERE id = ? AND state IN ('issued', 'delivered') RETURNING serial", [now, requestId]);
+      const [row] = await tx.query("UPDATE requests SET state = 'revoked', updated_at = ? WHERE id = ? AND state IN ('issued', 'delivered') RETURNING *", [now, requestId]);
       if (!row) return undefined;
       const serial = String(row.serial);
-      await tx.query('UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revoked_by = ? WHERE serial = ?', [now, reason, actor, serial]);
+      const [cert] = await tx.query('UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revoked_by = ? WHERE serial = ? RETURNING der', [now, reason, actor, serial]);
       await audit(tx, now, actor, 'request.revoked', `request:${requestId}`, { serial, reason });
-      return serial;
+      return { ...toRequest(row), certificate: cert ? Buffer.from(cert.der as Uint8Array) : null };
     });
   }
 
@@ -549,7 +552,7 @@ export class Storage {
   }
 
   async queryAudit(q: AuditQuery = {}): Promise<AuditEntry[]> {
-    const { sql, params } = selectWhere('audit', [['actor = ?', q.actor], ['action = ?', q.action], ['subject = ?', q.subject], ['at >= ?', q.since], ['at < ?', q.until]], 'id', q.limit);
+    const { sql, params } = selectWhere('SELECT * FROM audit', [['actor = ?', q.actor], ['action = ?', q.action], ['subject = ?', q.subject], ['at >= ?', q.since], ['at < ?', q.until]], 'id', q.limit);
     return (await this.db.query(sql, params)).map((r) => ({
       id: Number(r.id),
       at: Number(r.at),
@@ -561,12 +564,12 @@ export class Storage {
   }
 }
 
-/** `SELECT *` with an AND of the conditions whose value is given, ordered, at most 10,000 rows. */
-function selectWhere(table: string, conditions: Array<[string, unknown]>, orderBy: string, limit: number | undefined): { sql: string; params: unknown[] } {
+/** `select` with an AND of the conditions whose value is given, ordered, at most 10,000 rows. */
+function selectWhere(select: string, conditions: Array<[string, unknown]>, orderBy: string, limit: number | undefined): { sql: string; params: unknown[] } {
   const present = conditions.filter(([, value]) => value !== undefined);
   const where = present.length > 0 ? `WHERE ${present.map(([condition]) => condition).join(' AND ')}` : '';
   return {
-    sql: `SELECT * FROM ${table} ${where} ORDER BY ${orderBy} LIMIT ?`,
+    sql: `${select} ${where} ORDER BY ${orderBy} LIMIT ?`,
     params: [...present.map(([, value]) => value), Math.min(Math.max(limit ?? 1000, 1), 10_000)],
   };
 }
