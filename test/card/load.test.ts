@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { DiskCardCache, MemoryCardCache, MinidriverCard, type FindingCode } from '../../src/card/index.js';
 import { keyId as keyIdOf } from '../../src/thumbprint.js';
-import { parseCmapfile, serializeCmapfile, encodeCertificateFile } from '../../src/minidriver/index.js';
+import { parseCmapfile, serializeCmapfile, serializeMasterFileTable, encodeCertificateFile } from '../../src/minidriver/index.js';
 import { GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
@@ -303,6 +303,16 @@ const FAULTS: Array<[FindingCode, Fault]> = [
     async (t) => {
       const km = await gidsSession(t).keyMap();
       await gidsSession(t).putKeyMap(km.slice(0, 1));
+    },
+  ],
+  [
+    'FILE_DANGLING',
+    async (t) => {
+      // A file table record whose data object was never written (another tool stopped half-way).
+      const s = gidsSession(t);
+      const table = await s.masterTable();
+      table.push({ directory: 'mscp', filename: 'ghost', efid: 0xa010, doTag: 0xdf3f });
+      await s.putData(0xa000, 0xdf1f, serializeMasterFileTable(table));
     },
   ],
   [
