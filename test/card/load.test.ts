@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { DiskCardCache, MemoryCardCache, MinidriverCard, type FindingCode } from '../../src/card/index.js';
 import { keyId as keyIdOf } from '../../src/thumbprint.js';
-import { parseCmapfile, serializeCmapfile, serializeMasterFileTable, encodeCertificateFile } from '../../src/minidriver/index.js';
+import { parseCmapfile, serializeCmapfile, setDefaultContainer, serializeMasterFileTable, encodeCertificateFile } from '../../src/minidriver/index.js';
 import { GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
@@ -286,7 +286,7 @@ const FAULTS: Array<[FindingCode, Fault]> = [
     async (t) => {
       await t.card.installCertificate(await issueOurs(t.kx.publicKey));
       const cmap = parseCmapfile((await gidsSession(t).readFile('mscp', 'cmapfile'))!);
-      for (const r of cmap) r.flags &= ~2;
+      for (const r of cmap) setDefaultContainer(r, false);
       await gidsSession(t).writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
     },
   ],
@@ -294,7 +294,7 @@ const FAULTS: Array<[FindingCode, Fault]> = [
     'DEFAULT_MULTIPLE',
     async (t) => {
       const cmap = parseCmapfile((await gidsSession(t).readFile('mscp', 'cmapfile'))!);
-      for (const r of cmap) r.flags |= 2;
+      for (const r of cmap) setDefaultContainer(r, true);
       await gidsSession(t).writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
     },
   ],

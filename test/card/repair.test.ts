@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
 import { MinidriverCard, type Finding } from '../../src/card/index.js';
 import type { GidsCard } from '../../src/gids/emulator/index.js';
-import { encodeCertificateFile, parseCmapfile, serializeCmapfile } from '../../src/minidriver/index.js';
+import { encodeCertificateFile, parseCmapfile, serializeCmapfile, setDefaultContainer } from '../../src/minidriver/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { TEST_PIN, gidsSession, initialisedCard, reopen } from '../helpers/card.js';
@@ -87,7 +87,7 @@ test('a card that refuses to rewrite its file table: the orphan certificate is r
 test('a card that refuses to move cardcf: nothing else is written and every finding is NOT fixed', async () => {
   const t = await cardWithContainers();
   const cmap = parseCmapfile((await gidsSession(t).readFile('mscp', 'cmapfile'))!);
-  for (const r of cmap) r.flags |= 2;
+  for (const r of cmap) setDefaultContainer(r, true);
   await gidsSession(t).writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
   const { card, transport } = await throughTampered(t.emulator, (a) => isPutData(a, CARDCF.efid, CARDCF.tag), 0x6a80);
 
@@ -105,7 +105,7 @@ test('a card that refuses to move cardcf: nothing else is written and every find
 test('a card that answers 9000 to the cmapfile write and drops it: the fresh read shows it, DEFAULT_MULTIPLE is NOT fixed', async () => {
   const t = await cardWithContainers();
   const cmap = parseCmapfile((await gidsSession(t).readFile('mscp', 'cmapfile'))!);
-  for (const r of cmap) r.flags |= 2;
+  for (const r of cmap) setDefaultContainer(r, true);
   await gidsSession(t).writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
   const { card, transport } = await throughTampered(t.emulator, (a) => isPutData(a, CMAPFILE.efid, CMAPFILE.tag), 0x9000);
 
