@@ -15,7 +15,7 @@ export interface CardContainer extends MinidriverContainer {
 }
 
 /** The certificate file of a container, by the Base CSP's naming convention. */
-export function certificateFileOf(c: Pick<MinidriverContainer, 'index' | 'keySpec'>): string {
+function certificateFileOf(c: Pick<MinidriverContainer, 'index' | 'keySpec'>): string {
   return `${MSCP_DIRECTORY}/${certificateFileName(c.index, c.keySpec)}`;
 }
 

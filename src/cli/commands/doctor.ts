@@ -15,11 +15,11 @@ export const doctorCommand: Command = {
     const target = [values.image !== undefined ? `--image ${values.image}` : '', values.reader !== undefined ? `--reader '${values.reader}'` : '', `--store ${spec}`].filter(Boolean).join(' ');
     const report = await withCard(values, io.env, async (card) => {
       // Doctor never signs: a PIN dialog would be a finding of its own, so nobody answers it.
-      const store = await openCertStoreHost(spec, card.minidriver(), () => undefined);
+      const opened = await openCertStoreHost(spec, card.minidriver(), () => undefined);
       try {
-        return await diagnose(card.minidriver(), store.host, { target, cardCheck: () => card.check(), ...(store.machine ? { machine: store.machine } : {}) });
+        return await diagnose(card.minidriver(), opened.host, { target, cardCheck: () => card.check(), ...(opened.machine ? { machine: opened.machine } : {}) });
       } finally {
-        await store.close();
+        await opened.close();
       }
     });
     emit(io, values.json === true, { ok: report.findings.length === 0, store: spec, ...report }, () => {

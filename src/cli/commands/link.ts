@@ -26,11 +26,11 @@ export const linkCommand: Command = {
     // shows its own PIN dialog.
     const pin = spec === 'native' ? undefined : await readPin(io);
     const report = await withCard(values, io.env, async (card) => {
-      const store = await openCertStoreHost(spec, card.minidriver(), () => pin);
+      const opened = await openCertStoreHost(spec, card.minidriver(), () => pin);
       try {
-        return await linkCard(card.minidriver(), store.host, { provider });
+        return await linkCard(card.minidriver(), opened.host, { provider });
       } finally {
-        await store.close();
+        await opened.close();
       }
     });
     const json = {

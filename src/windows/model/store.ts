@@ -48,7 +48,7 @@ class Element {
   constructor(
     readonly encoded: Uint8Array,
     readonly thumbprint: string,
-    readonly store: ModelStore | undefined,
+    readonly store: ModelCertStore | undefined,
     /** The certificate once parsed (at CertCreateCertificateContext, or on first use). */
     public parsed?: X509Certificate,
   ) {}
@@ -114,7 +114,7 @@ export class ModelCertStoreHost implements CertStoreHost {
 
   async openCurrentUserMy(): Promise<CertStore> {
     mkdirSync(this.myPath, { recursive: true });
-    return new ModelStore(this, this.myPath);
+    return new ModelCertStore(this, this.myPath);
   }
 
   own(context: CertContext, operation: string): ModelContext {
@@ -308,7 +308,7 @@ function readElementFile(path: string): { encoded: Uint8Array; properties: Seria
  * CERT_STORE_CTRL_AUTO_RESYNC would (model assumption: it makes certificates another process —
  * CertPropSvc — adds visible without reopening; the seed's tool reopens the store anyway).
  */
-class ModelStore implements CertStore {
+class ModelCertStore implements CertStore {
   private readonly elements = new Map<string, Element>();
   private closed = false;
 
