@@ -6,9 +6,8 @@
 import { equalBytes } from '../../bytes.js';
 import { encodeCertificateFile, isValidContainer } from '../../minidriver/index.js';
 import { certificatePath, keySpecOf, type CardFiles } from '../card-files.js';
-import type { Plan } from './containers.js';
 import type { Finding } from './report.js';
-import type { RepairLog } from './repair-log.js';
+import type { Plan, RepairLog } from './repair-log.js';
 import { hasFile, type Snapshot } from './snapshot.js';
 
 const SPEC_NAME = { kx: 'AT_KEYEXCHANGE', sig: 'AT_SIGNATURE' } as const;

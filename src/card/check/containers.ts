@@ -4,26 +4,21 @@
  * is set), and certificates need one default container (pre-Vista logon and NULL container names
  * use it).
  */
+import { equalBytes } from '../../bytes.js';
 import {
   emptyContainerRecord,
   isDefaultContainer,
   isValidContainer,
   parseCertificateFileName,
+  serializeCmapfile,
   setDefaultContainer,
   type ContainerRecord,
 } from '../../minidriver/index.js';
 import { KEYTYPE_SIGNATURE } from '../../gids/protocol/constants.js';
 import type { CardFiles } from '../card-files.js';
 import type { Finding } from './report.js';
-import type { RepairLog } from './repair-log.js';
+import type { Plan, RepairLog } from './repair-log.js';
 import { validAt, type Snapshot } from './snapshot.js';
-
-/** cmapfile and key map as repair will write them. */
-export interface Plan {
-  cmap: ContainerRecord[];
-  /** Lower-case paths the file table holds as repair goes. */
-  tableNames: Set<string>;
-}
 
 const oneSize = (r: ContainerRecord): boolean => r.sigKeyBits > 0 !== r.kxKeyBits > 0;
 
@@ -116,3 +111,10 @@ export async function fixSizesAndDefault(files: CardFiles, plan: Plan, s: Snapsh
   }
 }
 
+
+/** Writes cmapfile when the plan differs from the card's. */
+export async function writeCmapfile(files: CardFiles, plan: Plan, s: Snapshot, findings: Finding[], log: RepairLog): Promise<void> {
+  const wanted = serializeCmapfile(plan.cmap);
+  if (!equalBytes(wanted, serializeCmapfile(s.cmap))) await log.step(findings, 'writing cmapfile', () => files.putCmapfile(plan.cmap));
+  for (const f of findings) log.expect(f, 'not done: cmapfile on the card is not the one written', (after) => after.rawCmapfile !== undefined && equalBytes(after.rawCmapfile, wanted));
+}

@@ -6,9 +6,8 @@ import { equalBytes } from '../../bytes.js';
 import { ALG_RSA, KEYTYPE_EXCHANGE, KEYTYPE_SIGNATURE, keyFid } from '../../gids/protocol/constants.js';
 import { KEY_STATE_USED, deletedKeyMapRecord, emptyContainerRecord, isValidContainer, serializeKeyMap, type KeyMapRecord } from '../../minidriver/index.js';
 import { keyRefOf, type CardFiles } from '../card-files.js';
-import type { Plan } from './containers.js';
 import type { Finding } from './report.js';
-import type { RepairLog } from './repair-log.js';
+import type { Plan, RepairLog } from './repair-log.js';
 import type { Snapshot } from './snapshot.js';
 
 export function keyMapOutOfStep(s: Snapshot): Finding[] {

@@ -6,9 +6,18 @@
  * no longer reports it.
  */
 import { CardlinkError } from '../../errors.js';
+import type { ContainerRecord } from '../../minidriver/index.js';
 import { TransportError } from '../../transport/transport.js';
 import { sameFinding, type CheckReport, type Finding } from './report.js';
 import type { Snapshot } from './snapshot.js';
+
+/** What repair will write, built up step by step from the snapshot check read. */
+export interface Plan {
+  /** cmapfile as it must be written. */
+  cmap: ContainerRecord[];
+  /** Lower-case paths the file table holds as repair goes. */
+  tableNames: Set<string>;
+}
 
 interface Entry {
   failure: string | undefined;
