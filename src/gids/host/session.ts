@@ -29,7 +29,6 @@ import {
   PIN_MIN_LENGTH,
   PIN_REF_DEAUTH_ALL,
   PIN_REF_USER,
-  RSA_BITS_BY_ALG,
   USAGE,
   keyFid,
 } from '../protocol/constants.js';
@@ -422,10 +421,6 @@ const ADMIN_KEY_FCP = new Uint8Array([
   0x62, 0x1a, 0x82, 0x01, 0x18, 0x83, 0x02, ADMIN_KEY_FID >> 8, ADMIN_KEY_FID & 0xff, 0x8c, 0x04, 0x87, 0x00, 0x20, 0xff,
   0xa5, 0x0b, 0xa4, 0x09, 0x80, 0x01, 0x02, 0x83, 0x01, 0x80, 0x95, 0x01, 0xc0,
 ]);
-
-export function rsaBitsOf(algId: number): number | undefined {
-  return RSA_BITS_BY_ALG[algId & 0x0f];
-}
 
 function getDataCommand(efid: number, doTag: number): CommandApdu {
   return { cla: 0, ins: INS.GET_DATA, p1: efid >> 8, p2: efid & 0xff, data: new Uint8Array([0x5c, 0x02, doTag >> 8, doTag & 0xff]), le: 256 };
