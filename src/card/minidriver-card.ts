@@ -72,7 +72,7 @@ export class MinidriverCard {
     return new MinidriverCard(new CardFiles(session, options.cache ?? new MemoryCardCache()));
   }
 
-  private get session(): GidsSession {
+  get #session(): GidsSession {
     return this.files.session;
   }
 
@@ -81,7 +81,7 @@ export class MinidriverCard {
    * this object's cache. The same card and connection, a separate view.
    */
   minidriver(): MinidriverPort {
-    this.port ??= new GidsMinidriver(new GidsSession(this.session.transport));
+    this.port ??= new GidsMinidriver(new GidsSession(this.#session.transport));
     return this.port;
   }
 
@@ -158,7 +158,7 @@ export class MinidriverCard {
       await this.files.bump({ containers: true });
       keymap[index] = { ...keymap[index]!, state: KEY_STATE_USED, algId, keyType: keySpec === 'kx' ? KEYTYPE_EXCHANGE : KEYTYPE_SIGNATURE, keyFid: keyFid(keyRef) };
       await this.files.putKeyMap(keymap);
-      const publicKey = await this.session.generateKey(keyRef, algId);
+      const publicKey = await this.#session.generateKey(keyRef, algId);
 
       const hasDefault = cmap.some((r) => isValidContainer(r) && isDefaultContainer(r));
       const makeDefault = options.makeDefault === true || !hasDefault;
@@ -173,7 +173,7 @@ export class MinidriverCard {
       await this.files.bump({ files: true });
       await this.files.putCmapfile(cmap);
       this.files.rememberPublicKey(index, publicKey);
-      const info = describeContainers(cmap, await this.session.masterTable())[index];
+      const info = describeContainers(cmap, await this.#session.masterTable())[index];
       if (!info) throw new CardError('INTERNAL', 'created container vanished', { container: name });
       return { ...info, publicKey };
     });
@@ -187,21 +187,21 @@ export class MinidriverCard {
   /** Signs `data` hashed with `hash` (PKCS#1 v1.5, padded on the card). Needs the PIN. */
   async sign(nameOrIndex: string | number, data: Uint8Array, hash: HashName = 'sha256'): Promise<Uint8Array> {
     const c = await this.container(nameOrIndex);
-    return this.session.sign(c.keyRef, rsaAlgId(c.keyBits, c.name), digestInfoOf(hash, data));
+    return this.#session.sign(c.keyRef, rsaAlgId(c.keyBits, c.name), digestInfoOf(hash, data));
   }
 
   /** A PKCS#10 request for the container's key, signed on the card. Needs the PIN. */
   async csr(nameOrIndex: string | number, subject: string, options: CsrOptions = {}): Promise<BuiltCsr> {
     const c = await this.container(nameOrIndex);
     const publicKey = await this.files.publicKey(c);
-    return buildCsr(subject, publicKey, (di) => this.session.sign(c.keyRef, rsaAlgId(c.keyBits, c.name), di), options);
+    return buildCsr(subject, publicKey, (di) => this.#session.sign(c.keyRef, rsaAlgId(c.keyBits, c.name), di), options);
   }
 
   /** Deciphers a PKCS#1 v1.5 cryptogram with a key exchange container's key. Needs the PIN. */
   async decipher(nameOrIndex: string | number, cryptogram: Uint8Array): Promise<Uint8Array> {
     const c = await this.container(nameOrIndex);
     if (c.keySpec !== 'kx') throw new CardError('WRONG_KEY_SPEC', `container '${c.name}' holds a signature key; it cannot decipher`, { container: c.name });
-    return this.session.decipher(c.keyRef, rsaAlgId(c.keyBits, c.name), cryptogram);
+    return this.#session.decipher(c.keyRef, rsaAlgId(c.keyBits, c.name), cryptogram);
   }
 
   // ---- certificates ----------------------------------------------------------------------------
@@ -290,38 +290,38 @@ export class MinidriverCard {
   // ---- PIN -------------------------------------------------------------------------------------
 
   pinStatus(): Promise<PinStatus> {
-    return this.session.pinStatus();
+    return this.#session.pinStatus();
   }
 
   verifyPin(pin: string): Promise<void> {
-    return this.session.verifyPin(pin);
+    return this.#session.verifyPin(pin);
   }
 
   changePin(oldPin: string, newPin: string): Promise<void> {
-    return this.session.changePin(oldPin, newPin);
+    return this.#session.changePin(oldPin, newPin);
   }
 
   /** Unblocks the PIN with the administrator key and sets a new one. */
   async unblockPin(adminKey: Uint8Array, newPin: string): Promise<void> {
-    await this.session.authenticateAdmin(adminKey);
-    await this.session.unblockPin(newPin);
+    await this.#session.authenticateAdmin(adminKey);
+    await this.#session.unblockPin(newPin);
   }
 
   logout(): Promise<void> {
-    return this.session.logout();
+    return this.#session.logout();
   }
 
   private async createKeyFileReplacingLeftover(keyRef: number, algId: number, keySpec: KeySpec): Promise<void> {
     const usage = keySpec === 'kx' ? 'exchange' : 'signature';
     try {
-      await this.session.createKeyFile(keyRef, algId, usage);
+      await this.#session.createKeyFile(keyRef, algId, usage);
     } catch (err) {
       // A key EF left behind by an interrupted deletion: the slot is free by cmapfile and key
       // map, so the old key is garbage and may go.
       // (GidsApplet answers 6984 to CREATE FILE of an existing FID; ISO 7816-4 says 6A89.)
       if (!(err instanceof ApduError) || ![0x6a89, SW.REFERENCE_DATA_NOT_USABLE, SW.CONDITIONS_NOT_SATISFIED].includes(err.sw)) throw err;
-      await this.session.deleteKeyFile(keyRef);
-      await this.session.createKeyFile(keyRef, algId, usage);
+      await this.#session.deleteKeyFile(keyRef);
+      await this.#session.createKeyFile(keyRef, algId, usage);
     }
   }
 }
