@@ -159,7 +159,7 @@ export class CardFiles {
 
   /** The counters as this session last read or wrote them. */
   get cardcf(): CardCf {
-    if (!this.cf) throw new CardError('INTERNAL', 'cardcf read before refresh()');
+    if (!this.cf) throw new CardError('CARD_INTERNAL', 'cardcf read before refresh()');
     return this.cf;
   }
 

@@ -174,7 +174,7 @@ export class MinidriverCard {
       await this.files.putCmapfile(cmap);
       this.files.rememberPublicKey(index, publicKey);
       const info = describeContainers(cmap, await this.#session.masterTable())[index];
-      if (!info) throw new CardError('INTERNAL', 'created container vanished', { container: name });
+      if (!info) throw new CardError('CARD_INTERNAL', 'created container vanished', { container: name });
       return { ...info, publicKey };
     });
   }
