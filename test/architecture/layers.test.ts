@@ -43,7 +43,6 @@ const RANK: [prefix: string, rank: number][] = [
   ['src/gids/emulator/', 4],
   ['src/vpcd/', 4],
   ['src/card/', 5],
-  ['src/pki/', 5],
   ['src/windows/', 6],
   ['src/service/', 6],
   ['src/agent/', 7],
