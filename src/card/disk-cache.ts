@@ -29,6 +29,11 @@ export class DiskCardCache implements CardCache {
   private dirty = false;
   private readonly maxTotal: number;
   private readonly maxItem: number;
+  /**
+   * Why the file on disk was thrown away (not JSON, or not the shape this class writes), for the
+   * caller to warn about; undefined when it was read or did not exist. The next flush rewrites it.
+   */
+  readonly discarded: string | undefined;
 
   constructor(
     readonly path: string,
@@ -36,7 +41,10 @@ export class DiskCardCache implements CardCache {
   ) {
     this.maxTotal = options.maxBytesTotal ?? 1024 * 1024;
     this.maxItem = options.maxBytesPerItem ?? 65536;
-    this.store = load(path);
+    const loaded = load(path);
+    this.store = loaded.store;
+    this.discarded = loaded.discarded;
+    this.dirty = loaded.discarded !== undefined;
     for (const card of Object.values(this.store)) for (const it of Object.values(card)) this.clock = Math.max(this.clock, it.u);
   }
 
@@ -104,12 +112,42 @@ function idOf(cardId: Uint8Array): string {
   return Buffer.from(cardId).toString('hex');
 }
 
-/** A missing or unreadable cache is an empty cache: it only ever saves APDUs. */
-function load(path: string): Store {
+/**
+ * A missing cache is an empty cache; so is a damaged one (it only ever saves APDUs), but then the
+ * caller hears why, and the file is rebuilt. Every item is checked, so a file that parses but is
+ * not what flush() writes cannot break a later get, put or eviction.
+ */
+function load(path: string): { store: Store; discarded?: string } {
+  let text: string;
   try {
-    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
-    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Store) : {};
-  } catch {
-    return {};
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { store: {} };
+    return { store: {}, discarded: `cannot read it (${(err as Error).message})` };
   }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { store: {}, discarded: 'it is not JSON' };
+  }
+  const problem = shapeProblem(parsed);
+  return problem === undefined ? { store: parsed as Store } : { store: {}, discarded: problem };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function shapeProblem(parsed: unknown): string | undefined {
+  if (!isObject(parsed)) return 'it is not an object of cards';
+  for (const [card, items] of Object.entries(parsed)) {
+    if (!/^[0-9a-f]{32}$/.test(card)) return `'${card.slice(0, 40)}' is not a cardid`;
+    if (!isObject(items)) return `card ${card} is not an object of items`;
+    for (const [name, it] of Object.entries(items)) {
+      const ok = isObject(it) && Number.isSafeInteger(it.f) && Number.isSafeInteger(it.u) && typeof it.v === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(it.v);
+      if (!ok) return `item '${name.slice(0, 40)}' of card ${card} is malformed`;
+    }
+  }
+  return undefined;
 }

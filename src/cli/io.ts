@@ -7,6 +7,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Asks for a secret without echo (PIN, admin key); undefined when there is no terminal. */
   promptSecret?: (question: string) => Promise<string>;
+  /** Stops a long-running command (`collect --watch`) besides SIGINT/SIGTERM; tests pass one. */
+  signal?: AbortSignal;
 }
 
 /** A usage mistake: printed with the command's help, exit status 2. */

@@ -5,6 +5,7 @@ import { parse, required } from '../args.js';
 import { emit, UsageError, type Command } from '../io.js';
 import { readAdminKey, readPin } from '../secrets.js';
 import { TARGET_OPTIONS, openTransport, withCard } from '../target.js';
+import { forTerminal, line } from '../terminal.js';
 
 const TARGET = '[--image FILE | --reader NAME]';
 
@@ -21,7 +22,7 @@ const init: Command = {
     try {
       const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
       const { cardId, cardcf } = await card.refresh();
-      emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => `initialised ${transport.name}: cardid ${hex(cardId)}`);
+      emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => line`initialised ${transport.name}: cardid ${hex(cardId)}`);
     } finally {
       adminKey.fill(0);
       await transport.close();
@@ -36,7 +37,7 @@ const info: Command = {
   usage: `cardlink card info ${TARGET} [--json]`,
   async run(argv, io) {
     const { values } = parse(argv, TARGET_OPTIONS);
-    const result = await withCard(values, io.env, async (card) => {
+    const result = await withCard(values, io, async (card) => {
       const { cardId, cardcf } = await card.refresh();
       const pin = await card.pinStatus();
       const containers = await card.containers();
@@ -55,7 +56,7 @@ const info: Command = {
 };
 
 export function containerLine(c: ContainerInfo): string {
-  return `${String(c.index).padStart(2)}  ${c.name.padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${c.certificateFile ?? '-'}`;
+  return `${String(c.index).padStart(2)}  ${forTerminal(c.name).padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${forTerminal(c.certificateFile ?? '-')}`;
 }
 
 const ls: Command = {
@@ -64,7 +65,7 @@ const ls: Command = {
   usage: `cardlink card ls ${TARGET} [--json]`,
   async run(argv, io) {
     const { values } = parse(argv, TARGET_OPTIONS);
-    const containers = await withCard(values, io.env, (card) => card.containers());
+    const containers = await withCard(values, io, (card) => card.containers());
     emit(io, values.json === true, { containers }, () =>
       containers.length === 0 ? 'no containers' : [' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate', ...containers.map(containerLine)].join('\n'),
     );
@@ -86,13 +87,13 @@ const gen: Command = {
     const keySpec = values.keyspec ?? 'kx';
     if (keySpec !== 'kx' && keySpec !== 'sig') throw new UsageError('--keyspec is kx or sig');
     const pin = await readPin(io);
-    const created = await withCard(values, io.env, async (card) => {
+    const created = await withCard(values, io, async (card) => {
       await card.verifyPin(pin);
       return card.createContainer(name, { bits, keySpec, makeDefault: values.default === true });
     });
     const { publicKey, ...container } = created;
     const spki = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    emit(io, values.json === true, { ok: true, container, publicKey: spki }, () => `generated RSA-${bits} key in container ${container.index} '${name}'\n${spki}`);
+    emit(io, values.json === true, { ok: true, container, publicKey: spki }, () => line`generated RSA-${bits} key in container ${container.index} '${name}'` + `\n${spki}`);
     return 0;
   },
 };
@@ -107,12 +108,12 @@ const csr: Command = {
     const subject = required(values.subject, '--subject');
     const out = required(values.out, '--out');
     const pin = await readPin(io);
-    const built = await withCard(values, io.env, async (card) => {
+    const built = await withCard(values, io, async (card) => {
       await card.verifyPin(pin);
       return card.csr(name, subject);
     });
     writeFileSync(out, built.pem);
-    emit(io, values.json === true, { ok: true, out, container: name, subject, bytes: built.der.length }, () => `wrote ${out} (${built.der.length} bytes, signed on the card by '${name}')`);
+    emit(io, values.json === true, { ok: true, out, container: name, subject, bytes: built.der.length }, () => line`wrote ${out} (${built.der.length} bytes, signed on the card by '${name}')`);
     return 0;
   },
 };
@@ -128,7 +129,7 @@ const pin: Command = {
     const oldPin = action === 'verify' || action === 'change' ? await readPin(io) : '';
     const newPin = action === 'change' || action === 'unblock' ? await readPin(io, 'CARDLINK_NEW_PIN', 'New PIN: ') : '';
     const adminKey = action === 'unblock' ? await readAdminKey(io) : undefined;
-    const status = await withCard(values, io.env, async (card) => {
+    const status = await withCard(values, io, async (card) => {
       if (action === 'verify') await card.verifyPin(oldPin);
       else if (action === 'change') await card.changePin(oldPin, newPin);
       else if (action === 'unblock') await card.unblockPin(adminKey!, newPin);
@@ -146,8 +147,8 @@ const files: Command = {
   usage: `cardlink card files ${TARGET} [--json]`,
   async run(argv, io) {
     const { values } = parse(argv, TARGET_OPTIONS);
-    const list = await withCard(values, io.env, (card) => card.listFiles());
-    emit(io, values.json === true, { files: list }, () => list.map((f) => `${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
+    const list = await withCard(values, io, (card) => card.listFiles());
+    emit(io, values.json === true, { files: list }, () => list.map((f) => line`${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
     return 0;
   },
 };
@@ -160,9 +161,9 @@ const fileRead: Command = {
     const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, out: { type: 'string' } }, true);
     const path = positionals[0];
     if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/cmapfile');
-    const data = await withCard(values, io.env, (card) => card.readFile(path));
+    const data = await withCard(values, io, (card) => card.readFile(path));
     if (values.out) writeFileSync(values.out, data);
-    emit(io, values.json === true, { path, size: data.length, hex: hex(data) }, () => (values.out ? `wrote ${data.length} bytes to ${values.out}` : hex(data)));
+    emit(io, values.json === true, { path, size: data.length, hex: hex(data) }, () => (values.out ? line`wrote ${data.length} bytes to ${values.out}` : hex(data)));
     return 0;
   },
 };
@@ -177,11 +178,11 @@ const fileWrite: Command = {
     if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/msroots');
     const data = new Uint8Array(readFileSync(required(values.in, '--in')));
     const pinValue = await readPin(io);
-    await withCard(values, io.env, async (card) => {
+    await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       await card.writeFile(path, data);
     });
-    emit(io, values.json === true, { ok: true, path, size: data.length }, () => `wrote ${data.length} bytes to ${path}`);
+    emit(io, values.json === true, { ok: true, path, size: data.length }, () => line`wrote ${data.length} bytes to ${path}`);
     return 0;
   },
 };
@@ -195,11 +196,11 @@ const fileRm: Command = {
     const path = positionals[0];
     if (positionals.length !== 1 || !path) throw new UsageError('name one file');
     const pinValue = await readPin(io);
-    await withCard(values, io.env, async (card) => {
+    await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       await card.deleteFile(path);
     });
-    emit(io, values.json === true, { ok: true, path }, () => `deleted ${path}`);
+    emit(io, values.json === true, { ok: true, path }, () => line`deleted ${path}`);
     return 0;
   },
 };
@@ -213,12 +214,12 @@ const install: Command = {
     if (positionals.length !== 1) throw new UsageError('name one certificate file (PEM or DER)');
     const cert = new Uint8Array(readFileSync(positionals[0]!));
     const pinValue = await readPin(io);
-    const result = await withCard(values, io.env, async (card) => {
+    const result = await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true });
     });
     emit(io, values.json === true, { ok: true, ...result }, () =>
-      `${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+      line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
     );
     return 0;
   },
@@ -232,23 +233,23 @@ const rmCert: Command = {
     const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' } });
     const name = required(values.container, '--container');
     const pinValue = await readPin(io);
-    const result = await withCard(values, io.env, async (card) => {
+    const result = await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       return card.removeCertificate(name);
     });
     emit(io, values.json === true, { ok: true, removed: result.file !== undefined, ...result }, () =>
-      result.file ? `deleted ${result.file} of container '${name}'` : `container '${name}' has no certificate: nothing to do`,
+      result.file ? line`deleted ${result.file} of container '${name}'` : line`container '${name}' has no certificate: nothing to do`,
     );
     return 0;
   },
 };
 
 function reportText(report: CheckReport, repaired: boolean): string {
-  if (report.findings.length === 0) return `card ${report.cardId}: clean`;
-  const lines = [`card ${report.cardId}: ${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
+  if (report.findings.length === 0) return line`card ${report.cardId}: clean`;
+  const lines = [line`card ${report.cardId}: ` + `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
   for (const f of report.findings) {
-    lines.push(`  ${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
-    lines.push(`          fix: ${f.fix}${repaired ? (f.fixed ? ' (done)' : ' (NOT done)') : ''}`);
+    lines.push(line`  ${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
+    lines.push(line`          fix: ${f.fix}` + `${repaired ? (f.fixed ? ' (done)' : ' (NOT done)') : ''}`);
   }
   return lines.join('\n');
 }
@@ -263,7 +264,7 @@ const check: Command = {
     const pinValue = repair ? await readPin(io) : '';
     const adminText = repair ? io.env.CARDLINK_ADMIN_KEY : undefined;
     const adminKey = adminText && /^[0-9a-fA-F]{48}$/.test(adminText) ? fromHex(adminText) : undefined;
-    const { report, after } = await withCard(values, io.env, async (card) => {
+    const { report, after } = await withCard(values, io, async (card) => {
       if (!repair) return { report: await card.check(), after: undefined };
       await card.verifyPin(pinValue);
       const done = await card.repair(adminKey ? { adminKey } : {});

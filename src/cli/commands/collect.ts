@@ -1,17 +1,18 @@
 import { hostname } from 'node:os';
 import { collect, type CollectReport } from '../../agent/collect.js';
 import { watch } from '../../agent/watch.js';
-import { DiskCardCache, MinidriverCard } from '../../card/index.js';
+import { MinidriverCard } from '../../card/index.js';
 import { defaultStoreSpec, openStore } from '../../windows/hosts.js';
 import { linkCard } from '../../windows/link.js';
 import { parse } from '../args.js';
 import { emit, type CliIo, type Command } from '../io.js';
 import { readPin } from '../secrets.js';
-import { openTransport, TARGET_OPTIONS, withCard } from '../target.js';
+import { forTerminal, line } from '../terminal.js';
+import { openTransport, TARGET_OPTIONS, userCardCache, withCard } from '../target.js';
 import { openClient } from './admin.js';
 
 function describe(r: CollectReport): string {
-  if (r.items.length === 0) return `card ${r.cardId}: nothing requested with this card's keys`;
+  if (r.items.length === 0) return line`card ${r.cardId}: nothing requested with this card's keys`;
   const lines = r.items.map((i) => {
     const what = {
       installed: 'installed on the card',
@@ -21,9 +22,9 @@ function describe(r: CollectReport): string {
       rejected: 'rejected by an operator',
       revoked: 'revoked',
     }[i.action];
-    return `${i.id}  '${i.container}': ${what}${i.linked ? ', linked in the store' : ''}${i.reported ? ', delivery reported' : ''}${i.thumbprint ? `  ${i.thumbprint}` : ''}`;
+    return line`${i.id}  '${i.container}': ` + what + (i.linked ? ', linked in the store' : '') + (i.reported ? ', delivery reported' : '') + (i.thumbprint ? line`  ${i.thumbprint}` : '');
   });
-  if (r.retryAfter !== null) lines.push(`the service asks to try again in ${r.retryAfter} s`);
+  if (r.retryAfter !== null) lines.push(line`the service asks to try again in ${r.retryAfter} s`);
   return lines.join('\n');
 }
 
@@ -57,7 +58,7 @@ export const collectCommand: Command = {
       });
     try {
       if (!values.watch) {
-        const report = await withCard(values, io.env, pass);
+        const report = await withCard(values, io, pass);
         emit(io, values.json === true, { ok: true, ...report }, () => describe(report));
         return 0;
       }
@@ -74,7 +75,7 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  const cache = DiskCardCache.forUser(io.env);
+  const cache = userCardCache(io);
   try {
     await watch({
       signal: controller.signal,
@@ -96,7 +97,7 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
       },
       pass,
       onReport: (r) => (json ? io.stdout(JSON.stringify({ ok: true, at: new Date().toISOString(), ...r }) + '\n') : io.stdout(`${new Date().toISOString()}\n${describe(r)}\n`)),
-      onError: (err) => io.stderr(`cardlink collect: ${(err as Error).message}\n`),
+      onError: (err) => io.stderr(`cardlink collect: ${forTerminal((err as Error).message)}\n`),
     });
   } finally {
     process.off('SIGINT', stop);
