@@ -134,6 +134,7 @@ describe('collect --watch', () => {
       sleep: async () => undefined,
       onReport: (r) => reports.push(r),
       onError: (err) => assert.fail(String(err)),
+      onWrongPin: async () => assert.fail('no PIN was refused'),
     });
     assert.deepEqual(reports, [waiting, done, done]);
   });
