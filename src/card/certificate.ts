@@ -1,52 +1,41 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import { x509 } from '../x509.js';
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import { toDer } from '../pem.js';
+import { certThumbprint, keyId } from '../thumbprint.js';
 import { CardError } from './errors.js';
 
-/** A certificate parsed once: its DER, its public key and what a user needs to recognise it. */
+/**
+ * A certificate parsed once (node:crypto's X509Certificate: the host side's one X.509 parser),
+ * with what the card and Windows layers ask of it. Pass this object along instead of its DER.
+ */
 export interface ParsedCertificate {
   der: Uint8Array;
-  cert: x509.X509Certificate;
+  cert: X509Certificate;
   publicKey: KeyObject;
-  /** SHA-256 of the SubjectPublicKeyInfo, hex: how errors name a key. */
+  /** SHA-256 of the SubjectPublicKeyInfo, hex: how cardlink names a key (src/thumbprint.ts). */
   keyId: string;
+  /** SHA-1 of the DER, upper-case hex: the name Windows files the certificate under. */
+  thumbprint: string;
+  /** The subject DN, RDNs joined by ", " (node separates them by newlines). */
   subject: string;
 }
 
-/** Accepts DER or PEM bytes. */
+/** Accepts DER, or PEM (a CERTIFICATE block) as bytes or text. */
 export function parseCertificate(input: Uint8Array | string): ParsedCertificate {
-  let der: Uint8Array;
-  const text = typeof input === 'string' ? input : looksLikePem(input) ? Buffer.from(input).toString('latin1') : undefined;
-  if (text !== undefined) {
-    const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(text);
-    if (!m) throw new CardError('BAD_CERTIFICATE', 'no PEM CERTIFICATE block found');
-    der = new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
-  } else {
-    der = input as Uint8Array;
-  }
-  let cert: x509.X509Certificate;
+  const found = toDer(input, 'CERTIFICATE');
+  if (!found) throw new CardError('BAD_CERTIFICATE', 'neither DER nor a PEM CERTIFICATE block');
+  let cert: X509Certificate;
   try {
-    cert = new x509.X509Certificate(der);
+    cert = new X509Certificate(found.der);
   } catch (err) {
     throw new CardError('BAD_CERTIFICATE', `not an X.509 certificate: ${(err as Error).message}`, { cause: err });
   }
-  const spki = new Uint8Array(cert.publicKey.rawData);
+  const der = new Uint8Array(cert.raw);
   return {
-    der: new Uint8Array(cert.rawData),
+    der,
     cert,
-    publicKey: createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }),
-    keyId: spkiId(spki),
-    subject: cert.subject,
+    publicKey: cert.publicKey,
+    keyId: keyId(cert.publicKey),
+    thumbprint: certThumbprint(der),
+    subject: cert.subject.split('\n').join(', '),
   };
-}
-
-export function spkiId(spkiDer: Uint8Array): string {
-  return createHash('sha256').update(spkiDer).digest('hex');
-}
-
-export function keyIdOf(key: KeyObject): string {
-  return spkiId(new Uint8Array(key.export({ type: 'spki', format: 'der' })));
-}
-
-function looksLikePem(b: Uint8Array): boolean {
-  return Buffer.from(b.subarray(0, 64)).toString('latin1').includes('-----BEGIN');
 }

@@ -1,17 +1,18 @@
-import type { KeyObject } from 'node:crypto';
+import { verify, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-csr';
-import { AlgorithmIdentifier, Attribute, Extension, Extensions, Name, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
-import { x509 } from '../x509.js';
+import { AlgorithmIdentifier, Attribute, Extensions, SubjectPublicKeyInfo, type Extension, type Name } from '@peculiar/asn1-x509';
+import { toPem } from '../pem.js';
 import { digestInfoOf } from './digest-info.js';
+import { parseDn } from './dn.js';
 import { CardError } from './errors.js';
 
 const SHA256_WITH_RSA = '1.2.840.113549.1.1.11';
 const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 
 export interface CsrOptions {
-  /** Extensions to request (e.g. a subject alternative name with a UPN). */
-  extensions?: x509.Extension[];
+  /** Extensions to request (e.g. a subject alternative name with a UPN), as @peculiar/asn1-x509 values. */
+  extensions?: Extension[];
 }
 
 export interface BuiltCsr {
@@ -20,8 +21,9 @@ export interface BuiltCsr {
 }
 
 /**
- * Builds a PKCS#10 request whose signature is made by `signDigestInfo` (the card, PKCS#1 v1.5
- * over SHA-256): the private key never leaves the card.
+ * Builds a PKCS#10 request (RFC 2986) whose signature is made by `signDigestInfo` (the card,
+ * PKCS#1 v1.5 over SHA-256): the private key never leaves the card. The request is checked with
+ * the public key before it is returned.
  */
 export async function buildCsr(
   subject: string,
@@ -31,25 +33,23 @@ export async function buildCsr(
 ): Promise<BuiltCsr> {
   let name: Name;
   try {
-    name = AsnConvert.parse(new x509.Name(subject).toArrayBuffer(), Name);
+    name = parseDn(subject);
   } catch (err) {
-    throw new CardError('BAD_SUBJECT', `subject '${subject}' is not a distinguished name like "CN=Alice, O=Example"`, { cause: err });
+    throw new CardError('BAD_SUBJECT', `subject '${subject}' is not a distinguished name like "CN=Alice, O=Example" (${(err as Error).message})`, { cause: err });
   }
   const spki = AsnConvert.parse(publicKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo);
   const info = new CertificationRequestInfo({ subject: name, subjectPKInfo: spki });
   if (options.extensions && options.extensions.length > 0) {
-    const exts = new Extensions(options.extensions.map((e) => AsnConvert.parse(e.rawData, Extension)));
-    info.attributes.push(new Attribute({ type: EXTENSION_REQUEST, values: [AsnConvert.serialize(exts)] }));
+    info.attributes.push(new Attribute({ type: EXTENSION_REQUEST, values: [AsnConvert.serialize(new Extensions(options.extensions))] }));
   }
   const tbs = new Uint8Array(AsnConvert.serialize(info));
   const signature = await signDigestInfo(digestInfoOf('sha256', tbs));
+  if (!verify('sha256', tbs, publicKey, signature)) throw new CardError('BAD_SIGNATURE', 'the card signed the request, but the signature does not verify with the container public key');
   const request = new CertificationRequest({
     certificationRequestInfo: info,
     signatureAlgorithm: new AlgorithmIdentifier({ algorithm: SHA256_WITH_RSA, parameters: null }),
     signature: signature.slice().buffer,
   });
   const der = new Uint8Array(AsnConvert.serialize(request));
-  const csr = new x509.Pkcs10CertificateRequest(der);
-  if (!(await csr.verify())) throw new CardError('BAD_SIGNATURE', 'the card signed the request, but the signature does not verify with the container public key');
-  return { der, pem: csr.toString('pem') };
+  return { der, pem: toPem(der, 'CERTIFICATE REQUEST') };
 }

@@ -1,5 +1,6 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { cardlinkHome } from '../home.js';
 import type { CardCache } from './cache.js';
 
@@ -9,7 +10,8 @@ interface Item {
   u: number; // last use (a logical clock: bigger = more recent)
 }
 
-type Store = Record<string, Record<string, Item>>;
+/** The file's content: items by card (hex cardid), then by name. */
+type Items = Record<string, Record<string, Item>>;
 
 export interface DiskCacheOptions {
   /** Bound on the whole file's payload. Windows' own default is 50,000 bytes; we keep more cards. */
@@ -24,7 +26,7 @@ export interface DiskCacheOptions {
  * Least recently used items go first when the bound is reached.
  */
 export class DiskCardCache implements CardCache {
-  private store: Store;
+  private items: Items;
   private clock = 0;
   private dirty = false;
   private readonly maxTotal: number;
@@ -42,10 +44,10 @@ export class DiskCardCache implements CardCache {
     this.maxTotal = options.maxBytesTotal ?? 1024 * 1024;
     this.maxItem = options.maxBytesPerItem ?? 65536;
     const loaded = load(path);
-    this.store = loaded.store;
+    this.items = loaded.items;
     this.discarded = loaded.discarded;
     this.dirty = loaded.discarded !== undefined;
-    for (const card of Object.values(this.store)) for (const it of Object.values(card)) this.clock = Math.max(this.clock, it.u);
+    for (const card of Object.values(this.items)) for (const it of Object.values(card)) this.clock = Math.max(this.clock, it.u);
   }
 
   /** `$CARDLINK_HOME/cache/cards.json` (default `~/.cardlink`). */
@@ -54,7 +56,7 @@ export class DiskCardCache implements CardCache {
   }
 
   get(cardId: Uint8Array, name: string, freshness: number): Uint8Array | undefined {
-    const it = this.store[idOf(cardId)]?.[name];
+    const it = this.items[idOf(cardId)]?.[name];
     if (!it || it.f !== freshness) return undefined;
     it.u = ++this.clock;
     this.dirty = true;
@@ -63,33 +65,27 @@ export class DiskCardCache implements CardCache {
 
   put(cardId: Uint8Array, name: string, freshness: number, value: Uint8Array): void {
     if (value.length > this.maxItem) return;
-    const card = (this.store[idOf(cardId)] ??= {});
+    const card = (this.items[idOf(cardId)] ??= {});
     card[name] = { f: freshness, v: Buffer.from(value).toString('base64'), u: ++this.clock };
     this.dirty = true;
     this.evict();
   }
 
   forget(cardId: Uint8Array): void {
-    delete this.store[idOf(cardId)];
+    delete this.items[idOf(cardId)];
     this.dirty = true;
   }
 
   /** Bytes of payload held (base64 text, as stored). */
   get size(): number {
     let n = 0;
-    for (const card of Object.values(this.store)) for (const [k, it] of Object.entries(card)) n += it.v.length + k.length;
+    for (const card of Object.values(this.items)) for (const [k, it] of Object.entries(card)) n += it.v.length + k.length;
     return n;
   }
 
   flush(): void {
     if (!this.dirty) return;
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.store), { mode: 0o600 });
-    const fd = openSync(tmp, 'r');
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, this.path);
+    writeFileAtomic(this.path, JSON.stringify(this.items), { mkdir: true, mode: 0o600 });
     this.dirty = false;
   }
 
@@ -97,12 +93,12 @@ export class DiskCardCache implements CardCache {
     let size = this.size;
     if (size <= this.maxTotal) return;
     const all: Array<{ card: string; name: string; it: Item }> = [];
-    for (const [card, items] of Object.entries(this.store)) for (const [name, it] of Object.entries(items)) all.push({ card, name, it });
+    for (const [card, items] of Object.entries(this.items)) for (const [name, it] of Object.entries(items)) all.push({ card, name, it });
     all.sort((a, b) => a.it.u - b.it.u);
     for (const { card, name, it } of all) {
       if (size <= this.maxTotal) break;
-      delete this.store[card]![name];
-      if (Object.keys(this.store[card]!).length === 0) delete this.store[card];
+      delete this.items[card]![name];
+      if (Object.keys(this.items[card]!).length === 0) delete this.items[card];
       size -= it.v.length + name.length;
     }
   }
@@ -117,22 +113,22 @@ function idOf(cardId: Uint8Array): string {
  * caller hears why, and the file is rebuilt. Every item is checked, so a file that parses but is
  * not what flush() writes cannot break a later get, put or eviction.
  */
-function load(path: string): { store: Store; discarded?: string } {
+function load(path: string): { items: Items; discarded?: string } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { store: {} };
-    return { store: {}, discarded: `cannot read it (${(err as Error).message})` };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { items: {} };
+    return { items: {}, discarded: `cannot read it (${(err as Error).message})` };
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return { store: {}, discarded: 'it is not JSON' };
+    return { items: {}, discarded: 'it is not JSON' };
   }
   const problem = shapeProblem(parsed);
-  return problem === undefined ? { store: parsed as Store } : { store: {}, discarded: problem };
+  return problem === undefined ? { items: parsed as Items } : { items: {}, discarded: problem };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

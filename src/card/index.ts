@@ -1,15 +1,20 @@
-export { MinidriverCard, describeContainers, certificatePathFor } from './minidriver-card.js';
-export type { ContainerInfo, CreateContainerOptions, KeySpec, LogicalFile } from './minidriver-card.js';
+// The card layer's public surface: what a user thinks in (a card with containers, keys,
+// certificates, files, a PIN, check and repair), the minidriver port Windows' side uses, and the
+// cache policies a caller may choose. Sessions, the file table and cache items stay inside.
+export { MinidriverCard } from './minidriver-card.js';
+export type { CreateContainerOptions, LogicalFile, OpenOptions } from './minidriver-card.js';
+export type { ContainerInfo, KeySpec } from './card-files.js';
+export type { CardFreshness, MinidriverContainer, MinidriverPort, PinInfo, SignDigestRequest } from './minidriver-port.js';
 export { CardError } from './errors.js';
 export { MemoryCardCache } from './cache.js';
-export type { CardCache, Freshness } from './cache.js';
+export type { CardCache } from './cache.js';
+export { DiskCardCache } from './disk-cache.js';
 export { buildCsr } from './csr.js';
 export type { BuiltCsr, CsrOptions } from './csr.js';
 export { digestInfo, digestInfoOf } from './digest-info.js';
 export type { HashName } from './digest-info.js';
 export { PinError } from '../gids/host/errors.js';
 export type { InstallOptions, InstallResult } from './install.js';
-export type { CheckReport, Finding, FindingCode } from './check.js';
-export { parseCertificate, keyIdOf } from './certificate.js';
+export type { CheckReport, Finding, FindingCode, RepairReport } from './check/index.js';
+export { parseCertificate } from './certificate.js';
 export type { ParsedCertificate } from './certificate.js';
-export { DiskCardCache } from './disk-cache.js';

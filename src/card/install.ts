@@ -1,15 +1,9 @@
 import { equalBytes } from '../bytes.js';
-import {
-  CONTAINER_DEFAULT,
-  CONTAINER_VALID,
-  decodeCertificateFile,
-  encodeCertificateFile,
-  serializeCmapfile,
-  serializeMasterFileTable,
-} from '../minidriver/index.js';
-import { parseCertificate, keyIdOf, type ParsedCertificate } from './certificate.js';
+import { keyId } from '../thumbprint.js';
+import { decodeCertificateFile, encodeCertificateFile, isDefaultContainer, isValidContainer, serializeCmapfile, setDefaultContainer } from '../minidriver/index.js';
+import { certificatePath, describeContainers, type CardFiles, type ContainerInfo } from './card-files.js';
+import { parseCertificate, type ParsedCertificate } from './certificate.js';
 import { CardError } from './errors.js';
-import { certificatePathFor, describeContainers, type ContainerInfo, type MinidriverCard } from './minidriver-card.js';
 
 export interface InstallOptions {
   /** Container name; without it the container is found by matching public keys. */
@@ -34,47 +28,41 @@ export interface InstallResult {
  * then read back and compared. Write order (each step leaves a card `check` understands):
  * counter → file table (new file only) → file content → cmapfile flags → read back.
  */
-export async function installCertificate(card: MinidriverCard, input: Uint8Array | string, options: InstallOptions = {}): Promise<InstallResult> {
+export async function installCertificate(files: CardFiles, input: Uint8Array | string, options: InstallOptions = {}): Promise<InstallResult> {
   const parsed = parseCertificate(input);
-  await card.refresh();
-  const table = await card.readMasterTableFromCard();
-  const cmap = await card.readCmapfileFromCard();
-  const containers = describeContainers(cmap, table);
-  const target = await findContainer(card, containers, parsed, options.container);
-  const path = certificatePathFor(target);
-  const [dir, name] = path.split('/') as [string, string];
+  await files.refresh();
+  const { cmap, containers } = await files.freshContainers();
+  const target = await findContainer(files, containers, parsed, options.container);
+  const path = certificatePath(target);
   const stored = encodeCertificateFile(parsed.der, path);
-  const existing = await card.session.locate(dir, name);
 
   // cmapfile as it must be afterwards: exactly one default (this one when asked or when none is),
   // and the key size of the certificate's key in the container's one size field.
   const wanted = cmap.map((r) => ({ ...r }));
-  const anyDefault = cmap.some((r) => (r.flags & (CONTAINER_VALID | CONTAINER_DEFAULT)) === (CONTAINER_VALID | CONTAINER_DEFAULT));
+  const anyDefault = cmap.some((r) => isValidContainer(r) && isDefaultContainer(r));
   if (options.makeDefault === true || !anyDefault) {
-    for (const [i, r] of wanted.entries()) r.flags = i === target.index ? r.flags | CONTAINER_DEFAULT : r.flags & ~CONTAINER_DEFAULT;
+    for (const [i, r] of wanted.entries()) setDefaultContainer(r, i === target.index);
   }
   const bits = parsed.publicKey.asymmetricKeyDetails?.modulusLength;
   if (bits) wanted[target.index]![target.keySpec === 'kx' ? 'kxKeyBits' : 'sigKeyBits'] = bits;
 
-  await card.bump({ files: true });
-  if (existing) await card.session.writeFile(dir, name, stored);
-  else await card.session.createFile(dir, name, stored);
-  if (!equalBytes(serializeCmapfile(wanted), serializeCmapfile(cmap))) await card.putCmapfile(wanted);
+  await files.bump({ files: true });
+  const replaced = await files.putFile(path, stored);
+  if (!equalBytes(serializeCmapfile(wanted), serializeCmapfile(cmap))) await files.putCmapfile(wanted);
 
-  const back = await card.session.readFile(dir, name);
+  const back = await files.readFile(path);
   if (!back || !equalBytes(decodeCertificateFile(back, path).der, parsed.der)) {
     throw new CardError('VERIFY_FAILED', `${path}: the certificate read back differs from the one written`, { container: target.name });
   }
-  card.remember(path, 'files', back);
-  const finalTable = await card.session.masterTable();
-  card.remember('gids/mastertable', 'files', serializeMasterFileTable(finalTable));
-  card.remember('mscp/cmapfile', 'files', serializeCmapfile(wanted));
-  const cf = card.currentCardCf();
+  files.rememberFile(path, back);
+  const finalTable = await files.rememberCurrentTable();
+  files.rememberCmapfile(wanted);
+  const cf = files.cardcf;
   const info = describeContainers(wanted, finalTable).find((c) => c.index === target.index)!;
   return {
     container: info,
     file: path,
-    replaced: existing !== undefined,
+    replaced,
     storedBytes: stored.length,
     derBytes: parsed.der.length,
     cardcf: { containersFreshness: cf.containersFreshness, filesFreshness: cf.filesFreshness },
@@ -86,26 +74,24 @@ export async function installCertificate(card: MinidriverCard, input: Uint8Array
  * certificate is reported, not an error, so a removal interrupted by a pulled card can simply be
  * run again.
  */
-export async function removeCertificate(card: MinidriverCard, containerName: string): Promise<{ container: ContainerInfo; file: string | undefined }> {
-  await card.refresh();
-  const table = await card.readMasterTableFromCard();
-  const cmap = await card.readCmapfileFromCard();
-  const c = describeContainers(cmap, table).find((x) => x.name === containerName);
+export async function removeCertificate(files: CardFiles, containerName: string): Promise<{ container: ContainerInfo; file: string | undefined }> {
+  await files.refresh();
+  const { cmap, containers } = await files.freshContainers();
+  const c = containers.find((x) => x.name === containerName);
   if (!c) throw new CardError('NO_CONTAINER', `no container '${containerName}' on the card`, { container: containerName });
   if (!c.certificateFile) return { container: c, file: undefined };
-  const [dir, name] = c.certificateFile.split('/') as [string, string];
-  await card.bump({ files: true });
-  await card.session.deleteFile(dir, name);
-  card.remember('gids/mastertable', 'files', serializeMasterFileTable(await card.session.masterTable()));
-  card.remember('mscp/cmapfile', 'files', serializeCmapfile(cmap));
+  await files.bump({ files: true });
+  await files.deleteFile(c.certificateFile);
+  await files.rememberCurrentTable();
+  files.rememberCmapfile(cmap);
   return { container: { ...c, certificateFile: undefined }, file: c.certificateFile };
 }
 
-async function findContainer(card: MinidriverCard, containers: ContainerInfo[], parsed: ParsedCertificate, name: string | undefined): Promise<ContainerInfo> {
+async function findContainer(files: CardFiles, containers: ContainerInfo[], parsed: ParsedCertificate, name: string | undefined): Promise<ContainerInfo> {
   if (name !== undefined) {
     const c = containers.find((x) => x.name === name);
     if (!c) throw new CardError('NO_CONTAINER', `no container '${name}' on the card (containers: ${containers.map((x) => x.name).join(', ') || 'none'})`, { container: name });
-    const key = keyIdOf(await card.publicKeyOf(c));
+    const key = keyId(await files.publicKey(c));
     if (key !== parsed.keyId) {
       throw new CardError('KEY_MISMATCH', `the certificate's public key (SHA-256 ${parsed.keyId.slice(0, 16)}…) is not the key of container '${name}' (${key.slice(0, 16)}…)`, { container: name });
     }
@@ -113,7 +99,7 @@ async function findContainer(card: MinidriverCard, containers: ContainerInfo[], 
   }
   const tried: string[] = [];
   for (const c of containers) {
-    const key = keyIdOf(await card.publicKeyOf(c));
+    const key = keyId(await files.publicKey(c));
     if (key === parsed.keyId) return c;
     tried.push(`'${c.name}' (${key.slice(0, 16)}…)`);
   }

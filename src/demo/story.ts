@@ -57,7 +57,7 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
   const service = await startService({ dataDir: join(dir, 'service'), host: '127.0.0.1', port: 0, passphrase: randomBytes(18).toString('base64url'), operator, clock, sweepIntervalMs: 0 });
   const client = new ServiceClient({ server: service.url, ca: service.caCertPem });
   const scheduler = new ManualScheduler();
-  const machine = new WindowsMachine({ dir: join(dir, 'workstation-b', 'windows'), scheduler, propagation: { delayMs: 30_000 } });
+  const machine = new WindowsMachine({ stateDir: join(dir, 'workstation-b', 'windows'), scheduler, propagation: { delayMs: 30_000 } });
   const closers: Array<() => Promise<void>> = [];
   try {
     // The card, blank, personalised once.
@@ -93,15 +93,15 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     // Day 4, workstation B (another machine: its own cache and Windows store): collect.
     clock.advanceDays(1);
     const wsB = await workstation(emulator, 'workstation B', closers);
-    machine.insert(wsB.card);
+    machine.insert(wsB.card.minidriver());
     const user = machine.startProcess(() => pin);
-    const report = await collect(wsB.card, client, { pin, host: 'workstation-b', link: (card) => linkCard(card, user.host) });
+    const report = await collect(wsB.card, client, { pin, host: 'workstation-b', link: (card) => linkCard(card.minidriver(), user.host) });
     for (const item of report.items) {
       say('day 4', `workstation B collects: ${item.action} into '${item.container}', linked into CurrentUser\\My: ${item.linked}, delivery reported: ${item.reported}`, { ...item });
     }
     const clean = await wsB.card.check();
     say('check', reportLine(clean), { findings: clean.findings });
-    const proof = await linkCard(wsB.card, user.host);
+    const proof = await linkCard(wsB.card.minidriver(), user.host);
     for (const l of proof.linked) {
       say('link', `'${l.container}' in CurrentUser\\My via ${l.keyProvInfo.providerName} (key spec ${l.keyProvInfo.keySpec}): private key acquired (${l.proof.api}), a random challenge signed on the card, signature verified`, {
         container: l.container,
@@ -116,7 +116,7 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     const otherCa = await EmbeddedCa.inMemory({ name: 'CN=The seed system CA' });
     const requested = new x509.Pkcs10CertificateRequest(otherRequest.der);
     const der = await otherCa.issueFor(createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' }), { subject: 'CN=Demo User (seed way)' });
-    const file = await seedLoad(wsA.card.session, SEED_WAY_CONTAINER, der);
+    const file = await seedLoad(wsA.transport, SEED_WAY_CONTAINER, der);
     say('seed way', `the seed's CA answers too; its loader writes the certificate to ${file} and leaves cardcf alone`, { file });
     try {
       await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
@@ -128,20 +128,19 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
         name: err.hresultName,
       });
     }
-    const doctor = await diagnose(wsB.card, user.host, { target: `--image ${image} --store model:${machine.dir}`, machine });
+    const doctor = await diagnose(wsB.card.minidriver(), user.host, { target: `--image ${image} --store model:${machine.stateDir}`, machine, cardCheck: () => wsB.card.check() });
     for (const f of doctor.findings) say('doctor', `${f.code}: ${f.message} → causes ${f.error.name} ${f.error.value}; fix: ${f.fix}`, { ...f });
     const stale = await wsB.card.check();
     say('check', reportLine(stale), { findings: stale.findings });
 
     // cardlink's way out: repair the card (moves cardcf), link; the seed's own tool then works.
     await wsB.card.verifyPin(pin);
-    const repaired = await wsB.card.repair();
-    const after = await wsB.card.check();
+    const { before: repaired, after } = await wsB.card.repair();
     say('repair', `${repaired.findings.filter((f) => f.fixed).map((f) => f.code).join(', ')} fixed; check now: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}`, {
       fixed: repaired.findings.filter((f) => f.fixed).map((f) => f.code),
       remaining: after.findings,
     });
-    const relinked = await linkCard(wsB.card, user.host);
+    const relinked = await linkCard(wsB.card.minidriver(), user.host);
     say('link', relinked.linked.map((l) => `${l.action} '${l.container}' (proof verified)`).join('; '), { linked: relinked.linked.map((l) => ({ container: l.container, action: l.action })) });
     const retry = await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
     say('seed tool', `the seed's addCardCertToStore now succeeds at the first try (${retry.thumbprint.slice(0, 16)}…)`, { thumbprint: retry.thumbprint });
@@ -155,11 +154,11 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
   }
 }
 
-/** A workstation's own session on the card, with its own card cache. */
+/** A workstation's own connection to the card, with its own card cache. */
 async function workstation(emulator: ReturnType<typeof openCardImage>, name: string, closers: Array<() => Promise<void>>) {
   const transport = new MemoryTransport(emulator, name);
   closers.push(() => transport.close());
-  return { card: await MinidriverCard.open(transport, { cache: new MemoryCardCache() }) };
+  return { transport, card: await MinidriverCard.open(transport, { cache: new MemoryCardCache() }) };
 }
 
 function reportLine(r: CheckReport): string {

@@ -32,6 +32,11 @@ export function isDefaultContainer(r: ContainerRecord): boolean {
   return (r.flags & CONTAINER_DEFAULT) !== 0;
 }
 
+/** Sets or clears the default flag of a record (in place). */
+export function setDefaultContainer(r: ContainerRecord, isDefault: boolean): void {
+  r.flags = isDefault ? r.flags | CONTAINER_DEFAULT : r.flags & ~CONTAINER_DEFAULT;
+}
+
 export function emptyContainerRecord(): ContainerRecord {
   return { name: '', flags: 0, sigKeyBits: 0, kxKeyBits: 0 };
 }

@@ -14,6 +14,7 @@ export {
   isValidContainer,
   parseCmapfile,
   serializeCmapfile,
+  setDefaultContainer,
 } from './cmapfile.js';
 export type { ContainerRecord } from './cmapfile.js';
 export { MAX_COMPRESSED_CERTIFICATE_SIZE, decodeCertificateFile, encodeCertificateFile } from './certfile.js';

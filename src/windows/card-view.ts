@@ -1,36 +1,33 @@
 /**
- * The card as link and doctor read it: straight from the card, never from a cache. A loader that
- * did not move `cardcf` leaves every freshness-keyed cache stale — Windows' and cardlink's own —
- * and those stale caches are what doctor diagnoses and what link must not depend on.
+ * The card as link and doctor read it: through the minidriver port, straight from the card,
+ * never from a cache. A loader that did not move `cardcf` leaves every freshness-keyed cache stale
+ * — Windows' and cardlink's own — and those stale caches are what doctor diagnoses and what link
+ * must not depend on.
  */
-import { createHash } from 'node:crypto';
-import { hex } from '../bytes.js';
-import { describeContainers, type ContainerInfo, type MinidriverCard } from '../card/index.js';
-import { decodeCertificateFile } from '../minidriver/index.js';
+import { parseCertificate, type CardFreshness, type MinidriverContainer, type MinidriverPort, type ParsedCertificate } from '../card/index.js';
+import { MSCP_DIRECTORY, certificateFileName, decodeCertificateFile } from '../minidriver/index.js';
 
-export interface CardContainer extends ContainerInfo {
-  /** The container's certificate (DER) as the card holds it now, if it has one. */
-  der: Uint8Array | undefined;
-  thumbprint: string | undefined;
+export interface CardContainer extends MinidriverContainer {
+  /** Where the Base CSP looks for the container's certificate: `mscp/kxcNN` or `mscp/kscNN`. */
+  certificateFile: string;
+  /** The container's certificate as the card holds it now, parsed once, if it has one. */
+  certificate: ParsedCertificate | undefined;
 }
 
-export function readCardFresh(card: MinidriverCard): Promise<{ cardId: Uint8Array; containers: CardContainer[] }> {
-  return card.session.transaction(() => readFresh(card));
+/** The certificate file of a container, by the Base CSP's naming convention. */
+function certificateFileOf(c: Pick<MinidriverContainer, 'index' | 'keySpec'>): string {
+  return `${MSCP_DIRECTORY}/${certificateFileName(c.index, c.keySpec)}`;
 }
 
-async function readFresh(card: MinidriverCard): Promise<{ cardId: Uint8Array; containers: CardContainer[] }> {
-  const { cardId } = await card.refresh();
-  const table = await card.readMasterTableFromCard();
-  const containers = describeContainers(await card.readCmapfileFromCard(), table);
+/** Begins a read of the card and reads its containers and their certificates. */
+export async function readCardFresh(card: MinidriverPort): Promise<CardFreshness & { containers: CardContainer[] }> {
+  const { cardId, cardcf } = await card.begin();
   const out: CardContainer[] = [];
-  for (const c of containers) {
-    let der: Uint8Array | undefined;
-    if (c.certificateFile) {
-      const [dir, name] = c.certificateFile.split('/') as [string, string];
-      const raw = await card.session.readFile(dir, name);
-      if (raw) der = decodeCertificateFile(raw, c.certificateFile).der;
-    }
-    out.push({ ...c, der, thumbprint: der ? hex(createHash('sha1').update(der).digest()) : undefined });
+  for (const c of await card.containers()) {
+    const certificateFile = certificateFileOf(c);
+    const raw = await card.readFile(certificateFile);
+    const certificate = raw ? parseCertificate(decodeCertificateFile(raw, certificateFile).der) : undefined;
+    out.push({ ...c, certificateFile, certificate });
   }
-  return { cardId, containers: out };
+  return { cardId, cardcf, containers: out };
 }

@@ -5,12 +5,10 @@
  * cardlink command that fixes it. Where the store is reachable the acquisition is also tried, and
  * what it actually returned is reported next to the expectation.
  */
-import { parseCertificate, type ParsedCertificate } from '../card/index.js';
 import { equalBytes, hex } from '../bytes.js';
-import type { ContainerInfo, MinidriverCard } from '../card/index.js';
-import { FIRST_KEY_REF } from '../gids/protocol/constants.js';
+import type { CheckReport, MinidriverContainer, MinidriverPort, ParsedCertificate } from '../card/index.js';
 import { ACQUIRE, AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, hresultHex, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE, type HresultName } from './constants.js';
-import { readCardFresh } from './card-view.js';
+import { readCardFresh, type CardContainer } from './card-view.js';
 import { WinError } from './errors.js';
 import { bareContainerName } from './link.js';
 import type { WindowsMachine } from './model/machine.js';
@@ -52,32 +50,36 @@ export interface DoctorOptions {
   target: string;
   /** The model machine behind a `model:` store: its cache and propagation service can be inspected. */
   machine?: WindowsMachine;
+  /**
+   * The card layer's own check of the card (`card check`), when the caller has one: its stale
+   * counter findings — content that changed while cardcf stood still, seen against cardlink's
+   * cache — are reported as STALE_CACHE too.
+   */
+  cardCheck?: () => Promise<CheckReport>;
 }
 
 function err(name: HresultName): DoctorFinding['error'] {
   return { name, value: hresultHex(HRESULT[name]) };
 }
 
-export async function diagnose(card: MinidriverCard, host: CertStoreHost, options: DoctorOptions): Promise<DoctorReport> {
+/** Diagnoses the card behind `card` (a minidriver, read fresh) against `host`'s `CurrentUser\My`. */
+export async function diagnose(card: MinidriverPort, host: CertStoreHost, options: DoctorOptions): Promise<DoctorReport> {
   const { target } = options;
-  const { cardId, containers } = await readCardFresh(card);
-  const cardcf = await card.cardcf();
+  const { cardId, cardcf, containers } = await readCardFresh(card);
   const byName = new Map(containers.map((c) => [c.name, c]));
   const findings: DoctorFinding[] = [];
   const certificates: DoctorReport['certificates'] = [];
   const link = `cardlink link ${target}`;
 
-  const keyOf = async (c: ContainerInfo): Promise<Uint8Array> => new Uint8Array((await card.session.publicKey(FIRST_KEY_REF + c.index)).export({ type: 'spki', format: 'der' }));
 
   const my = await host.openCurrentUserMy();
   try {
     for (const c of containers) {
-      const { der, thumbprint } = c;
-      if (!der || !thumbprint) continue;
-      const cert = parseCertificate(der);
+      const cert = c.certificate;
+      if (!cert) continue;
       const certKey = new Uint8Array(cert.publicKey.export({ type: 'spki', format: 'der' }));
-      const at = { container: c.name, thumbprint };
-      if (!equalBytes(certKey, await keyOf(c))) {
+      const at = { container: c.name, thumbprint: cert.thumbprint };
+      if (!equalBytes(certKey, await card.publicKey(c.index))) {
         findings.push({
           code: 'PUBLIC_KEY_MISMATCH',
           ...at,
@@ -86,7 +88,7 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
           fix: `cardlink card rm-cert ${target} --container ${c.name}, then cardlink card install CERT ${target} (it finds the right container by public key)`,
         });
       }
-      const entry = await my.find(thumbprint);
+      const entry = await my.find(cert.thumbprint);
       certificates.push({ ...at, linked: entry !== undefined });
       if (!entry) {
         findings.push({ code: 'NO_STORE_ENTRY', ...at, message: `${cert.subject} is on the card but not in CurrentUser\\My`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link });
@@ -117,7 +119,8 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
   }
 
   const repair = `cardlink card check --repair ${target.replace(/\s*--store \S+/, '')}`;
-  const stale = (await card.check()).findings.filter((f) => f.code === 'STALE_FILES_COUNTER' || f.code === 'STALE_CONTAINERS_COUNTER');
+  const checked = options.cardCheck ? (await options.cardCheck()).findings : [];
+  const stale = checked.filter((f) => f.code === 'STALE_FILES_COUNTER' || f.code === 'STALE_CONTAINERS_COUNTER');
   for (const f of stale) {
     const counter = f.code === 'STALE_FILES_COUNTER' ? 'files' : 'containers';
     findings.push({ code: 'STALE_CACHE', message: `the card changed while its cardcf ${counter} counter did not move (card check: ${f.code}): Windows' smart card cache cannot tell`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: repair });
@@ -132,7 +135,7 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
       const file = /^Cached_GeneralFile\/([^/]+)\/(.+)$/.exec(item.name);
       const info = /^Cached_ContainerInfo_(\d+)$/.exec(item.name);
       if (file && item.freshness === cardcf.filesFreshness) {
-        const actual = await card.session.readFile(file[1]!, file[2]!);
+        const actual = await card.readFile(`${file[1]!}/${file[2]!}`);
         if (!actual || !equalBytes(actual, item.data)) {
           findings.push({
             code: 'STALE_CACHE',
@@ -144,7 +147,7 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
       }
       if (info && item.freshness === cardcf.containersFreshness) {
         const c = containers.find((x) => x.index === Number(info[1]));
-        if (!c || !equalBytes(await keyOf(c), item.data)) {
+        if (!c || !equalBytes(await card.publicKey(c.index), item.data)) {
           findings.push({
             code: 'STALE_CACHE',
             ...(c ? { container: c.name } : {}),
@@ -168,7 +171,7 @@ export async function diagnose(card: MinidriverCard, host: CertStoreHost, option
 }
 
 /** What is wrong with a store entry's provider info for certificate `cert` in container `c`. */
-function entryFinding(info: KeyProvInfo | undefined, c: ContainerInfo, byName: Map<string, ContainerInfo>, cert: ParsedCertificate, target: string): Omit<DoctorFinding, 'container' | 'thumbprint'> | undefined {
+function entryFinding(info: KeyProvInfo | undefined, c: MinidriverContainer, byName: Map<string, CardContainer>, cert: ParsedCertificate, target: string): Omit<DoctorFinding, 'container' | 'thumbprint'> | undefined {
   const link = `cardlink link ${target}`;
   if (!info) return { code: 'NO_KEY_PROV_INFO', message: `the store entry for ${cert.subject} has no CERT_KEY_PROV_INFO_PROP_ID: nothing links it to the card`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link };
   const rsa = cert.publicKey.asymmetricKeyType === 'rsa';

@@ -1,34 +1,36 @@
 /**
  * `--store`: which CertStoreHost a command works on. `native` is the real `CurrentUser\My` through
  * crypt32 (Windows only); `model:DIR` is a model Windows machine whose state (registry, Smart Card
- * service cache) lives in DIR, with the command's card in its reader.
+ * service cache) lives in the directory DIR, with the command's card in its reader.
  */
-import type { MinidriverCard } from '../card/index.js';
+import type { MinidriverPort } from '../card/index.js';
 import { StoreHostError } from './errors.js';
 import { WindowsMachine } from './model/machine.js';
 import type { PinSource } from './model/smartcard.js';
 import { openNativeHost } from './native/index.js';
 import type { CertStoreHost } from './store.js';
 
-export interface OpenedStore {
+export interface OpenedCertStoreHost {
   host: CertStoreHost;
-  /** The model machine, for `model:` stores. */
+  /** The model machine, for `model:` specs. */
   machine?: WindowsMachine;
   close(): Promise<void>;
 }
 
+/** The `--store` spec used when none is given: the real store on Windows, none elsewhere. */
 export function defaultStoreSpec(platform: NodeJS.Platform = process.platform): string | undefined {
   return platform === 'win32' ? 'native' : undefined;
 }
 
-export async function openStore(spec: string, card: MinidriverCard, pinSource: PinSource): Promise<OpenedStore> {
+/** Opens the CertStoreHost a `--store` spec names; a model machine gets `card` in its reader. */
+export async function openCertStoreHost(spec: string, card: MinidriverPort, pinSource: PinSource): Promise<OpenedCertStoreHost> {
   if (spec === 'native') {
     const host = await openNativeHost();
     return { host, close: () => host.close() };
   }
   const m = /^model:(.+)$/.exec(spec);
   if (!m) throw new StoreHostError('STORE_SPEC', `--store takes 'native' or 'model:DIR', not '${spec}'`);
-  const machine = new WindowsMachine({ dir: m[1]! });
+  const machine = new WindowsMachine({ stateDir: m[1]! });
   machine.insert(card);
   const process = machine.startProcess(pinSource);
   return {

@@ -6,12 +6,11 @@
  * CryptAcquireCertificatePrivateKey(COMPARE_KEY), a signature over a random challenge made on the
  * card, verified with the certificate's public key.
  */
-import { parseCertificate } from '../card/index.js';
-import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { hex } from '../bytes.js';
-import type { ContainerInfo, MinidriverCard } from '../card/index.js';
+import type { MinidriverContainer, MinidriverPort, ParsedCertificate } from '../card/index.js';
 import { ACQUIRE, ADD, AT_KEYEXCHANGE, AT_SIGNATURE, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from './constants.js';
-import { readCardFresh } from './card-view.js';
+import { readCardFresh, type CardContainer } from './card-view.js';
 import { WinError } from './errors.js';
 import type { CertContext, CertStore, CertStoreHost, KeyProvInfo } from './store.js';
 
@@ -21,7 +20,7 @@ export interface LinkOptions {
   /** auto: the Base CSP for RSA keys, the KSP for others (the default); csp / ksp force one. */
   provider?: ProviderChoice;
   /** The challenge to sign (random 32 bytes by default). */
-  challenge?: (container: ContainerInfo) => Uint8Array;
+  challenge?: (container: MinidriverContainer) => Uint8Array;
 }
 
 export interface LinkProof {
@@ -61,8 +60,8 @@ export function bareContainerName(name: string): string {
 }
 
 /** The provider info Windows' own propagation would write for this container [CPS][ISS2517]. */
-export function keyProvInfoFor(container: Pick<ContainerInfo, 'name' | 'keySpec'>, der: Uint8Array, choice: ProviderChoice = 'auto'): KeyProvInfo {
-  const rsa = new X509Certificate(der).publicKey.asymmetricKeyType === 'rsa';
+export function keyProvInfoFor(container: Pick<MinidriverContainer, 'name' | 'keySpec'>, publicKey: KeyObject, choice: ProviderChoice = 'auto'): KeyProvInfo {
+  const rsa = publicKey.asymmetricKeyType === 'rsa';
   const keySpec = container.keySpec === 'kx' ? AT_KEYEXCHANGE : AT_SIGNATURE;
   const useKsp = choice === 'ksp' || (choice === 'auto' && !rsa);
   if (!useKsp && !rsa) throw WinError.of('NTE_BAD_ALGID', 'link', `container '${container.name}' holds a non-RSA key, which the CryptoAPI Base CSP cannot use: use --ksp`);
@@ -90,13 +89,12 @@ export function sameKeyProvInfo(a: KeyProvInfo | undefined, b: KeyProvInfo): boo
   );
 }
 
-/** Signs a random challenge through the store entry's private key and checks it with the certificate. */
-export async function proveLink(host: CertStoreHost, stored: CertContext, info: KeyProvInfo, challenge: Uint8Array): Promise<LinkProof> {
+/** Signs a random challenge through the store entry's private key and checks it with the certificate's public key. */
+export async function proveLink(host: CertStoreHost, stored: CertContext, info: KeyProvInfo, challenge: Uint8Array, publicKey: KeyObject): Promise<LinkProof> {
   const flags = ACQUIRE.COMPARE_KEY | (info.providerType === PROV_TYPE.CNG ? ACQUIRE.ONLY_NCRYPT_KEY : 0);
   const key = await host.acquirePrivateKey(stored, flags);
   try {
     const signature = await key.signHash('SHA256', new Uint8Array(createHash('sha256').update(challenge).digest()));
-    const publicKey = new X509Certificate(stored.encoded).publicKey;
     const ok = verify('sha256', challenge, publicKey.asymmetricKeyType === 'ec' ? { key: publicKey, dsaEncoding: 'ieee-p1363' } : publicKey, signature);
     if (!ok) throw WinError.of('NTE_BAD_SIGNATURE', 'link proof', `the card's signature for '${info.containerName}' does not verify with the certificate's public key`);
     return { challenge: hex(challenge), signature: hex(signature), hash: 'SHA256', api: key.api, keySpec: key.keySpec, verified: true };
@@ -105,9 +103,9 @@ export async function proveLink(host: CertStoreHost, stored: CertContext, info: 
   }
 }
 
-async function linkOne(host: CertStoreHost, my: CertStore, c: ContainerInfo, der: Uint8Array, options: LinkOptions): Promise<LinkedCertificate> {
-  const info = keyProvInfoFor(c, der, options.provider);
-  const fresh = await host.createContext(der);
+async function linkOne(host: CertStoreHost, my: CertStore, c: CardContainer, cert: ParsedCertificate, options: LinkOptions): Promise<LinkedCertificate> {
+  const info = keyProvInfoFor(c, cert.publicKey, options.provider);
+  const fresh = await host.createContext(cert.der);
   let stored = await my.find(fresh.thumbprint);
   let action: LinkedCertificate['action'] = 'unchanged';
   if (!stored || !sameKeyProvInfo(await host.getKeyProvInfo(stored), info)) {
@@ -119,20 +117,21 @@ async function linkOne(host: CertStoreHost, my: CertStore, c: ContainerInfo, der
     if (!sameKeyProvInfo(await host.getKeyProvInfo(stored), info)) await host.setKeyProvInfo(stored, info);
   }
   await host.freeContext(fresh);
-  const proof = await proveLink(host, stored, info, options.challenge?.(c) ?? new Uint8Array(randomBytes(32)));
+  const proof = await proveLink(host, stored, info, options.challenge?.(c) ?? new Uint8Array(randomBytes(32)), cert.publicKey);
   return {
     container: c.name,
     index: c.index,
     thumbprint: stored.thumbprint,
-    subject: parseCertificate(der).subject,
+    subject: cert.subject,
     keyProvInfo: info,
     action,
     proof,
-    der,
+    der: cert.der,
   };
 }
 
-export async function linkCard(card: MinidriverCard, host: CertStoreHost, options: LinkOptions = {}): Promise<LinkReport> {
+/** Links every certificate of the card behind `card` (a minidriver, read fresh) into `host`'s `CurrentUser\My`. */
+export async function linkCard(card: MinidriverPort, host: CertStoreHost, options: LinkOptions = {}): Promise<LinkReport> {
   const { cardId, containers } = await readCardFresh(card);
   const onCard = new Map<string, string | undefined>();
   const my = await host.openCurrentUserMy();
@@ -140,8 +139,8 @@ export async function linkCard(card: MinidriverCard, host: CertStoreHost, option
   const removed: LinkReport['removed'] = [];
   try {
     for (const c of containers) {
-      onCard.set(c.name, c.thumbprint);
-      if (c.der) linked.push(await linkOne(host, my, c, c.der, options));
+      onCard.set(c.name, c.certificate?.thumbprint);
+      if (c.certificate) linked.push(await linkOne(host, my, c, c.certificate, options));
     }
     // An entry is this card's when it names one of this card's containers through a smart card
     // provider; it is stale when that container now holds another certificate or none.

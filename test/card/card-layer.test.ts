@@ -12,7 +12,7 @@ import { MemoryTransport } from '../../src/transport/memory.js';
 import { cli } from '../helpers/cli.js';
 import { readTrace } from '../helpers/traces.js';
 import { readTlv } from '../../src/gids/protocol/tlv.js';
-import { TEST_ADMIN_KEY, TEST_PIN, initialisedCard, tempDir } from '../helpers/card.js';
+import { TEST_ADMIN_KEY, TEST_PIN, gidsSession, initialisedCard, tempDir } from '../helpers/card.js';
 
 const SEED_CONTAINER = 'lr-e46f1586-7133-4284-895d-557e2261c24d';
 
@@ -81,7 +81,7 @@ test('after init and gen the file system bytes equal what OpenSC writes', async 
   const t = await initialisedCard();
   await t.card.verifyPin(TEST_PIN);
   await t.card.createContainer('GIDS test key', { keySpec: 'sig', bits: 2048 });
-  const s = t.card.session;
+  const s = gidsSession(t);
   assert.equal(hex((await s.getData(EF.UserCreateDeleteDirAc, DO.MASTER_FILE_TABLE))!), lastPut('initialize.txt', 'A000DF1F'), 'master file table');
   assert.equal(hex((await s.getData(EF.EveryoneReadUserWriteAc, DO.CARDAPPS))!), lastPut('initialize.txt', 'A010DF21'), 'cardapps');
   // `00 DB A0 00 10 DF 20 0D 01 01 00 00 00 07 9C 81 B0 FF FF 00 00`
@@ -108,7 +108,7 @@ test('wrong PIN: tries drop and are reported, 0 blocks (6983), admin unblock res
   const last = t.transport.records.at(-1)!.response;
   assert.equal(hex(last.subarray(-2)), '6983');
   // RESET RETRY COUNTER without admin authentication is refused.
-  await assert.rejects(t.card.session.unblockPin('222222'), (e: Error & { sw?: number }) => e.sw === 0x6982);
+  await assert.rejects(gidsSession(t).unblockPin('222222'), (e: Error & { sw?: number }) => e.sw === 0x6982);
   // A wrong admin key is refused, the right one unblocks.
   await assert.rejects(t.card.unblockPin(Buffer.alloc(24, 7), '222222'), { code: 'ADMIN_AUTH_FAILED' });
   await t.card.unblockPin(TEST_ADMIN_KEY, '222222');
@@ -205,13 +205,18 @@ test('a session never writes back a file table remembered from an earlier operat
   const t = await initialisedCard();
   await t.card.verifyPin(TEST_PIN);
   await t.card.writeFile('mscp/a', Buffer.from('a'));
+  // A GIDS session on the same connection reads the file table (an earlier operation).
+  const first = gidsSession(t);
+  assert.ok(await first.locate('mscp', 'a'));
   // Another application creates a file in the meantime.
   const other = await (await import('../helpers/card.js')).reopen(t);
   await other.card.verifyPin(TEST_PIN);
   await other.card.writeFile('mscp/b', Buffer.from('b'));
-  // The first session, used directly at the GIDS level as the seed's loader does, creates one more.
+  // The first session, used directly at the GIDS level as the seed's loader does, creates one more;
+  // so does the card API, whose session wrote before too.
   await t.card.verifyPin(TEST_PIN);
-  await t.card.session.createFile('mscp', 'c', Buffer.from('c'));
+  await first.createFile('mscp', 'c', Buffer.from('c'));
+  await t.card.writeFile('mscp/d', Buffer.from('d'));
   const names = (await t.card.listFiles()).map((f) => f.path);
-  assert.deepEqual(names.filter((n) => /^mscp\/[abc]$/.test(n)).sort(), ['mscp/a', 'mscp/b', 'mscp/c']);
+  assert.deepEqual(names.filter((n) => /^mscp\/[abcd]$/.test(n)).sort(), ['mscp/a', 'mscp/b', 'mscp/c', 'mscp/d']);
 });

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
-import { DiskCardCache, MemoryCardCache, MinidriverCard, keyIdOf, type FindingCode } from '../../src/card/index.js';
-import { parseCmapfile, serializeCmapfile, encodeCertificateFile } from '../../src/minidriver/index.js';
+import { DiskCardCache, MemoryCardCache, MinidriverCard, type FindingCode } from '../../src/card/index.js';
+import { keyId as keyIdOf } from '../../src/thumbprint.js';
+import { parseCmapfile, serializeCmapfile, setDefaultContainer, serializeMasterFileTable, encodeCertificateFile } from '../../src/minidriver/index.js';
 import { GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
-import { TEST_ADMIN_KEY, TEST_PIN, initialisedCard, reopen, tempDir } from '../helpers/card.js';
+import { TEST_ADMIN_KEY, TEST_PIN, gidsSession, initialisedCard, reopen, tempDir } from '../helpers/card.js';
 import { issueOurs, issueWithOpenssl } from '../helpers/certs.js';
 import { seedLoad } from '../fixtures/seed-loader.js';
 
@@ -227,7 +228,7 @@ test("the seed's loader: a warm cache would serve stale data; check reports it, 
   const loader = await reopen(t);
   await loader.card.verifyPin(TEST_PIN);
   const der = await issueOurs(t.sig.publicKey, 4);
-  assert.equal(await seedLoad(loader.card.session, 'sig-container', der), 'mscp/ksc01');
+  assert.equal(await seedLoad(loader.transport, 'sig-container', der), 'mscp/ksc01');
   assert.deepEqual(await loader.card.cardcf(), cf, 'the seed loader leaves cardcf alone');
 
   // The stale risk, shown: the warm cache still says "no certificate".
@@ -252,67 +253,77 @@ const FAULTS: Array<[FindingCode, Fault]> = [
   [
     'CERT_ORPHAN',
     async (t) => {
-      await t.card.session.createFile('mscp', 'kxc05', encodeCertificateFile(await issueOurs(t.kx.publicKey)));
+      await gidsSession(t).createFile('mscp', 'kxc05', encodeCertificateFile(await issueOurs(t.kx.publicKey)));
     },
   ],
   [
     'CERT_KEY_MISMATCH',
     async (t) => {
       await t.card.installCertificate(await issueOurs(t.kx.publicKey));
-      await t.card.session.createFile('mscp', 'ksc01', encodeCertificateFile(await issueOurs(t.kx.publicKey, 1)));
+      await gidsSession(t).createFile('mscp', 'ksc01', encodeCertificateFile(await issueOurs(t.kx.publicKey, 1)));
     },
   ],
   [
     'CERT_WRONG_KEYSPEC',
     async (t) => {
-      await t.card.session.createFile('mscp', 'ksc00', encodeCertificateFile(await issueOurs(t.kx.publicKey)));
+      await gidsSession(t).createFile('mscp', 'ksc00', encodeCertificateFile(await issueOurs(t.kx.publicKey)));
     },
   ],
   [
     'CERT_MALFORMED',
     async (t) => {
-      await t.card.session.createFile('mscp', 'kxc00', new Uint8Array([0x02, 0x00, 0x10, 0x00, 1, 2, 3]));
+      await gidsSession(t).createFile('mscp', 'kxc00', new Uint8Array([0x02, 0x00, 0x10, 0x00, 1, 2, 3]));
     },
   ],
   [
     'CERT_UNCOMPRESSED',
     async (t) => {
-      await t.card.session.createFile('mscp', 'kxc00', await issueOurs(t.kx.publicKey));
+      await gidsSession(t).createFile('mscp', 'kxc00', await issueOurs(t.kx.publicKey));
     },
   ],
   [
     'DEFAULT_MISSING',
     async (t) => {
       await t.card.installCertificate(await issueOurs(t.kx.publicKey));
-      const cmap = parseCmapfile((await t.card.session.readFile('mscp', 'cmapfile'))!);
-      for (const r of cmap) r.flags &= ~2;
-      await t.card.session.writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
+      const cmap = parseCmapfile((await gidsSession(t).readFile('mscp', 'cmapfile'))!);
+      for (const r of cmap) setDefaultContainer(r, false);
+      await gidsSession(t).writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
     },
   ],
   [
     'DEFAULT_MULTIPLE',
     async (t) => {
-      const cmap = parseCmapfile((await t.card.session.readFile('mscp', 'cmapfile'))!);
-      for (const r of cmap) r.flags |= 2;
-      await t.card.session.writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
+      const cmap = parseCmapfile((await gidsSession(t).readFile('mscp', 'cmapfile'))!);
+      for (const r of cmap) setDefaultContainer(r, true);
+      await gidsSession(t).writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
     },
   ],
   [
     'KEYMAP_OUT_OF_STEP',
     async (t) => {
-      const km = await t.card.session.keyMap();
-      await t.card.session.putKeyMap(km.slice(0, 1));
+      const km = await gidsSession(t).keyMap();
+      await gidsSession(t).putKeyMap(km.slice(0, 1));
+    },
+  ],
+  [
+    'FILE_DANGLING',
+    async (t) => {
+      // A file table record whose data object was never written (another tool stopped half-way).
+      const s = gidsSession(t);
+      const table = await s.masterTable();
+      table.push({ directory: 'mscp', filename: 'ghost', efid: 0xa010, doTag: 0xdf3f });
+      await s.putData(0xa000, 0xdf1f, serializeMasterFileTable(table));
     },
   ],
   [
     'CONTAINER_WITHOUT_KEY',
     async (t) => {
-      const cmap = parseCmapfile((await t.card.session.readFile('mscp', 'cmapfile'))!);
+      const cmap = parseCmapfile((await gidsSession(t).readFile('mscp', 'cmapfile'))!);
       cmap.push({ name: 'ghost', flags: 1, sigKeyBits: 0, kxKeyBits: 2048 });
-      const km = await t.card.session.keyMap();
+      const km = await gidsSession(t).keyMap();
       km.push({ state: 1, algId: 7, keyType: 0x9a, keyFid: 0xb083 });
-      await t.card.session.writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
-      await t.card.session.putKeyMap(km);
+      await gidsSession(t).writeFile('mscp', 'cmapfile', serializeCmapfile(cmap));
+      await gidsSession(t).putKeyMap(km);
     },
   ],
 ];
@@ -330,7 +341,9 @@ for (const [code, fault] of FAULTS) {
     }
     await u.card.verifyPin(TEST_PIN);
     const repaired = await u.card.repair();
-    assert.ok(repaired.findings.every((f) => f.fixed), JSON.stringify(repaired.findings));
+    assert.ok(repaired.before.findings.some((f) => f.code === code));
+    assert.ok(repaired.before.findings.every((f) => f.fixed === true), JSON.stringify(repaired.before.findings));
+    assert.deepEqual(repaired.after.findings, []);
     const v = await reopen(t);
     assert.deepEqual((await v.card.check()).findings, []);
     const names = (await v.card.containers()).map((c) => c.name);
@@ -355,10 +368,12 @@ test('check finds a cardid seen before on another card; repair gives it a new ca
   assert.deepEqual(report.findings.map((f) => f.code), ['CARDID_REUSED']);
   await onB.card.verifyPin(TEST_PIN);
   const withoutKey = await onB.card.repair();
-  assert.equal(withoutKey.findings[0]!.fixed, undefined, 'needs the admin key');
+  assert.equal(withoutKey.before.findings[0]!.code, 'CARDID_REUSED');
+  assert.equal(withoutKey.before.findings[0]!.fixed, undefined, 'needs the admin key');
   // The administrator key alone is enough: it also satisfies the write conditions of cardcf.
   const fixed = await (await reopen(b, cache)).card.repair({ adminKey: TEST_ADMIN_KEY });
-  assert.equal(fixed.findings[0]!.fixed, true);
+  assert.equal(fixed.before.findings[0]!.code, 'CARDID_REUSED');
+  assert.equal(fixed.before.findings[0]!.fixed, true);
   const id = await (await reopen(b)).card.cardId();
   assert.notEqual(hex(id), hex(serial));
   assert.deepEqual((await (await reopen(b, cache)).card.check()).findings, []);
@@ -399,10 +414,11 @@ test('CLI: card install / rm-cert / check exit 0 clean, 1 findings (and after --
   // The seed's way, on a card this user's cache has seen: exit 1, then --repair: exit 0.
   const { MinidriverCard } = await import('../../src/card/index.js');
   const { openCardImage } = await import('../../src/gids/emulator/index.js');
-  const raw = await MinidriverCard.open(new MemoryTransport(openCardImage(image, { home: env.CARDLINK_HOME })));
+  const rawTransport = new MemoryTransport(openCardImage(image, { home: env.CARDLINK_HOME }));
+  const raw = await MinidriverCard.open(rawTransport);
   await raw.verifyPin(TEST_PIN);
   const bobKey = await raw.publicKey('bob');
-  await seedLoad(raw.session, 'bob', await issueOurs(bobKey));
+  await seedLoad(rawTransport, 'bob', await issueOurs(bobKey));
   const found = await cli(['card', 'check', '--image', image], env);
   assert.equal(found.code, 1);
   assert.match(found.stdout, /STALE_FILES_COUNTER/);

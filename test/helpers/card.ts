@@ -3,8 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryCardCache, MinidriverCard, type CardCache } from '../../src/card/index.js';
 import { GidsCard } from '../../src/gids/emulator/index.js';
+import { GidsSession } from '../../src/gids/host/session.js';
+import { DO, EF } from '../../src/gids/protocol/constants.js';
+import { bumpCardCf, parseCardCf, serializeCardCf } from '../../src/minidriver/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
+import type { Transport } from '../../src/transport/transport.js';
 
 export const TEST_PIN = '123456';
 /** The admin key GidsApplet's tests and Microsoft's docs use. */
@@ -36,4 +40,19 @@ export async function reopen(t: { emulator: GidsCard }, cache: CardCache = new M
 
 export function tempDir(prefix = 'cardlink-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * Raw GIDS over a test card's connection: what another tool on the same card does (no counters
+ * moved, no cache), to set up the faults cardlink must find.
+ */
+export function gidsSession(t: { transport: Transport }): GidsSession {
+  return new GidsSession(t.transport);
+}
+
+/** Moves cardcf counters as another writer would (PIN verified on the connection). */
+export async function moveCounters(t: { transport: Transport }, which: { files?: boolean; containers?: boolean }): Promise<void> {
+  const s = gidsSession(t);
+  const cf = parseCardCf((await s.getData(EF.EveryoneReadUserWriteAc, DO.CARDCF))!);
+  await s.putData(EF.EveryoneReadUserWriteAc, DO.CARDCF, serializeCardCf(bumpCardCf(cf, which)));
 }

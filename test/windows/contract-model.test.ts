@@ -17,7 +17,7 @@ const certificates = await Promise.all([0, 1, 2, 3, 4, 5, 6].map(async (i) => (a
 defineContractSuite({
   flavor: 'model',
   certificates,
-  openHost: async () => new ModelCertStoreHost({ dir }),
+  openHost: async () => new ModelCertStoreHost({ stateDir: dir }),
   readBack: async (thumbprint): Promise<ReadBack> => {
     const out = join(dir, `readback-${thumbprint}.json`);
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/windows/fixtures/read-store.ts', `model:${dir}`, thumbprint, out], { encoding: 'utf8' });

@@ -2,12 +2,11 @@
 // finding, the error it names, what acquisition actually returned, and the fix command.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { installCertificate } from '../../src/card/install.js';
 import { ADD, AT_SIGNATURE, MS_SCARD_PROV, PROV_TYPE } from '../../src/windows/constants.js';
 import { diagnose, type DoctorCode, type DoctorReport } from '../../src/windows/doctor.js';
 import { linkCard } from '../../src/windows/link.js';
 import { seedLoad } from '../fixtures/seed-loader.js';
-import { TEST_PIN } from '../helpers/card.js';
+import { TEST_PIN, moveCounters } from '../helpers/card.js';
 import { issueOurs } from '../helpers/certs.js';
 import { bench, CONTAINER, type Bench } from './fixtures/machine.js';
 
@@ -22,10 +21,10 @@ describe('doctor', () => {
     const b = await bench({ bits: 1024 });
     benches.push(b);
     const der = await issueOurs(b.publicKey, 0, 'CN=Doctor Patient');
-    await installCertificate(b.admin.card, der);
-    if (options.link !== false) await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host);
+    await b.admin.card.installCertificate(der);
+    if (options.link !== false) await linkCard(b.windowsCard.minidriver(), b.machine.startProcess(() => TEST_PIN).host);
     await fault(b, der);
-    return diagnose(b.windowsCard, b.machine.startProcess().host, { target: TARGET, machine: b.machine });
+    return diagnose(b.windowsCard.minidriver(), b.machine.startProcess().host, { target: TARGET, machine: b.machine, cardCheck: () => b.windowsCard.check() });
   }
 
   function only(report: DoctorReport, code: DoctorCode) {
@@ -97,11 +96,11 @@ describe('doctor', () => {
   it("PUBLIC_KEY_MISMATCH: the card holds a certificate for another key in the container", async () => {
     const report = await scenario(async (b) => {
       const stranger = await b.admin.card.createContainer('stranger', { keySpec: 'sig', bits: 1024 });
-      await installCertificate(b.admin.card, await issueOurs(stranger.publicKey, 0, 'CN=Stranger'));
+      await b.admin.card.installCertificate(await issueOurs(stranger.publicKey, 0, 'CN=Stranger'));
       await b.admin.card.removeCertificate('stranger');
       // The seed's loader writes by container name and checks nothing.
-      await seedLoad(b.admin.card.session, CONTAINER, await issueOurs(stranger.publicKey, 0, 'CN=Misplaced'));
-      await b.admin.card.bump({ files: true });
+      await seedLoad(b.admin.transport, CONTAINER, await issueOurs(stranger.publicKey, 0, 'CN=Misplaced'));
+      await moveCounters(b.admin, { files: true });
     });
     const f = report.findings.find((x) => x.code === 'PUBLIC_KEY_MISMATCH');
     assert.ok(f, JSON.stringify(report.findings));
@@ -112,7 +111,7 @@ describe('doctor', () => {
   it("STALE_CACHE: the certificate changed without moving cardcf and Windows' cache holds the old one", async () => {
     const report = await scenario(async (b) => {
       await b.machine.startProcess().csp.userCertificates(true); // the cache learns the current file
-      await seedLoad(b.admin.card.session, CONTAINER, await issueOurs(b.publicKey, 0, 'CN=Renewed The Seed Way'));
+      await seedLoad(b.admin.transport, CONTAINER, await issueOurs(b.publicKey, 0, 'CN=Renewed The Seed Way'));
     });
     const stale = report.findings.filter((f) => f.code === 'STALE_CACHE');
     assert.ok(stale.some((f) => /mscp\/ksc00/.test(f.message)), JSON.stringify(report.findings));
@@ -136,7 +135,7 @@ describe('doctor', () => {
   it('CAPI_CNG_MISMATCH: an RSA certificate linked to the CNG KSP fails CryptoAPI-only callers', async () => {
     const f = only(
       await scenario(async (b) => {
-        await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host, { provider: 'ksp' });
+        await linkCard(b.windowsCard.minidriver(), b.machine.startProcess(() => TEST_PIN).host, { provider: 'ksp' });
       }),
       'CAPI_CNG_MISMATCH',
     );

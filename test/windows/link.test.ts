@@ -8,7 +8,6 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { installCertificate } from '../../src/card/install.js';
 import { ACQUIRE, ADD, AT_SIGNATURE, CERT_NCRYPT_KEY_SPEC, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from '../../src/windows/constants.js';
 import { linkCard } from '../../src/windows/link.js';
 import { MY_STORE_PATH } from '../../src/windows/model/store.js';
@@ -37,9 +36,9 @@ describe('link', () => {
   it('links the certificate with Base CSP provider info and proves it; openssl verifies the proof', async () => {
     const b = await fresh();
     const der = await issueOurs(b.publicKey, 0, 'CN=Link User');
-    await installCertificate(b.admin.card, der);
+    await b.admin.card.installCertificate(der);
     const p = b.machine.startProcess(() => TEST_PIN);
-    const report = await linkCard(b.windowsCard, p.host);
+    const report = await linkCard(b.windowsCard.minidriver(), p.host);
     assert.equal(report.linked.length, 1);
     const l = report.linked[0]!;
     assert.equal(l.action, 'added');
@@ -69,10 +68,10 @@ describe('link', () => {
 
   it('running it twice leaves the same store', async () => {
     const b = await fresh();
-    await installCertificate(b.admin.card, await issueOurs(b.publicKey));
-    await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host);
+    await b.admin.card.installCertificate(await issueOurs(b.publicKey));
+    await linkCard(b.windowsCard.minidriver(), b.machine.startProcess(() => TEST_PIN).host);
     const first = storeSnapshot(b);
-    const again = await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host);
+    const again = await linkCard(b.windowsCard.minidriver(), b.machine.startProcess(() => TEST_PIN).host);
     assert.equal(again.linked[0]!.action, 'unchanged');
     assert.deepEqual(again.removed, []);
     assert.deepEqual(storeSnapshot(b), first);
@@ -82,22 +81,22 @@ describe('link', () => {
   it("removes this card's entries whose certificate is gone, and leaves other cards' entries alone", async () => {
     const b = await fresh();
     const oldDer = await issueOurs(b.publicKey, 0, 'CN=Old');
-    await installCertificate(b.admin.card, oldDer);
+    await b.admin.card.installCertificate(oldDer);
     const p = b.machine.startProcess(() => TEST_PIN);
-    const first = await linkCard(b.windowsCard, p.host);
+    const first = await linkCard(b.windowsCard.minidriver(), p.host);
     // Someone else's card entry in the same store.
     const other = await p.host.createContext(await issueOurs(b.publicKey, 0, 'CN=Other card'));
     await p.host.setKeyProvInfo(other, { containerName: 'another-cards-container', providerName: MS_SCARD_PROV, providerType: 1, flags: 0, params: [], keySpec: AT_SIGNATURE });
     const my = await p.host.openCurrentUserMy();
     await my.add(other, ADD.NEW);
 
-    await installCertificate(b.admin.card, await issueOurs(b.publicKey, 0, 'CN=Renewed'));
-    const second = await linkCard(b.windowsCard, p.host);
+    await b.admin.card.installCertificate(await issueOurs(b.publicKey, 0, 'CN=Renewed'));
+    const second = await linkCard(b.windowsCard.minidriver(), p.host);
     assert.deepEqual(second.removed, [{ thumbprint: first.linked[0]!.thumbprint, container: CONTAINER }]);
     assert.ok(await my.find(other.thumbprint), "the other card's entry stays");
 
     await b.admin.card.removeCertificate(CONTAINER);
-    const third = await linkCard(b.windowsCard, p.host);
+    const third = await linkCard(b.windowsCard.minidriver(), p.host);
     assert.deepEqual(third.linked, []);
     assert.deepEqual(third.removed, [{ thumbprint: second.linked[0]!.thumbprint, container: CONTAINER }]);
     assert.deepEqual((await my.enumerate()).map((c) => c.thumbprint), [other.thumbprint]);
@@ -105,8 +104,8 @@ describe('link', () => {
 
   it('--ksp links through the Smart Card KSP and proves through CNG', async () => {
     const b = await fresh();
-    await installCertificate(b.admin.card, await issueOurs(b.publicKey));
-    const report = await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host, { provider: 'ksp' });
+    await b.admin.card.installCertificate(await issueOurs(b.publicKey));
+    const report = await linkCard(b.windowsCard.minidriver(), b.machine.startProcess(() => TEST_PIN).host, { provider: 'ksp' });
     const l = report.linked[0]!;
     assert.deepEqual(l.keyProvInfo, { containerName: CONTAINER, providerName: MS_SMART_CARD_KSP, providerType: PROV_TYPE.CNG, flags: 0, params: [], keySpec: AT_SIGNATURE });
     assert.equal(l.proof.api, 'CNG');
@@ -131,7 +130,7 @@ describe('link', () => {
           try {
             const reader = b.machine.startProcess(() => TEST_PIN);
             if (r.cache === 'old-certificate-cached' || r.cache === 'seed-loaded-then-installed') {
-              await seedLoad(b.admin.card.session, CONTAINER, await issueOurs(b.publicKey, 0, 'CN=Earlier'));
+              await seedLoad(b.admin.transport, CONTAINER, await issueOurs(b.publicKey, 0, 'CN=Earlier'));
               await reader.csp.userCertificates(true);
             }
             if (r.cache === 'warm') await reader.csp.userCertificates(true);
@@ -141,7 +140,7 @@ describe('link', () => {
             }
             await b.scheduler.advance(r.daysLater * DAY);
             const der = await issueOurs(b.publicKey, 0, 'CN=Issued Later');
-            await installCertificate(b.admin.card, der);
+            await b.admin.card.installCertificate(der);
             if (r.reinsert) b.machine.reinsert();
             await b.scheduler.advance(r.linkAfter);
             // The seed's tool, in the same state, for comparison: it depends on propagation.
@@ -149,7 +148,7 @@ describe('link', () => {
               () => 0,
               () => 1,
             );
-            const report = await linkCard(b.windowsCard, b.machine.startProcess(() => TEST_PIN).host);
+            const report = await linkCard(b.windowsCard.minidriver(), b.machine.startProcess(() => TEST_PIN).host);
             assert.equal(report.linked.length, 1);
             assert.equal(report.linked[0]!.proof.verified, true);
             const p = b.machine.startProcess();

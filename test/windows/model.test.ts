@@ -4,14 +4,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { installCertificate } from '../../src/card/install.js';
 import { ACQUIRE, ADD, AT_KEYEXCHANGE, AT_SIGNATURE, CERT_NCRYPT_KEY_SPEC, HRESULT, KEY_PROV_FLAG, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE, type HresultName } from '../../src/windows/constants.js';
 import { WinError } from '../../src/windows/errors.js';
 import { ManualScheduler } from '../../src/windows/model/clock.js';
 import { CACHE_MAX_BYTES_PER_ITEM, SmartCardService } from '../../src/windows/model/scardsvr.js';
 import type { KeyProvInfo } from '../../src/windows/store.js';
 import { seedLoad } from '../fixtures/seed-loader.js';
-import { TEST_PIN, tempDir } from '../helpers/card.js';
+import { TEST_PIN, moveCounters, tempDir } from '../helpers/card.js';
 import { issueOurs } from '../helpers/certs.js';
 import { bench, CONTAINER, type Bench } from './fixtures/machine.js';
 
@@ -73,7 +72,7 @@ describe('the smart card stack over a real (emulated) card', () => {
     const b = await bench({ bits: 1024 });
     benches.push(b);
     const der = await issueOurs(b.publicKey);
-    await installCertificate(b.admin.card, der);
+    await b.admin.card.installCertificate(der);
     return { b, der };
   };
   const entry = async (b: Bench, der: Uint8Array, info: KeyProvInfo, pin?: string) => {
@@ -178,7 +177,7 @@ describe('the smart card stack over a real (emulated) card', () => {
     await rejectsWith((await p.host.acquirePrivateKey(ctx, 0)).signHash('SHA256', hash), 'NTE_BAD_SIGNATURE');
     assert.equal((await (await p.host.acquirePrivateKey(ctx, ACQUIRE.ONLY_NCRYPT_KEY)).signHash('SHA256', hash)).length, 128);
     // Moving the counter makes the cached key worthless: everything works again.
-    await b.admin.card.bump({ containers: true });
+    await moveCounters(b.admin, { containers: true });
     await (await p.host.acquirePrivateKey(ctx, ACQUIRE.COMPARE_KEY)).signHash('SHA256', hash);
   });
 
@@ -201,7 +200,7 @@ describe('the smart card stack over a real (emulated) card', () => {
     const pre = await host.createContext(der);
     await host.setProperty(pre, 11, new Uint8Array(Buffer.from('mine\0', 'utf16le')));
     await my.add(pre, ADD.NEW);
-    b.machine.insert(b.windowsCard);
+    b.machine.insert(b.windowsCard.minidriver());
     await b.scheduler.advance(60_000);
     const thumb = createHash('sha1').update(der).digest('hex').toUpperCase();
     assert.deepEqual(b.machine.certprop.runs.at(-1)!.added, [thumb]);
@@ -214,7 +213,7 @@ describe('the smart card stack over a real (emulated) card', () => {
     const { b, der } = await linked();
     await b.machine.startProcess().csp.userCertificates(true);
     const renewed = await issueOurs(b.publicKey, 0, 'CN=Renewed');
-    await seedLoad(b.admin.card.session, CONTAINER, renewed);
+    await seedLoad(b.admin.transport, CONTAINER, renewed);
     b.machine.reinsert();
     await b.scheduler.advance(60_000);
     const thumb = (d: Uint8Array) => createHash('sha1').update(d).digest('hex').toUpperCase();
@@ -225,7 +224,7 @@ describe('the smart card stack over a real (emulated) card', () => {
     await b.scheduler.advance(60_000);
     assert.deepEqual(b.machine.certprop.runs.at(-1)!.added, [thumb(der)]);
     // Moving the files counter (what `card install` does) makes the next propagation right.
-    await b.admin.card.bump({ files: true });
+    await moveCounters(b.admin, { files: true });
     b.machine.reinsert();
     await b.scheduler.advance(60_000);
     assert.deepEqual(b.machine.certprop.runs.at(-1)!.added, [thumb(renewed)]);

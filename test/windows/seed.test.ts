@@ -26,7 +26,7 @@ describe('the seed, reproduced', () => {
     await b.scheduler.advance(60_000); // propagation of the first insertion: no certificate yet
     await b.scheduler.advance(3 * DAY); // the CA answers days later
     const der = await issueOurs(b.publicKey, 0, 'CN=Seed User');
-    assert.equal(await seedLoad(b.admin.card.session, CONTAINER, der), 'mscp/ksc00');
+    assert.equal(await seedLoad(b.admin.transport, CONTAINER, der), 'mscp/ksc00');
     const tool = () => addCardCertToStore(b.machine, { container: CONTAINER, pin: TEST_PIN });
 
     // First try: the context made from KP_CERTIFICATE has no KEY_PROV_INFO, and nothing in My to heal from.

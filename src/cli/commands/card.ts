@@ -249,7 +249,7 @@ function reportText(report: CheckReport, repaired: boolean): string {
   const lines = [line`card ${report.cardId}: ` + `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
   for (const f of report.findings) {
     lines.push(line`  ${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
-    lines.push(line`          fix: ${f.fix}` + `${repaired ? (f.fixed ? ' (done)' : ' (NOT done)') : ''}`);
+    lines.push(line`          fix: ${f.fix}` + (repaired ? (f.fixed ? ' (done)' : ' (NOT done' + (f.failure ? line`: ${f.failure}` : '') + ')') : ''));
   }
   return lines.join('\n');
 }
@@ -268,7 +268,7 @@ const check: Command = {
       if (!repair) return { report: await card.check(), after: undefined };
       await card.verifyPin(pinValue);
       const done = await card.repair(adminKey ? { adminKey } : {});
-      return { report: done, after: await card.check() };
+      return { report: done.before, after: done.after };
     });
     adminKey?.fill(0);
     const remaining = after ? after.findings : report.findings;

@@ -3,7 +3,7 @@ import { CardlinkError } from '../../errors.js';
 import { collect, type CollectReport } from '../../agent/collect.js';
 import { watch } from '../../agent/watch.js';
 import { MinidriverCard } from '../../card/index.js';
-import { defaultStoreSpec, openStore } from '../../windows/hosts.js';
+import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
 import { linkCard } from '../../windows/link.js';
 import { parse } from '../args.js';
 import { emit, type CliIo, type Command } from '../io.js';
@@ -49,9 +49,9 @@ export const collectCommand: Command = {
         ...(spec
           ? {
               link: async (c: MinidriverCard) => {
-                const store = await openStore(spec, c, () => pin.current);
+                const store = await openCertStoreHost(spec, c.minidriver(), () => pin.current);
                 try {
-                  return await linkCard(c, store.host);
+                  return await linkCard(c.minidriver(), store.host);
                 } finally {
                   await store.close();
                 }

@@ -1,5 +1,5 @@
 import { diagnose } from '../../windows/doctor.js';
-import { openStore } from '../../windows/hosts.js';
+import { openCertStoreHost } from '../../windows/hosts.js';
 import { parse } from '../args.js';
 import { emit, type Command } from '../io.js';
 import { TARGET_OPTIONS, withCard } from '../target.js';
@@ -16,11 +16,11 @@ export const doctorCommand: Command = {
     const target = [values.image !== undefined ? `--image ${values.image}` : '', values.reader !== undefined ? `--reader '${values.reader}'` : '', `--store ${spec}`].filter(Boolean).join(' ');
     const report = await withCard(values, io, async (card) => {
       // Doctor never signs: a PIN dialog would be a finding of its own, so nobody answers it.
-      const store = await openStore(spec, card, () => undefined);
+      const opened = await openCertStoreHost(spec, card.minidriver(), () => undefined);
       try {
-        return await diagnose(card, store.host, { target, ...(store.machine ? { machine: store.machine } : {}) });
+        return await diagnose(card.minidriver(), opened.host, { target, cardCheck: () => card.check(), ...(opened.machine ? { machine: opened.machine } : {}) });
       } finally {
-        await store.close();
+        await opened.close();
       }
     });
     emit(io, values.json === true, { ok: report.findings.length === 0, store: spec, ...report }, () => {

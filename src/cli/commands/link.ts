@@ -1,4 +1,4 @@
-import { defaultStoreSpec, openStore } from '../../windows/hosts.js';
+import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
 import { linkCard, type ProviderChoice } from '../../windows/link.js';
 import { parse } from '../args.js';
 import { emit, UsageError, type Command } from '../io.js';
@@ -27,11 +27,11 @@ export const linkCommand: Command = {
     // shows its own PIN dialog.
     const pin = spec === 'native' ? undefined : await readPin(io);
     const report = await withCard(values, io, async (card) => {
-      const store = await openStore(spec, card, () => pin);
+      const opened = await openCertStoreHost(spec, card.minidriver(), () => pin);
       try {
-        return await linkCard(card, store.host, { provider });
+        return await linkCard(card.minidriver(), opened.host, { provider });
       } finally {
-        await store.close();
+        await opened.close();
       }
     });
     const json = {

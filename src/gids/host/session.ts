@@ -29,7 +29,6 @@ import {
   PIN_MIN_LENGTH,
   PIN_REF_DEAUTH_ALL,
   PIN_REF_USER,
-  RSA_BITS_BY_ALG,
   USAGE,
   keyFid,
 } from '../protocol/constants.js';
@@ -135,7 +134,7 @@ export class GidsSession {
   async masterTable(refresh = false): Promise<MasterFileRecord[]> {
     if (this.table && !refresh && this.depth > 0) return this.table;
     const raw = await this.getData(EF.UserCreateDeleteDirAc, DO.MASTER_FILE_TABLE);
-    if (!raw) throw new GidsError('NOT_INITIALIZED', `${this.transport.name}: the card has no master file table (not initialised)`);
+    if (!raw) throw new GidsError('NO_MASTER_TABLE', `${this.transport.name}: the card has no master file table (not initialised)`);
     this.table = parseMasterFileTable(raw);
     return this.table;
   }
@@ -163,7 +162,7 @@ export class GidsSession {
 
   async writeFile(directory: string, filename: string, data: Uint8Array): Promise<void> {
     const loc = await this.locate(directory, filename);
-    if (!loc) throw new GidsError('FILE_NOT_FOUND', `${pathOf(directory, filename)}: no such file on the card`);
+    if (!loc) throw new GidsError('FILE_NOT_IN_TABLE', `${pathOf(directory, filename)}: no such file on the card`);
     await this.putData(loc.efid, loc.doTag, data);
   }
 
@@ -183,7 +182,7 @@ export class GidsSession {
     const used = new Set(table.filter((r) => r.efid === EF.EveryoneReadUserWriteAc).map((r) => r.doTag));
     let doTag = FIRST_FILE_DO;
     while (used.has(doTag)) doTag++;
-    if (doTag > 0xdfff) throw new GidsError('CARD_FULL', 'no free data object for a new file');
+    if (doTag > 0xdfff) throw new GidsError('NO_FREE_DATA_OBJECT', 'no free data object for a new file');
     const next = [...table, { directory, filename, doTag, efid: EF.EveryoneReadUserWriteAc }];
     await this.putData(EF.UserCreateDeleteDirAc, DO.MASTER_FILE_TABLE, serializeMasterFileTable(next));
     this.table = next;
@@ -198,7 +197,7 @@ export class GidsSession {
   async deleteFile(directory: string, filename: string): Promise<void> {
     const table = await this.masterTable();
     const rec = findRecord(table, directory, filename);
-    if (!rec) throw new GidsError('FILE_NOT_FOUND', `${pathOf(directory, filename)}: no such file on the card`);
+    if (!rec) throw new GidsError('FILE_NOT_IN_TABLE', `${pathOf(directory, filename)}: no such file on the card`);
     await this.putData(rec.efid, rec.doTag, new Uint8Array(0));
     const next = table.filter((r) => r !== rec);
     await this.putData(EF.UserCreateDeleteDirAc, DO.MASTER_FILE_TABLE, serializeMasterFileTable(next));
@@ -422,10 +421,6 @@ const ADMIN_KEY_FCP = new Uint8Array([
   0x62, 0x1a, 0x82, 0x01, 0x18, 0x83, 0x02, ADMIN_KEY_FID >> 8, ADMIN_KEY_FID & 0xff, 0x8c, 0x04, 0x87, 0x00, 0x20, 0xff,
   0xa5, 0x0b, 0xa4, 0x09, 0x80, 0x01, 0x02, 0x83, 0x01, 0x80, 0x95, 0x01, 0xc0,
 ]);
-
-export function rsaBitsOf(algId: number): number | undefined {
-  return RSA_BITS_BY_ALG[algId & 0x0f];
-}
 
 function getDataCommand(efid: number, doTag: number): CommandApdu {
   return { cla: 0, ins: INS.GET_DATA, p1: efid >> 8, p2: efid & 0xff, data: new Uint8Array([0x5c, 0x02, doTag >> 8, doTag & 0xff]), le: 256 };

@@ -13,7 +13,7 @@
  * - leaves certificates in place when the card is removed [CREQ].
  */
 import { equalBytes } from '../../bytes.js';
-import type { MinidriverCard } from '../../card/index.js';
+import type { MinidriverPort } from '../../card/index.js';
 import { ADD } from '../constants.js';
 import { WinError } from '../errors.js';
 import type { Scheduled, Scheduler } from './clock.js';
@@ -62,7 +62,7 @@ export class CertificatePropagation {
     return this.scheduled.size;
   }
 
-  onInsert(card: MinidriverCard): void {
+  onInsert(card: MinidriverPort): void {
     if (!this.running || !this.userLoggedOn) return;
     const delay = typeof this.delayMs === 'function' ? this.delayMs() : this.delayMs;
     const handle = this.scheduler.schedule(delay, async () => {
@@ -78,7 +78,7 @@ export class CertificatePropagation {
     this.scheduled.clear();
   }
 
-  private async propagate(card: MinidriverCard): Promise<void> {
+  private async propagate(card: MinidriverPort): Promise<void> {
     const at = this.scheduler.now();
     if (!this.running || !this.userLoggedOn) return void this.runs.push({ at, added: [], skipped: 'service stopped or nobody logged on' });
     if (this.reader.card !== card) return void this.runs.push({ at, added: [], skipped: 'the card left the reader before propagation ran' });

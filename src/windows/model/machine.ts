@@ -2,11 +2,11 @@
  * One Windows machine of the model: a smart card reader, the Smart Card service with its global
  * cache, Certificate Propagation, the user's registry (`CurrentUser\My`) in a directory, and
  * processes — each with its own Base CSP and Smart Card KSP instances (and so its own PIN caches)
- * and its own view of the store. Driven by a real MinidriverCard (the emulator, in process or
- * through PC/SC). All state that Windows keeps across reboots lives under `dir`.
+ * and its own view of the store. Driven by a real card behind its minidriver port (the emulator, in
+ * process or through PC/SC). All state that Windows keeps across reboots lives under `stateDir`.
  */
 import { mkdirSync } from 'node:fs';
-import type { MinidriverCard } from '../../card/index.js';
+import type { MinidriverPort } from '../../card/index.js';
 import { MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from '../constants.js';
 import { WinError } from '../errors.js';
 import { CertificatePropagation, type PropagationOptions } from './certprop.js';
@@ -17,7 +17,8 @@ import { CardReader, SmartCardProvider, type PinSource } from './smartcard.js';
 import { ModelCertStoreHost } from './store.js';
 
 export interface MachineOptions {
-  dir: string;
+  /** Where the machine keeps what survives a reboot: registry (`CurrentUser\\My`) and the Smart Card service cache. */
+  stateDir: string;
   scheduler?: Scheduler;
   readerName?: string;
   propagation?: PropagationOptions;
@@ -47,7 +48,7 @@ export class ModelProcess {
       },
       kspFor: (cspName) => (cspName === MS_SCARD_PROV ? MS_SMART_CARD_KSP : undefined),
     };
-    this.host = new ModelCertStoreHost({ dir: machine.dir, providers });
+    this.host = new ModelCertStoreHost({ stateDir: machine.stateDir, providers });
   }
 
   /** The process ends: its PIN caches go with it. */
@@ -59,7 +60,7 @@ export class ModelProcess {
 }
 
 export class WindowsMachine {
-  readonly dir: string;
+  readonly stateDir: string;
   readonly scheduler: Scheduler;
   readonly reader: CardReader;
   readonly scardsvr: SmartCardService;
@@ -67,11 +68,11 @@ export class WindowsMachine {
   readonly processes = new Set<ModelProcess>();
 
   constructor(options: MachineOptions) {
-    this.dir = options.dir;
-    mkdirSync(this.dir, { recursive: true });
+    this.stateDir = options.stateDir;
+    mkdirSync(this.stateDir, { recursive: true });
     this.scheduler = options.scheduler ?? new RealScheduler();
     this.reader = new CardReader(options.readerName ?? 'Virtual Smart Card Reader 0');
-    this.scardsvr = new SmartCardService(this.dir);
+    this.scardsvr = new SmartCardService(this.stateDir);
     // CertPropSvc is a process of its own, with no one to answer a dialog.
     const service = new ModelProcess(this, () => undefined);
     this.certprop = new CertificatePropagation(this.scheduler, this.reader, service.csp, service.ksp, service.host, options.propagation);
@@ -84,7 +85,8 @@ export class WindowsMachine {
     return p;
   }
 
-  insert(card: MinidriverCard): void {
+  /** A card goes into the reader: the providers and propagation reach it through its minidriver. */
+  insert(card: MinidriverPort): void {
     this.reader.card = card;
     this.certprop.onInsert(card);
   }

@@ -11,8 +11,9 @@
  *   an older freshness than the item's (a reader behind the card) is NOT_FOUND.
  * - The per-item limit is CacheMaxBytesPerItem's default, 10000 bytes [DEC, unofficial].
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../atomic-file.js';
 import { hex } from '../../bytes.js';
 import { WinError } from '../errors.js';
 
@@ -31,8 +32,8 @@ export class SmartCardService {
   private running = false;
   private readonly file: string;
 
-  constructor(machineDir: string) {
-    this.file = join(machineDir, ...CACHE_REGISTRY_PATH);
+  constructor(stateDir: string) {
+    this.file = join(stateDir, ...CACHE_REGISTRY_PATH);
     this.start();
   }
 
@@ -57,9 +58,7 @@ export class SmartCardService {
   stop(): void {
     if (!this.running) return;
     const saved = [...this.items].map(([key, v]) => ({ key, freshness: v.freshness, data: Buffer.from(v.data).toString('base64') }));
-    mkdirSync(dirname(this.file), { recursive: true });
-    writeFileSync(this.file + '.tmp', JSON.stringify(saved));
-    renameSync(this.file + '.tmp', this.file);
+    writeFileAtomic(this.file, JSON.stringify(saved), { mkdir: true });
     this.running = false;
   }
 

@@ -12,8 +12,10 @@
  *   keys files by wFilesFreshness and container data (public keys) by wContainersFreshness, the
  *   split the Minidriver spec gives the two counters [FSR].
  * - The model caches contents only, never the absence of a file (every known item is content).
- * - The minidriver itself keeps nothing between transactions (model assumption): the GIDS file
- *   table is read afresh each time, so only the Base CSP/KSP data cache can go stale.
+ * - The minidriver (the MinidriverPort in the reader) keeps nothing between transactions (model
+ *   assumption): each provider operation starts with its `begin()`, and the card application's
+ *   file index is read afresh in each, so only the Base CSP/KSP data cache can go stale. A
+ *   signature goes to the card through the minidriver, with no card data cache on the way.
  * - Container names: `\\.\reader\name`, `\\.\reader\` (default container), a bare name, or empty
  *   (default container) [ARCH][CREQ]. A missing container is NTE_BAD_KEYSET; a key spec the
  *   container has no key for is NTE_NO_KEY [GUK].
@@ -29,9 +31,17 @@
  */
 import { constants, createPublicKey, publicDecrypt, X509Certificate, type KeyObject } from 'node:crypto';
 import { hex } from '../../bytes.js';
-import { PinError, digestInfo, type HashName, type MinidriverCard } from '../../card/index.js';
-import { FIRST_KEY_REF } from '../../gids/protocol/constants.js';
-import { CONTAINER_DEFAULT, CONTAINER_VALID, decodeCertificateFile, parseCmapfile, type CardCf, type ContainerRecord } from '../../minidriver/index.js';
+import { PinError, digestInfo, type HashName, type MinidriverPort } from '../../card/index.js';
+import {
+  MSCP_DIRECTORY,
+  certificateFileName,
+  decodeCertificateFile,
+  isDefaultContainer,
+  isValidContainer,
+  parseCmapfile,
+  type CardCf,
+  type ContainerRecord,
+} from '../../minidriver/index.js';
 import { AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from '../constants.js';
 import { WinError } from '../errors.js';
 import type { HashAlgorithm, KeyProvInfo } from '../store.js';
@@ -41,14 +51,14 @@ import type { SmartCardService } from './scardsvr.js';
 /** The user in front of the machine: answers a PIN dialog, or undefined to cancel it. */
 export type PinSource = () => string | undefined;
 
-/** One smart card reader of the machine and the card in it, if any. */
+/** One smart card reader of the machine and the card in it (as its minidriver presents it), if any. */
 export class CardReader {
-  card: MinidriverCard | undefined;
+  card: MinidriverPort | undefined;
   constructor(readonly name: string) {}
 }
 
 interface Txn {
-  card: MinidriverCard;
+  card: MinidriverPort;
   cardId: Uint8Array;
   cf: CardCf;
 }
@@ -89,8 +99,7 @@ export class SmartCardProvider {
       if (silent) throw WinError.of('NTE_SILENT_CONTEXT', operation, `no card in '${this.reader.name}' and the context may not ask for one`);
       throw WinError.of('SCARD_W_CANCELLED_BY_USER', operation, `no card in '${this.reader.name}'; nobody inserted one`);
     }
-    const { cardId, cardcf: cf } = await card.refresh();
-    await card.readMasterTableFromCard();
+    const { cardId, cardcf: cf } = await card.begin();
     return { card, cardId, cf };
   }
 
@@ -112,17 +121,18 @@ export class SmartCardProvider {
     }
   }
 
-  private async file(t: Txn, dir: string, name: string): Promise<Uint8Array | undefined> {
-    const key = `Cached_GeneralFile/${dir}/${name}`;
+  /** CardReadFile through the cache: `path` like `mscp/cmapfile`. */
+  private async file(t: Txn, path: string): Promise<Uint8Array | undefined> {
+    const key = `Cached_GeneralFile/${path}`;
     const hit = this.cached(t, t.cf.filesFreshness, key);
     if (hit) return hit;
-    const raw = await t.card.session.readFile(dir, name);
+    const raw = await t.card.readFile(path);
     if (raw) this.remember(t, t.cf.filesFreshness, key, raw);
     return raw;
   }
 
   private async cmapfile(t: Txn): Promise<ContainerRecord[]> {
-    const raw = await this.file(t, 'mscp', 'cmapfile');
+    const raw = await this.file(t, `${MSCP_DIRECTORY}/cmapfile`);
     return raw ? parseCmapfile(raw) : [];
   }
 
@@ -130,7 +140,7 @@ export class SmartCardProvider {
     const key = `Cached_ContainerInfo_${index.toString().padStart(2, '0')}`;
     const hit = this.cached(t, t.cf.containersFreshness, key);
     if (hit) return hit;
-    const spki = new Uint8Array((await t.card.session.publicKey(FIRST_KEY_REF + index)).export({ type: 'spki', format: 'der' }));
+    const spki = await t.card.publicKey(index);
     this.remember(t, t.cf.containersFreshness, key, spki);
     return spki;
   }
@@ -143,8 +153,7 @@ export class SmartCardProvider {
       if (m[1] !== this.reader.name) throw WinError.of('NTE_BAD_KEYSET', operation, `no reader '${m[1]}'`);
       name = m[2]!;
     }
-    const valid = (r: ContainerRecord) => (r.flags & CONTAINER_VALID) !== 0;
-    const index = name === '' ? records.findIndex((r) => valid(r) && (r.flags & CONTAINER_DEFAULT) !== 0) : records.findIndex((r) => valid(r) && r.name === name);
+    const index = name === '' ? records.findIndex((r) => isValidContainer(r) && isDefaultContainer(r)) : records.findIndex((r) => isValidContainer(r) && r.name === name);
     if (index < 0) throw WinError.of('NTE_BAD_KEYSET', operation, name === '' ? 'the card has no default container' : `no container '${name}' on the card`);
     return index;
   }
@@ -196,7 +205,8 @@ export class SmartCardProvider {
       throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
     }
     this.pins.set(id, pin);
-    const signature = await t.card.signDigestInfo(index, digestInfo(HASH[algorithm], hash));
+    // Straight to the card (CardSignData): no cache of the card's files on this path.
+    const signature = await t.card.signDigest(index, { hash: HASH[algorithm], digest: hash });
     if (this.api === 'CryptoAPI') {
       const known = createPublicKey({ key: Buffer.from(await this.publicKeySpki(t, index)), format: 'der', type: 'spki' });
       if (!verifyPrehashed(known, HASH[algorithm], hash, signature)) throw WinError.of('NTE_BAD_SIGNATURE', op, 'the signature does not verify with the public key the provider has cached for this container');
@@ -229,10 +239,10 @@ export class SmartCardProvider {
     const t = await this.begin(op, silent);
     const records = await this.cmapfile(t);
     const index = this.resolve(records, container, op);
-    const name = `${keySpec === AT_KEYEXCHANGE ? 'kxc' : 'ksc'}${index.toString(16).toUpperCase().padStart(2, '0')}`;
-    const raw = await this.file(t, 'mscp', name);
-    if (!raw) throw WinError.of('SCARD_E_FILE_NOT_FOUND', op, `container '${records[index]!.name}' has no certificate (mscp/${name})`);
-    return decodeCertificateFile(raw, `mscp/${name}`).der;
+    const path = certificateFileOf(index, keySpec);
+    const raw = await this.file(t, path);
+    if (!raw) throw WinError.of('SCARD_E_FILE_NOT_FOUND', op, `container '${records[index]!.name}' has no certificate (${path})`);
+    return decodeCertificateFile(raw, path).der;
   }
 
   /**
@@ -245,12 +255,12 @@ export class SmartCardProvider {
     const out: CardCertificate[] = [];
     const records = await this.cmapfile(t);
     for (const [index, r] of records.entries()) {
-      if ((r.flags & CONTAINER_VALID) === 0) continue;
+      if (!isValidContainer(r)) continue;
       const spec = r.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
-      const name = `${spec === AT_KEYEXCHANGE ? 'kxc' : 'ksc'}${index.toString(16).toUpperCase().padStart(2, '0')}`;
-      const raw = await this.file(t, 'mscp', name);
+      const path = certificateFileOf(index, spec);
+      const raw = await this.file(t, path);
       if (!raw) continue;
-      const der = decodeCertificateFile(raw, `mscp/${name}`).der;
+      const der = decodeCertificateFile(raw, path).der;
       out.push({
         der,
         container: r.name,
@@ -267,10 +277,16 @@ export class SmartCardProvider {
     return out;
   }
 
+
   /** Whether the certificate's key is one CryptoAPI can use (RSA); ECC needs the KSP [ISS2517]. */
   static cryptoApiCanUse(der: Uint8Array): boolean {
     return new X509Certificate(der).publicKey.asymmetricKeyType === 'rsa';
   }
+}
+
+/** `mscp/kxcNN` (AT_KEYEXCHANGE) or `mscp/kscNN` (AT_SIGNATURE): the Base CSP's certificate file names. */
+function certificateFileOf(index: number, keySpec: number): string {
+  return `${MSCP_DIRECTORY}/${certificateFileName(index, keySpec === AT_KEYEXCHANGE ? 'kx' : 'sig')}`;
 }
 
 /** PKCS#1 v1.5 over a hash the caller computed: recover the DigestInfo and compare. */

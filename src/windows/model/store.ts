@@ -7,10 +7,12 @@
  * serialized element (serialize.ts) Windows keeps in the `Blob` value of
  * `HKCU\Software\Microsoft\SystemCertificates\My\Certificates\<SHA1>` [wine-native-check].
  */
-import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createPublicKey, X509Certificate } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { equalBytes, hex } from '../../bytes.js';
+import { writeFileAtomic } from '../../atomic-file.js';
+import { equalBytes } from '../../bytes.js';
+import { certSha1, certThumbprint } from '../../thumbprint.js';
 import {
   ACQUIRE,
   ADD,
@@ -46,8 +48,16 @@ class Element {
   constructor(
     readonly encoded: Uint8Array,
     readonly thumbprint: string,
-    readonly store: ModelStore | undefined,
+    readonly store: ModelCertStore | undefined,
+    /** The certificate once parsed (at CertCreateCertificateContext, or on first use). */
+    public parsed?: X509Certificate,
   ) {}
+
+  /** The certificate, decoded at most once per element. */
+  certificate(operation: string): X509Certificate {
+    this.parsed ??= parseCertificate(this.encoded, operation);
+    return this.parsed;
+  }
 }
 
 class ModelContext implements CertContext {
@@ -63,10 +73,6 @@ class ModelContext implements CertContext {
   }
 }
 
-export function thumbprintOf(encoded: Uint8Array): string {
-  return hex(createHash('sha1').update(encoded).digest());
-}
-
 function parseCertificate(encoded: Uint8Array, operation: string): X509Certificate {
   try {
     return new X509Certificate(encoded);
@@ -78,37 +84,37 @@ function parseCertificate(encoded: Uint8Array, operation: string): X509Certifica
   }
 }
 
-export interface ModelStoreOptions {
+export interface ModelCertStoreHostOptions {
   /** The machine's state directory (the `model:DIR` of `--store`). */
-  dir: string;
+  stateDir: string;
   /** The key providers installed on the machine (the smart card stack); none by default. */
   providers?: ModelKeyProviders;
 }
 
 export class ModelCertStoreHost implements CertStoreHost {
   readonly name: string;
-  readonly dir: string;
+  readonly stateDir: string;
   private readonly providers: ModelKeyProviders;
 
-  constructor(options: ModelStoreOptions) {
-    this.dir = options.dir;
-    this.name = `model:${options.dir}`;
+  constructor(options: ModelCertStoreHostOptions) {
+    this.stateDir = options.stateDir;
+    this.name = `model:${options.stateDir}`;
     this.providers = options.providers ?? NO_PROVIDERS;
   }
 
   /** The directory standing for the `My` registry key. */
   get myPath(): string {
-    return join(this.dir, ...MY_STORE_PATH);
+    return join(this.stateDir, ...MY_STORE_PATH);
   }
 
   async createContext(encoded: Uint8Array): Promise<CertContext> {
-    parseCertificate(encoded, 'CertCreateCertificateContext');
-    return new ModelContext(new Element(encoded.slice(), thumbprintOf(encoded), undefined), this);
+    const parsed = parseCertificate(encoded, 'CertCreateCertificateContext');
+    return new ModelContext(new Element(encoded.slice(), certThumbprint(encoded), undefined, parsed), this);
   }
 
   async openCurrentUserMy(): Promise<CertStore> {
     mkdirSync(this.myPath, { recursive: true });
-    return new ModelStore(this, this.myPath);
+    return new ModelCertStore(this, this.myPath);
   }
 
   own(context: CertContext, operation: string): ModelContext {
@@ -215,7 +221,7 @@ export class ModelCertStoreHost implements CertStoreHost {
     if (!handle) throw new WinError((lastError as WinError).hresult, op, (lastError as WinError).message);
 
     if ((flags & ACQUIRE.COMPARE_KEY) !== 0) {
-      const fromCert = new Uint8Array(parseCertificate(element.encoded, op).publicKey.export({ type: 'spki', format: 'der' }));
+      const fromCert = new Uint8Array(element.certificate(op).publicKey.export({ type: 'spki', format: 'der' }));
       const fromProvider = new Uint8Array(createPublicKey({ key: Buffer.from(await handle.publicKeySpki()), format: 'der', type: 'spki' }).export({ type: 'spki', format: 'der' }));
       if (!equalBytes(fromCert, fromProvider)) {
         handle.release();
@@ -274,7 +280,7 @@ function releaseCached(element: Element): void {
 }
 
 function sha1Of(element: Element): Uint8Array {
-  return new Uint8Array(createHash('sha1').update(element.encoded).digest());
+  return certSha1(element.encoded);
 }
 
 function setElementProperty(element: Element, propId: number, data: Uint8Array | null, flags: number): void {
@@ -302,7 +308,7 @@ function readElementFile(path: string): { encoded: Uint8Array; properties: Seria
  * CERT_STORE_CTRL_AUTO_RESYNC would (model assumption: it makes certificates another process —
  * CertPropSvc — adds visible without reopening; the seed's tool reopens the store anyway).
  */
-class ModelStore implements CertStore {
+class ModelCertStore implements CertStore {
   private readonly elements = new Map<string, Element>();
   private closed = false;
 
@@ -330,9 +336,7 @@ class ModelStore implements CertStore {
     if (element.store !== this) return;
     const props: SerializedProperty[] = [{ propId: PROP.SHA1_HASH, data: sha1Of(element) }];
     for (const [propId, p] of element.props) if (!p.inMemory) props.push({ propId, data: p.data });
-    const file = join(this.path, element.thumbprint);
-    writeFileSync(file + '.tmp', serializeElement(element.encoded, props));
-    renameSync(file + '.tmp', file);
+    writeFileAtomic(join(this.path, element.thumbprint), serializeElement(element.encoded, props));
   }
 
   private load(thumbprint: string): Element | undefined {
@@ -406,7 +410,7 @@ class ModelStore implements CertStore {
       default:
         throw WinError.of('E_INVALIDARG', op, `disposition ${String(disposition)} is not a CERT_STORE_ADD_* value`);
     }
-    const element = new Element(source.encoded, source.thumbprint, this);
+    const element = new Element(source.encoded, source.thumbprint, this, source.parsed);
     for (const [id, p] of copyable) element.props.set(id, { data: p.data.slice(), inMemory: p.inMemory });
     this.elements.set(element.thumbprint, element);
     this.persist(element);

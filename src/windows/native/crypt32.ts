@@ -3,8 +3,7 @@
  * (native/index.ts imports it dynamically); also runs under Wine with the Windows build of Node
  * (test/windows/native-wine.test.ts). Signatures: the SDK pages in docs/sources.md#crypt32-ncrypt.
  */
-import { createHash } from 'node:crypto';
-import { hex } from '../../bytes.js';
+import { certThumbprint } from '../../thumbprint.js';
 import { CERT_FIND_SHA1_HASH, CERT_NCRYPT_KEY_SPEC, ENCODING, PROP, STORE, type AddDisposition } from '../constants.js';
 import { WinError } from '../errors.js';
 import type { AcquiredKey, CertContext, CertStore, CertStoreHost, HashAlgorithm, KeyProvInfo, KeyProvParam } from '../store.js';
@@ -116,7 +115,7 @@ export class NativeCertStoreHost implements CertStoreHost {
   wrap(ptr: Ptr, store?: NativeStore): NativeContext {
     const ctx = koffi.decode(ptr, CERT_CONTEXT) as { pbCertEncoded: Ptr; cbCertEncoded: number };
     const encoded = bytesAt(ctx.pbCertEncoded, ctx.cbCertEncoded);
-    return new NativeContext(ptr, encoded, hex(createHash('sha1').update(encoded).digest()), this, store);
+    return new NativeContext(ptr, encoded, certThumbprint(encoded), this, store);
   }
 
   own(context: CertContext, operation: string): NativeContext {

@@ -1,0 +1,145 @@
+/**
+ * Everything check looks at, read straight from the card (never from the cache), next to what the
+ * cache holds for the same counters. Read once per check; repair plans from it and verifies its
+ * work against a second one.
+ */
+import { equalBytes } from '../../bytes.js';
+import {
+  CardFormatError,
+  MSCP_DIRECTORY,
+  decodeCertificateFile,
+  isValidContainer,
+  parseCertificateFileName,
+  parseCmapfile,
+  type CardCf,
+  type ContainerRecord,
+  type KeyMapRecord,
+  type KeySpec,
+  type MasterFileRecord,
+} from '../../minidriver/index.js';
+import { keyId } from '../../thumbprint.js';
+import { pathOf, type CardFiles } from '../card-files.js';
+import { parseCertificate } from '../certificate.js';
+
+export interface CardFile {
+  path: string;
+  /** The data object's content; undefined when the table names a DO the card does not have. */
+  raw: Uint8Array | undefined;
+}
+
+export interface CertificateFile extends CardFile {
+  index: number;
+  keySpec: KeySpec;
+  /** Set when the file decodes to a certificate. */
+  der?: Uint8Array;
+  keyId?: string;
+  compressed?: boolean;
+  /** Why it does not decode. */
+  problem?: string;
+}
+
+export interface Snapshot {
+  cardId: Uint8Array;
+  cardcf: CardCf;
+  table: MasterFileRecord[];
+  rawCmapfile: Uint8Array | undefined;
+  cmap: ContainerRecord[];
+  keymap: KeyMapRecord[];
+  /** Key id (SHA-256 of the SPKI) of each valid container whose key the card could read. */
+  keyIds: Map<number, string>;
+  /** Valid containers whose key the card could not read. */
+  keyless: number[];
+  /** Every named file of the table except certificate files, with its content. */
+  files: CardFile[];
+  /** Certificate files (mscp/kxcNN, mscp/kscNN) by path as found. */
+  certs: Map<string, CertificateFile>;
+  /** What the cache holds under the current counters, for the stale-counter checks. */
+  cached: {
+    table: Uint8Array | undefined;
+    cmapfile: Uint8Array | undefined;
+    /** Containers whose cached public key is not the key on the card. */
+    changedKeys: number[];
+    /** Files whose cached content is not what the card holds. */
+    changedFiles: string[];
+  };
+}
+
+/** Reads the card in the order check always has (its APDU count is part of the bench). */
+export async function readSnapshot(files: CardFiles): Promise<Snapshot> {
+  const { cardId, cardcf } = await files.refresh();
+  const cachedRaw = files.cachedRaw();
+  const table = await files.tableOnCard();
+  const rawCmapfile = await files.readFile(`${MSCP_DIRECTORY}/cmapfile`);
+  const cmap = rawCmapfile ? parseCmapfile(rawCmapfile) : [];
+  const keymap = await files.keyMap();
+
+  const keyIds = new Map<number, string>();
+  const keyless: number[] = [];
+  const changedKeys: number[] = [];
+  for (const [index, r] of cmap.entries()) {
+    if (!isValidContainer(r)) continue;
+    try {
+      const id = keyId(await files.publicKeyFromCard(index));
+      keyIds.set(index, id);
+      const cached = files.cachedPublicKey(index);
+      if (cached && keyId(cached) !== id) changedKeys.push(index);
+    } catch {
+      keyless.push(index);
+    }
+  }
+
+  const plain: CardFile[] = [];
+  const certs = new Map<string, CertificateFile>();
+  const changedFiles: string[] = [];
+  for (const rec of table) {
+    if (rec.filename === '') continue;
+    const path = pathOf(rec);
+    const raw = await files.readRecord(rec);
+    const certName = rec.directory.toLowerCase() === MSCP_DIRECTORY ? parseCertificateFileName(rec.filename) : undefined;
+    if (!certName) {
+      plain.push({ path, raw });
+      continue;
+    }
+    const entry: CertificateFile = { path, raw, ...certName };
+    certs.set(path, entry);
+    const cached = files.cachedFile(path);
+    if (cached !== undefined && raw !== undefined && !equalBytes(cached, raw)) changedFiles.push(path);
+    if (raw === undefined || raw.length === 0) {
+      entry.problem = 'empty';
+      continue;
+    }
+    try {
+      const decoded = decodeCertificateFile(raw, path);
+      entry.keyId = parseCertificate(decoded.der).keyId;
+      entry.der = decoded.der;
+      entry.compressed = decoded.compressed;
+    } catch (err) {
+      entry.problem = err instanceof CardFormatError ? err.reason : (err as Error).message;
+    }
+  }
+  return {
+    cardId,
+    cardcf,
+    table,
+    rawCmapfile,
+    cmap,
+    keymap,
+    keyIds,
+    keyless,
+    files: plain,
+    certs,
+    cached: { table: cachedRaw.table, cmapfile: cachedRaw.cmapfile, changedKeys, changedFiles },
+  };
+}
+
+/** Is `cmap[index]` a valid container? */
+export function validAt(s: Pick<Snapshot, 'cmap'>, index: number): boolean {
+  const r = s.cmap[index];
+  return r !== undefined && isValidContainer(r);
+}
+
+/** Does the file table of `s` name `path` (case-insensitively, as minidrivers compare names)? */
+export function hasFile(s: Pick<Snapshot, 'table'>, path: string): boolean {
+  const wanted = path.toLowerCase();
+  return s.table.some((r) => r.filename !== '' && pathOf(r).toLowerCase() === wanted);
+}

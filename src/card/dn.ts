@@ -1,0 +1,109 @@
+/**
+ * A distinguished name as a user types it ("CN=Alice Example, O=cardlink") turned into the ASN.1
+ * Name of a request (RFC 5280 §4.1.2.4), built with @peculiar/asn1-x509. The string syntax is
+ * RFC 4514 §3 — `\`-escapes, `\XX` hex pairs (UTF-8), `#` hex-encoded BER values, '+' joining
+ * the attributes of a multi-valued RDN — plus RFC 1779's double-quoted values. RDNs are encoded in
+ * the order written, as OpenSSL's `-subj` and @peculiar/x509 do. Values are PrintableString where
+ * its alphabet allows, UTF8String otherwise, IA5String for emailAddress and domainComponent.
+ */
+import { AttributeTypeAndValue, AttributeValue, Name, RelativeDistinguishedName } from '@peculiar/asn1-x509';
+
+const TYPES: Record<string, string> = {
+  CN: '2.5.4.3',
+  SN: '2.5.4.4',
+  SERIALNUMBER: '2.5.4.5',
+  C: '2.5.4.6',
+  L: '2.5.4.7',
+  ST: '2.5.4.8',
+  STREET: '2.5.4.9',
+  O: '2.5.4.10',
+  OU: '2.5.4.11',
+  T: '2.5.4.12',
+  TITLE: '2.5.4.12',
+  G: '2.5.4.42',
+  GIVENNAME: '2.5.4.42',
+  I: '2.5.4.43',
+  INITIALS: '2.5.4.43',
+  DC: '0.9.2342.19200300.100.1.25',
+  UID: '0.9.2342.19200300.100.1.1',
+  E: '1.2.840.113549.1.9.1',
+  EMAILADDRESS: '1.2.840.113549.1.9.1',
+};
+const IA5 = new Set([TYPES.E, TYPES.DC]);
+const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?]*$/;
+const OID = /^\d+(\.\d+)+$/;
+const KEYWORD = /^[A-Za-z][A-Za-z0-9-]*$/;
+
+export class DnSyntaxError extends Error {}
+
+/** Parses `text`; throws DnSyntaxError saying what is wrong where. */
+export function parseDn(text: string): Name {
+  const rdns: AttributeTypeAndValue[][] = [[]];
+  let i = 0;
+  const fail = (why: string): never => {
+    throw new DnSyntaxError(`${why} at character ${i + 1}`);
+  };
+  const skipSpaces = (): void => {
+    while (text[i] === ' ') i++;
+  };
+  skipSpaces();
+  if (i >= text.length) fail('empty name');
+  for (;;) {
+    const eq = text.indexOf('=', i);
+    if (eq < 0) fail('an attribute without "="');
+    const keyword = text.slice(i, eq).trim();
+    const type = OID.test(keyword) ? keyword : KEYWORD.test(keyword) ? TYPES[keyword.toUpperCase()] : undefined;
+    if (!type) fail(`unknown attribute type '${keyword}'`);
+    i = eq + 1;
+    skipSpaces();
+    rdns.at(-1)!.push(new AttributeTypeAndValue({ type, value: readValue(type!) }));
+    skipSpaces();
+    if (i >= text.length) break;
+    const separator = text[i++];
+    if (separator === ',' || separator === ';') rdns.push([]);
+    else if (separator !== '+') fail(`'${separator}' where ',' or '+' was expected`);
+    skipSpaces();
+  }
+  return new Name(rdns.map((attrs) => new RelativeDistinguishedName(attrs)));
+
+  function readValue(type: string): AttributeValue {
+    if (text[i] === '#') {
+      const m = /^#((?:[0-9A-Fa-f]{2})+)/.exec(text.slice(i));
+      if (!m) fail('"#" not followed by hex pairs');
+      i += m![0].length;
+      return new AttributeValue({ anyValue: new Uint8Array(Buffer.from(m![1]!, 'hex')).buffer });
+    }
+    const bytes: number[] = [];
+    const quoted = text[i] === '"';
+    if (quoted) i++;
+    let trailingSpaces = 0;
+    for (; i < text.length; i++) {
+      const ch = text[i]!;
+      if (quoted ? ch === '"' : ch === ',' || ch === '+' || ch === ';') break;
+      if (ch === '\\') {
+        const pair = text.slice(i + 1, i + 3);
+        if (/^[0-9A-Fa-f]{2}$/.test(pair)) {
+          bytes.push(Number.parseInt(pair, 16));
+          i += 2;
+        } else if (i + 1 < text.length) {
+          bytes.push(...Buffer.from(text[++i]!, 'utf8'));
+        } else {
+          fail('a "\\" at the end');
+        }
+        trailingSpaces = 0;
+        continue;
+      }
+      if (!quoted && (ch === '"' || ch === '<' || ch === '>' || ch === '=')) fail(`'${ch}' must be escaped`);
+      bytes.push(...Buffer.from(ch, 'utf8'));
+      trailingSpaces = ch === ' ' && !quoted ? trailingSpaces + 1 : 0;
+    }
+    if (quoted) {
+      if (text[i] !== '"') fail('an unterminated quoted value');
+      i++;
+    }
+    const value = Buffer.from(bytes.slice(0, bytes.length - trailingSpaces)).toString('utf8');
+    if (value.length === 0) fail('an empty value');
+    if (IA5.has(type)) return new AttributeValue({ ia5String: value });
+    return PRINTABLE.test(value) ? new AttributeValue({ printableString: value }) : new AttributeValue({ utf8String: value });
+  }
+}
