@@ -1,6 +1,7 @@
 import { CardlinkError } from '../errors.js';
 import { UsageError, type CliIo, type Command } from './io.js';
 import { commands } from './registry.js';
+import { terminalConfirm } from './confirm.js';
 import { terminalPrompt } from './secrets.js';
 import { forTerminal, guardOutput } from './terminal.js';
 
@@ -21,11 +22,13 @@ function find(argv: string[]): { command: Command; rest: string[] } | undefined 
 
 export function defaultIo(): CliIo {
   const prompt = terminalPrompt();
+  const confirm = terminalConfirm();
   return {
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
     env: process.env,
     ...(prompt ? { promptSecret: prompt } : {}),
+    ...(confirm ? { confirm } : {}),
   };
 }
 

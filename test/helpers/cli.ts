@@ -11,7 +11,7 @@ export interface CliResult {
  * Runs the CLI in process with its own environment (PIN and keys only through env, as users do).
  * `extra` gives what a terminal or the process would: a secret prompt, a stop signal.
  */
-export async function cli(argv: string[], env: Record<string, string> = {}, extra: Pick<CliIo, 'promptSecret' | 'signal'> = {}): Promise<CliResult> {
+export async function cli(argv: string[], env: Record<string, string> = {}, extra: Pick<CliIo, 'promptSecret' | 'signal' | 'confirm'> = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const code = await main(argv, {

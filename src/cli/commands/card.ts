@@ -244,6 +244,36 @@ const rmCert: Command = {
   },
 };
 
+const rmContainer: Command = {
+  path: ['card', 'rm-container'],
+  summary: 'delete a container, its key and its certificate (asks first; --yes without a terminal)',
+  usage: `cardlink card rm-container ${TARGET} --container NAME [--yes] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, yes: { type: 'boolean' } });
+    const name = required(values.container, '--container');
+    const confirm = values.yes === true ? undefined : io.confirm;
+    if (values.yes !== true && !confirm) throw new UsageError('deleting a container destroys its key for good: add --yes to confirm (there is no terminal to ask on)');
+    const pinValue = await readPin(io);
+    const result = await withCard(values, io, async (card) => {
+      const c = await card.container(name);
+      if (confirm) {
+        const what = line`container '${c.name}' (RSA-${c.keyBits}, ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE'}` + (c.certificateFile ? line`, certificate ${c.certificateFile}` : ', no certificate') + ')';
+        if (!(await confirm(`Delete ${what} and its key? The key cannot be recovered.`))) return undefined;
+      }
+      await card.verifyPin(pinValue);
+      return card.deleteContainer(name);
+    });
+    if (!result) {
+      emit(io, values.json === true, { ok: false, deleted: false, container: name }, () => 'nothing deleted');
+      return 1;
+    }
+    emit(io, values.json === true, { ok: true, deleted: true, container: result.container, certificateFile: result.certificateFile ?? null }, () =>
+      line`deleted container ${result.container.index} '${result.container.name}' and its key` + (result.certificateFile ? line`, and its certificate ${result.certificateFile}` : ''),
+    );
+    return 0;
+  },
+};
+
 function reportText(report: CheckReport, repaired: boolean): string {
   if (report.findings.length === 0) return line`card ${report.cardId}: clean`;
   const lines = [line`card ${report.cardId}: ` + `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
@@ -279,4 +309,4 @@ const check: Command = {
   },
 };
 
-export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, check, pin, files, fileRead, fileWrite, fileRm];
+export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, rmContainer, check, pin, files, fileRead, fileWrite, fileRm];
