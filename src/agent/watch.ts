@@ -47,7 +47,7 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * The wait before the n-th consecutive retry (n from 1): exponential, bounded, with "equal
  * jitter" (half fixed, half random) so agents that lost the service together do not come back
- * in step (AWS Architecture Blog, "Exponential Backoff And Jitter", see docs/sources.md).
+ * in step (docs/sources.md#backoff-jitter).
  */
 export function backoffDelay(failures: number, o: { firstMs: number; maxMs: number }, random: () => number): number {
   const ceiling = Math.min(o.maxMs, o.firstMs * 2 ** Math.min(failures - 1, 30));

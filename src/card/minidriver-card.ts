@@ -181,7 +181,9 @@ export class MinidriverCard {
 
   /**
    * Deletes a container: its certificate file, its `cmapfile` record and its key (needs the PIN).
-   * What the minidriver's CardDeleteContainer does, in the steps OpenSC's card-gids.c takes
+   * On Windows this is the Base CSP's work and the minidriver's together: the CSP deletes the
+   * certificate files (CardDeleteFile) and updates `cmapfile`, the minidriver's CardDeleteContainer
+   * deletes the key material [CDC]. The card-level steps are those OpenSC's card-gids.c takes
    * (`gids_delete_cert`, `gids_delete_container_num`: the record zeroed, the key map entry marked
    * deleted, the key file deleted, `cardcf` moved; docs/sources.md#opensc-gids), but in the
    * reverse order of createContainer, so that an interruption never leaves a valid container

@@ -1,5 +1,6 @@
 /**
- * Text that came from a card, a request or the service is shown to an operator in a terminal.
+ * Text that came from a card, a request or the service is shown to an operator in a terminal
+ * (docs/sources.md#terminal-output).
  * A terminal acts on what it is sent: ESC and the C1 controls start escape sequences (set the
  * window title, clear the screen, move the cursor: ECMA-48 §5), a CR or LF starts a line that
  * looks like the program's own, NUL hides what follows in some viewers, and the Unicode

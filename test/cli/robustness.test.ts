@@ -179,3 +179,18 @@ describe('admin token revoke', () => {
     assert.equal((await cli(['admin', 'token', 'revoke', ...NOWHERE], OPERATOR_ENV)).code, 2);
   });
 });
+
+describe('the well-known GIDS administrator key', () => {
+  test('card init warns when it is used for a card in a reader, and not for an emulated card', async () => {
+    const dir = tempDir();
+    const env = { CARDLINK_HOME: join(dir, 'home'), CARDLINK_PIN: TEST_PIN, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) };
+    // The reader is not there (or pcscd is not): the warning comes before the card is opened.
+    const real = await cli(['card', 'init', '--reader', 'No Such Reader 4242'], env);
+    assert.equal(real.code, 2);
+    assert.match(real.stderr, /warning: this is the well-known default GIDS administrator key; .* Use a random key on a real card/);
+    assert.doesNotMatch(real.stderr, STACK);
+    const emulated = await cli(['card', 'init', '--image', join(dir, 'card.json')], env);
+    assert.equal(emulated.code, 0);
+    assert.equal(emulated.stderr, '');
+  });
+});

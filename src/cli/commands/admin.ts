@@ -136,7 +136,7 @@ export async function fetchRequestPages(
 
 const requests: Command = {
   path: ['admin', 'requests'],
-  summary: `list enrollment requests, newest first (${DEFAULT_REQUEST_LIMIT} unless --limit or --all)`,
+  summary: `list enrollment requests (${DEFAULT_REQUEST_LIMIT} unless --limit N or --all; says when more match)`,
   usage: `cardlink admin requests ${CONNECT_USAGE} [--state STATE] [--user UPN] [--limit N | --all] [--json]`,
   async run(argv, io) {
     const { values } = parse(argv, { ...CONNECT, state: { type: 'string' }, user: { type: 'string' }, limit: { type: 'string' }, all: { type: 'boolean' } });

@@ -9,6 +9,12 @@ import { forTerminal, line } from '../terminal.js';
 
 const TARGET = '[--image FILE | --reader NAME]';
 
+/**
+ * 01 02 … 08 three times: the administrator key of Microsoft's GIDS examples and GidsApplet's
+ * tests, so the first one an attacker tries (security probe F22). Fine for an emulated card.
+ */
+const WELL_KNOWN_ADMIN_KEY = '010203040506070801020304050607080102030405060708';
+
 const init: Command = {
   path: ['card', 'init'],
   summary: 'initialise a blank card (PIN from CARDLINK_PIN, admin key from CARDLINK_ADMIN_KEY)',
@@ -18,6 +24,9 @@ const init: Command = {
     if (values.serial !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.serial)) throw new UsageError('--serial takes 32 hex digits');
     const pin = await readPin(io, 'CARDLINK_PIN', 'New PIN: ');
     const adminKey = await readAdminKey(io);
+    if (values.image === undefined && hex(adminKey).toLowerCase() === WELL_KNOWN_ADMIN_KEY) {
+      io.stderr('cardlink card init: warning: this is the well-known default GIDS administrator key; anyone can unblock the PIN and reset this card with it. Use a random key on a real card (and keep it safe).\n');
+    }
     const transport = await openTransport(values, { createImage: true, env: io.env });
     try {
       const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
