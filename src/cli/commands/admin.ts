@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CardlinkError } from '../../errors.js';
-import { ServiceClient, type AuditListQuery, type RequestListQuery, type RequestState, type RequestView } from '../../service/client.js';
+import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestListQuery, type RequestState, type RequestView } from '../../service/client.js';
 import { parse, required } from '../args.js';
 import { emit, UsageError, type CliIo, type Command } from '../io.js';
 import { readSecret } from '../secrets.js';
@@ -129,7 +129,7 @@ export async function fetchRequestPages(
     if (!o.all && items.length >= o.limit) return { items, truncated: true, nextCursor: leftOnPage ? null : got.nextCursor };
     if (got.nextCursor === null) return { items, truncated: false, nextCursor: null };
     // A page that brings nothing new while promising more would loop for ever.
-    if (got.items.length === 0 || got.nextCursor === cursor) throw new CardlinkError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
+    if (got.items.length === 0 || got.nextCursor === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
     cursor = got.nextCursor;
   }
 }
