@@ -31,6 +31,11 @@ export class DiskCardCache implements CardCache {
   private dirty = false;
   private readonly maxTotal: number;
   private readonly maxItem: number;
+  /**
+   * Why the file on disk was thrown away (not JSON, or not the shape this class writes), for the
+   * caller to warn about; undefined when it was read or did not exist. The next flush rewrites it.
+   */
+  readonly discarded: string | undefined;
 
   constructor(
     readonly path: string,
@@ -38,7 +43,10 @@ export class DiskCardCache implements CardCache {
   ) {
     this.maxTotal = options.maxBytesTotal ?? 1024 * 1024;
     this.maxItem = options.maxBytesPerItem ?? 65536;
-    this.items = load(path);
+    const loaded = load(path);
+    this.items = loaded.items;
+    this.discarded = loaded.discarded;
+    this.dirty = loaded.discarded !== undefined;
     for (const card of Object.values(this.items)) for (const it of Object.values(card)) this.clock = Math.max(this.clock, it.u);
   }
 
@@ -100,12 +108,42 @@ function idOf(cardId: Uint8Array): string {
   return Buffer.from(cardId).toString('hex');
 }
 
-/** A missing or unreadable cache is an empty cache: it only ever saves APDUs. */
-function load(path: string): Items {
+/**
+ * A missing cache is an empty cache; so is a damaged one (it only ever saves APDUs), but then the
+ * caller hears why, and the file is rebuilt. Every item is checked, so a file that parses but is
+ * not what flush() writes cannot break a later get, put or eviction.
+ */
+function load(path: string): { items: Items; discarded?: string } {
+  let text: string;
   try {
-    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
-    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Items) : {};
-  } catch {
-    return {};
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { items: {} };
+    return { items: {}, discarded: `cannot read it (${(err as Error).message})` };
   }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { items: {}, discarded: 'it is not JSON' };
+  }
+  const problem = shapeProblem(parsed);
+  return problem === undefined ? { items: parsed as Items } : { items: {}, discarded: problem };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function shapeProblem(parsed: unknown): string | undefined {
+  if (!isObject(parsed)) return 'it is not an object of cards';
+  for (const [card, items] of Object.entries(parsed)) {
+    if (!/^[0-9a-f]{32}$/.test(card)) return `'${card.slice(0, 40)}' is not a cardid`;
+    if (!isObject(items)) return `card ${card} is not an object of items`;
+    for (const [name, it] of Object.entries(items)) {
+      const ok = isObject(it) && Number.isSafeInteger(it.f) && Number.isSafeInteger(it.u) && typeof it.v === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(it.v);
+      if (!ok) return `item '${name.slice(0, 40)}' of card ${card} is malformed`;
+    }
+  }
+  return undefined;
 }

@@ -179,6 +179,51 @@ export class MinidriverCard {
     });
   }
 
+  /**
+   * Deletes a container: its certificate file, its `cmapfile` record and its key (needs the PIN).
+   * On Windows this is the Base CSP's work and the minidriver's together: the CSP deletes the
+   * certificate files (CardDeleteFile) and updates `cmapfile`, the minidriver's CardDeleteContainer
+   * deletes the key material [CDC]. The card-level steps are those OpenSC's card-gids.c takes
+   * (`gids_delete_cert`, `gids_delete_container_num`: the record zeroed, the key map entry marked
+   * deleted, the key file deleted, `cardcf` moved; docs/sources.md#opensc-gids), but in the
+   * reverse order of createContainer, so that an interruption never leaves a valid container
+   * without its key or a certificate without its container: the certificate goes first, then the
+   * record is zeroed, then the key map entry and the key. A leftover key file (interrupted before
+   * the last step) is replaced by the next createContainer in that slot, and a key map still in
+   * use for the zeroed record is what `check --repair` rewrites. If the container was the default,
+   * the first remaining one becomes it (Minidriver spec [FSR]: one default while containers exist).
+   */
+  async deleteContainer(name: string): Promise<{ container: ContainerInfo; certificateFile: string | undefined }> {
+    return this.files.transaction(async () => {
+      await this.files.refresh();
+      const { cmap, containers } = await this.files.freshContainers();
+      const c = containers.find((x) => x.name === name);
+      if (!c) {
+        throw new CardError('NO_CONTAINER', `no container '${name}' on the card (containers: ${containers.map((x) => x.name).join(', ') || 'none'})`, { container: name });
+      }
+      const keymap = await this.files.keyMap();
+      if (c.certificateFile) {
+        await this.files.bump({ files: true });
+        await this.files.deleteFile(c.certificateFile);
+        await this.files.rememberCurrentTable();
+      }
+      const wasDefault = isDefaultContainer(cmap[c.index]!);
+      cmap[c.index] = emptyContainerRecord();
+      if (wasDefault) {
+        const next = cmap.findIndex((r) => isValidContainer(r));
+        if (next >= 0) setDefaultContainer(cmap[next]!, true);
+      }
+      await this.files.bump({ files: true, containers: true });
+      await this.files.putCmapfile(cmap);
+      if (keymap[c.index]) {
+        keymap[c.index] = deletedKeyMapRecord();
+        await this.files.putKeyMap(keymap);
+      }
+      await this.#session.deleteKeyFile(c.keyRef);
+      return { container: c, certificateFile: c.certificateFile };
+    });
+  }
+
   /** The container's public key, from the cache while the containers counter proves it fresh. */
   async publicKey(nameOrIndex: string | number): Promise<KeyObject> {
     return this.files.publicKey(await this.container(nameOrIndex));

@@ -7,6 +7,10 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Asks for a secret without echo (PIN, admin key); undefined when there is no terminal. */
   promptSecret?: (question: string) => Promise<string>;
+  /** Asks a yes/no question before something destructive; undefined when there is no terminal. */
+  confirm?: (question: string) => Promise<boolean>;
+  /** Stops a long-running command (`collect --watch`) besides SIGINT/SIGTERM; tests pass one. */
+  signal?: AbortSignal;
 }
 
 /** A usage mistake: printed with the command's help, exit status 2. */

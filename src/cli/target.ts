@@ -4,7 +4,8 @@ import { openCardImage } from '../gids/emulator/index.js';
 import { cardlinkHome } from '../home.js';
 import { MemoryTransport } from '../transport/memory.js';
 import type { Transport } from '../transport/transport.js';
-import { UsageError } from './io.js';
+import { UsageError, type CliIo } from './io.js';
+import { forTerminal } from './terminal.js';
 
 export interface TargetArgs {
   image?: string | undefined;
@@ -32,11 +33,22 @@ export async function openTransport(args: TargetArgs, options: { createImage?: b
 }
 
 /**
+ * The per-user card cache. A damaged file is not an error (the cache only saves APDUs): it is
+ * dropped with a warning and rebuilt, so it cannot break every card command.
+ */
+export function userCardCache(io: Pick<CliIo, 'env' | 'stderr'>): DiskCardCache {
+  const cache = DiskCardCache.forUser(io.env);
+  if (cache.discarded !== undefined) io.stderr(`cardlink: warning: card cache ${forTerminal(cache.path)} discarded and rebuilt: ${forTerminal(cache.discarded)}\n`);
+  return cache;
+}
+
+/**
  * Opens the target and runs `fn` with the card, closing the transport whatever happens. The
  * per-user card cache (valid while cardid + cardcf say so) is loaded and saved around it.
  */
-export async function withCard<T>(args: TargetArgs, env: NodeJS.ProcessEnv, fn: (card: MinidriverCard) => Promise<T>): Promise<T> {
-  const cache = DiskCardCache.forUser(env);
+export async function withCard<T>(args: TargetArgs, io: Pick<CliIo, 'env' | 'stderr'>, fn: (card: MinidriverCard) => Promise<T>): Promise<T> {
+  const cache = userCardCache(io);
+  const env = io.env;
   const transport = await openTransport(args, { env });
   try {
     const card = await MinidriverCard.open(transport, { cache });

@@ -56,7 +56,7 @@ for (const backend of BACKENDS) {
         assert.equal(tok.code, 0, tok.stderr);
         const token = (JSON.parse(tok.stdout) as { token: string }).token;
 
-        const enrolled = await cli(['enroll', ...server, '--token', token, '--image', image, '--json'], wsA);
+        const enrolled = await cli(['enroll', ...server, '--image', image, '--json'], { ...wsA, CARDLINK_TOKEN: token });
         assert.equal(enrolled.code, 0, enrolled.stderr);
         const e = JSON.parse(enrolled.stdout) as { requestId: string; state: string; cardId: string; container: string; retryAfter: number };
         assert.equal(e.state, 'pending');
@@ -134,6 +134,7 @@ describe('collect --watch', () => {
       sleep: async () => undefined,
       onReport: (r) => reports.push(r),
       onError: (err) => assert.fail(String(err)),
+      onWrongPin: async () => assert.fail('no PIN was refused'),
     });
     assert.deepEqual(reports, [waiting, done, done]);
   });

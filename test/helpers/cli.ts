@@ -1,4 +1,5 @@
 import { main } from '../../src/cli/main.js';
+import type { CliIo } from '../../src/cli/io.js';
 
 export interface CliResult {
   code: number;
@@ -6,8 +7,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the CLI in process with its own environment (PIN and keys only through env, as users do). */
-export async function cli(argv: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/**
+ * Runs the CLI in process with its own environment (PIN and keys only through env, as users do).
+ * `extra` gives what a terminal or the process would: a secret prompt, a stop signal.
+ */
+export async function cli(argv: string[], env: Record<string, string> = {}, extra: Pick<CliIo, 'promptSecret' | 'signal' | 'confirm'> = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const code = await main(argv, {
@@ -18,6 +22,7 @@ export async function cli(argv: string[], env: Record<string, string> = {}): Pro
       stderr += t;
     },
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    ...extra,
   });
   return { code, stdout, stderr };
 }

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { ServiceClient, type AuditListQuery, type RequestState, type RequestView } from '../../service/client.js';
+import { CardlinkError } from '../../errors.js';
+import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestListQuery, type RequestState, type RequestView } from '../../service/client.js';
 import { parse, required } from '../args.js';
 import { emit, UsageError, type CliIo, type Command } from '../io.js';
 import { readSecret } from '../secrets.js';
+import { line } from '../terminal.js';
 
 const CONNECT = {
   server: { type: 'string' },
@@ -66,25 +68,108 @@ const token: Command = {
     const created = await asOperator(values, io, (client, session) =>
       client.createToken(session, { user, ...(values.profile ? { profile: values.profile } : {}), ...(values.ttl ? { ttlSeconds: Number(values.ttl) } : {}) }),
     );
-    emit(io, values.json === true, { ok: true, ...created }, () => `${created.token}\nfor ${created.user}, profile ${created.profile}, one use, expires ${created.expiresAt}`);
+    emit(io, values.json === true, { ok: true, ...created }, () => line`${created.token}\nfor ${created.user}, profile ${created.profile}, one use, expires ${created.expiresAt}`);
     return 0;
   },
 };
 
+/** One page of `GET /requests` and where the next one starts (null: no more). */
+export interface RequestPage {
+  items: RequestView[];
+  nextCursor: string | null;
+}
+
+/**
+ * The ServiceClient methods issue 10 adds on the service side (paged request listing, token
+ * revocation), by the names both sides agreed on. Until both halves are merged the CLI finds
+ * them at run time: without paging it lists through the older unpaged call (asking for one row
+ * more than it shows, so it can still say when it stopped short), without revocation it says so.
+ */
+interface PagedAdminClient {
+  listRequests(session: string, query: RequestListQuery & { cursor?: string }): Promise<RequestPage>;
+  revokeToken(session: string, id: string): Promise<unknown>;
+}
+
+function pagedAdmin(client: ServiceClient): PagedAdminClient {
+  const c = client as unknown as Partial<PagedAdminClient>;
+  return {
+    listRequests: typeof c.listRequests === 'function'
+      ? (session, query) => c.listRequests!.call(client, session, query)
+      : async (session, { cursor: _cursor, limit: _limit, ...query }) => ({ items: await client.requests(session, { ...query, limit: UNPAGED_MAX }), nextCursor: null }),
+    revokeToken: typeof c.revokeToken === 'function'
+      ? (session, id) => c.revokeToken!.call(client, session, id)
+      : () => Promise.reject(new CardlinkError('SERVICE_CLIENT_TOO_OLD', 'this build of cardlink cannot revoke tokens (its service client has no revokeToken)')),
+  };
+}
+
+/** The most rows the unpaged listing answers (the service's schema maximum). */
+const UNPAGED_MAX = 10_000;
+/** Rows per page asked of the service; it may answer fewer and says where to go on. */
+const PAGE_SIZE = 200;
+/** What `admin requests` shows without --limit or --all: enough for a screen of recent work. */
+export const DEFAULT_REQUEST_LIMIT = 100;
+
+/**
+ * Follows the service's cursors until `limit` rows are in (or every row, with `all`), and says
+ * whether more were left: a listing never stops silently.
+ */
+export async function fetchRequestPages(
+  page: (cursor: string | undefined, limit: number) => Promise<RequestPage>,
+  o: { limit: number; all: boolean },
+): Promise<{ items: RequestView[]; truncated: boolean; nextCursor: string | null }> {
+  const items: RequestView[] = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const want = o.all ? PAGE_SIZE : Math.min(PAGE_SIZE, o.limit - items.length);
+    const got = await page(cursor, want);
+    const room = o.all ? got.items.length : o.limit - items.length;
+    items.push(...got.items.slice(0, room));
+    const leftOnPage = got.items.length > room;
+    if (got.nextCursor === null && !leftOnPage) return { items, truncated: false, nextCursor: null };
+    if (!o.all && items.length >= o.limit) return { items, truncated: true, nextCursor: leftOnPage ? null : got.nextCursor };
+    if (got.nextCursor === null) return { items, truncated: false, nextCursor: null };
+    // A page that brings nothing new while promising more would loop for ever.
+    if (got.items.length === 0 || got.nextCursor === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
+    cursor = got.nextCursor;
+  }
+}
+
 const requests: Command = {
   path: ['admin', 'requests'],
-  summary: 'list enrollment requests',
-  usage: `cardlink admin requests ${CONNECT_USAGE} [--state STATE] [--user UPN] [--json]`,
+  summary: `list enrollment requests (${DEFAULT_REQUEST_LIMIT} unless --limit N or --all; says when more match)`,
+  usage: `cardlink admin requests ${CONNECT_USAGE} [--state STATE] [--user UPN] [--limit N | --all] [--json]`,
   async run(argv, io) {
-    const { values } = parse(argv, { ...CONNECT, state: { type: 'string' }, user: { type: 'string' } });
+    const { values } = parse(argv, { ...CONNECT, state: { type: 'string' }, user: { type: 'string' }, limit: { type: 'string' }, all: { type: 'boolean' } });
+    if (values.limit !== undefined && (!/^\d+$/.test(values.limit) || Number(values.limit) < 1)) throw new UsageError('--limit takes a whole number of rows, at least 1');
+    if (values.limit !== undefined && values.all) throw new UsageError('give --limit or --all, not both');
+    const limit = values.limit !== undefined ? Number(values.limit) : DEFAULT_REQUEST_LIMIT;
     // The service checks the state name and answers 400 with the list of states.
     const query = { ...(values.state ? { state: values.state as RequestState } : {}), ...(values.user ? { user: values.user } : {}) };
-    const rows = await asOperator(values, io, (client, session) => client.requests(session, query));
-    emit(io, values.json === true, { ok: true, requests: rows }, () =>
-      rows.length === 0
-        ? 'no requests'
-        : rows.map((r) => `${r.id}  ${r.state.padEnd(9)} ${r.user}  ${r.profile}  ${r.createdAt}${r.container ? `  card ${r.cardId} / ${r.container}` : ''}`).join('\n'),
-    );
+    const result = await asOperator(values, io, (client, session) => {
+      const paged = pagedAdmin(client);
+      return fetchRequestPages((cursor, n) => paged.listRequests(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit, all: values.all === true });
+    });
+    const rows = result.items;
+    emit(io, values.json === true, { ok: true, requests: rows, truncated: result.truncated, ...(result.nextCursor !== null ? { nextCursor: result.nextCursor } : {}) }, () => {
+      const lines = rows.map((r) => line`${r.id}  ${r.state.padEnd(9)} ${r.user}  ${r.profile}  ${r.createdAt}` + (r.container ? line`  card ${r.cardId} / ${r.container}` : ''));
+      if (rows.length === 0) lines.push('no requests');
+      if (result.truncated) lines.push(`(first ${rows.length} shown; more match: --limit N for more, --all for every one)`);
+      return lines.join('\n');
+    });
+    return 0;
+  },
+};
+
+const tokenRevoke: Command = {
+  path: ['admin', 'token', 'revoke'],
+  summary: 'revoke an enrollment token that has not been used (it can no longer enroll)',
+  usage: `cardlink admin token revoke ${CONNECT_USAGE} ID [--json]`,
+  async run(argv, io) {
+    const { values, positionals } = parse(argv, CONNECT, true);
+    if (positionals.length !== 1) throw new UsageError('give exactly one token id (see the id in the answer of `cardlink admin token`)');
+    const id = positionals[0]!;
+    await asOperator(values, io, (client, session) => pagedAdmin(client).revokeToken(session, id));
+    emit(io, values.json === true, { ok: true, id, revoked: true }, () => line`token ${id} revoked: it can no longer enroll`);
     return 0;
   },
 };
@@ -101,7 +186,7 @@ function decision(word: 'approve' | 'reject' | 'revoke', summary: string, extraU
       const id = oneId(positionals);
       const call = decide(values);
       const r = await asOperator(values, io, (client, session) => call(client, session, id));
-      emit(io, values.json === true, { ok: true, request: r }, () => `${r.id} ${r.state}${r.serial ? ` (serial ${r.serial})` : ''}`);
+      emit(io, values.json === true, { ok: true, request: r }, () => line`${r.id} ${r.state}` + (r.serial ? line` (serial ${r.serial})` : ''));
       return 0;
     },
   };
@@ -127,9 +212,9 @@ const audit: Command = {
     const query: AuditListQuery = {};
     for (const k of ['subject', 'actor', 'action', 'since'] as const) if (values[k]) query[k] = values[k];
     const rows = await asOperator(values, io, (client, session) => client.audit(session, query));
-    emit(io, values.json === true, { ok: true, entries: rows }, () => rows.map((e) => `${e.at}  ${e.actor}  ${e.action}  ${e.subject ?? ''}  ${JSON.stringify(e.details)}`).join('\n'));
+    emit(io, values.json === true, { ok: true, entries: rows }, () => rows.map((e) => line`${e.at}  ${e.actor}  ${e.action}  ${e.subject ?? ''}  ${JSON.stringify(e.details)}`).join('\n'));
     return 0;
   },
 };
 
-export const adminCommands: Command[] = [token, requests, approve, reject, revoke, audit];
+export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit];

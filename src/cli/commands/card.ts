@@ -5,8 +5,15 @@ import { parse, required } from '../args.js';
 import { emit, UsageError, type Command } from '../io.js';
 import { readAdminKey, readPin } from '../secrets.js';
 import { TARGET_OPTIONS, openTransport, withCard } from '../target.js';
+import { forTerminal, line } from '../terminal.js';
 
 const TARGET = '[--image FILE | --reader NAME]';
+
+/**
+ * 01 02 … 08 three times: the administrator key of Microsoft's GIDS examples and GidsApplet's
+ * tests, so the first one an attacker tries (security probe F22). Fine for an emulated card.
+ */
+const WELL_KNOWN_ADMIN_KEY = '010203040506070801020304050607080102030405060708';
 
 const init: Command = {
   path: ['card', 'init'],
@@ -17,11 +24,14 @@ const init: Command = {
     if (values.serial !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.serial)) throw new UsageError('--serial takes 32 hex digits');
     const pin = await readPin(io, 'CARDLINK_PIN', 'New PIN: ');
     const adminKey = await readAdminKey(io);
+    if (values.image === undefined && hex(adminKey).toLowerCase() === WELL_KNOWN_ADMIN_KEY) {
+      io.stderr('cardlink card init: warning: this is the well-known default GIDS administrator key; anyone can unblock the PIN and reset this card with it. Use a random key on a real card (and keep it safe).\n');
+    }
     const transport = await openTransport(values, { createImage: true, env: io.env });
     try {
       const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
       const { cardId, cardcf } = await card.refresh();
-      emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => `initialised ${transport.name}: cardid ${hex(cardId)}`);
+      emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => line`initialised ${transport.name}: cardid ${hex(cardId)}`);
     } finally {
       adminKey.fill(0);
       await transport.close();
@@ -36,7 +46,7 @@ const info: Command = {
   usage: `cardlink card info ${TARGET} [--json]`,
   async run(argv, io) {
     const { values } = parse(argv, TARGET_OPTIONS);
-    const result = await withCard(values, io.env, async (card) => {
+    const result = await withCard(values, io, async (card) => {
       const { cardId, cardcf } = await card.refresh();
       const pin = await card.pinStatus();
       const containers = await card.containers();
@@ -55,7 +65,7 @@ const info: Command = {
 };
 
 export function containerLine(c: ContainerInfo): string {
-  return `${String(c.index).padStart(2)}  ${c.name.padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${c.certificateFile ?? '-'}`;
+  return `${String(c.index).padStart(2)}  ${forTerminal(c.name).padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${forTerminal(c.certificateFile ?? '-')}`;
 }
 
 const ls: Command = {
@@ -64,7 +74,7 @@ const ls: Command = {
   usage: `cardlink card ls ${TARGET} [--json]`,
   async run(argv, io) {
     const { values } = parse(argv, TARGET_OPTIONS);
-    const containers = await withCard(values, io.env, (card) => card.containers());
+    const containers = await withCard(values, io, (card) => card.containers());
     emit(io, values.json === true, { containers }, () =>
       containers.length === 0 ? 'no containers' : [' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate', ...containers.map(containerLine)].join('\n'),
     );
@@ -86,13 +96,13 @@ const gen: Command = {
     const keySpec = values.keyspec ?? 'kx';
     if (keySpec !== 'kx' && keySpec !== 'sig') throw new UsageError('--keyspec is kx or sig');
     const pin = await readPin(io);
-    const created = await withCard(values, io.env, async (card) => {
+    const created = await withCard(values, io, async (card) => {
       await card.verifyPin(pin);
       return card.createContainer(name, { bits, keySpec, makeDefault: values.default === true });
     });
     const { publicKey, ...container } = created;
     const spki = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    emit(io, values.json === true, { ok: true, container, publicKey: spki }, () => `generated RSA-${bits} key in container ${container.index} '${name}'\n${spki}`);
+    emit(io, values.json === true, { ok: true, container, publicKey: spki }, () => line`generated RSA-${bits} key in container ${container.index} '${name}'` + `\n${spki}`);
     return 0;
   },
 };
@@ -107,12 +117,12 @@ const csr: Command = {
     const subject = required(values.subject, '--subject');
     const out = required(values.out, '--out');
     const pin = await readPin(io);
-    const built = await withCard(values, io.env, async (card) => {
+    const built = await withCard(values, io, async (card) => {
       await card.verifyPin(pin);
       return card.csr(name, subject);
     });
     writeFileSync(out, built.pem);
-    emit(io, values.json === true, { ok: true, out, container: name, subject, bytes: built.der.length }, () => `wrote ${out} (${built.der.length} bytes, signed on the card by '${name}')`);
+    emit(io, values.json === true, { ok: true, out, container: name, subject, bytes: built.der.length }, () => line`wrote ${out} (${built.der.length} bytes, signed on the card by '${name}')`);
     return 0;
   },
 };
@@ -128,7 +138,7 @@ const pin: Command = {
     const oldPin = action === 'verify' || action === 'change' ? await readPin(io) : '';
     const newPin = action === 'change' || action === 'unblock' ? await readPin(io, 'CARDLINK_NEW_PIN', 'New PIN: ') : '';
     const adminKey = action === 'unblock' ? await readAdminKey(io) : undefined;
-    const status = await withCard(values, io.env, async (card) => {
+    const status = await withCard(values, io, async (card) => {
       if (action === 'verify') await card.verifyPin(oldPin);
       else if (action === 'change') await card.changePin(oldPin, newPin);
       else if (action === 'unblock') await card.unblockPin(adminKey!, newPin);
@@ -146,8 +156,8 @@ const files: Command = {
   usage: `cardlink card files ${TARGET} [--json]`,
   async run(argv, io) {
     const { values } = parse(argv, TARGET_OPTIONS);
-    const list = await withCard(values, io.env, (card) => card.listFiles());
-    emit(io, values.json === true, { files: list }, () => list.map((f) => `${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
+    const list = await withCard(values, io, (card) => card.listFiles());
+    emit(io, values.json === true, { files: list }, () => list.map((f) => line`${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
     return 0;
   },
 };
@@ -160,9 +170,9 @@ const fileRead: Command = {
     const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, out: { type: 'string' } }, true);
     const path = positionals[0];
     if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/cmapfile');
-    const data = await withCard(values, io.env, (card) => card.readFile(path));
+    const data = await withCard(values, io, (card) => card.readFile(path));
     if (values.out) writeFileSync(values.out, data);
-    emit(io, values.json === true, { path, size: data.length, hex: hex(data) }, () => (values.out ? `wrote ${data.length} bytes to ${values.out}` : hex(data)));
+    emit(io, values.json === true, { path, size: data.length, hex: hex(data) }, () => (values.out ? line`wrote ${data.length} bytes to ${values.out}` : hex(data)));
     return 0;
   },
 };
@@ -177,11 +187,11 @@ const fileWrite: Command = {
     if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/msroots');
     const data = new Uint8Array(readFileSync(required(values.in, '--in')));
     const pinValue = await readPin(io);
-    await withCard(values, io.env, async (card) => {
+    await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       await card.writeFile(path, data);
     });
-    emit(io, values.json === true, { ok: true, path, size: data.length }, () => `wrote ${data.length} bytes to ${path}`);
+    emit(io, values.json === true, { ok: true, path, size: data.length }, () => line`wrote ${data.length} bytes to ${path}`);
     return 0;
   },
 };
@@ -195,11 +205,11 @@ const fileRm: Command = {
     const path = positionals[0];
     if (positionals.length !== 1 || !path) throw new UsageError('name one file');
     const pinValue = await readPin(io);
-    await withCard(values, io.env, async (card) => {
+    await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       await card.deleteFile(path);
     });
-    emit(io, values.json === true, { ok: true, path }, () => `deleted ${path}`);
+    emit(io, values.json === true, { ok: true, path }, () => line`deleted ${path}`);
     return 0;
   },
 };
@@ -213,12 +223,12 @@ const install: Command = {
     if (positionals.length !== 1) throw new UsageError('name one certificate file (PEM or DER)');
     const cert = new Uint8Array(readFileSync(positionals[0]!));
     const pinValue = await readPin(io);
-    const result = await withCard(values, io.env, async (card) => {
+    const result = await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true });
     });
     emit(io, values.json === true, { ok: true, ...result }, () =>
-      `${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+      line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
     );
     return 0;
   },
@@ -232,23 +242,53 @@ const rmCert: Command = {
     const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' } });
     const name = required(values.container, '--container');
     const pinValue = await readPin(io);
-    const result = await withCard(values, io.env, async (card) => {
+    const result = await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
       return card.removeCertificate(name);
     });
     emit(io, values.json === true, { ok: true, removed: result.file !== undefined, ...result }, () =>
-      result.file ? `deleted ${result.file} of container '${name}'` : `container '${name}' has no certificate: nothing to do`,
+      result.file ? line`deleted ${result.file} of container '${name}'` : line`container '${name}' has no certificate: nothing to do`,
+    );
+    return 0;
+  },
+};
+
+const rmContainer: Command = {
+  path: ['card', 'rm-container'],
+  summary: 'delete a container, its key and its certificate (asks first; --yes without a terminal)',
+  usage: `cardlink card rm-container ${TARGET} --container NAME [--yes] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, yes: { type: 'boolean' } });
+    const name = required(values.container, '--container');
+    const confirm = values.yes === true ? undefined : io.confirm;
+    if (values.yes !== true && !confirm) throw new UsageError('deleting a container destroys its key for good: add --yes to confirm (there is no terminal to ask on)');
+    const pinValue = await readPin(io);
+    const result = await withCard(values, io, async (card) => {
+      const c = await card.container(name);
+      if (confirm) {
+        const what = line`container '${c.name}' (RSA-${c.keyBits}, ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE'}` + (c.certificateFile ? line`, certificate ${c.certificateFile}` : ', no certificate') + ')';
+        if (!(await confirm(`Delete ${what} and its key? The key cannot be recovered.`))) return undefined;
+      }
+      await card.verifyPin(pinValue);
+      return card.deleteContainer(name);
+    });
+    if (!result) {
+      emit(io, values.json === true, { ok: false, deleted: false, container: name }, () => 'nothing deleted');
+      return 1;
+    }
+    emit(io, values.json === true, { ok: true, deleted: true, container: result.container, certificateFile: result.certificateFile ?? null }, () =>
+      line`deleted container ${result.container.index} '${result.container.name}' and its key` + (result.certificateFile ? line`, and its certificate ${result.certificateFile}` : ''),
     );
     return 0;
   },
 };
 
 function reportText(report: CheckReport, repaired: boolean): string {
-  if (report.findings.length === 0) return `card ${report.cardId}: clean`;
-  const lines = [`card ${report.cardId}: ${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
+  if (report.findings.length === 0) return line`card ${report.cardId}: clean`;
+  const lines = [line`card ${report.cardId}: ` + `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
   for (const f of report.findings) {
-    lines.push(`  ${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
-    lines.push(`          fix: ${f.fix}${repaired ? (f.fixed ? ' (done)' : ` (NOT done${f.failure ? `: ${f.failure}` : ''})`) : ''}`);
+    lines.push(line`  ${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
+    lines.push(line`          fix: ${f.fix}` + (repaired ? (f.fixed ? ' (done)' : ' (NOT done' + (f.failure ? line`: ${f.failure}` : '') + ')') : ''));
   }
   return lines.join('\n');
 }
@@ -263,7 +303,7 @@ const check: Command = {
     const pinValue = repair ? await readPin(io) : '';
     const adminText = repair ? io.env.CARDLINK_ADMIN_KEY : undefined;
     const adminKey = adminText && /^[0-9a-fA-F]{48}$/.test(adminText) ? fromHex(adminText) : undefined;
-    const { report, after } = await withCard(values, io.env, async (card) => {
+    const { report, after } = await withCard(values, io, async (card) => {
       if (!repair) return { report: await card.check(), after: undefined };
       await card.verifyPin(pinValue);
       const done = await card.repair(adminKey ? { adminKey } : {});
@@ -278,4 +318,4 @@ const check: Command = {
   },
 };
 
-export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, check, pin, files, fileRead, fileWrite, fileRm];
+export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, rmContainer, check, pin, files, fileRead, fileWrite, fileRm];

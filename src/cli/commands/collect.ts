@@ -1,17 +1,19 @@
 import { hostname } from 'node:os';
+import { CardlinkError } from '../../errors.js';
 import { collect, type CollectReport } from '../../agent/collect.js';
 import { watch } from '../../agent/watch.js';
-import { DiskCardCache, MinidriverCard } from '../../card/index.js';
+import { MinidriverCard } from '../../card/index.js';
 import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
 import { linkCard } from '../../windows/link.js';
 import { parse } from '../args.js';
 import { emit, type CliIo, type Command } from '../io.js';
 import { readPin } from '../secrets.js';
-import { openTransport, TARGET_OPTIONS, withCard } from '../target.js';
+import { forTerminal, line } from '../terminal.js';
+import { openTransport, TARGET_OPTIONS, userCardCache, withCard } from '../target.js';
 import { openClient } from './admin.js';
 
 function describe(r: CollectReport): string {
-  if (r.items.length === 0) return `card ${r.cardId}: nothing requested with this card's keys`;
+  if (r.items.length === 0) return line`card ${r.cardId}: nothing requested with this card's keys`;
   const lines = r.items.map((i) => {
     const what = {
       installed: 'installed on the card',
@@ -21,9 +23,9 @@ function describe(r: CollectReport): string {
       rejected: 'rejected by an operator',
       revoked: 'revoked',
     }[i.action];
-    return `${i.id}  '${i.container}': ${what}${i.linked ? ', linked in the store' : ''}${i.reported ? ', delivery reported' : ''}${i.thumbprint ? `  ${i.thumbprint}` : ''}`;
+    return line`${i.id}  '${i.container}': ` + what + (i.linked ? ', linked in the store' : '') + (i.reported ? ', delivery reported' : '') + (i.thumbprint ? line`  ${i.thumbprint}` : '');
   });
-  if (r.retryAfter !== null) lines.push(`the service asks to try again in ${r.retryAfter} s`);
+  if (r.retryAfter !== null) lines.push(line`the service asks to try again in ${r.retryAfter} s`);
   return lines.join('\n');
 }
 
@@ -32,20 +34,22 @@ export const collectCommand: Command = {
   summary: "load what the service issued for the inserted card's keys, link it, report delivery",
   usage:
     'cardlink collect --server URL [--reader NAME | --image FILE] [--store model:DIR | --store native] [--watch] [--cacert FILE] [--json]\n' +
-    '  --watch   keep running: collect on every card insertion, and again after the service\'s Retry-After while something waits',
+    '  --watch   keep running: collect on every card insertion, and again after the service\'s Retry-After while something waits;\n' +
+    '            a wrong PIN is never tried twice (asked again on a terminal, else the watch stops), the service being down is retried with backoff',
   async run(argv, io) {
     const { values } = parse(argv, { ...TARGET_OPTIONS, server: { type: 'string' }, cacert: { type: 'string' }, store: { type: 'string' }, watch: { type: 'boolean' } });
     const spec = values.store ?? defaultStoreSpec();
-    const pin = await readPin(io);
+    const fromEnv = io.env.CARDLINK_PIN !== undefined && io.env.CARDLINK_PIN !== '';
+    const pin: PinSource = { current: await readPin(io), ask: fromEnv ? undefined : () => readPin(io, 'CARDLINK_PIN', 'PIN (again): ') };
     const client = openClient(values, io);
     const pass = async (card: MinidriverCard): Promise<CollectReport> =>
       collect(card, client, {
-        pin,
+        pin: pin.current,
         host: hostname(),
         ...(spec
           ? {
               link: async (c: MinidriverCard) => {
-                const store = await openCertStoreHost(spec, c.minidriver(), () => pin);
+                const store = await openCertStoreHost(spec, c.minidriver(), () => pin.current);
                 try {
                   return await linkCard(c.minidriver(), store.host);
                 } finally {
@@ -57,11 +61,11 @@ export const collectCommand: Command = {
       });
     try {
       if (!values.watch) {
-        const report = await withCard(values, io.env, pass);
+        const report = await withCard(values, io, pass);
         emit(io, values.json === true, { ok: true, ...report }, () => describe(report));
         return 0;
       }
-      await watchCards(values, io, pass, values.json === true);
+      await watchCards(values, io, pin, pass, values.json === true);
       return 0;
     } finally {
       client.close();
@@ -69,14 +73,23 @@ export const collectCommand: Command = {
   },
 };
 
-async function watchCards(target: { image?: string | undefined; reader?: string | undefined }, io: CliIo, pass: (card: MinidriverCard) => Promise<CollectReport>, json: boolean): Promise<void> {
+/** Where the watch's PIN comes from: the environment (fixed) or the user at a prompt (asked again). */
+interface PinSource {
+  current: string;
+  /** undefined when the PIN came from CARDLINK_PIN: nobody to ask, so a wrong one stops the watch. */
+  ask: (() => Promise<string>) | undefined;
+}
+
+async function watchCards(target: { image?: string | undefined; reader?: string | undefined }, io: CliIo, pin: PinSource, pass: (card: MinidriverCard) => Promise<CollectReport>, json: boolean): Promise<void> {
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  const cache = DiskCardCache.forUser(io.env);
+  io.signal?.addEventListener('abort', stop, { once: true });
+  if (io.signal?.aborted) stop();
+  const cache = userCardCache(io);
   try {
-    await watch({
+    const end = await watch({
       signal: controller.signal,
       open: async () => {
         let transport;
@@ -85,7 +98,14 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
         } catch {
           return undefined;
         }
-        const card = await MinidriverCard.open(transport, { cache });
+        let card;
+        try {
+          card = await MinidriverCard.open(transport, { cache });
+        } catch (err) {
+          // Not left to the garbage collector: an open PC/SC handle locks the reader for others.
+          await transport.close();
+          throw err;
+        }
         return {
           card,
           close: async () => {
@@ -95,11 +115,28 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
         };
       },
       pass,
+      onWrongPin: async (err) => {
+        io.stderr(`cardlink collect: ${forTerminal(err.message)}\n`);
+        if (err.code === 'PIN_BLOCKED' || !pin.ask) return 'stop';
+        try {
+          pin.current = await pin.ask();
+          return 'retry';
+        } catch {
+          return 'stop';
+        }
+      },
       onReport: (r) => (json ? io.stdout(JSON.stringify({ ok: true, at: new Date().toISOString(), ...r }) + '\n') : io.stdout(`${new Date().toISOString()}\n${describe(r)}\n`)),
-      onError: (err) => io.stderr(`cardlink collect: ${(err as Error).message}\n`),
+      onError: (err, retryInMs) =>
+        io.stderr(`cardlink collect: ${forTerminal((err as Error).message)}${retryInMs !== undefined ? ` (trying again in ${Math.ceil(retryInMs / 1000)} s, or when the card is re-inserted)` : ''}\n`),
     });
+    if (end.reason === 'pin') {
+      const why = end.error.code === 'PIN_BLOCKED' ? 'the PIN is blocked' : pin.ask ? 'no new PIN was given' : 'the PIN in CARDLINK_PIN was refused';
+      // Never try the same PIN again by itself: every wrong try brings the card closer to blocked.
+      throw new CardlinkError(end.error.code, `${why}: stopped watching so the card is not blocked (${end.error.message}); ${end.error.code === 'PIN_BLOCKED' ? "unblock it with 'cardlink card pin unblock'" : 'start again with the right PIN'}`);
+    }
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
+    io.signal?.removeEventListener('abort', stop);
   }
 }

@@ -3,6 +3,7 @@ import { openCertStoreHost } from '../../windows/hosts.js';
 import { parse } from '../args.js';
 import { emit, type Command } from '../io.js';
 import { TARGET_OPTIONS, withCard } from '../target.js';
+import { line } from '../terminal.js';
 import { STORE_OPTIONS, storeSpec } from './link.js';
 
 export const doctorCommand: Command = {
@@ -13,7 +14,7 @@ export const doctorCommand: Command = {
     const { values } = parse(argv, { ...TARGET_OPTIONS, ...STORE_OPTIONS });
     const spec = storeSpec(values.store);
     const target = [values.image !== undefined ? `--image ${values.image}` : '', values.reader !== undefined ? `--reader '${values.reader}'` : '', `--store ${spec}`].filter(Boolean).join(' ');
-    const report = await withCard(values, io.env, async (card) => {
+    const report = await withCard(values, io, async (card) => {
       // Doctor never signs: a PIN dialog would be a finding of its own, so nobody answers it.
       const opened = await openCertStoreHost(spec, card.minidriver(), () => undefined);
       try {
@@ -23,11 +24,11 @@ export const doctorCommand: Command = {
       }
     });
     emit(io, values.json === true, { ok: report.findings.length === 0, store: spec, ...report }, () => {
-      const lines = [`card ${report.cardId}: ${report.certificates.length} certificate${report.certificates.length === 1 ? '' : 's'}, ${report.findings.length === 0 ? 'all linked and usable' : `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`}`];
+      const lines = [line`card ${report.cardId}: ` + `${report.certificates.length} certificate${report.certificates.length === 1 ? '' : 's'}, ${report.findings.length === 0 ? 'all linked and usable' : `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`}`];
       for (const f of report.findings) {
-        lines.push(`  ${f.code}${f.container ? ` [${f.container}]` : ''}: ${f.message}`);
-        lines.push(`      causes ${f.error.name} (${f.error.value})${f.observed ? `; CryptAcquireCertificatePrivateKey returned ${f.observed.name} (${f.observed.value})` : ''}`);
-        lines.push(`      fix: ${f.fix}`);
+        lines.push(line`  ${f.code}` + (f.container ? line` [${f.container}]` : '') + line`: ${f.message}`);
+        lines.push(line`      causes ${f.error.name} (${f.error.value})` + (f.observed ? line`; CryptAcquireCertificatePrivateKey returned ${f.observed.name} (${f.observed.value})` : ''));
+        lines.push(line`      fix: ${f.fix}`);
       }
       return lines.join('\n');
     });

@@ -4,6 +4,7 @@ import { parse } from '../args.js';
 import { emit, UsageError, type Command } from '../io.js';
 import { readPin } from '../secrets.js';
 import { TARGET_OPTIONS, withCard } from '../target.js';
+import { forTerminal, line } from '../terminal.js';
 
 export const STORE_OPTIONS = { store: { type: 'string' } } as const;
 
@@ -25,7 +26,7 @@ export const linkCommand: Command = {
     // The model's providers ask the user for the PIN through this; on Windows the real CSP/KSP
     // shows its own PIN dialog.
     const pin = spec === 'native' ? undefined : await readPin(io);
-    const report = await withCard(values, io.env, async (card) => {
+    const report = await withCard(values, io, async (card) => {
       const opened = await openCertStoreHost(spec, card.minidriver(), () => pin);
       try {
         return await linkCard(card.minidriver(), opened.host, { provider });
@@ -42,9 +43,11 @@ export const linkCommand: Command = {
     };
     emit(io, values.json === true, json, () => {
       const lines = report.linked.map(
-        (l) => `${l.action.padEnd(9)} ${l.subject.replace(/\n/g, ', ')}  ${l.thumbprint}\n          container '${l.container}' via ${l.keyProvInfo.providerName} (type ${l.keyProvInfo.providerType}, key spec ${l.keyProvInfo.keySpec}); proof: signature by the card verified (${l.proof.api})`,
+        (l) =>
+          `${l.action.padEnd(9)} ${l.subject.split('\n').map(forTerminal).join(', ')}  ${l.thumbprint}\n` +
+          line`          container '${l.container}' via ${l.keyProvInfo.providerName} (type ${l.keyProvInfo.providerType}, key spec ${l.keyProvInfo.keySpec}); proof: signature by the card verified (${l.proof.api})`,
       );
-      for (const r of report.removed) lines.push(`removed   ${r.thumbprint} (container '${r.container}' no longer holds it)`);
+      for (const r of report.removed) lines.push(line`removed   ${r.thumbprint} (container '${r.container}' no longer holds it)`);
       if (lines.length === 0) lines.push('the card holds no certificate: nothing to link');
       return lines.join('\n');
     });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parse } from '../args.js';
 import { UsageError, type Command } from '../io.js';
 import { readSecret } from '../secrets.js';
+import { forTerminal } from '../terminal.js';
 
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT`. */
 function parseListen(text: string): { host: string; port: number } {
@@ -56,7 +57,7 @@ export const serveCommand: Command = {
       ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
       ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
       ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
-      log: (line) => io.stderr(`cardlink serve: ${line}\n`),
+      log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),
     });
     const facts = { url: running.url, caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
     if (values.json) io.stdout(JSON.stringify({ ok: true, ...facts }) + '\n');
