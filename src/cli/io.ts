@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { CardlinkError } from '../errors.js';
 
 /** What a command may touch of the outside world; tests pass their own. */
@@ -20,19 +21,28 @@ export class UsageError extends CardlinkError {
   }
 }
 
-export interface Command {
-  /** Words that select it, e.g. ['card', 'ls']. */
-  path: string[];
-  summary: string;
-  usage: string;
-  run(argv: string[], io: CliIo): Promise<number>;
-}
-
-/** Prints a result as JSON (`--json`) or as text lines. */
-export function emit(io: CliIo, json: boolean, value: unknown, text: () => string): void {
-  if (json) io.stdout(JSON.stringify(value, null, 2) + '\n');
+/**
+ * Prints a result as JSON (`--json`) or as text lines. Every JSON answer is one object with `ok`
+ * (true unless the command says otherwise), as failures are.
+ */
+export function emit(io: CliIo, json: boolean, value: object, text: () => string): void {
+  if (json) io.stdout(JSON.stringify('ok' in value ? value : { ok: true, ...value }, null, 2) + '\n');
   else {
     const t = text();
     if (t.length > 0) io.stdout(t.endsWith('\n') ? t : t + '\n');
+  }
+}
+
+/**
+ * A local file the user named. Node leaves the path out of some failures (reading a directory
+ * gives a bare EISDIR); it is put back, so the one-line message says which file.
+ */
+export function readUserFile(path: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (typeof e.code === 'string' && e.path === undefined) e.path = path;
+    throw err;
   }
 }

@@ -18,8 +18,41 @@ export async function readPin(io: CliIo, envName = 'CARDLINK_PIN', question = 'P
   return readSecret(io, envName, question);
 }
 
-export async function readAdminKey(io: CliIo): Promise<Uint8Array> {
-  const text = await readSecret(io, 'CARDLINK_ADMIN_KEY', 'Administrator key (48 hex digits): ');
+/**
+ * A secret that is being set (a new PIN, a new administrator key): asked twice on a terminal, as
+ * ykman does, because a mistyped one locks the owner out of the card.
+ */
+async function readNewSecret(io: CliIo, envName: string, question: string): Promise<string> {
+  const fromEnv = io.env[envName];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const first = await readSecret(io, envName, question);
+  const again = await io.promptSecret!(`${question.replace(/:\s*$/, '')} (again): `);
+  if (again !== first) throw new UsageError(`the two ${question.replace(/:\s*$/, '').replace(/^New /, 'new ')} entries differ: nothing was changed`);
+  return first;
+}
+
+/**
+ * The most characters a new PIN may have: the card takes 16 (GIDS 2.0 §4.1.3), but OpenSC's GIDS
+ * driver accepts no more than 15 (card-gids.c, max_length), so a 16-character PIN would lock the
+ * card out of every OpenSC tool.
+ */
+export const NEW_PIN_MAX_LENGTH = 15;
+const NEW_PIN_MIN_LENGTH = 4;
+
+/** A PIN being set: from `envName`, else asked twice on a terminal; 4 to 15 characters. */
+export async function readNewPin(io: CliIo, envName = 'CARDLINK_NEW_PIN'): Promise<string> {
+  const pin = await readNewSecret(io, envName, 'New PIN: ');
+  const length = Buffer.byteLength(pin, 'utf8');
+  if (length < NEW_PIN_MIN_LENGTH || length > NEW_PIN_MAX_LENGTH) {
+    throw new UsageError(`a new PIN has ${NEW_PIN_MIN_LENGTH} to ${NEW_PIN_MAX_LENGTH} characters (OpenSC's GIDS driver takes no more than ${NEW_PIN_MAX_LENGTH}); this one has ${length}`);
+  }
+  return pin;
+}
+
+/** The administrator key; `setting` when it is being set (init): then asked twice on a terminal. */
+export async function readAdminKey(io: CliIo, setting = false): Promise<Uint8Array> {
+  const question = 'Administrator key (48 hex digits): ';
+  const text = setting ? await readNewSecret(io, 'CARDLINK_ADMIN_KEY', question) : await readSecret(io, 'CARDLINK_ADMIN_KEY', question);
   if (!/^[0-9a-fA-F]{48}$/.test(text.replace(/\s+/g, ''))) throw new UsageError('the administrator key is 48 hex digits (24 bytes, 3DES)');
   return fromHex(text);
 }

@@ -12,11 +12,6 @@ export interface TargetArgs {
   reader?: string | undefined;
 }
 
-export const TARGET_OPTIONS = {
-  image: { type: 'string' },
-  reader: { type: 'string' },
-} as const;
-
 /**
  * The card a command works on: an emulated card in its image file (`--image`, in process), a
  * reader (`--reader`), or, with neither, the only reader that holds a GIDS card.

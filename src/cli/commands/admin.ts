@@ -1,18 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { CardlinkError } from '../../errors.js';
 import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestListQuery, type RequestState, type RequestView } from '../../service/client.js';
-import { parse, required } from '../args.js';
-import { emit, UsageError, type CliIo, type Command } from '../io.js';
+import { REVOKE_REASONS, type HandlerOf, type specs } from '../catalog.js';
+import { required } from '../args.js';
+import { emit, UsageError, type CliIo } from '../io.js';
 import { readSecret } from '../secrets.js';
 import { line } from '../terminal.js';
-
-const CONNECT = {
-  server: { type: 'string' },
-  cacert: { type: 'string' },
-  operator: { type: 'string' },
-} as const;
-
-const CONNECT_USAGE = '--server URL [--cacert FILE] [--operator NAME]';
 
 /**
  * The service named by --server (or CARDLINK_SERVER), trusting the CA in --cacert (or
@@ -57,20 +50,14 @@ function oneId(positionals: string[]): string {
   return positionals[0]!;
 }
 
-const token: Command = {
-  path: ['admin', 'token'],
-  summary: 'make a one-time enrollment token for a user (printed once)',
-  usage: `cardlink admin token ${CONNECT_USAGE} --user UPN [--profile NAME] [--ttl SECONDS] [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...CONNECT, user: { type: 'string' }, profile: { type: 'string' }, ttl: { type: 'string' } });
-    const user = required(values.user, '--user');
-    if (values.ttl !== undefined && !/^\d+$/.test(values.ttl)) throw new UsageError('--ttl takes a whole number of seconds');
-    const created = await asOperator(values, io, (client, session) =>
-      client.createToken(session, { user, ...(values.profile ? { profile: values.profile } : {}), ...(values.ttl ? { ttlSeconds: Number(values.ttl) } : {}) }),
-    );
-    emit(io, values.json === true, { ok: true, ...created }, () => line`${created.token}\nfor ${created.user}, profile ${created.profile}, one use, expires ${created.expiresAt}`);
-    return 0;
-  },
+export const token: HandlerOf<typeof specs.adminToken> = async ({ values }, io) => {
+  const user = required(values.user, '--user');
+  if (values.ttl !== undefined && !/^\d+$/.test(values.ttl)) throw new UsageError('--ttl takes a whole number of seconds');
+  const created = await asOperator(values, io, (client, session) =>
+    client.createToken(session, { user, ...(values.profile ? { profile: values.profile } : {}), ...(values.ttl ? { ttlSeconds: Number(values.ttl) } : {}) }),
+  );
+  emit(io, values.json === true, { ok: true, ...created }, () => line`${created.token}\nfor ${created.user}, profile ${created.profile}, one use, expires ${created.expiresAt}`);
+  return 0;
 };
 
 /** One page of `GET /requests` and where the next one starts (null: no more). */
@@ -134,87 +121,69 @@ export async function fetchRequestPages(
   }
 }
 
-const requests: Command = {
-  path: ['admin', 'requests'],
-  summary: `list enrollment requests (${DEFAULT_REQUEST_LIMIT} unless --limit N or --all; says when more match)`,
-  usage: `cardlink admin requests ${CONNECT_USAGE} [--state STATE] [--user UPN] [--limit N | --all] [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...CONNECT, state: { type: 'string' }, user: { type: 'string' }, limit: { type: 'string' }, all: { type: 'boolean' } });
-    if (values.limit !== undefined && (!/^\d+$/.test(values.limit) || Number(values.limit) < 1)) throw new UsageError('--limit takes a whole number of rows, at least 1');
-    if (values.limit !== undefined && values.all) throw new UsageError('give --limit or --all, not both');
-    const limit = values.limit !== undefined ? Number(values.limit) : DEFAULT_REQUEST_LIMIT;
-    // The service checks the state name and answers 400 with the list of states.
-    const query = { ...(values.state ? { state: values.state as RequestState } : {}), ...(values.user ? { user: values.user } : {}) };
-    const result = await asOperator(values, io, (client, session) => {
-      const paged = pagedAdmin(client);
-      return fetchRequestPages((cursor, n) => paged.listRequests(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit, all: values.all === true });
-    });
-    const rows = result.items;
-    emit(io, values.json === true, { ok: true, requests: rows, truncated: result.truncated, ...(result.nextCursor !== null ? { nextCursor: result.nextCursor } : {}) }, () => {
-      const lines = rows.map((r) => line`${r.id}  ${r.state.padEnd(9)} ${r.user}  ${r.profile}  ${r.createdAt}` + (r.container ? line`  card ${r.cardId} / ${r.container}` : ''));
-      if (rows.length === 0) lines.push('no requests');
-      if (result.truncated) lines.push(`(first ${rows.length} shown; more match: --limit N for more, --all for every one)`);
-      return lines.join('\n');
-    });
-    return 0;
-  },
+export const requests: HandlerOf<typeof specs.adminRequests> = async ({ values }, io) => {
+  if (values.limit !== undefined && (!/^\d+$/.test(values.limit) || Number(values.limit) < 1)) throw new UsageError('--limit takes a whole number of rows, at least 1');
+  if (values.limit !== undefined && values.all) throw new UsageError('give --limit or --all, not both');
+  const limit = values.limit !== undefined ? Number(values.limit) : DEFAULT_REQUEST_LIMIT;
+  // The service checks the state name and answers 400 with the list of states.
+  const query = { ...(values.state ? { state: values.state as RequestState } : {}), ...(values.user ? { user: values.user } : {}) };
+  const result = await asOperator(values, io, (client, session) => {
+    const paged = pagedAdmin(client);
+    return fetchRequestPages((cursor, n) => paged.listRequests(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit, all: values.all === true });
+  });
+  const rows = result.items;
+  emit(io, values.json === true, { ok: true, requests: rows, truncated: result.truncated, ...(result.nextCursor !== null ? { nextCursor: result.nextCursor } : {}) }, () => {
+    const lines = rows.map((r) => line`${r.id}  ${r.state.padEnd(9)} ${r.user}  ${r.profile}  ${r.createdAt}` + (r.container ? line`  card ${r.cardId} / ${r.container}` : ''));
+    if (rows.length === 0) lines.push('no requests');
+    if (result.truncated) lines.push(`(first ${rows.length} shown; more match: --limit N for more, --all for every one)`);
+    return lines.join('\n');
+  });
+  return 0;
 };
 
-const tokenRevoke: Command = {
-  path: ['admin', 'token', 'revoke'],
-  summary: 'revoke an enrollment token that has not been used (it can no longer enroll)',
-  usage: `cardlink admin token revoke ${CONNECT_USAGE} ID [--json]`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, CONNECT, true);
-    if (positionals.length !== 1) throw new UsageError('give exactly one token id (see the id in the answer of `cardlink admin token`)');
-    const id = positionals[0]!;
-    await asOperator(values, io, (client, session) => pagedAdmin(client).revokeToken(session, id));
-    emit(io, values.json === true, { ok: true, id, revoked: true }, () => line`token ${id} revoked: it can no longer enroll`);
-    return 0;
-  },
+export const tokenRevoke: HandlerOf<typeof specs.adminTokenRevoke> = async ({ values, positionals }, io) => {
+  if (positionals.length !== 1) throw new UsageError('give exactly one token id (see the id in the answer of `cardlink admin token`)');
+  const id = positionals[0]!;
+  await asOperator(values, io, (client, session) => pagedAdmin(client).revokeToken(session, id));
+  emit(io, values.json === true, { ok: true, id, revoked: true }, () => line`token ${id} revoked: it can no longer enroll`);
+  return 0;
 };
 
 type Decide = (client: ServiceClient, session: string, id: string) => Promise<RequestView>;
 
-function decision(word: 'approve' | 'reject' | 'revoke', summary: string, extraUsage: string, decide: (v: Record<string, string | boolean | undefined>) => Decide): Command {
-  return {
-    path: ['admin', word],
-    summary,
-    usage: `cardlink admin ${word} ${CONNECT_USAGE} ${extraUsage}ID [--json]`,
-    async run(argv, io) {
-      const { values, positionals } = parse(argv, { ...CONNECT, reason: { type: 'string' } }, true);
-      const id = oneId(positionals);
-      const call = decide(values);
-      const r = await asOperator(values, io, (client, session) => call(client, session, id));
-      emit(io, values.json === true, { ok: true, request: r }, () => line`${r.id} ${r.state}` + (r.serial ? line` (serial ${r.serial})` : ''));
-      return 0;
-    },
-  };
+/** approve, reject and revoke: one request id, one decision, the request as it is after. */
+async function decide(values: { server?: string; cacert?: string; operator?: string; json?: boolean }, positionals: string[], io: CliIo, call: Decide): Promise<number> {
+  const id = oneId(positionals);
+  const r = await asOperator(values, io, (client, session) => call(client, session, id));
+  emit(io, values.json === true, { ok: true, request: r }, () => line`${r.id} ${r.state}` + (r.serial ? line` (serial ${r.serial})` : ''));
+  return 0;
 }
 
-const approve = decision('approve', 'approve a pending request (the CA issues at once)', '', () => (client, session, id) => client.approve(session, id));
-const reject = decision('reject', 'reject a pending request', '--reason TEXT ', (v) => {
-  const reason = required(v.reason as string | undefined, '--reason');
-  return (client, session, id) => client.reject(session, id, reason);
-});
-const revoke = decision('revoke', "revoke a request's certificate (CRL updated)", '[--reason CODE] ', (v) => {
-  const reason = v.reason as string | undefined;
-  if (reason !== undefined && !/^\d+$/.test(reason)) throw new UsageError('--reason is an RFC 5280 reason code (0 unspecified, 1 keyCompromise, 4 superseded, ...)');
-  return (client, session, id) => client.revoke(session, id, reason === undefined ? 0 : Number(reason));
-});
+export const approve: HandlerOf<typeof specs.adminApprove> = ({ values, positionals }, io) => decide(values, positionals, io, (client, session, id) => client.approve(session, id));
 
-const audit: Command = {
-  path: ['admin', 'audit'],
-  summary: 'query the audit log (who, when, what)',
-  usage: `cardlink admin audit ${CONNECT_USAGE} [--subject S] [--actor A] [--action A] [--since ISO] [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...CONNECT, subject: { type: 'string' }, actor: { type: 'string' }, action: { type: 'string' }, since: { type: 'string' } });
-    const query: AuditListQuery = {};
-    for (const k of ['subject', 'actor', 'action', 'since'] as const) if (values[k]) query[k] = values[k];
-    const rows = await asOperator(values, io, (client, session) => client.audit(session, query));
-    emit(io, values.json === true, { ok: true, entries: rows }, () => rows.map((e) => line`${e.at}  ${e.actor}  ${e.action}  ${e.subject ?? ''}  ${JSON.stringify(e.details)}`).join('\n'));
-    return 0;
-  },
+export const reject: HandlerOf<typeof specs.adminReject> = ({ values, positionals }, io) => {
+  const reason = required(values.reason, '--reason');
+  return decide(values, positionals, io, (client, session, id) => client.reject(session, id, reason));
 };
 
-export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit];
+/** `--reason 1`, `--reason keyCompromise` or `--reason "1 keyCompromise"`: the RFC 5280 code. */
+export function revokeReason(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const found = REVOKE_REASONS.find((r) => r === text || r.split(' ').includes(text) || r.split(' ')[1]!.toLowerCase() === text.toLowerCase());
+  if (!found) throw new UsageError(`--reason is an RFC 5280 reason code or name: ${REVOKE_REASONS.join(', ')}`);
+  return Number(found.split(' ')[0]);
+}
+
+export const revoke: HandlerOf<typeof specs.adminRevoke> = ({ values, positionals }, io) => {
+  const reason = revokeReason(values.reason);
+  return decide(values, positionals, io, (client, session, id) => client.revoke(session, id, reason));
+};
+
+export const audit: HandlerOf<typeof specs.adminAudit> = async ({ values }, io) => {
+  const query: AuditListQuery = {};
+  for (const k of ['subject', 'actor', 'action', 'since'] as const) if (values[k]) query[k] = values[k];
+  const rows = await asOperator(values, io, (client, session) => client.audit(session, query));
+  emit(io, values.json === true, { ok: true, entries: rows }, () => rows.map((e) => line`${e.at}  ${e.actor}  ${e.action}  ${e.subject ?? ''}  ${JSON.stringify(e.details)}`).join('\n'));
+  return 0;
+};
+

@@ -1,13 +1,16 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { hex, fromHex } from '../../bytes.js';
 import { MinidriverCard, type CheckReport, type ContainerInfo } from '../../card/index.js';
-import { parse, required } from '../args.js';
-import { emit, UsageError, type Command } from '../io.js';
-import { readAdminKey, readPin } from '../secrets.js';
-import { TARGET_OPTIONS, openTransport, withCard } from '../target.js';
+import type { HandlerOf, specs } from '../catalog.js';
+import { required } from '../args.js';
+import { emit, readUserFile, UsageError, type CliIo } from '../io.js';
+import { CardError } from '../../card/errors.js';
+import { toPem } from '../../pem.js';
+import { certThumbprint } from '../../thumbprint.js';
+import { readAdminKey, readNewPin, readPin } from '../secrets.js';
+import { openTransport, withCard } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
-
-const TARGET = '[--image FILE | --reader NAME]';
 
 /**
  * 01 02 … 08 three times: the administrator key of Microsoft's GIDS examples and GidsApplet's
@@ -15,272 +18,235 @@ const TARGET = '[--image FILE | --reader NAME]';
  */
 const WELL_KNOWN_ADMIN_KEY = '010203040506070801020304050607080102030405060708';
 
-const init: Command = {
-  path: ['card', 'init'],
-  summary: 'initialise a blank card (PIN from CARDLINK_PIN, admin key from CARDLINK_ADMIN_KEY)',
-  usage: 'cardlink card init --image FILE | --reader NAME [--serial HEX32] [--json]',
-  async run(argv, io) {
-    const { values } = parse(argv, { ...TARGET_OPTIONS, serial: { type: 'string' } });
-    if (values.serial !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.serial)) throw new UsageError('--serial takes 32 hex digits');
-    const pin = await readPin(io, 'CARDLINK_PIN', 'New PIN: ');
-    const adminKey = await readAdminKey(io);
-    if (values.image === undefined && hex(adminKey).toLowerCase() === WELL_KNOWN_ADMIN_KEY) {
-      io.stderr('cardlink card init: warning: this is the well-known default GIDS administrator key; anyone can unblock the PIN and reset this card with it. Use a random key on a real card (and keep it safe).\n');
-    }
-    const transport = await openTransport(values, { createImage: true, env: io.env });
-    try {
-      const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
-      const { cardId, cardcf } = await card.refresh();
-      emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => line`initialised ${transport.name}: cardid ${hex(cardId)}`);
-    } finally {
-      adminKey.fill(0);
-      await transport.close();
-    }
-    return 0;
-  },
+export const init: HandlerOf<typeof specs.cardInit> = async ({ values }, io) => {
+  if (values.serial !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.serial)) throw new UsageError('--serial takes 32 hex digits');
+  const pin = await readNewPin(io, 'CARDLINK_PIN');
+  const adminKey = await readAdminKey(io, true);
+  if (values.image === undefined && hex(adminKey).toLowerCase() === WELL_KNOWN_ADMIN_KEY) {
+    io.stderr('cardlink card init: warning: this is the well-known default GIDS administrator key; anyone can unblock the PIN and reset this card with it. Use a random key on a real card (and keep it safe).\n');
+  }
+  const transport = await openTransport(values, { createImage: true, env: io.env });
+  try {
+    const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
+    const { cardId, cardcf } = await card.refresh();
+    emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => line`initialised ${transport.name}: cardid ${hex(cardId)}`);
+  } finally {
+    adminKey.fill(0);
+    await transport.close();
+  }
+  return 0;
 };
 
-const info: Command = {
-  path: ['card', 'info'],
-  summary: 'card identity, freshness counters and PIN status',
-  usage: `cardlink card info ${TARGET} [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, TARGET_OPTIONS);
-    const result = await withCard(values, io, async (card) => {
-      const { cardId, cardcf } = await card.refresh();
-      const pin = await card.pinStatus();
-      const containers = await card.containers();
-      return { cardId: hex(cardId), cardcf, pin, containers: containers.length, certificates: containers.filter((c) => c.certificateFile).length };
-    });
-    emit(io, values.json === true, result, () =>
-      [
-        `cardid      ${result.cardId}`,
-        `cardcf      version ${result.cardcf.version}, pins ${result.cardcf.pinsFreshness}, containers ${result.cardcf.containersFreshness}, files ${result.cardcf.filesFreshness}`,
-        `PIN         ${result.pin.triesLeft} of ${result.pin.tryLimit} tries left${result.pin.triesLeft === 0 ? ' (BLOCKED)' : ''}`,
-        `containers  ${result.containers} (${result.certificates} with a certificate)`,
-      ].join('\n'),
-    );
-    return 0;
-  },
+export const info: HandlerOf<typeof specs.cardInfo> = async ({ values }, io) => {
+  const result = await withCard(values, io, async (card) => {
+    const { cardId, cardcf } = await card.refresh();
+    const pin = await card.pinStatus();
+    const containers = await card.containers();
+    return { cardId: hex(cardId), cardcf, pin, containers: containers.length, certificates: containers.filter((c) => c.certificateFile).length };
+  });
+  emit(io, values.json === true, result, () =>
+    [
+      `cardid      ${result.cardId}`,
+      `cardcf      version ${result.cardcf.version}, pins ${result.cardcf.pinsFreshness}, containers ${result.cardcf.containersFreshness}, files ${result.cardcf.filesFreshness}`,
+      `PIN         ${result.pin.triesLeft} of ${result.pin.tryLimit} tries left${result.pin.triesLeft === 0 ? ' (BLOCKED)' : ''}`,
+      `containers  ${result.containers} (${result.certificates} with a certificate)`,
+    ].join('\n'),
+  );
+  return 0;
 };
 
 export function containerLine(c: ContainerInfo): string {
   return `${String(c.index).padStart(2)}  ${forTerminal(c.name).padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${forTerminal(c.certificateFile ?? '-')}`;
 }
 
-const ls: Command = {
-  path: ['card', 'ls'],
-  summary: 'list containers (name, index, key spec, key size, default, certificate)',
-  usage: `cardlink card ls ${TARGET} [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, TARGET_OPTIONS);
-    const containers = await withCard(values, io, (card) => card.containers());
-    emit(io, values.json === true, { containers }, () =>
-      containers.length === 0 ? 'no containers' : [' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate', ...containers.map(containerLine)].join('\n'),
-    );
-    return 0;
-  },
+export const ls: HandlerOf<typeof specs.cardLs> = async ({ values }, io) => {
+  const containers = await withCard(values, io, (card) => card.containers());
+  emit(io, values.json === true, { containers }, () =>
+    containers.length === 0 ? 'no containers' : [' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate', ...containers.map(containerLine)].join('\n'),
+  );
+  return 0;
 };
 
 const ALGS: Record<string, 1024 | 2048 | 3072 | 4096> = { rsa1024: 1024, rsa2048: 2048, rsa3072: 3072, rsa4096: 4096 };
 
-const gen: Command = {
-  path: ['card', 'gen'],
-  summary: 'create a container and generate its key on the card',
-  usage: `cardlink card gen ${TARGET} --container NAME [--alg rsa2048] [--keyspec kx|sig] [--default] [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, alg: { type: 'string' }, keyspec: { type: 'string' }, default: { type: 'boolean' } });
-    const name = required(values.container, '--container');
-    const bits = ALGS[values.alg ?? 'rsa2048'];
-    if (!bits) throw new UsageError(`--alg must be one of ${Object.keys(ALGS).join(', ')}`);
-    const keySpec = values.keyspec ?? 'kx';
-    if (keySpec !== 'kx' && keySpec !== 'sig') throw new UsageError('--keyspec is kx or sig');
-    const pin = await readPin(io);
-    const created = await withCard(values, io, async (card) => {
-      await card.verifyPin(pin);
-      return card.createContainer(name, { bits, keySpec, makeDefault: values.default === true });
-    });
-    const { publicKey, ...container } = created;
-    const spki = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    emit(io, values.json === true, { ok: true, container, publicKey: spki }, () => line`generated RSA-${bits} key in container ${container.index} '${name}'` + `\n${spki}`);
-    return 0;
-  },
+export const gen: HandlerOf<typeof specs.cardGen> = async ({ values }, io) => {
+  // Windows' CSP names the containers it makes with a GUID, and so does enroll (agent/enroll.ts).
+  const name = values.container ?? `lr-${randomUUID()}`;
+  const bits = ALGS[values.alg ?? 'rsa2048']!;
+  const keySpec = values.keyspec ?? 'kx';
+  if (keySpec !== 'kx' && keySpec !== 'sig') throw new UsageError('--keyspec is kx or sig');
+  const pin = await readPin(io);
+  const started = Date.now();
+  const created = await withCard(values, io, async (card) => {
+    await card.verifyPin(pin);
+    return withProgress(io, `generating an RSA-${bits} key on the card`, () => card.createContainer(name, { bits, keySpec, makeDefault: values.default === true }));
+  });
+  const { publicKey, ...container } = created;
+  const spki = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  if (values.out !== undefined && values.out !== '-') writeFileSync(values.out, spki);
+  const elapsed = ((Date.now() - started) / 1000).toFixed(1);
+  if (values.json === true) {
+    emit(io, true, { ok: true, container, publicKey: spki, ...(values.out !== undefined && values.out !== '-' ? { out: values.out } : {}) }, () => '');
+  } else {
+    io.stderr(line`generated RSA-${bits} key in container ${container.index} '${name}' (${elapsed} s)` + (values.out !== undefined && values.out !== '-' ? line`; public key in ${values.out}` : '') + '\n');
+    if (values.out === '-') io.stdout(spki);
+  }
+  return 0;
 };
 
-const csr: Command = {
-  path: ['card', 'csr'],
-  summary: 'build a PKCS#10 request signed by a container key on the card',
-  usage: `cardlink card csr ${TARGET} --container NAME --subject "CN=..." --out FILE.pem [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, subject: { type: 'string' }, out: { type: 'string' } });
-    const name = required(values.container, '--container');
-    const subject = required(values.subject, '--subject');
-    const out = required(values.out, '--out');
-    const pin = await readPin(io);
-    const built = await withCard(values, io, async (card) => {
-      await card.verifyPin(pin);
-      return card.csr(name, subject);
-    });
-    writeFileSync(out, built.pem);
-    emit(io, values.json === true, { ok: true, out, container: name, subject, bytes: built.der.length }, () => line`wrote ${out} (${built.der.length} bytes, signed on the card by '${name}')`);
-    return 0;
-  },
+/**
+ * Runs a card operation that may take long (key generation takes 10 to 60 s on real cards): after
+ * a second, says on stderr what the card is doing, so a silent terminal is not taken for a hang.
+ */
+async function withProgress<T>(io: CliIo, what: string, fn: () => Promise<T>, afterMs = 1000): Promise<T> {
+  const started = Date.now();
+  let told = false;
+  const timer = setTimeout(() => {
+    told = true;
+    io.stderr(`${what}…\n`);
+  }, afterMs);
+  try {
+    return await fn();
+  } finally {
+    clearTimeout(timer);
+    if (told) io.stderr(`${what}: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  }
+}
+
+export const exportCert: HandlerOf<typeof specs.cardExport> = async ({ values }, io) => {
+  const name = required(values.container, '--container');
+  const der = await withCard(values, io, (card) => card.readCertificate(name));
+  if (!der) throw new CardError('NO_CERTIFICATE', `container '${name}' has no certificate`);
+  const pem = toPem(der, 'CERTIFICATE');
+  const data = values.der === true ? der : pem;
+  if (values.out !== undefined) writeFileSync(values.out, data);
+  if (values.json === true) emit(io, true, { ok: true, container: name, thumbprint: certThumbprint(der), pem, ...(values.out !== undefined ? { out: values.out } : {}) }, () => '');
+  else if (values.out !== undefined) io.stderr(line`wrote the certificate of '${name}' to ${values.out} (${values.der === true ? 'DER' : 'PEM'})` + '\n');
+  else if (values.der === true) throw new UsageError('--der writes binary: give --out FILE');
+  else io.stdout(pem);
+  return 0;
 };
 
-const pin: Command = {
-  path: ['card', 'pin'],
-  summary: 'PIN verify | change (CARDLINK_NEW_PIN) | unblock (admin key, CARDLINK_NEW_PIN) | status',
-  usage: `cardlink card pin <verify|change|unblock|status> ${TARGET} [--json]`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, TARGET_OPTIONS, true);
-    const action = positionals[0];
-    if (positionals.length !== 1 || !['verify', 'change', 'unblock', 'status'].includes(action!)) throw new UsageError('say verify, change, unblock or status');
-    const oldPin = action === 'verify' || action === 'change' ? await readPin(io) : '';
-    const newPin = action === 'change' || action === 'unblock' ? await readPin(io, 'CARDLINK_NEW_PIN', 'New PIN: ') : '';
-    const adminKey = action === 'unblock' ? await readAdminKey(io) : undefined;
-    const status = await withCard(values, io, async (card) => {
-      if (action === 'verify') await card.verifyPin(oldPin);
-      else if (action === 'change') await card.changePin(oldPin, newPin);
-      else if (action === 'unblock') await card.unblockPin(adminKey!, newPin);
-      return card.pinStatus();
-    }).finally(() => adminKey?.fill(0));
-    const done = { verify: 'PIN verified', change: 'PIN changed', unblock: 'PIN unblocked and set', status: 'PIN status' }[action as 'verify'];
-    emit(io, values.json === true, { ok: true, action, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left`);
-    return 0;
-  },
+export const csr: HandlerOf<typeof specs.cardCsr> = async ({ values }, io) => {
+  const name = required(values.container, '--container');
+  const subject = required(values.subject, '--subject');
+  const out = required(values.out, '--out');
+  const pin = await readPin(io);
+  const built = await withCard(values, io, async (card) => {
+    await card.verifyPin(pin);
+    return card.csr(name, subject);
+  });
+  writeFileSync(out, built.pem);
+  emit(io, values.json === true, { ok: true, out, container: name, subject, bytes: built.der.length }, () => line`wrote ${out} (${built.der.length} bytes, signed on the card by '${name}')`);
+  return 0;
 };
 
-const files: Command = {
-  path: ['card', 'files'],
-  summary: 'the logical file system with sizes',
-  usage: `cardlink card files ${TARGET} [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, TARGET_OPTIONS);
-    const list = await withCard(values, io, (card) => card.listFiles());
-    emit(io, values.json === true, { files: list }, () => list.map((f) => line`${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
-    return 0;
-  },
+export const pin: HandlerOf<typeof specs.cardPin> = async ({ values, positionals }, io) => {
+  const action = positionals[0];
+  if (positionals.length !== 1 || !['verify', 'change', 'unblock', 'status'].includes(action!)) throw new UsageError('say verify, change, unblock or status');
+  const oldPin = action === 'verify' || action === 'change' ? await readPin(io) : '';
+  const newPin = action === 'change' || action === 'unblock' ? await readNewPin(io) : '';
+  const adminKey = action === 'unblock' ? await readAdminKey(io) : undefined;
+  const status = await withCard(values, io, async (card) => {
+    if (action === 'verify') await card.verifyPin(oldPin);
+    else if (action === 'change') await card.changePin(oldPin, newPin);
+    else if (action === 'unblock') await card.unblockPin(adminKey!, newPin);
+    return card.pinStatus();
+  }).finally(() => adminKey?.fill(0));
+  const done = { verify: 'PIN verified', change: 'PIN changed', unblock: 'PIN unblocked and set', status: 'PIN status' }[action as 'verify'];
+  emit(io, values.json === true, { ok: true, action, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left`);
+  return 0;
 };
 
-const fileRead: Command = {
-  path: ['card', 'files', 'read'],
-  summary: 'read a logical file (to --out, or hex on stdout)',
-  usage: `cardlink card files read PATH ${TARGET} [--out FILE] [--json]`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, out: { type: 'string' } }, true);
-    const path = positionals[0];
-    if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/cmapfile');
-    const data = await withCard(values, io, (card) => card.readFile(path));
-    if (values.out) writeFileSync(values.out, data);
-    emit(io, values.json === true, { path, size: data.length, hex: hex(data) }, () => (values.out ? line`wrote ${data.length} bytes to ${values.out}` : hex(data)));
-    return 0;
-  },
+export const files: HandlerOf<typeof specs.cardFiles> = async ({ values }, io) => {
+  const list = await withCard(values, io, (card) => card.listFiles());
+  emit(io, values.json === true, { files: list }, () => list.map((f) => line`${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
+  return 0;
 };
 
-const fileWrite: Command = {
-  path: ['card', 'files', 'write'],
-  summary: 'write a logical file from a local file (moves the cardcf files counter)',
-  usage: `cardlink card files write PATH ${TARGET} --in FILE [--json]`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, in: { type: 'string' } }, true);
-    const path = positionals[0];
-    if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/msroots');
-    const data = new Uint8Array(readFileSync(required(values.in, '--in')));
-    const pinValue = await readPin(io);
-    await withCard(values, io, async (card) => {
-      await card.verifyPin(pinValue);
-      await card.writeFile(path, data);
-    });
-    emit(io, values.json === true, { ok: true, path, size: data.length }, () => line`wrote ${data.length} bytes to ${path}`);
-    return 0;
-  },
+export const fileRead: HandlerOf<typeof specs.cardFilesRead> = async ({ values, positionals }, io) => {
+  const path = positionals[0];
+  if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/cmapfile');
+  const data = await withCard(values, io, (card) => card.readFile(path));
+  if (values.out) writeFileSync(values.out, data);
+  emit(io, values.json === true, { path, size: data.length, hex: hex(data) }, () => (values.out ? line`wrote ${data.length} bytes to ${values.out}` : hex(data)));
+  return 0;
 };
 
-const fileRm: Command = {
-  path: ['card', 'files', 'rm'],
-  summary: 'delete a logical file (moves the cardcf files counter)',
-  usage: `cardlink card files rm PATH ${TARGET} [--json]`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, TARGET_OPTIONS, true);
-    const path = positionals[0];
-    if (positionals.length !== 1 || !path) throw new UsageError('name one file');
-    const pinValue = await readPin(io);
-    await withCard(values, io, async (card) => {
-      await card.verifyPin(pinValue);
-      await card.deleteFile(path);
-    });
-    emit(io, values.json === true, { ok: true, path }, () => line`deleted ${path}`);
-    return 0;
-  },
+export const fileWrite: HandlerOf<typeof specs.cardFilesWrite> = async ({ values, positionals }, io) => {
+  const path = positionals[0];
+  if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/msroots');
+  const data = readUserFile(required(values.in, '--in'));
+  const pinValue = await readPin(io);
+  await withCard(values, io, async (card) => {
+    await card.verifyPin(pinValue);
+    await card.writeFile(path, data);
+  });
+  emit(io, values.json === true, { ok: true, path, size: data.length }, () => line`wrote ${data.length} bytes to ${path}`);
+  return 0;
 };
 
-const install: Command = {
-  path: ['card', 'install'],
-  summary: 'load a certificate (PEM or DER) into its container, Windows-ready',
-  usage: `cardlink card install CERT ${TARGET} [--container NAME] [--default] [--json]`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, default: { type: 'boolean' } }, true);
-    if (positionals.length !== 1) throw new UsageError('name one certificate file (PEM or DER)');
-    const cert = new Uint8Array(readFileSync(positionals[0]!));
-    const pinValue = await readPin(io);
-    const result = await withCard(values, io, async (card) => {
-      await card.verifyPin(pinValue);
-      return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true });
-    });
-    emit(io, values.json === true, { ok: true, ...result }, () =>
-      line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
-    );
-    return 0;
-  },
+export const fileRm: HandlerOf<typeof specs.cardFilesRm> = async ({ values, positionals }, io) => {
+  const path = positionals[0];
+  if (positionals.length !== 1 || !path) throw new UsageError('name one file');
+  const pinValue = await readPin(io);
+  await withCard(values, io, async (card) => {
+    await card.verifyPin(pinValue);
+    await card.deleteFile(path);
+  });
+  emit(io, values.json === true, { ok: true, path }, () => line`deleted ${path}`);
+  return 0;
 };
 
-const rmCert: Command = {
-  path: ['card', 'rm-cert'],
-  summary: "delete a container's certificate (the key stays)",
-  usage: `cardlink card rm-cert ${TARGET} --container NAME [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' } });
-    const name = required(values.container, '--container');
-    const pinValue = await readPin(io);
-    const result = await withCard(values, io, async (card) => {
-      await card.verifyPin(pinValue);
-      return card.removeCertificate(name);
-    });
-    emit(io, values.json === true, { ok: true, removed: result.file !== undefined, ...result }, () =>
-      result.file ? line`deleted ${result.file} of container '${name}'` : line`container '${name}' has no certificate: nothing to do`,
-    );
-    return 0;
-  },
+export const install: HandlerOf<typeof specs.cardInstall> = async ({ values, positionals }, io) => {
+  if (positionals.length !== 1) throw new UsageError('name one certificate file (PEM or DER)');
+  const cert = readUserFile(positionals[0]!);
+  const pinValue = await readPin(io);
+  const result = await withCard(values, io, async (card) => {
+    await card.verifyPin(pinValue);
+    return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true });
+  });
+  emit(io, values.json === true, { ok: true, ...result }, () =>
+    line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+  );
+  return 0;
 };
 
-const rmContainer: Command = {
-  path: ['card', 'rm-container'],
-  summary: 'delete a container, its key and its certificate (asks first; --yes without a terminal)',
-  usage: `cardlink card rm-container ${TARGET} --container NAME [--yes] [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, yes: { type: 'boolean' } });
-    const name = required(values.container, '--container');
-    const confirm = values.yes === true ? undefined : io.confirm;
-    if (values.yes !== true && !confirm) throw new UsageError('deleting a container destroys its key for good: add --yes to confirm (there is no terminal to ask on)');
-    const pinValue = await readPin(io);
-    const result = await withCard(values, io, async (card) => {
-      const c = await card.container(name);
-      if (confirm) {
-        const what = line`container '${c.name}' (RSA-${c.keyBits}, ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE'}` + (c.certificateFile ? line`, certificate ${c.certificateFile}` : ', no certificate') + ')';
-        if (!(await confirm(`Delete ${what} and its key? The key cannot be recovered.`))) return undefined;
-      }
-      await card.verifyPin(pinValue);
-      return card.deleteContainer(name);
-    });
-    if (!result) {
-      emit(io, values.json === true, { ok: false, deleted: false, container: name }, () => 'nothing deleted');
-      return 1;
+export const rmCert: HandlerOf<typeof specs.cardRmCert> = async ({ values }, io) => {
+  const name = required(values.container, '--container');
+  const pinValue = await readPin(io);
+  const result = await withCard(values, io, async (card) => {
+    await card.verifyPin(pinValue);
+    return card.removeCertificate(name);
+  });
+  emit(io, values.json === true, { ok: true, removed: result.file !== undefined, ...result }, () =>
+    result.file ? line`deleted ${result.file} of container '${name}'` : line`container '${name}' has no certificate: nothing to do`,
+  );
+  return 0;
+};
+
+export const rmContainer: HandlerOf<typeof specs.cardRmContainer> = async ({ values }, io) => {
+  const name = required(values.container, '--container');
+  const confirm = values.yes === true ? undefined : io.confirm;
+  if (values.yes !== true && !confirm) throw new UsageError('deleting a container destroys its key for good: add --yes to confirm (there is no terminal to ask on)');
+  const pinValue = await readPin(io);
+  const result = await withCard(values, io, async (card) => {
+    const c = await card.container(name);
+    if (confirm) {
+      const what = line`container '${c.name}' (RSA-${c.keyBits}, ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE'}` + (c.certificateFile ? line`, certificate ${c.certificateFile}` : ', no certificate') + ')';
+      if (!(await confirm(`Delete ${what} and its key? The key cannot be recovered.`))) return undefined;
     }
-    emit(io, values.json === true, { ok: true, deleted: true, container: result.container, certificateFile: result.certificateFile ?? null }, () =>
-      line`deleted container ${result.container.index} '${result.container.name}' and its key` + (result.certificateFile ? line`, and its certificate ${result.certificateFile}` : ''),
-    );
-    return 0;
-  },
+    await card.verifyPin(pinValue);
+    return card.deleteContainer(name);
+  });
+  if (!result) {
+    emit(io, values.json === true, { ok: false, deleted: false, container: name }, () => 'nothing deleted');
+    return 1;
+  }
+  emit(io, values.json === true, { ok: true, deleted: true, container: result.container, certificateFile: result.certificateFile ?? null }, () =>
+    line`deleted container ${result.container.index} '${result.container.name}' and its key` + (result.certificateFile ? line`, and its certificate ${result.certificateFile}` : ''),
+  );
+  return 0;
 };
 
 function reportText(report: CheckReport, repaired: boolean): string {
@@ -293,29 +259,22 @@ function reportText(report: CheckReport, repaired: boolean): string {
   return lines.join('\n');
 }
 
-const check: Command = {
-  path: ['card', 'check'],
-  summary: 'find (and with --repair fix) inconsistencies; exit 0 clean, 1 findings, 2 could not check',
-  usage: `cardlink card check ${TARGET} [--repair] [--json]`,
-  async run(argv, io) {
-    const { values } = parse(argv, { ...TARGET_OPTIONS, repair: { type: 'boolean' } });
-    const repair = values.repair === true;
-    const pinValue = repair ? await readPin(io) : '';
-    const adminText = repair ? io.env.CARDLINK_ADMIN_KEY : undefined;
-    const adminKey = adminText && /^[0-9a-fA-F]{48}$/.test(adminText) ? fromHex(adminText) : undefined;
-    const { report, after } = await withCard(values, io, async (card) => {
-      if (!repair) return { report: await card.check(), after: undefined };
-      await card.verifyPin(pinValue);
-      const done = await card.repair(adminKey ? { adminKey } : {});
-      return { report: done.before, after: done.after };
-    });
-    adminKey?.fill(0);
-    const remaining = after ? after.findings : report.findings;
-    emit(io, values.json === true, { ok: remaining.length === 0, cardId: report.cardId, cardcf: report.cardcf, findings: report.findings, ...(after ? { remaining: after.findings } : {}) }, () =>
-      reportText(report, repair) + (after && report.findings.length > 0 ? `\nafter repair: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}` : ''),
-    );
-    return remaining.length === 0 ? 0 : 1;
-  },
+export const check: HandlerOf<typeof specs.cardCheck> = async ({ values }, io) => {
+  const repair = values.repair === true;
+  const pinValue = repair ? await readPin(io) : '';
+  const adminText = repair ? io.env.CARDLINK_ADMIN_KEY : undefined;
+  const adminKey = adminText && /^[0-9a-fA-F]{48}$/.test(adminText) ? fromHex(adminText) : undefined;
+  const { report, after } = await withCard(values, io, async (card) => {
+    if (!repair) return { report: await card.check(), after: undefined };
+    await card.verifyPin(pinValue);
+    const done = await card.repair(adminKey ? { adminKey } : {});
+    return { report: done.before, after: done.after };
+  });
+  adminKey?.fill(0);
+  const remaining = after ? after.findings : report.findings;
+  emit(io, values.json === true, { ok: remaining.length === 0, cardId: report.cardId, cardcf: report.cardcf, findings: report.findings, ...(after ? { remaining: after.findings } : {}) }, () =>
+    reportText(report, repair) + (after && report.findings.length > 0 ? `\nafter repair: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}` : ''),
+  );
+  return remaining.length === 0 ? 0 : 1;
 };
 
-export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, rmContainer, check, pin, files, fileRead, fileWrite, fileRm];

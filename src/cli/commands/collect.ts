@@ -1,15 +1,15 @@
 import { hostname } from 'node:os';
 import { CardlinkError } from '../../errors.js';
-import { collect, type CollectReport } from '../../agent/collect.js';
+import { collect as collectFromService, type CollectReport } from '../../agent/collect.js';
 import { watch } from '../../agent/watch.js';
 import { MinidriverCard } from '../../card/index.js';
 import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
 import { linkCard } from '../../windows/link.js';
-import { parse } from '../args.js';
-import { emit, type CliIo, type Command } from '../io.js';
+import type { HandlerOf, specs } from '../catalog.js';
+import { emit, type CliIo } from '../io.js';
 import { readPin } from '../secrets.js';
 import { forTerminal, line } from '../terminal.js';
-import { openTransport, TARGET_OPTIONS, userCardCache, withCard } from '../target.js';
+import { openTransport, userCardCache, withCard } from '../target.js';
 import { openClient } from './admin.js';
 
 function describe(r: CollectReport): string {
@@ -29,48 +29,39 @@ function describe(r: CollectReport): string {
   return lines.join('\n');
 }
 
-export const collectCommand: Command = {
-  path: ['collect'],
-  summary: "load what the service issued for the inserted card's keys, link it, report delivery",
-  usage:
-    'cardlink collect --server URL [--reader NAME | --image FILE] [--store model:DIR | --store native] [--watch] [--cacert FILE] [--json]\n' +
-    '  --watch   keep running: collect on every card insertion, and again after the service\'s Retry-After while something waits;\n' +
-    '            a wrong PIN is never tried twice (asked again on a terminal, else the watch stops), the service being down is retried with backoff',
-  async run(argv, io) {
-    const { values } = parse(argv, { ...TARGET_OPTIONS, server: { type: 'string' }, cacert: { type: 'string' }, store: { type: 'string' }, watch: { type: 'boolean' } });
-    const spec = values.store ?? defaultStoreSpec();
-    const fromEnv = io.env.CARDLINK_PIN !== undefined && io.env.CARDLINK_PIN !== '';
-    const pin: PinSource = { current: await readPin(io), ask: fromEnv ? undefined : () => readPin(io, 'CARDLINK_PIN', 'PIN (again): ') };
-    const client = openClient(values, io);
-    const pass = async (card: MinidriverCard): Promise<CollectReport> =>
-      collect(card, client, {
-        pin: pin.current,
-        host: hostname(),
-        ...(spec
-          ? {
-              link: async (c: MinidriverCard) => {
-                const store = await openCertStoreHost(spec, c.minidriver(), () => pin.current);
-                try {
-                  return await linkCard(c.minidriver(), store.host);
-                } finally {
-                  await store.close();
-                }
-              },
-            }
-          : {}),
-      });
-    try {
-      if (!values.watch) {
-        const report = await withCard(values, io, pass);
-        emit(io, values.json === true, { ok: true, ...report }, () => describe(report));
-        return 0;
-      }
-      await watchCards(values, io, pin, pass, values.json === true);
+export const collect: HandlerOf<typeof specs.collect> = async ({ values }, io) => {
+  const spec = values.store ?? defaultStoreSpec();
+  const fromEnv = io.env.CARDLINK_PIN !== undefined && io.env.CARDLINK_PIN !== '';
+  const pin: PinSource = { current: await readPin(io), ask: fromEnv ? undefined : () => readPin(io, 'CARDLINK_PIN', 'PIN (again): ') };
+  const client = openClient(values, io);
+  const pass = async (card: MinidriverCard): Promise<CollectReport> =>
+    collectFromService(card, client, {
+      pin: pin.current,
+      host: hostname(),
+      ...(spec
+        ? {
+            link: async (c: MinidriverCard) => {
+              const store = await openCertStoreHost(spec, c.minidriver(), () => pin.current);
+              try {
+                return await linkCard(c.minidriver(), store.host);
+              } finally {
+                await store.close();
+              }
+            },
+          }
+        : {}),
+    });
+  try {
+    if (!values.watch) {
+      const report = await withCard(values, io, pass);
+      emit(io, values.json === true, { ok: true, ...report }, () => describe(report));
       return 0;
-    } finally {
-      client.close();
     }
-  },
+    await watchCards(values, io, pin, pass, values.json === true);
+    return 0;
+  } finally {
+    client.close();
+  }
 };
 
 /** Where the watch's PIN comes from: the environment (fixed) or the user at a prompt (asked again). */

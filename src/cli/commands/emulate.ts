@@ -3,8 +3,9 @@ import { hex } from '../../bytes.js';
 import { openCardImage } from '../../gids/emulator/index.js';
 import { cardlinkHome } from '../../home.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, attachToVpcd, parseVpcdAddress } from '../../vpcd/attach.js';
-import { parse, required } from '../args.js';
-import { emit, type Command } from '../io.js';
+import type { HandlerOf, specs } from '../catalog.js';
+import { required } from '../args.js';
+import { emit } from '../io.js';
 
 /**
  * Puts the emulated card of an image file into a real reader: vpcd's virtual slot inside pcscd.
@@ -12,83 +13,77 @@ import { emit, type Command } from '../io.js';
  * it back, as a user would between two commands (or in the middle of one). Not SIGUSR1: Node.js
  * answers that signal by opening its debugger port, whatever listeners the program installs.
  */
-export const emulateCommand: Command = {
-  path: ['emulate'],
-  summary: 'put an emulated card (image file) into pcscd through vpcd, until stopped',
-  usage: `cardlink emulate --image FILE [--vpcd HOST:PORT] [--json]   (default ${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}; SIGUSR2 removes the card and the next one re-inserts it; SIGTERM stops)`,
-  async run(argv, io) {
-    const { values } = parse(argv, { image: { type: 'string' }, vpcd: { type: 'string' } });
-    const image = required(values.image, '--image');
-    const { host, port } = parseVpcdAddress(values.vpcd ?? `${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}`);
-    const json = values.json === true;
-    const created = !existsSync(image);
-    const card = openCardImage(image, { create: true, home: cardlinkHome(io.env) });
+export const emulate: HandlerOf<typeof specs.emulate> = async ({ values }, io) => {
+  const image = required(values.image, '--image');
+  const { host, port } = parseVpcdAddress(values.vpcd ?? `${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}`);
+  const json = values.json === true;
+  const created = !existsSync(image);
+  const card = openCardImage(image, { create: true, home: cardlinkHome(io.env) });
 
-    const stopped = new AbortController();
-    let waitingNoted = false;
-    let ready = false;
-    let reinserted = false;
-    const waitingTimer = setTimeout(() => {
-      if (!ready) {
-        waitingNoted = true;
-        io.stderr(`cardlink emulate: waiting for vpcd at ${host}:${port} (is pcscd running with the vpcd driver?)\n`);
-      }
-    }, 2000);
-    const attachment = attachToVpcd(card, {
-      host,
-      port,
-      signal: stopped.signal,
-      onEvent: (e) => {
-        if (e.type === 'disconnected' && e.reason === 'vpcd closed the connection') {
-          io.stderr(`cardlink emulate: vpcd went away (pcscd stopped?); reconnecting to ${host}:${port}\n`);
-        } else if (e.type === 'connected' && ready && !reinserted) {
-          io.stderr(`cardlink emulate: reconnected to vpcd at ${host}:${port}\n`);
-        }
-        if (e.type === 'connected') reinserted = false;
-      },
-    });
-
-    const onToggle = (): void => {
-      if (attachment.inserted) {
-        attachment.remove();
-        io.stderr('cardlink emulate: card removed from the reader (SIGUSR2 again puts it back)\n');
-      } else {
-        reinserted = true;
-        attachment.insert();
-        io.stderr('cardlink emulate: card inserted\n');
-      }
-    };
-    const done = new Promise<string>((resolve) => {
-      const stop = (signal: string) => (): void => resolve(signal);
-      const onTerm = stop('SIGTERM');
-      const onInt = stop('SIGINT');
-      process.once('SIGTERM', onTerm);
-      process.once('SIGINT', onInt);
-      stopped.signal.addEventListener('abort', () => {
-        process.off('SIGTERM', onTerm);
-        process.off('SIGINT', onInt);
-      });
-    });
-    process.on('SIGUSR2', onToggle);
-
-    try {
-      await Promise.race([attachment.whenConnected(), done]);
-      ready = true;
-      clearTimeout(waitingTimer);
-      if (attachment.connected) {
-        const facts = { ok: true, event: 'ready', image, created, vpcd: `${host}:${port}`, pid: process.pid, atr: hex(card.atr) };
-        emit(io, json, facts, () =>
-          `emulating ${image}${created ? ' (new blank card)' : ''} on vpcd ${host}:${port}, ATR ${hex(card.atr)}, pid ${process.pid}: ` +
-          'SIGUSR2 removes or re-inserts the card, SIGTERM stops',
-        );
-      }
-      const signal = await done;
-      if (waitingNoted && !attachment.connected) io.stderr(`cardlink emulate: stopped by ${signal} before vpcd answered\n`);
-      return 0;
-    } finally {
-      clearTimeout(waitingTimer);
-      process.off('SIGUSR2', onToggle);
-      stopped.abort();
+  const stopped = new AbortController();
+  let waitingNoted = false;
+  let ready = false;
+  let reinserted = false;
+  const waitingTimer = setTimeout(() => {
+    if (!ready) {
+      waitingNoted = true;
+      io.stderr(`cardlink emulate: waiting for vpcd at ${host}:${port} (is pcscd running with the vpcd driver?)\n`);
     }
-  },
+  }, 2000);
+  const attachment = attachToVpcd(card, {
+    host,
+    port,
+    signal: stopped.signal,
+    onEvent: (e) => {
+      if (e.type === 'disconnected' && e.reason === 'vpcd closed the connection') {
+        io.stderr(`cardlink emulate: vpcd went away (pcscd stopped?); reconnecting to ${host}:${port}\n`);
+      } else if (e.type === 'connected' && ready && !reinserted) {
+        io.stderr(`cardlink emulate: reconnected to vpcd at ${host}:${port}\n`);
+      }
+      if (e.type === 'connected') reinserted = false;
+    },
+  });
+
+  const onToggle = (): void => {
+    if (attachment.inserted) {
+      attachment.remove();
+      io.stderr('cardlink emulate: card removed from the reader (SIGUSR2 again puts it back)\n');
+    } else {
+      reinserted = true;
+      attachment.insert();
+      io.stderr('cardlink emulate: card inserted\n');
+    }
+  };
+  const done = new Promise<string>((resolve) => {
+    const stop = (signal: string) => (): void => resolve(signal);
+    const onTerm = stop('SIGTERM');
+    const onInt = stop('SIGINT');
+    process.once('SIGTERM', onTerm);
+    process.once('SIGINT', onInt);
+    stopped.signal.addEventListener('abort', () => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+    });
+  });
+  process.on('SIGUSR2', onToggle);
+
+  try {
+    await Promise.race([attachment.whenConnected(), done]);
+    ready = true;
+    clearTimeout(waitingTimer);
+    if (attachment.connected) {
+      const facts = { ok: true, event: 'ready', image, created, vpcd: `${host}:${port}`, pid: process.pid, atr: hex(card.atr) };
+      emit(io, json, facts, () =>
+        `emulating ${image}${created ? ' (new blank card)' : ''} on vpcd ${host}:${port}, ATR ${hex(card.atr)}, pid ${process.pid}: ` +
+        'SIGUSR2 removes or re-inserts the card, SIGTERM stops',
+      );
+    }
+    const signal = await done;
+    if (waitingNoted && !attachment.connected) io.stderr(`cardlink emulate: stopped by ${signal} before vpcd answered\n`);
+    return 0;
+  } finally {
+    clearTimeout(waitingTimer);
+    process.off('SIGUSR2', onToggle);
+    stopped.abort();
+  }
 };

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from '../args.js';
-import { UsageError, type Command } from '../io.js';
+import type { HandlerOf, specs } from '../catalog.js';
+import { UsageError } from '../io.js';
 import { readSecret } from '../secrets.js';
 import { forTerminal } from '../terminal.js';
 
@@ -19,59 +19,39 @@ function positiveInt(text: string | undefined, flag: string): number | undefined
   return Number(text);
 }
 
-export const serveCommand: Command = {
-  path: ['serve'],
-  summary: 'run the enrollment service (EST + JSON API over HTTPS, embedded CA)',
-  usage:
-    'cardlink serve [--data DIR] [--db URL] [--listen HOST:PORT] [--public-url URL] [--retry-after SECONDS] [--issue-lease SECONDS] [--operator NAME] [--json]\n' +
-    '  --data DIR     CA, TLS key and SQLite database (default $CARDLINK_DATA or ~/.cardlink/service)\n' +
-    '  --db URL       postgres://user@host:port/db, or sqlite:/path/file.db (default: DIR/cardlink.db)\n' +
-    '  --listen       address to listen on (default 127.0.0.1:8443)\n' +
-    '  CARDLINK_CA_PASSPHRASE encrypts the CA and TLS keys on disk (asked for on a terminal when unset);\n' +
-    '  CARDLINK_OPERATOR_PASSWORD, when set, creates operator --operator (default admin) unless it exists.',
-  async run(argv, io) {
-    const { values } = parse(argv, {
-      data: { type: 'string' },
-      db: { type: 'string' },
-      listen: { type: 'string' },
-      'public-url': { type: 'string' },
-      'retry-after': { type: 'string' },
-      'issue-lease': { type: 'string' },
-      operator: { type: 'string' },
-    });
-    const dataDir = values.data ?? io.env.CARDLINK_DATA ?? join(homedir(), '.cardlink', 'service');
-    const { host, port } = parseListen(values.listen ?? '127.0.0.1:8443');
-    const passphrase = await readSecret(io, 'CARDLINK_CA_PASSPHRASE', 'CA key passphrase: ');
-    const operatorPassword = io.env.CARDLINK_OPERATOR_PASSWORD;
-    const retryAfter = positiveInt(values['retry-after'], '--retry-after');
-    const lease = positiveInt(values['issue-lease'], '--issue-lease');
-    // Loaded on demand: the HTTP server and database drivers are not needed by other commands.
-    const { startService } = await import('../../service/index.js');
-    const running = await startService({
-      dataDir,
-      host,
-      port,
-      passphrase,
-      ...(values.db !== undefined ? { dbUrl: values.db } : {}),
-      ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
-      ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
-      ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
-      ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
-      log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),
-    });
-    const facts = { url: running.url, caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
-    if (values.json) io.stdout(JSON.stringify({ ok: true, ...facts }) + '\n');
-    else io.stdout(`listening on ${facts.url}\nCA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        resolve();
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
-    await running.close();
-    return 0;
-  },
+export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
+  const dataDir = values.data ?? io.env.CARDLINK_DATA ?? join(homedir(), '.cardlink', 'service');
+  const { host, port } = parseListen(values.listen ?? '127.0.0.1:8443');
+  const passphrase = await readSecret(io, 'CARDLINK_CA_PASSPHRASE', 'CA key passphrase: ');
+  const operatorPassword = io.env.CARDLINK_OPERATOR_PASSWORD;
+  const retryAfter = positiveInt(values['retry-after'], '--retry-after');
+  const lease = positiveInt(values['issue-lease'], '--issue-lease');
+  // Loaded on demand: the HTTP server and database drivers are not needed by other commands.
+  const { startService } = await import('../../service/index.js');
+  const running = await startService({
+    dataDir,
+    host,
+    port,
+    passphrase,
+    ...(values.db !== undefined ? { dbUrl: values.db } : {}),
+    ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
+    ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
+    ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
+    ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
+    log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),
+  });
+  const facts = { url: running.url, caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
+  if (values.json) io.stdout(JSON.stringify({ ok: true, ...facts }) + '\n');
+  else io.stdout(`listening on ${facts.url}\nCA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await running.close();
+  return 0;
 };

@@ -1,0 +1,393 @@
+import { command, type CommandSpec, type Handler, type OptionTable } from './spec.js';
+
+
+/**
+ * Every CLI command: its words, what it does, the options it takes (the table that both parses
+ * and documents them), the environment it reads, and one example. Implementations load on demand
+ * (each `load`), so `cardlink --help` and a typo cost no more than this file.
+ */
+
+const TARGET = {
+  image: { type: 'string', value: 'FILE', help: "an emulated card's image file (made by 'card init --image FILE')" },
+  reader: { type: 'string', value: 'NAME', help: 'the PC/SC reader, by a unique part of its name', default: 'the only reader that holds a GIDS card' },
+} as const satisfies OptionTable;
+
+const CONNECT = {
+  server: { type: 'string', value: 'URL', help: 'the enrollment service, e.g. https://ca.example.com:8443', env: 'CARDLINK_SERVER' },
+  cacert: { type: 'string', value: 'FILE', help: "trust this CA for the service's TLS certificate (serve prints its path)", env: 'CARDLINK_CACERT', default: "the system's trust store" },
+} as const satisfies OptionTable;
+
+const OPERATOR = {
+  ...CONNECT,
+  operator: { type: 'string', value: 'NAME', help: 'the operator to log in as', env: 'CARDLINK_OPERATOR', default: 'admin' },
+} as const satisfies OptionTable;
+
+const STORE = {
+  store: { type: 'string', value: 'SPEC', help: "the certificate store: 'model:DIR' (the Windows model in DIR) or, on Windows, 'native'", default: 'native on Windows' },
+} as const satisfies OptionTable;
+
+/** RSA sizes the GIDS card generates on board (GIDS 2.0 §3.2; RSA only, see the README). */
+export const KEY_ALGORITHMS = ['rsa2048', 'rsa3072', 'rsa4096', 'rsa1024'] as const;
+
+/** RFC 5280 §5.3.1 CRLReason codes an operator may give (8, removeFromCRL, is for delta CRLs only). */
+export const REVOKE_REASONS = ['0 unspecified', '1 keyCompromise', '2 cACompromise', '3 affiliationChanged', '4 superseded', '5 cessationOfOperation', '6 certificateHold', '9 privilegeWithdrawn', '10 aACompromise'] as const;
+
+const REQUEST_STATES = ['pending', 'approved', 'issuing', 'issued', 'delivered', 'rejected', 'revoked'] as const;
+
+const PIN_ENV = ['CARDLINK_PIN', 'CARDLINK_HOME'] as const;
+
+export const specs = {
+  demo: command({
+    path: ['demo'],
+    summary: 'run the seed story on an emulated card (no reader or server needed)',
+    description: 'Runs the whole story (card, service, enrollment, approval, collection, Windows link) on an emulated card and a service on loopback, and prints each step.',
+    options: { dir: { type: 'string', value: 'DIR', help: 'keep the demo files (card image, service data) in DIR', default: 'a new temporary directory' } },
+    examples: ['cardlink demo --dir /tmp/story'],
+    module: 'demo',
+    handler: 'demo',
+  }),
+  cardInit: command({
+    path: ['card', 'init'],
+    summary: 'initialise a blank card with a PIN and an administrator key',
+    description: 'Initialises a blank GIDS card (or makes a new image file): sets the PIN and the administrator key, and creates the minidriver files (cardid, cardcf, cardapps, mscp/cmapfile). The PIN is 4 to 15 characters (OpenSC\'s GIDS driver accepts no more than 15).',
+    options: { ...TARGET, serial: { type: 'string', value: 'HEX32', help: 'the card serial (cardid), 32 hex digits', default: 'random' } },
+    env: ['CARDLINK_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_HOME'],
+    examples: ['CARDLINK_PIN=123456 CARDLINK_ADMIN_KEY=$(openssl rand -hex 24) cardlink card init --image card.json'],
+    module: 'card',
+    handler: 'init',
+  }),
+  cardInfo: command({
+    path: ['card', 'info'],
+    summary: 'card identity, freshness counters and PIN status',
+    options: TARGET,
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink card info --image card.json'],
+    module: 'card',
+    handler: 'info',
+  }),
+  cardLs: command({
+    path: ['card', 'ls'],
+    summary: 'list containers and their certificates (subject, issuer, validity, thumbprint)',
+    description: 'Lists the key containers (index, name, key spec, key size, default) and, for each certificate, its subject, issuer, validity and SHA-1 thumbprint, as certutil -scinfo shows them.',
+    options: TARGET,
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink card ls --image card.json'],
+    module: 'card',
+    handler: 'ls',
+  }),
+  cardGen: command({
+    path: ['card', 'gen'],
+    summary: 'create a container and generate its key on the card (RSA only)',
+    description: 'Creates a key container and has the card generate its key pair (the private key never leaves the card). GIDS keys are RSA only in cardlink. Status goes to stderr; the public key (PEM) goes to --out, or to stdout with --out -.',
+    options: {
+      ...TARGET,
+      container: { type: 'string', value: 'NAME', help: 'the container name', default: "a Windows-style 'lr-<GUID>' name" },
+      alg: { type: 'string', value: 'ALG', help: 'key algorithm and size (rsa1024 is weak: only for tests)', choices: KEY_ALGORITHMS, default: 'rsa2048' },
+      keyspec: { type: 'string', value: 'SPEC', help: 'kx: AT_KEYEXCHANGE (sign and decrypt), sig: AT_SIGNATURE', choices: ['kx', 'sig'], default: 'kx' },
+      default: { type: 'boolean', help: "make it the card's default container" },
+      out: { type: 'string', value: 'FILE', help: "write the public key (PEM) to FILE; '-' for stdout" },
+    },
+    env: PIN_ENV,
+    examples: ['cardlink card gen --image card.json --container alice --out alice.pub.pem'],
+    module: 'card',
+    handler: 'gen',
+  }),
+  cardCsr: command({
+    path: ['card', 'csr'],
+    summary: 'build a PKCS#10 request signed by a container key on the card',
+    description: 'Builds a PKCS#10 certificate request for a container\'s key and has the card sign it. --subject is an RFC 4514 name as openssl -nameopt RFC2253 and certreq show it: the first RDN is the most specific (CN=Alice,O=Example,C=DE).',
+    options: {
+      ...TARGET,
+      container: { type: 'string', value: 'NAME', help: 'the container whose key is certified' },
+      subject: { type: 'string', value: 'DN', help: 'the subject, RFC 4514: CN, O, OU, L, ST, C (2 letters), E, UID, SERIALNUMBER, DC, ...' },
+      out: { type: 'string', value: 'FILE', help: 'where the request (PEM) is written' },
+    },
+    env: PIN_ENV,
+    examples: ['cardlink card csr --image card.json --container alice --subject "CN=Alice,O=Example,C=DE" --out alice.csr'],
+    module: 'card',
+    handler: 'csr',
+  }),
+  cardInstall: command({
+    path: ['card', 'install'],
+    summary: 'load a certificate into the container that holds its key, Windows-ready',
+    description: 'Loads a certificate onto the card, into the container whose key it certifies. CERT may be PEM, DER, bare base64, PKCS#7 (.p7b, PEM or DER) or a chain in any order: the certificate whose key is on the card is installed, the others are named and left out (--roots puts CA certificates into msroots). PKCS#12 is refused: keys never come from files. The same certificate again is "unchanged" and writes nothing.',
+    positionals: [{ name: 'CERT', help: 'the certificate file (PEM, DER, base64, PKCS#7 or a chain)' }],
+    options: {
+      ...TARGET,
+      container: { type: 'string', value: 'NAME', help: 'the container (checked against the key)', default: 'the container that holds the key' },
+      default: { type: 'boolean', help: "make it the card's default container" },
+      force: { type: 'boolean', help: 'install even an expired, not yet valid or CA certificate, or one older than the one it replaces' },
+      roots: { type: 'boolean', help: 'also put the CA certificates of the file into mscp/msroots' },
+    },
+    env: PIN_ENV,
+    examples: ['cardlink card install alice.p7b --image card.json'],
+    module: 'card',
+    handler: 'install',
+  }),
+  cardExport: command({
+    path: ['card', 'export'],
+    summary: "write a container's certificate (PEM, or DER with --der)",
+    options: {
+      ...TARGET,
+      container: { type: 'string', value: 'NAME', help: 'the container whose certificate is exported' },
+      der: { type: 'boolean', help: 'DER instead of PEM' },
+      out: { type: 'string', value: 'FILE', help: 'write to FILE', default: 'stdout' },
+    },
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink card export --image card.json --container alice --out alice.pem'],
+    module: 'card',
+    handler: 'exportCert',
+  }),
+  cardRmCert: command({
+    path: ['card', 'rm-cert'],
+    summary: "delete a container's certificate (the key stays)",
+    options: { ...TARGET, container: { type: 'string', value: 'NAME', help: 'the container' } },
+    env: PIN_ENV,
+    examples: ['cardlink card rm-cert --image card.json --container alice'],
+    module: 'card',
+    handler: 'rmCert',
+  }),
+  cardRmContainer: command({
+    path: ['card', 'rm-container'],
+    summary: 'delete a container, its key and its certificate (asks first)',
+    options: { ...TARGET, container: { type: 'string', value: 'NAME', help: 'the container' }, yes: { type: 'boolean', help: 'do not ask (needed without a terminal): the key cannot be recovered' } },
+    env: PIN_ENV,
+    exits: { 1: 'declined at the question: nothing deleted' },
+    examples: ['cardlink card rm-container --image card.json --container old --yes'],
+    module: 'card',
+    handler: 'rmContainer',
+  }),
+  cardCheck: command({
+    path: ['card', 'check'],
+    summary: 'find (and with --repair fix) inconsistencies in the minidriver files',
+    options: { ...TARGET, repair: { type: 'boolean', help: 'fix what can be fixed (PIN; CARDLINK_ADMIN_KEY for what needs the administrator)' } },
+    env: ['CARDLINK_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_HOME'],
+    exits: { 1: 'findings (after --repair: findings left)', 2: 'could not check' },
+    examples: ['cardlink card check --image card.json --repair'],
+    module: 'card',
+    handler: 'check',
+  }),
+  cardPin: command({
+    path: ['card', 'pin'],
+    summary: 'PIN verify | change | unblock | status',
+    description: 'verify checks the PIN (costs a try when wrong); change sets CARDLINK_NEW_PIN after the PIN; unblock sets a new PIN with the administrator key; status shows the tries left.',
+    positionals: [{ name: 'ACTION', help: 'what to do', choices: ['verify', 'change', 'unblock', 'status'] }],
+    options: TARGET,
+    env: ['CARDLINK_PIN', 'CARDLINK_NEW_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_HOME'],
+    examples: ['cardlink card pin unblock --image card.json'],
+    module: 'card',
+    handler: 'pin',
+  }),
+  cardFiles: command({
+    path: ['card', 'files'],
+    summary: 'the logical file system with sizes',
+    options: TARGET,
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink card files --image card.json'],
+    module: 'card',
+    handler: 'files',
+  }),
+  cardFilesRead: command({
+    path: ['card', 'files', 'read'],
+    summary: 'read a logical file (to --out, or hex on stdout)',
+    positionals: [{ name: 'PATH', help: 'the file, e.g. mscp/cmapfile' }],
+    options: { ...TARGET, out: { type: 'string', value: 'FILE', help: 'write the bytes to FILE', default: 'hex on stdout' } },
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink card files read mscp/cmapfile --image card.json'],
+    module: 'card',
+    handler: 'fileRead',
+  }),
+  cardFilesWrite: command({
+    path: ['card', 'files', 'write'],
+    summary: 'write a logical file from a local file (moves the cardcf files counter)',
+    positionals: [{ name: 'PATH', help: 'the file, e.g. mscp/msroots' }],
+    options: {
+      ...TARGET,
+      in: { type: 'string', value: 'FILE', help: 'the local file to write' },
+      force: { type: 'boolean', help: 'needed for the minidriver core files (cardid, cardcf, cardapps, mscp/cmapfile)' },
+    },
+    env: PIN_ENV,
+    examples: ['cardlink card files write mscp/msroots --in roots.sst --image card.json'],
+    module: 'card',
+    handler: 'fileWrite',
+  }),
+  cardFilesRm: command({
+    path: ['card', 'files', 'rm'],
+    summary: 'delete a logical file (moves the cardcf files counter)',
+    positionals: [{ name: 'PATH', help: 'the file' }],
+    options: { ...TARGET, force: { type: 'boolean', help: 'needed for the minidriver core files (cardid, cardcf, cardapps, mscp/cmapfile)' } },
+    env: PIN_ENV,
+    examples: ['cardlink card files rm mscp/msroots --image card.json'],
+    module: 'card',
+    handler: 'fileRm',
+  }),
+  emulate: command({
+    path: ['emulate'],
+    summary: 'put an emulated card (image file) into pcscd through vpcd, until stopped',
+    description: 'Puts the card of an image file into a real reader (vpcd\'s virtual slot inside pcscd) until SIGTERM or SIGINT. SIGUSR2 removes the card and the next one re-inserts it. While it runs, other commands cannot write the same image.',
+    options: {
+      image: { type: 'string', value: 'FILE', help: 'the card image (made blank when missing)' },
+      vpcd: { type: 'string', value: 'HOST:PORT', help: "vpcd's address", default: '127.0.0.1:35963' },
+    },
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink emulate --image card.json &'],
+    module: 'emulate',
+    handler: 'emulate',
+  }),
+  serve: command({
+    path: ['serve'],
+    summary: 'run the enrollment service (EST + JSON API over HTTPS, embedded CA)',
+    options: {
+      data: { type: 'string', value: 'DIR', help: 'CA, TLS key and SQLite database', env: 'CARDLINK_DATA', default: '$CARDLINK_HOME/service' },
+      db: { type: 'string', value: 'URL', help: 'postgres://user@host:port/db, or sqlite:/path/file.db', default: 'DIR/cardlink.db' },
+      listen: { type: 'string', value: 'HOST:PORT', help: 'address to listen on', default: '127.0.0.1:8443' },
+      'public-url': { type: 'string', value: 'URL', help: 'the URL clients use, when not the listening address' },
+      'retry-after': { type: 'string', value: 'SECONDS', help: 'how long clients wait before asking again about a pending request' },
+      'issue-lease': { type: 'string', value: 'SECONDS', help: 'how long one service process holds a request it is issuing' },
+      operator: { type: 'string', value: 'NAME', help: 'the operator created from CARDLINK_OPERATOR_PASSWORD', default: 'admin' },
+    },
+    env: ['CARDLINK_CA_PASSPHRASE', 'CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_HOME'],
+    examples: ['CARDLINK_OPERATOR_PASSWORD=... cardlink serve --listen 127.0.0.1:8443'],
+    module: 'serve',
+    handler: 'serve',
+  }),
+  adminToken: command({
+    path: ['admin', 'token'],
+    summary: 'make a one-time enrollment token for a user (printed once)',
+    options: {
+      ...OPERATOR,
+      user: { type: 'string', value: 'UPN', help: 'the user the token enrolls, e.g. alice@example.com' },
+      profile: { type: 'string', value: 'NAME', help: 'the certificate profile: smartcard-logon (an operator approves) or smartcard-logon-auto (issued at once), or one the operators made', default: 'smartcard-logon' },
+      ttl: { type: 'string', value: 'SECONDS', help: 'how long the token is valid' },
+    },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin token --server https://127.0.0.1:8443 --cacert ca.pem --user alice@example.com'],
+    module: 'admin',
+    handler: 'token',
+  }),
+  adminTokenRevoke: command({
+    path: ['admin', 'token', 'revoke'],
+    summary: 'revoke an enrollment token that has not been used',
+    positionals: [{ name: 'ID', help: "the token's id (in the answer of 'admin token')" }],
+    options: OPERATOR,
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin token revoke 3f2a…'],
+    module: 'admin',
+    handler: 'tokenRevoke',
+  }),
+  adminRequests: command({
+    path: ['admin', 'requests'],
+    summary: 'list enrollment requests (says when more match)',
+    options: {
+      ...OPERATOR,
+      state: { type: 'string', value: 'STATE', help: 'only requests in this state', choices: REQUEST_STATES },
+      user: { type: 'string', value: 'UPN', help: "only this user's requests" },
+      limit: { type: 'string', value: 'N', help: 'show at most N rows', default: '100' },
+      all: { type: 'boolean', help: 'show every row' },
+    },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin requests --state pending'],
+    module: 'admin',
+    handler: 'requests',
+  }),
+  adminApprove: command({
+    path: ['admin', 'approve'],
+    summary: 'approve a pending request (the CA issues at once)',
+    positionals: [{ name: 'ID', help: 'the request id, or a unique prefix of it' }],
+    options: OPERATOR,
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin approve 55e00b71'],
+    module: 'admin',
+    handler: 'approve',
+  }),
+  adminReject: command({
+    path: ['admin', 'reject'],
+    summary: 'reject a pending request',
+    positionals: [{ name: 'ID', help: 'the request id, or a unique prefix of it' }],
+    options: { ...OPERATOR, reason: { type: 'string', value: 'TEXT', help: 'why (shown to the user by collect)' } },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin reject 55e00b71 --reason "wrong user"'],
+    module: 'admin',
+    handler: 'reject',
+  }),
+  adminRevoke: command({
+    path: ['admin', 'revoke'],
+    summary: "revoke a request's certificate (CRL updated)",
+    positionals: [{ name: 'ID', help: 'the request id, or a unique prefix of it' }],
+    options: { ...OPERATOR, reason: { type: 'string', value: 'CODE', help: `the RFC 5280 reason, by number or name: ${REVOKE_REASONS.join(', ')}`, default: '0 unspecified' } },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin revoke 55e00b71 --reason keyCompromise'],
+    module: 'admin',
+    handler: 'revoke',
+  }),
+  adminAudit: command({
+    path: ['admin', 'audit'],
+    summary: 'query the audit log (who, when, what)',
+    options: {
+      ...OPERATOR,
+      subject: { type: 'string', value: 'S', help: 'only entries about this subject (request id, user, ...)' },
+      actor: { type: 'string', value: 'A', help: 'only entries by this actor' },
+      action: { type: 'string', value: 'A', help: 'only this action, e.g. request.approved' },
+      since: { type: 'string', value: 'ISO', help: 'only entries at or after this time (ISO 8601)' },
+    },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin audit --since 2026-12-01T00:00:00Z'],
+    module: 'admin',
+    handler: 'audit',
+  }),
+  enroll: command({
+    path: ['enroll'],
+    summary: 'generate a key on the card and request its certificate from the service',
+    description: 'Checks the token and the service, generates a key on the card (an lr-<GUID> container unless --container) and sends a request signed by it. Then run collect.',
+    options: {
+      ...TARGET,
+      ...CONNECT,
+      container: { type: 'string', value: 'NAME', help: 'the container name', default: "a Windows-style 'lr-<GUID>' name" },
+      bits: { type: 'string', value: 'N', help: 'RSA key size', choices: ['2048', '3072', '4096'], default: '2048' },
+      token: { type: 'string', value: 'TOKEN', help: 'refused: a command line is visible to every user; set CARDLINK_TOKEN' },
+    },
+    env: ['CARDLINK_TOKEN', 'CARDLINK_PIN', 'CARDLINK_HOME'],
+    examples: ['CARDLINK_TOKEN=... cardlink enroll --server https://ca.example.com:8443 --cacert ca.pem'],
+    module: 'enroll',
+    handler: 'enroll',
+  }),
+  collect: command({
+    path: ['collect'],
+    summary: "load what the service issued for the inserted card's keys, link it, report delivery",
+    options: {
+      ...TARGET,
+      ...CONNECT,
+      ...STORE,
+      watch: { type: 'boolean', help: "keep running: collect on every card insertion and after the service's Retry-After; a wrong PIN is never tried twice" },
+    },
+    env: ['CARDLINK_PIN', 'CARDLINK_HOME'],
+    examples: ['cardlink collect --server https://ca.example.com:8443 --cacert ca.pem --watch'],
+    module: 'collect',
+    handler: 'collect',
+  }),
+  link: command({
+    path: ['link'],
+    summary: "put the card's certificates into CurrentUser\\My, linked to their keys, and prove each link",
+    options: { ...TARGET, ...STORE, ksp: { type: 'boolean', help: 'link through the Smart Card Key Storage Provider' }, csp: { type: 'boolean', help: 'link through the Base Smart Card CSP' } },
+    env: ['CARDLINK_PIN', 'CARDLINK_HOME'],
+    examples: ['cardlink link --image card.json --store model:./machine'],
+    module: 'link',
+    handler: 'link',
+  }),
+  doctor: command({
+    path: ['doctor'],
+    summary: 'why a card certificate has no working private key in CurrentUser\\My, and the fix',
+    options: { ...TARGET, ...STORE },
+    env: ['CARDLINK_HOME'],
+    exits: { 1: 'findings' },
+    examples: ['cardlink doctor --image card.json --store model:./machine'],
+    module: 'doctor',
+    handler: 'doctor',
+  }),
+};
+
+/** Every command, in the order `cardlink --help` lists them. */
+export const commands: readonly CommandSpec[] = Object.values(specs) as unknown as CommandSpec[];
+
+/** The handler type of one spec, for the command modules. */
+export type HandlerOf<S> = S extends CommandSpec<infer O> ? Handler<O> : never;
