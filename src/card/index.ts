@@ -9,7 +9,6 @@ export { CardError } from './errors.js';
 export { MemoryCardCache } from './cache.js';
 export type { CardCache } from './cache.js';
 export { DiskCardCache } from './disk-cache.js';
-export { buildCsr } from './csr.js';
 export type { BuiltCsr, CsrOptions } from './csr.js';
 export { digestInfo, digestInfoOf } from './digest-info.js';
 export type { HashName } from './digest-info.js';

@@ -18,7 +18,7 @@ import type { Transport } from '../transport/transport.js';
 import { MemoryCardCache, type CardCache } from './cache.js';
 import { CardFiles, describeContainers, keyRefOf, pathOf, rsaAlgId, type ContainerInfo, type KeySpec } from './card-files.js';
 import { checkCard, repairCard, type CheckReport, type RepairReport } from './check/index.js';
-import { buildCsr, type BuiltCsr, type CsrOptions } from './csr.js';
+import type { BuiltCsr, CsrOptions } from './csr.js';
 import { digestInfoOf, type HashName } from './digest-info.js';
 import { CardError } from './errors.js';
 import { GidsMinidriver } from './gids-minidriver.js';
@@ -239,6 +239,9 @@ export class MinidriverCard {
   async csr(nameOrIndex: string | number, subject: string, options: CsrOptions = {}): Promise<BuiltCsr> {
     const c = await this.container(nameOrIndex);
     const publicKey = await this.files.publicKey(c);
+    // Loaded here: the ASN.1 library behind it costs ~100 ms to load, which every other card
+    // command (ls, info, install) would pay at start-up otherwise (bench/startup.ts).
+    const { buildCsr } = await import('./csr.js');
     return buildCsr(subject, publicKey, (di) => this.#session.sign(c.keyRef, rsaAlgId(c.keyBits, c.name), di), options);
   }
 

@@ -4,10 +4,11 @@ import { hex, fromHex } from '../../bytes.js';
 import { MinidriverCard, type CheckReport, type ContainerInfo } from '../../card/index.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { required } from '../args.js';
-import { emit, readUserFile, UsageError, type CliIo } from '../io.js';
+import { emit, readUserFile, UsageError } from '../io.js';
 import { CardError } from '../../card/errors.js';
 import { toPem } from '../../pem.js';
 import { certThumbprint } from '../../thumbprint.js';
+import { withProgress } from '../progress.js';
 import { readAdminKey, readNewPin, readPin } from '../secrets.js';
 import { openTransport, withCard } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
@@ -93,25 +94,6 @@ export const gen: HandlerOf<typeof specs.cardGen> = async ({ values }, io) => {
   }
   return 0;
 };
-
-/**
- * Runs a card operation that may take long (key generation takes 10 to 60 s on real cards): after
- * a second, says on stderr what the card is doing, so a silent terminal is not taken for a hang.
- */
-async function withProgress<T>(io: CliIo, what: string, fn: () => Promise<T>, afterMs = 1000): Promise<T> {
-  const started = Date.now();
-  let told = false;
-  const timer = setTimeout(() => {
-    told = true;
-    io.stderr(`${what}…\n`);
-  }, afterMs);
-  try {
-    return await fn();
-  } finally {
-    clearTimeout(timer);
-    if (told) io.stderr(`${what}: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-  }
-}
 
 export const exportCert: HandlerOf<typeof specs.cardExport> = async ({ values }, io) => {
   const name = required(values.container, '--container');
