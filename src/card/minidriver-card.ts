@@ -154,11 +154,35 @@ export class MinidriverCard {
         await this.files.putCmapfile(cmap);
         keymap.push(deletedKeyMapRecord());
       }
-      await this.createKeyFileReplacingLeftover(keyRef, algId, keySpec);
-      await this.files.bump({ containers: true });
-      keymap[index] = { ...keymap[index]!, state: KEY_STATE_USED, algId, keyType: keySpec === 'kx' ? KEYTYPE_EXCHANGE : KEYTYPE_SIGNATURE, keyFid: keyFid(keyRef) };
-      await this.files.putKeyMap(keymap);
-      const publicKey = await this.#session.generateKey(keyRef, algId);
+      // Undone step by step when the chip has no room (6A84 at CREATE FILE or while generating),
+      // so cmapfile and the key map stay in step (check finds nothing) and the user hears why.
+      let keyFileMade = false;
+      let keyMapWritten = false;
+      let publicKey: KeyObject;
+      try {
+        await this.createKeyFileReplacingLeftover(keyRef, algId, keySpec);
+        keyFileMade = true;
+        await this.files.bump({ containers: true });
+        keymap[index] = { ...keymap[index]!, state: KEY_STATE_USED, algId, keyType: keySpec === 'kx' ? KEYTYPE_EXCHANGE : KEYTYPE_SIGNATURE, keyFid: keyFid(keyRef) };
+        await this.files.putKeyMap(keymap);
+        keyMapWritten = true;
+        publicKey = await this.#session.generateKey(keyRef, algId);
+      } catch (err) {
+        if (!(err instanceof ApduError && err.sw === SW.NOT_ENOUGH_MEMORY)) throw err;
+        if (keyMapWritten) {
+          keymap[index] = deletedKeyMapRecord();
+          if (newSlot) keymap.pop();
+          await this.files.putKeyMap(keymap);
+        }
+        if (keyFileMade) await this.#session.deleteKeyFile(keyRef);
+        if (newSlot) {
+          cmap.pop();
+          await this.files.bump({ files: true });
+          await this.files.putCmapfile(cmap);
+        }
+        const used = cmap.filter(isValidContainer).length;
+        throw new CardError('CARD_FULL', `card full (${used} containers): no room for another key; delete a container you no longer need ('cardlink card rm-container')`, { container: name });
+      }
 
       const hasDefault = cmap.some((r) => isValidContainer(r) && isDefaultContainer(r));
       const makeDefault = options.makeDefault === true || !hasDefault;

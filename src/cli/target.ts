@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { DiskCardCache, MinidriverCard } from '../card/index.js';
-import { openCardImage } from '../gids/emulator/index.js';
+import { lockCardImage, openCardImage } from '../gids/emulator/index.js';
 import { cardlinkHome } from '../home.js';
 import { MemoryTransport } from '../transport/memory.js';
 import type { Transport } from '../transport/transport.js';
@@ -20,8 +20,25 @@ export async function openTransport(args: TargetArgs, options: { createImage?: b
   if (args.image !== undefined && args.reader !== undefined) throw new UsageError('give --image or --reader, not both');
   if (args.image !== undefined) {
     if (!options.createImage && !existsSync(args.image)) throw new UsageError(`no card image at ${args.image} (create one with 'cardlink card init --image ${args.image}')`);
-    const card = openCardImage(args.image, { create: options.createImage === true, home: cardlinkHome(options.env) });
-    return new MemoryTransport(card, args.image);
+    // Held until the transport closes: emulate or another command on the same file must not
+    // write it meanwhile (a short-lived command is waited for a little).
+    const lock = await lockCardImage(args.image, `cardlink (${process.argv.slice(2, 4).join(' ') || 'cli'})`, { waitMs: 3000 });
+    try {
+      const card = openCardImage(args.image, { create: options.createImage === true, home: cardlinkHome(options.env) });
+      const transport = new MemoryTransport(card, args.image);
+      const close = transport.close.bind(transport);
+      transport.close = async () => {
+        try {
+          await close();
+        } finally {
+          lock.release();
+        }
+      };
+      return transport;
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
   }
   const { openPcscTransport } = await import('../transport/pcsc.js');
   return openPcscTransport(args.reader === undefined ? {} : { reader: args.reader });

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { hex, fromHex } from '../../bytes.js';
 import { MinidriverCard, type CheckReport, type ContainerInfo } from '../../card/index.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { required } from '../args.js';
 import { emit, readUserFile, UsageError } from '../io.js';
 import { CardError } from '../../card/errors.js';
+import { GidsError } from '../../gids/host/errors.js';
 import { toPem } from '../../pem.js';
 import { certThumbprint } from '../../thumbprint.js';
 import { withProgress } from '../progress.js';
@@ -21,19 +22,43 @@ const WELL_KNOWN_ADMIN_KEY = '010203040506070801020304050607080102030405060708';
 
 export const init: HandlerOf<typeof specs.cardInit> = async ({ values }, io) => {
   if (values.serial !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.serial)) throw new UsageError('--serial takes 32 hex digits');
-  const pin = await readNewPin(io, 'CARDLINK_PIN');
-  const adminKey = await readAdminKey(io, true);
-  if (values.image === undefined && hex(adminKey).toLowerCase() === WELL_KNOWN_ADMIN_KEY) {
-    io.stderr('cardlink card init: warning: this is the well-known default GIDS administrator key; anyone can unblock the PIN and reset this card with it. Use a random key on a real card (and keep it safe).\n');
+  // The card first, so that nobody types a new PIN and a 48-digit key for a card that has them.
+  // When it cannot be opened yet (no reader), the secrets are still read first and the same
+  // failure comes after them, with the warning about the well-known key.
+  // A new image file is blank: nothing to ask it.
+  const fresh = values.image !== undefined && !existsSync(values.image);
+  let transport = fresh ? undefined : await openTransport(values, { env: io.env }).catch(() => undefined);
+  if (transport !== undefined) {
+    const opened = transport;
+    // An initialised card has the minidriver's cardid; a blank one has no file system yet.
+    const initialised = await MinidriverCard.open(opened)
+      .then((card) => card.cardId())
+      .then(
+        () => true,
+        () => false,
+      );
+    if (initialised) {
+      await opened.close();
+      throw new GidsError('ALREADY_INITIALIZED', `${opened.name}: the card is already initialised (its PIN and administrator key are set; 'cardlink card pin change' changes the PIN)`);
+    }
   }
-  const transport = await openTransport(values, { createImage: true, env: io.env });
   try {
-    const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
-    const { cardId, cardcf } = await card.refresh();
-    emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => line`initialised ${transport.name}: cardid ${hex(cardId)}`);
+    const pin = await readNewPin(io, 'CARDLINK_PIN');
+    const adminKey = await readAdminKey(io, true);
+    try {
+      if (values.image === undefined && hex(adminKey).toLowerCase() === WELL_KNOWN_ADMIN_KEY) {
+        io.stderr('cardlink card init: warning: this is the well-known default GIDS administrator key; anyone can unblock the PIN and reset this card with it. Use a random key on a real card (and keep it safe).\n');
+      }
+      transport ??= await openTransport(values, { createImage: true, env: io.env });
+      const card = await MinidriverCard.initialize(transport, { pin, adminKey, ...(values.serial ? { serial: fromHex(values.serial) } : {}) });
+      const { cardId, cardcf } = await card.refresh();
+      const name = transport.name;
+      emit(io, values.json === true, { ok: true, cardId: hex(cardId), cardcf }, () => line`initialised ${name}: cardid ${hex(cardId)}`);
+    } finally {
+      adminKey.fill(0);
+    }
   } finally {
-    adminKey.fill(0);
-    await transport.close();
+    await transport?.close();
   }
   return 0;
 };
@@ -155,9 +180,23 @@ export const fileRead: HandlerOf<typeof specs.cardFilesRead> = async ({ values, 
   return 0;
 };
 
+/**
+ * The files the minidriver itself keeps (Microsoft Smart Card Minidriver Specification §8: cardid,
+ * cardcf, cardapps, mscp/cmapfile). Writing or deleting one by hand can make every container
+ * unreachable, so it takes --force.
+ */
+const CORE_FILES = new Set(['cardid', 'cardcf', 'cardapps', 'mscp/cmapfile']);
+
+function guardCoreFile(path: string, force: boolean | undefined, what: string): void {
+  if (force !== true && CORE_FILES.has(path.toLowerCase().replace(/^\/+/, ''))) {
+    throw new UsageError(`${path} is a minidriver core file: ${what} it by hand can leave every container unreachable; add --force if you mean it ('cardlink card check --repair' rebuilds mscp/cmapfile)`);
+  }
+}
+
 export const fileWrite: HandlerOf<typeof specs.cardFilesWrite> = async ({ values, positionals }, io) => {
   const path = positionals[0];
   if (positionals.length !== 1 || !path) throw new UsageError('name one file, e.g. mscp/msroots');
+  guardCoreFile(path, values.force, 'writing');
   const data = readUserFile(required(values.in, '--in'));
   const pinValue = await readPin(io);
   await withCard(values, io, async (card) => {
@@ -171,6 +210,7 @@ export const fileWrite: HandlerOf<typeof specs.cardFilesWrite> = async ({ values
 export const fileRm: HandlerOf<typeof specs.cardFilesRm> = async ({ values, positionals }, io) => {
   const path = positionals[0];
   if (positionals.length !== 1 || !path) throw new UsageError('name one file');
+  guardCoreFile(path, values.force, 'deleting');
   const pinValue = await readPin(io);
   await withCard(values, io, async (card) => {
     await card.verifyPin(pinValue);

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { hex } from '../../bytes.js';
-import { openCardImage } from '../../gids/emulator/index.js';
+import { lockCardImage, openCardImage } from '../../gids/emulator/index.js';
 import { cardlinkHome } from '../../home.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, attachToVpcd, parseVpcdAddress } from '../../vpcd/attach.js';
 import type { HandlerOf, specs } from '../catalog.js';
@@ -17,8 +17,16 @@ export const emulate: HandlerOf<typeof specs.emulate> = async ({ values }, io) =
   const image = required(values.image, '--image');
   const { host, port } = parseVpcdAddress(values.vpcd ?? `${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}`);
   const json = values.json === true;
+  // Held while the card is served: a command with --image on the same file is refused.
+  const lock = await lockCardImage(image, 'emulate');
   const created = !existsSync(image);
-  const card = openCardImage(image, { create: true, home: cardlinkHome(io.env) });
+  let card;
+  try {
+    card = openCardImage(image, { create: true, home: cardlinkHome(io.env) });
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
 
   const stopped = new AbortController();
   let waitingNoted = false;
@@ -85,5 +93,6 @@ export const emulate: HandlerOf<typeof specs.emulate> = async ({ values }, io) =
     clearTimeout(waitingTimer);
     process.off('SIGUSR2', onToggle);
     stopped.abort();
+    lock.release();
   }
 };

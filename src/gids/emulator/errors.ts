@@ -8,7 +8,9 @@ export type CardImageErrorCode =
   /** The sealed secrets do not open with this machine's secure element key, or the image was altered. */
   | 'IMAGE_SEAL'
   /** Reading or writing the image or its secure element key failed at the file system level. */
-  | 'IMAGE_IO';
+  | 'IMAGE_IO'
+  /** Another process (emulate, another command) has the image open: two writers would lose changes. */
+  | 'IMAGE_IN_USE';
 
 /** A card image could not be loaded or saved; the message names the file and what to do. */
 export class CardImageError extends CardlinkError {

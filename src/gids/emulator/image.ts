@@ -6,7 +6,7 @@
  */
 import { cardlinkHome } from '../../home.js';
 import { createCipheriv, createDecipheriv, createHash, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeQuietly, syncDirectory, writeFileAtomic, writeTempBeside } from '../../atomic-file.js';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
@@ -366,4 +366,102 @@ export function openCardImage(path: string, options: OpenCardImageOptions = {}):
   }
   card.onPersistentChange = () => saveImage(path, encodeCardImage(card.toImage(), sealKey));
   return card;
+}
+
+/** Who holds an image: what it is (`emulate`, `cardlink card gen`) and its process. */
+export interface ImageHolder {
+  holder: string;
+  pid: number;
+}
+
+export interface CardImageLock {
+  path: string;
+  release(): void;
+}
+
+/** Locks held by this process: path → how many times taken. */
+const heldHere = new Map<string, number>();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errno(e) === 'EPERM';
+  }
+}
+
+function youngerThan(path: string, ms: number): boolean {
+  try {
+    return Date.now() - statSync(path).mtimeMs < ms;
+  } catch {
+    return false;
+  }
+}
+
+function readHolder(lockPath: string): ImageHolder | undefined {
+  try {
+    const v = JSON.parse(readFileSync(lockPath, 'utf8')) as Partial<ImageHolder>;
+    return typeof v.pid === 'number' && typeof v.holder === 'string' ? { pid: v.pid, holder: v.holder } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Takes the image's lock file (`PATH.lock`, created exclusively, holding the owner's pid and
+ * name): while `emulate` serves a card from the image, a command on the same file would load the
+ * same state, and whichever saved last would silently drop the other's changes. A lock whose
+ * process is gone is stale and taken over. A process may take its own lock again (tests run
+ * several commands in one process; the CLI runs one). Throws IMAGE_IN_USE naming the holder,
+ * after waiting up to `waitMs` for a short-lived one to finish (never for emulate).
+ */
+export async function lockCardImage(path: string, holder: string, options: { waitMs?: number } = {}): Promise<CardImageLock> {
+  const lockPath = `${path}.lock`;
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  const release = (): void => {
+    const n = heldHere.get(lockPath) ?? 0;
+    if (n > 1) heldHere.set(lockPath, n - 1);
+    else if (n === 1) {
+      heldHere.delete(lockPath);
+      removeQuietly(lockPath);
+    }
+  };
+  for (;;) {
+    if (heldHere.has(lockPath)) {
+      heldHere.set(lockPath, heldHere.get(lockPath)! + 1);
+      return { path: lockPath, release };
+    }
+    try {
+      const fd = openSync(lockPath, 'wx', 0o600);
+      try {
+        writeSync(fd, JSON.stringify({ holder, pid: process.pid } satisfies ImageHolder));
+      } finally {
+        closeSync(fd);
+      }
+      heldHere.set(lockPath, 1);
+      return { path: lockPath, release };
+    } catch (e) {
+      if (errno(e) !== 'EEXIST') throw ioError('could not lock the card image', path, e);
+    }
+    const owner = readHolder(lockPath);
+    if (owner === undefined && youngerThan(lockPath, 1000)) {
+      // Being written by the process that just created it.
+      await new Promise((r) => setTimeout(r, 20));
+      continue;
+    }
+    if (owner === undefined || !alive(owner.pid)) {
+      // Stale (its process ended without removing it) or half-written by a process that died.
+      try {
+        unlinkSync(lockPath);
+      } catch (e) {
+        if (errno(e) !== 'ENOENT') throw ioError('could not remove the stale lock of', path, e);
+      }
+      continue;
+    }
+    if (owner.holder === 'emulate' || Date.now() >= deadline) {
+      throw new CardImageError('IMAGE_IN_USE', `${path} is in use by ${owner.holder} (pid ${owner.pid})${owner.holder === 'emulate' ? ': use the card through its reader, or stop emulate first' : ''}`, { path });
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
