@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { equalBytes } from '../bytes.js';
 import { keyId } from '../thumbprint.js';
 import { decodeCertificateFile, encodeCertificateFile, isDefaultContainer, isValidContainer, serializeCmapfile, setDefaultContainer } from '../minidriver/index.js';
@@ -10,12 +11,18 @@ export interface InstallOptions {
   container?: string;
   /** Make this container the default one. */
   makeDefault?: boolean;
+  /** Install even what needs a second thought (expired, not yet valid, a CA, older than the one replaced). */
+  force?: boolean;
+  /** The time validity is judged at (default: now). */
+  now?: Date;
 }
 
 export interface InstallResult {
   container: ContainerInfo;
   file: string;
   replaced: boolean;
+  /** The container already held this very certificate: nothing was written, cardcf did not move. */
+  unchanged: boolean;
   /** Bytes written to the card file (header + zlib stream). */
   storedBytes: number;
   derBytes: number;
@@ -34,6 +41,14 @@ export async function installCertificate(files: CardFiles, input: Uint8Array | s
   const { cmap, containers } = await files.freshContainers();
   const target = await findContainer(files, containers, parsed, options.container);
   const path = certificatePath(target);
+  const before = await files.readFile(path);
+  const current = before ? decodeCertificateFile(before, path).der : undefined;
+  if (current && equalBytes(current, parsed.der) && options.makeDefault !== true) {
+    // Writing it again would move cardcf, and every Windows cache of the card would be dropped.
+    const cf = files.cardcf;
+    return { container: target, file: path, replaced: false, unchanged: true, storedBytes: before!.length, derBytes: parsed.der.length, cardcf: { containersFreshness: cf.containersFreshness, filesFreshness: cf.filesFreshness } };
+  }
+  if (options.force !== true) refuseSurprises(parsed, current, options.now ?? new Date());
   const stored = encodeCertificateFile(parsed.der, path);
 
   // cmapfile as it must be afterwards: exactly one default (this one when asked or when none is),
@@ -63,6 +78,7 @@ export async function installCertificate(files: CardFiles, input: Uint8Array | s
     container: info,
     file: path,
     replaced,
+    unchanged: false,
     storedBytes: stored.length,
     derBytes: parsed.der.length,
     cardcf: { containersFreshness: cf.containersFreshness, filesFreshness: cf.filesFreshness },
@@ -85,6 +101,25 @@ export async function removeCertificate(files: CardFiles, containerName: string)
   await files.rememberCurrentTable();
   files.rememberCmapfile(cmap);
   return { container: { ...c, certificateFile: undefined }, file: c.certificateFile };
+}
+
+/**
+ * What an administrator would want to be asked about before it lands on the card: a certificate
+ * that cannot be used now (expired, not yet valid), a CA certificate (not a user's), or one older
+ * than the certificate it replaces (a renewal run backwards). Each needs `force`.
+ */
+function refuseSurprises(parsed: ParsedCertificate, current: Uint8Array | undefined, now: Date): void {
+  const why: string[] = [];
+  const from = new Date(parsed.cert.validFrom);
+  const to = new Date(parsed.cert.validTo);
+  if (to < now) why.push(`it expired on ${to.toISOString()}`);
+  if (from > now) why.push(`it is not valid before ${from.toISOString()}`);
+  if (parsed.cert.ca) why.push('it is a CA certificate (basicConstraints cA), not a user certificate');
+  if (current) {
+    const old = new X509Certificate(current);
+    if (new Date(old.validFrom) > from) why.push(`it is older than the certificate it would replace (issued ${from.toISOString()}, the one on the card ${new Date(old.validFrom).toISOString()})`);
+  }
+  if (why.length > 0) throw new CardError('CERT_NEEDS_FORCE', `not installed: ${why.join('; ')}; add --force to install it anyway`);
 }
 
 async function findContainer(files: CardFiles, containers: ContainerInfo[], parsed: ParsedCertificate, name: string | undefined): Promise<ContainerInfo> {

@@ -8,7 +8,7 @@ import { emit, readUserFile, UsageError } from '../io.js';
 import { CardError } from '../../card/errors.js';
 import { GidsError } from '../../gids/host/errors.js';
 import { toPem } from '../../pem.js';
-import { certThumbprint } from '../../thumbprint.js';
+import { certThumbprint, keyId } from '../../thumbprint.js';
 import { withProgress } from '../progress.js';
 import { readAdminKey, readNewPin, readPin } from '../secrets.js';
 import { openTransport, withCard } from '../target.js';
@@ -221,15 +221,49 @@ export const fileRm: HandlerOf<typeof specs.cardFilesRm> = async ({ values, posi
 };
 
 export const install: HandlerOf<typeof specs.cardInstall> = async ({ values, positionals }, io) => {
-  if (positionals.length !== 1) throw new UsageError('name one certificate file (PEM or DER)');
-  const cert = readUserFile(positionals[0]!);
+  const file = positionals[0]!;
+  const bytes = readUserFile(file);
+  // Loaded here: the PKCS#7 reader is only needed by install (start-up of the other commands).
+  const { readCertificates, certsOnlyPkcs7, isCaCertificate } = await import('../../card/certificate-input.js');
+  const certs = readCertificates(bytes, file);
   const pinValue = await readPin(io);
-  const result = await withCard(values, io, async (card) => {
+  const outcome = await withCard(values, io, async (card) => {
+    // The certificate whose key is on the card; the rest of a chain is named and left out.
+    let chosen = certs[0]!;
+    if (certs.length > 1) {
+      const keys = new Set<string>();
+      for (const c of await card.containers()) keys.add(keyId(await card.publicKey(c.index)));
+      const onCard = certs.filter((c) => keys.has(c.keyId));
+      chosen = onCard[0] ?? certs.find((c) => !isCaCertificate(c)) ?? chosen;
+    }
+    const others = certs.filter((c) => c !== chosen);
     await card.verifyPin(pinValue);
-    return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true });
+    const result = await card.installCertificate(chosen.der, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true, force: values.force === true });
+    let roots: typeof certs = [];
+    if (values.roots === true) {
+      roots = others.filter(isCaCertificate);
+      if (roots.length === 0) throw new UsageError(`--roots: ${file} holds no CA certificate besides the one installed`);
+      // Added to what msroots holds already, by thumbprint.
+      const existing = await card.readFile('mscp/msroots').then(
+        (b) => (b.length > 0 ? readCertificates(b, 'mscp/msroots') : []),
+        () => [],
+      );
+      const all = [...existing, ...roots.filter((r) => !existing.some((e) => e.thumbprint === r.thumbprint))];
+      if (all.length > existing.length) await card.writeFile('mscp/msroots', certsOnlyPkcs7(all));
+    }
+    return { result, chosen, others, roots };
   });
-  emit(io, values.json === true, { ok: true, ...result }, () =>
-    line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+  const { result, chosen, others, roots } = outcome;
+  const describe = (c: (typeof others)[number]) => ({ subject: c.subject, thumbprint: c.thumbprint, ca: isCaCertificate(c) });
+  const ignored = others.filter((o) => !roots.includes(o)).map(describe);
+  emit(io, values.json === true, { ok: true, ...result, subject: chosen.subject, thumbprint: chosen.thumbprint, ignored, roots: roots.map(describe) }, () =>
+    [
+      result.unchanged
+        ? line`unchanged: ${result.file} of container ${result.container.index} '${result.container.name}' already holds this certificate (nothing written)`
+        : line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+      ...roots.map((r) => line`added to mscp/msroots: ${r.subject} (${r.thumbprint})`),
+      ...ignored.map((r) => line`ignored: ${r.subject} (${r.thumbprint}${r.ca ? ', a CA certificate; --roots puts it into mscp/msroots' : ''})`),
+    ].join('\n'),
   );
   return 0;
 };
