@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hex, fromHex } from '../../bytes.js';
 import { MinidriverCard, type CheckReport, type ContainerInfo } from '../../card/index.js';
@@ -85,10 +85,63 @@ export function containerLine(c: ContainerInfo): string {
   return `${String(c.index).padStart(2)}  ${forTerminal(c.name).padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${forTerminal(c.certificateFile ?? '-')}`;
 }
 
+/** What `card ls` shows of a certificate, as certutil -scinfo and ykman piv info do. */
+interface CertificateSummary {
+  subject: string;
+  issuer: string;
+  notBefore: string;
+  notAfter: string;
+  /** SHA-1 of the DER, upper-case hex: the thumbprint Windows shows. */
+  thumbprint: string;
+  expired: boolean;
+}
+
+function summarise(der: Uint8Array, now = new Date()): CertificateSummary {
+  const c = new X509Certificate(der);
+  const notAfter = new Date(c.validTo);
+  return {
+    subject: c.subject.split('\n').join(', '),
+    issuer: c.issuer.split('\n').join(', '),
+    notBefore: new Date(c.validFrom).toISOString(),
+    notAfter: notAfter.toISOString(),
+    thumbprint: certThumbprint(der),
+    expired: notAfter < now,
+  };
+}
+
 export const ls: HandlerOf<typeof specs.cardLs> = async ({ values }, io) => {
-  const containers = await withCard(values, io, (card) => card.containers());
+  const containers = await withCard(values, io, async (card) => {
+    const all = await card.containers();
+    const out: Array<ContainerInfo & { certificate: CertificateSummary | null }> = [];
+    for (const c of all) {
+      const der = c.certificateFile ? await card.readCertificate(c.index) : undefined;
+      let certificate: CertificateSummary | null = null;
+      try {
+        certificate = der ? summarise(der) : null;
+      } catch {
+        // A damaged certificate file is card check's finding; ls still lists the container.
+      }
+      out.push({ ...c, certificate });
+    }
+    return out;
+  });
   emit(io, values.json === true, { containers }, () =>
-    containers.length === 0 ? 'no containers' : [' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate', ...containers.map(containerLine)].join('\n'),
+    containers.length === 0
+      ? 'no containers'
+      : [
+          ' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate',
+          ...containers.flatMap((c) => [
+            containerLine(c),
+            ...(c.certificate
+              ? [
+                  line`      subject   ${c.certificate.subject}`,
+                  line`      issuer    ${c.certificate.issuer}`,
+                  line`      valid     ${c.certificate.notBefore} to ${c.certificate.notAfter}` + (c.certificate.expired ? '  (EXPIRED)' : ''),
+                  line`      SHA-1     ${c.certificate.thumbprint}`,
+                ]
+              : []),
+          ]),
+        ].join('\n'),
   );
   return 0;
 };
