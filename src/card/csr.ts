@@ -4,7 +4,7 @@ import { CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-c
 import { AlgorithmIdentifier, Attribute, Extensions, SubjectPublicKeyInfo, type Extension, type Name } from '@peculiar/asn1-x509';
 import { toPem } from '../pem.js';
 import { digestInfoOf } from './digest-info.js';
-import { parseDn } from './dn.js';
+import { parseSubject } from './dn.js';
 import { CardError } from './errors.js';
 
 const SHA256_WITH_RSA = '1.2.840.113549.1.1.11';
@@ -33,9 +33,9 @@ export async function buildCsr(
 ): Promise<BuiltCsr> {
   let name: Name;
   try {
-    name = parseDn(subject);
+    name = parseSubject(subject);
   } catch (err) {
-    throw new CardError('BAD_SUBJECT', `subject '${subject}' is not a distinguished name like "CN=Alice, O=Example" (${(err as Error).message})`, { cause: err });
+    throw new CardError('BAD_SUBJECT', `--subject '${subject}': ${(err as Error).message} (RFC 4514, e.g. "CN=Alice,O=Example,C=DE")`, { cause: err });
   }
   const spki = AsnConvert.parse(publicKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo);
   const info = new CertificationRequestInfo({ subject: name, subjectPKInfo: spki });

@@ -2,8 +2,11 @@
  * A distinguished name as a user types it ("CN=Alice Example, O=cardlink") turned into the ASN.1
  * Name of a request (RFC 5280 §4.1.2.4), built with @peculiar/asn1-x509. The string syntax is
  * RFC 4514 §3 — `\`-escapes, `\XX` hex pairs (UTF-8), `#` hex-encoded BER values, '+' joining
- * the attributes of a multi-valued RDN — plus RFC 1779's double-quoted values. RDNs are encoded in
- * the order written, as OpenSSL's `-subj` and @peculiar/x509 do. Values are PrintableString where
+ * the attributes of a multi-valued RDN — plus RFC 1779's double-quoted values. parseDn encodes RDNs
+ * in the order written, as OpenSSL's `-subj` and @peculiar/x509 do; parseSubject, for what users
+ * type, in RFC 4514's order (§2.1: the string starts with the *last* RDN of the sequence, so
+ * "CN=Alice,O=Example" is O then CN in DER, and `openssl … -nameopt RFC2253` and certreq show it
+ * as typed). Values are PrintableString where
  * its alphabet allows, UTF8String otherwise, IA5String for emailAddress and domainComponent.
  */
 import { AttributeTypeAndValue, AttributeValue, Name, RelativeDistinguishedName } from '@peculiar/asn1-x509';
@@ -106,4 +109,37 @@ export function parseDn(text: string): Name {
     if (IA5.has(type)) return new AttributeValue({ ia5String: value });
     return PRINTABLE.test(value) ? new AttributeValue({ printableString: value }) : new AttributeValue({ utf8String: value });
   }
+}
+
+/** Names the attribute types a subject may use, for error messages. */
+const SUPPORTED = 'CN, O, OU, L, ST, C, STREET, SN, G, I, T, SERIALNUMBER, UID, DC, E, or a dotted OID';
+
+/**
+ * A subject as a user types it (`card csr --subject`): RFC 4514, first RDN the most specific.
+ * Refuses, with a hint, what people bring from other tools: openssl's "/CN=…/O=…", a bare name
+ * without "=", a country that is not two letters (X.520 / ISO 3166 alpha-2).
+ */
+export function parseSubject(text: string): Name {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('/')) {
+    const rfc = trimmed.split('/').filter(Boolean).reverse().join(',');
+    throw new DnSyntaxError(`that is openssl's "/CN=…/O=…" form; write it as RFC 4514, most specific first: "${rfc}"`);
+  }
+  if (trimmed.length > 0 && !trimmed.includes('=')) throw new DnSyntaxError(`a subject is ATTRIBUTE=value pairs, e.g. "CN=${trimmed}" for a name alone`);
+  let name: Name;
+  try {
+    name = parseDn(text);
+  } catch (err) {
+    const m = /^unknown attribute type '([^']*)'/.exec((err as Error).message);
+    if (m) throw new DnSyntaxError(`unsupported attribute '${m[1]}' (supported: ${SUPPORTED})`);
+    throw err;
+  }
+  for (const rdn of name) {
+    for (const atv of rdn) {
+      if (atv.type !== TYPES.C) continue;
+      const value = atv.value.printableString ?? atv.value.utf8String ?? '';
+      if (!/^[A-Za-z]{2}$/.test(value)) throw new DnSyntaxError(`C is a two-letter country code (ISO 3166), e.g. C=DE, not '${value}'`);
+    }
+  }
+  return new Name([...name].reverse());
 }
