@@ -18,6 +18,10 @@ export interface CollectedItem {
   /** The service recorded the delivery. */
   reported: boolean;
   retryAfter: number | null;
+  /** Why an operator rejected or revoked it, when they said. */
+  reason: string | null;
+  /** A revoked certificate that the card still holds (`card rm-cert` removes it). */
+  revokedOnCard: boolean;
 }
 
 export interface CollectReport {
@@ -56,10 +60,16 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
   const items: CollectedItem[] = [];
   const toReport: { item: CollectedItem; ticket: string }[] = [];
   for (const r of found) {
-    const item: CollectedItem = { id: r.id, container: r.container ?? '', state: r.state, action: 'waiting', thumbprint: null, linked: false, reported: false, retryAfter: r.retryAfter };
+    const item: CollectedItem = { id: r.id, container: r.container ?? '', state: r.state, action: 'waiting', thumbprint: null, linked: false, reported: false, retryAfter: r.retryAfter, reason: r.reason, revokedOnCard: false };
     items.push(item);
     if (r.state === 'rejected' || r.state === 'revoked') {
       item.action = r.state;
+      const revoked = r.state === 'revoked' && r.certificate !== null ? pemBlock(r.certificate, 'CERTIFICATE') : undefined;
+      if (revoked) {
+        item.thumbprint = certThumbprint(revoked);
+        const onCard = await card.readCertificate(item.container).catch(() => undefined);
+        item.revokedOnCard = onCard !== undefined && equalBytes(onCard, revoked);
+      }
       continue;
     }
     if (r.certificate === null) continue;
@@ -75,7 +85,7 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
     }
     if (r.deliveryTicket !== null) toReport.push({ item, ticket: r.deliveryTicket });
   }
-  if (o.link && items.some((i) => i.thumbprint !== null)) {
+  if (o.link && items.some((i) => i.thumbprint !== null && i.action !== 'revoked')) {
     const report = await o.link(card);
     const linked = new Set(report.linked.map((l) => `${l.container}/${l.thumbprint.toUpperCase()}`));
     for (const i of items) i.linked = i.thumbprint !== null && linked.has(`${i.container}/${i.thumbprint}`);

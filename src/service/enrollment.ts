@@ -152,6 +152,11 @@ export class EnrollmentService {
     for (const p of DEFAULT_PROFILES) await this.storage.ensureProfile(p, 'system', this.now());
   }
 
+  /** Does an operator of that name exist? (serve warns on a first start that has none.) */
+  async operatorExists(username: string): Promise<boolean> {
+    return (await this.storage.findOperator(username)) !== undefined;
+  }
+
   /** First start: makes the named operator unless it exists (the password is never logged). */
   async ensureOperator(username: string, password: string): Promise<boolean> {
     if (await this.storage.findOperator(username)) return false;

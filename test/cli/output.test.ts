@@ -54,13 +54,15 @@ describe('the CLI prints request data escaped', () => {
     assert.ok(r.stdout.includes('operator:evil\\u001b]0;PWNED\\u0007\\u001b[2J\\u001b[31mFAKE: request approved'), r.stdout);
   });
 
-  test('admin requests: user and container names, one line per request, and the same data exact in --json', async () => {
+  test('admin requests: user and container names, a header and one line per request, and the same data exact in --json', async () => {
     const rows = [request({ user: EVIL_USER, container: EVIL_CONTAINER }), request({ id: '5f1c0a52-0000-4000-8000-000000000002' })];
     const fakes = { listRequests: async () => ({ items: rows, nextCursor: null }), requests: async () => rows };
     const text = await withFakeService(fakes, () => cli(['admin', 'requests', ...NOWHERE], OPERATOR_ENV));
     assert.equal(text.code, 0, text.stderr);
     assert.doesNotMatch(text.stdout, RAW_CONTROL);
-    assert.equal(text.stdout.trimEnd().split('\n').length, 2, text.stdout);
+    // A header row, then one line per request.
+    assert.equal(text.stdout.trimEnd().split('\n').length, 3, text.stdout);
+    assert.match(text.stdout, /^ID {36}STATE {5}USER  PROFILE  CREATED  CARD \/ CONTAINER\n/);
     assert.ok(text.stdout.includes('/ a\\u0000b\\u000acM\\u202e\\u001b[2J'), text.stdout);
 
     const json = await withFakeService(fakes, () => cli(['admin', 'requests', ...NOWHERE, '--json'], OPERATOR_ENV));

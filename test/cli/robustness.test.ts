@@ -145,7 +145,9 @@ describe('admin requests pages and says when it stops short', () => {
     const byDefault = await withFakeService({ listRequests }, () => cli(['admin', 'requests', ...NOWHERE], OPERATOR_ENV));
     assert.equal(byDefault.code, 0, byDefault.stderr);
     const lines = byDefault.stdout.trimEnd().split('\n');
-    assert.equal(lines.length, DEFAULT_REQUEST_LIMIT + 1);
+    // The header row, the rows, the notice.
+    assert.equal(lines.length, DEFAULT_REQUEST_LIMIT + 2);
+    assert.match(lines[0]!, /^ID +STATE +USER/);
     assert.equal(lines.at(-1), `(first ${DEFAULT_REQUEST_LIMIT} shown; more match: --limit N for more, --all for every one)`);
     const everything = await withFakeService({ listRequests }, () => cli(['admin', 'requests', ...NOWHERE, '--all', '--json'], OPERATOR_ENV));
     const parsed = JSON.parse(everything.stdout) as { requests: RequestView[]; truncated: boolean };

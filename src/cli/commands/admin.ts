@@ -133,8 +133,9 @@ export const requests: HandlerOf<typeof specs.adminRequests> = async ({ values }
   });
   const rows = result.items;
   emit(io, values.json === true, { ok: true, requests: rows, truncated: result.truncated, ...(result.nextCursor !== null ? { nextCursor: result.nextCursor } : {}) }, () => {
-    const lines = rows.map((r) => line`${r.id}  ${r.state.padEnd(9)} ${r.user}  ${r.profile}  ${r.createdAt}` + (r.container ? line`  card ${r.cardId} / ${r.container}` : ''));
+    const lines = rows.map((r) => line`${r.id}  ${r.state.padEnd(9)} ${r.user}  ${r.profile}  ${r.createdAt}` + (r.container ? line`  card ${r.cardId?.toUpperCase()} / ${r.container}` : ''));
     if (rows.length === 0) lines.push('no requests');
+    else lines.unshift(`${'ID'.padEnd(rows[0]!.id.length)}  ${'STATE'.padEnd(9)} USER  PROFILE  CREATED  CARD / CONTAINER`);
     if (result.truncated) lines.push(`(first ${rows.length} shown; more match: --limit N for more, --all for every one)`);
     return lines.join('\n');
   });
@@ -153,10 +154,33 @@ type Decide = (client: ServiceClient, session: string, id: string) => Promise<Re
 
 /** approve, reject and revoke: one request id, one decision, the request as it is after. */
 async function decide(values: { server?: string; cacert?: string; operator?: string; json?: boolean }, positionals: string[], io: CliIo, call: Decide): Promise<number> {
-  const id = oneId(positionals);
-  const r = await asOperator(values, io, (client, session) => call(client, session, id));
+  const given = oneId(positionals);
+  const r = await asOperator(values, io, async (client, session) => {
+    try {
+      return await call(client, session, given);
+    } catch (err) {
+      // Not a request id: perhaps the start of one (36-character ids are hard to type).
+      if (!(err instanceof ServiceClientError && err.status === 404) || UUID.test(given) || given.length < 4) throw err;
+      const id = await requestIdByPrefix(client, session, given);
+      if (id === undefined) throw err;
+      return call(client, session, id);
+    }
+  });
   emit(io, values.json === true, { ok: true, request: r }, () => line`${r.id} ${r.state}` + (r.serial ? line` (serial ${r.serial})` : ''));
   return 0;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The one request whose id starts with `prefix`; undefined when none does, a UsageError when several do. */
+export async function requestIdByPrefix(client: ServiceClient, session: string, prefix: string): Promise<string | undefined> {
+  const paged = pagedAdmin(client);
+  const { items } = await fetchRequestPages((cursor, n) => paged.listRequests(session, { limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit: 0, all: true });
+  const matches = items.filter((r) => r.id.toLowerCase().startsWith(prefix.toLowerCase()));
+  if (matches.length > 1) {
+    throw new UsageError(`'${prefix}' starts ${matches.length} request ids (${matches.slice(0, 5).map((m) => m.id).join(', ')}${matches.length > 5 ? ', …' : ''}): give more characters`);
+  }
+  return matches[0]?.id;
 }
 
 export const approve: HandlerOf<typeof specs.adminApprove> = ({ values, positionals }, io) => decide(values, positionals, io, (client, session, id) => client.approve(session, id));

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { CardlinkError } from '../../errors.js';
 import { collect as collectFromService, type CollectReport } from '../../agent/collect.js';
@@ -13,7 +14,7 @@ import { openTransport, userCardCache, withCard } from '../target.js';
 import { openClient } from './admin.js';
 
 function describe(r: CollectReport): string {
-  if (r.items.length === 0) return line`card ${r.cardId}: nothing requested with this card's keys`;
+  if (r.items.length === 0) return line`card ${r.cardId.toUpperCase()}: nothing requested with this card's keys`;
   const lines = r.items.map((i) => {
     const what = {
       installed: 'installed on the card',
@@ -23,7 +24,15 @@ function describe(r: CollectReport): string {
       rejected: 'rejected by an operator',
       revoked: 'revoked',
     }[i.action];
-    return line`${i.id}  '${i.container}': ` + what + (i.linked ? ', linked in the store' : '') + (i.reported ? ', delivery reported' : '') + (i.thumbprint ? line`  ${i.thumbprint}` : '');
+    return (
+      line`${i.id}  '${i.container}': ` +
+      what +
+      (i.reason ? line` (${i.reason})` : '') +
+      (i.revokedOnCard ? line`; STILL ON THE CARD: remove it with 'cardlink card rm-cert --container ${i.container}'` : '') +
+      (i.linked ? ', linked in the store' : '') +
+      (i.reported ? ', delivery reported' : '') +
+      (i.thumbprint ? line`  ${i.thumbprint}` : '')
+    );
   });
   if (r.retryAfter !== null) lines.push(line`the service asks to try again in ${r.retryAfter} s`);
   return lines.join('\n');
@@ -79,6 +88,7 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
   io.signal?.addEventListener('abort', stop, { once: true });
   if (io.signal?.aborted) stop();
   const cache = userCardCache(io);
+  let waitingSaid = false;
   try {
     const end = await watch({
       signal: controller.signal,
@@ -86,9 +96,16 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
         let transport;
         try {
           transport = await openTransport(target, { env: io.env });
-        } catch {
+        } catch (err) {
+          // Said once, so a watch that waits is not mistaken for one that hangs.
+          if (!waitingSaid) {
+            waitingSaid = true;
+            const what = target.image !== undefined && !existsSync(target.image) ? `the card image ${target.image} to appear` : `a card (${(err as Error).message})`;
+            io.stderr(`cardlink collect: waiting for ${forTerminal(what)}\n`);
+          }
           return undefined;
         }
+        waitingSaid = false;
         let card;
         try {
           card = await MinidriverCard.open(transport, { cache });

@@ -22,7 +22,7 @@ export const enroll: HandlerOf<typeof specs.enroll> = async ({ values }, io) => 
     emit(io, values.json === true, { ok: true, ...result }, () =>
       [
         line`request ${result.requestId}: ${result.state}`,
-        line`card ${result.cardId}, container '${result.container}' (key generated on the card)`,
+        line`card ${result.cardId.toUpperCase()}, container '${result.container}' (key generated on the card)`,
         result.certificate !== null
           ? "issued already: run 'cardlink collect' to load it"
           : "waiting for approval: run 'cardlink collect' on any workstation with this card" + (result.retryAfter !== null ? line` (the service suggests after ${result.retryAfter} s)` : ''),

@@ -1,5 +1,5 @@
-import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { cardlinkHome } from '../../home.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { UsageError } from '../io.js';
 import { readSecret } from '../secrets.js';
@@ -20,7 +20,8 @@ function positiveInt(text: string | undefined, flag: string): number | undefined
 }
 
 export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
-  const dataDir = values.data ?? io.env.CARDLINK_DATA ?? join(homedir(), '.cardlink', 'service');
+  // Under CARDLINK_HOME like every other file cardlink keeps.
+  const dataDir = values.data ?? io.env.CARDLINK_DATA ?? join(cardlinkHome(io.env), 'service');
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:8443');
   const passphrase = await readSecret(io, 'CARDLINK_CA_PASSPHRASE', 'CA key passphrase: ');
   const operatorPassword = io.env.CARDLINK_OPERATOR_PASSWORD;
@@ -40,6 +41,13 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
     ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
     log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),
   });
+  const operator = values.operator ?? 'admin';
+  if (!(await running.service.operatorExists(operator))) {
+    io.stderr(
+      `cardlink serve: warning: there is no operator '${forTerminal(operator)}': 'cardlink admin' cannot log in. ` +
+        `Stop serve, set CARDLINK_OPERATOR_PASSWORD and start it again to create '${forTerminal(operator)}' (--operator NAME for another name).\n`,
+    );
+  }
   const facts = { url: running.url, caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
   if (values.json) io.stdout(JSON.stringify({ ok: true, ...facts }) + '\n');
   else io.stdout(`listening on ${facts.url}\nCA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
