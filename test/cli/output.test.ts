@@ -62,7 +62,7 @@ describe('the CLI prints request data escaped', () => {
     assert.doesNotMatch(text.stdout, RAW_CONTROL);
     // A header row, then one line per request.
     assert.equal(text.stdout.trimEnd().split('\n').length, 3, text.stdout);
-    assert.match(text.stdout, /^ID {36}STATE {5}USER  PROFILE  CREATED  CARD \/ CONTAINER\n/);
+    assert.match(text.stdout, /^ID {36}STATE {5}USER {2}PROFILE {2}CREATED {2}CARD \/ CONTAINER\n/);
     assert.ok(text.stdout.includes('/ a\\u0000b\\u000acM\\u202e\\u001b[2J'), text.stdout);
 
     const json = await withFakeService(fakes, () => cli(['admin', 'requests', ...NOWHERE, '--json'], OPERATOR_ENV));
