@@ -26,7 +26,7 @@ const STORE = {
   store: { type: 'string', value: 'SPEC', help: "the certificate store: 'model:DIR' (the Windows model in DIR) or, on Windows, 'native'", default: 'native on Windows' },
 } as const satisfies OptionTable;
 
-/** RSA sizes the GIDS card generates on board (GIDS 2.0 §3.2; RSA only, see the README). */
+/** The RSA sizes a GIDS card generates on board (src/gids/protocol/constants.ts ALG_RSA); RSA only, see the README. */
 export const KEY_ALGORITHMS = ['rsa2048', 'rsa3072', 'rsa4096', 'rsa1024'] as const;
 
 /** RFC 5280 §5.3.1 CRLReason codes an operator may give (8, removeFromCRL, is for delta CRLs only). */

@@ -32,9 +32,9 @@ async function readNewSecret(io: CliIo, envName: string, question: string): Prom
 }
 
 /**
- * The most characters a new PIN may have: the card takes 16 (GIDS 2.0 §4.1.3), but OpenSC's GIDS
- * driver accepts no more than 15 (card-gids.c, max_length), so a 16-character PIN would lock the
- * card out of every OpenSC tool.
+ * The most characters a new PIN may have: the card takes 16, but OpenSC's PKCS#15 view of a GIDS
+ * card (pkcs15-gids.c) declares 15, and a longer PIN fails C_Login with CKR_PIN_LEN_RANGE
+ * (docs/sources.md#opensc-gids), which would lock the card out of every OpenSC tool.
  */
 export const NEW_PIN_MAX_LENGTH = 15;
 const NEW_PIN_MIN_LENGTH = 4;

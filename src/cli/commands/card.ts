@@ -234,7 +234,7 @@ export const fileRead: HandlerOf<typeof specs.cardFilesRead> = async ({ values, 
 };
 
 /**
- * The files the minidriver itself keeps (Microsoft Smart Card Minidriver Specification §8: cardid,
+ * The files the minidriver itself keeps (Smart Card Minidriver Specification, docs/sources.md: cardid,
  * cardcf, cardapps, mscp/cmapfile). Writing or deleting one by hand can make every container
  * unreachable, so it takes --force.
  */
