@@ -186,3 +186,41 @@ describe('new secrets', () => {
     assert.match(change.stderr, /at most|4 to 15/);
   });
 });
+
+describe('check --repair rebuilds a lost cmapfile from the keys on the card', () => {
+  for (const how of ['deleted', 'overwritten with garbage'] as const) {
+    test(`mscp/cmapfile ${how}`, async () => {
+      const { dir, image, env } = await initialised();
+      const gen = await cli(['card', 'gen', '--image', image, '--container', 'alice', '--alg', 'rsa1024', '--json'], env);
+      assert.equal(gen.code, 0, gen.stderr);
+      assert.equal((await cli(['card', 'gen', '--image', image, '--container', 'bob', '--keyspec', 'sig', '--alg', 'rsa1024'], env)).code, 0);
+      const { issueOurs } = await import('../helpers/certs.js');
+      const { createPublicKey } = await import('node:crypto');
+      const { toPem } = await import('../../src/pem.js');
+      const der = await issueOurs(createPublicKey((JSON.parse(gen.stdout) as { publicKey: string }).publicKey), 0, 'CN=Alice');
+      writeFileSync(join(dir, 'a.pem'), toPem(der, 'CERTIFICATE'));
+      assert.equal((await cli(['card', 'install', join(dir, 'a.pem'), '--image', image], env)).code, 0);
+
+      if (how === 'deleted') assert.equal((await cli(['card', 'files', 'rm', 'mscp/cmapfile', '--image', image, '--force'], env)).code, 0);
+      else {
+        writeFileSync(join(dir, 'garbage'), Buffer.from([1, 2, 3]));
+        assert.equal((await cli(['card', 'files', 'write', 'mscp/cmapfile', '--in', join(dir, 'garbage'), '--image', image, '--force'], env)).code, 0);
+      }
+      const check = await cli(['card', 'check', '--image', image, '--json'], env);
+      assert.equal(check.code, 1, check.stdout + check.stderr);
+      const findings = (JSON.parse(check.stdout) as { findings: { code: string; message: string }[] }).findings;
+      assert.deepEqual(findings.map((f) => f.code), ['CMAPFILE_LOST']);
+      assert.match(findings[0]!.message, how === 'deleted' ? /mscp\/cmapfile is missing: .*2 keys/ : /mscp\/cmapfile is damaged/);
+
+      const repair = await cli(['card', 'check', '--image', image, '--repair', '--json'], env);
+      assert.equal(repair.code, 0, repair.stdout + repair.stderr);
+      const ls = JSON.parse((await cli(['card', 'ls', '--image', image, '--json'], env)).stdout) as { containers: { name: string; keySpec: string; keyBits: number; certificateFile?: string; certificate: { subject: string } | null }[] };
+      assert.deepEqual(ls.containers.map((c) => [c.name, c.keySpec, c.keyBits, c.certificateFile ?? null]), [['recovered-0', 'kx', 1024, 'mscp/kxc00'], ['recovered-1', 'sig', 1024, null]]);
+      assert.equal(ls.containers[0]!.certificate?.subject, 'CN=Alice');
+      // The recovered container is usable: its key signs a request.
+      const csr = await cli(['card', 'csr', '--image', image, '--container', 'recovered-0', '--subject', 'CN=Alice', '--out', join(dir, 'r.csr')], env);
+      assert.equal(csr.code, 0, csr.stderr);
+      assert.equal((await cli(['card', 'check', '--image', image], env)).code, 0);
+    });
+  }
+});

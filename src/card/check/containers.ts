@@ -113,8 +113,28 @@ export async function fixSizesAndDefault(files: CardFiles, plan: Plan, s: Snapsh
 
 
 /** Writes cmapfile when the plan differs from the card's. */
+/** mscp/cmapfile missing or unreadable (the snapshot rebuilt the containers from the key map). */
+export function cmapfileLost(s: Snapshot): Finding[] {
+  if (s.cmapProblem === undefined) return [];
+  const keys = s.cmap.filter(isValidContainer).length;
+  return [
+    {
+      code: 'CMAPFILE_LOST',
+      severity: 'error',
+      message: `mscp/cmapfile is ${s.cmapProblem}: no container can be found (the key map lists ${keys} key${keys === 1 ? '' : 's'})`,
+      fix: keys > 0 ? `rebuild it from the keys on the card (${s.cmap.filter(isValidContainer).map((r) => r.name).join(', ')}; certificates stay with their keys)` : 'write an empty cmapfile',
+      file: 'mscp/cmapfile',
+    },
+  ];
+}
+
 export async function writeCmapfile(files: CardFiles, plan: Plan, s: Snapshot, findings: Finding[], log: RepairLog): Promise<void> {
   const wanted = serializeCmapfile(plan.cmap);
-  if (!equalBytes(wanted, serializeCmapfile(s.cmap))) await log.step(findings, 'writing cmapfile', () => files.putCmapfile(plan.cmap));
+  if (s.rawCmapfile === undefined) {
+    // Deleted from the file table: created again.
+    await log.step(findings, 'creating cmapfile', () => files.putFile('mscp/cmapfile', wanted).then(() => files.rememberCmapfile(plan.cmap)));
+  } else if (s.cmapProblem !== undefined || !equalBytes(wanted, serializeCmapfile(s.cmap))) {
+    await log.step(findings, 'writing cmapfile', () => files.putCmapfile(plan.cmap));
+  }
   for (const f of findings) log.expect(f, 'not done: cmapfile on the card is not the one written', (after) => after.rawCmapfile !== undefined && equalBytes(after.rawCmapfile, wanted));
 }

@@ -8,7 +8,7 @@
 import { hex } from '../../bytes.js';
 import type { CardFiles } from '../card-files.js';
 import { malformed, placement, repairCertificates } from './certificates.js';
-import { containersWithoutKey, defaults, dropContainersWithoutKey, fixSizesAndDefault, keySizes, writeCmapfile } from './containers.js';
+import { cmapfileLost, containersWithoutKey, defaults, dropContainersWithoutKey, fixSizesAndDefault, keySizes, writeCmapfile } from './containers.js';
 import { counters, moveCounters, renewCardId } from './counters.js';
 import { danglingFiles, removeDanglingFiles } from './files.js';
 import { keyMapFor, keyMapOutOfStep, writeKeyMap } from './keymap.js';
@@ -22,6 +22,7 @@ export type { CheckReport, Finding, FindingCode, RepairReport } from './report.j
 export async function checkCard(files: CardFiles): Promise<{ report: CheckReport; snapshot: Snapshot }> {
   const s = await readSnapshot(files);
   const findings: Finding[] = [
+    ...cmapfileLost(s),
     ...containersWithoutKey(s),
     ...danglingFiles(s),
     ...malformed(s),
@@ -37,8 +38,8 @@ export async function checkCard(files: CardFiles): Promise<{ report: CheckReport
 /**
  * Fixes what check finds (needs the PIN; CARDID_REUSED also the administrator key). Counters move
  * first, as for any write, and nothing else is written if they cannot; nothing that belongs to a
- * valid container with its key is deleted. Write order: cardid → cardcf → certificate files →
- * dangling files → cmapfile → key map.
+ * valid container with its key is deleted. A lost cmapfile is rebuilt from the key map (snapshot.ts).
+ * Write order: cardid → cardcf → certificate files → dangling files → cmapfile → key map.
  */
 export async function repairCard(files: CardFiles, options: { adminKey?: Uint8Array } = {}): Promise<RepairReport> {
   const { report: before, snapshot: s } = await checkCard(files);
@@ -48,7 +49,7 @@ export async function repairCard(files: CardFiles, options: { adminKey?: Uint8Ar
   const log = new RepairLog();
 
   await renewCardId(files, s, findings, options.adminKey, log);
-  const containersChange = of('CONTAINER_WITHOUT_KEY', 'KEYMAP_OUT_OF_STEP', 'STALE_CONTAINERS_COUNTER').length > 0;
+  const containersChange = of('CMAPFILE_LOST', 'CONTAINER_WITHOUT_KEY', 'KEYMAP_OUT_OF_STEP', 'STALE_CONTAINERS_COUNTER').length > 0;
   if (await moveCounters(files, s, findings, containersChange, log)) {
     const plan: Plan = { cmap: s.cmap.map((r) => ({ ...r })), tableNames: new Set(s.table.filter((r) => r.filename !== '').map((r) => `${r.directory}/${r.filename}`.toLowerCase())) };
     dropContainersWithoutKey(plan, s, findings, log);
@@ -56,7 +57,7 @@ export async function repairCard(files: CardFiles, options: { adminKey?: Uint8Ar
     await removeDanglingFiles(files, findings, log);
     await fixSizesAndDefault(files, plan, s, findings, log);
     const keymap = keyMapFor(plan, s.keymap);
-    await writeCmapfile(files, plan, s, of('CONTAINER_WITHOUT_KEY', 'CONTAINER_KEY_SIZE', 'DEFAULT_INVALID', 'DEFAULT_MULTIPLE', 'DEFAULT_MISSING'), log);
+    await writeCmapfile(files, plan, s, of('CMAPFILE_LOST', 'CONTAINER_WITHOUT_KEY', 'CONTAINER_KEY_SIZE', 'DEFAULT_INVALID', 'DEFAULT_MULTIPLE', 'DEFAULT_MISSING'), log);
     await writeKeyMap(files, keymap, s, of('KEYMAP_OUT_OF_STEP', 'CONTAINER_WITHOUT_KEY'), log);
   } else {
     log.skip(findings.filter((f) => f.code !== 'CARDID_REUSED'), 'not done: the cardcf counters could not be moved, so nothing else was written');

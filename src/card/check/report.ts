@@ -1,6 +1,7 @@
 import type { CardCf } from '../../minidriver/index.js';
 
 export type FindingCode =
+  | 'CMAPFILE_LOST'
   | 'KEYMAP_OUT_OF_STEP'
   | 'CONTAINER_WITHOUT_KEY'
   | 'CONTAINER_KEY_SIZE'

@@ -4,9 +4,14 @@
  * work against a second one.
  */
 import { equalBytes } from '../../bytes.js';
+import { ALG_RSA, KEYTYPE_EXCHANGE } from '../../gids/protocol/constants.js';
 import {
+  CONTAINER_DEFAULT,
+  CONTAINER_VALID,
   CardFormatError,
+  KEY_STATE_USED,
   MSCP_DIRECTORY,
+  emptyContainerRecord,
   decodeCertificateFile,
   isValidContainer,
   parseCertificateFileName,
@@ -43,6 +48,8 @@ export interface Snapshot {
   cardcf: CardCf;
   table: MasterFileRecord[];
   rawCmapfile: Uint8Array | undefined;
+  /** Set when mscp/cmapfile is missing or does not parse; `cmap` is then rebuilt from the key map. */
+  cmapProblem?: string;
   cmap: ContainerRecord[];
   keymap: KeyMapRecord[];
   /** Key id (SHA-256 of the SPKI) of each valid container whose key the card could read. */
@@ -70,8 +77,21 @@ export async function readSnapshot(files: CardFiles): Promise<Snapshot> {
   const cachedRaw = files.cachedRaw();
   const table = await files.tableOnCard();
   const rawCmapfile = await files.readFile(`${MSCP_DIRECTORY}/cmapfile`);
-  const cmap = rawCmapfile ? parseCmapfile(rawCmapfile) : [];
   const keymap = await files.keyMap();
+  // A missing or unreadable cmapfile is a finding, not a card check cannot read: the key map still
+  // says which keys exist, so the containers are rebuilt from it (and their certificates, filed by
+  // container index, stay with them instead of looking orphaned).
+  let cmap: ContainerRecord[] = [];
+  let cmapProblem: string | undefined;
+  if (rawCmapfile === undefined) cmapProblem = 'missing';
+  else {
+    try {
+      cmap = parseCmapfile(rawCmapfile);
+    } catch (err) {
+      cmapProblem = `damaged (${err instanceof CardFormatError ? err.reason : (err as Error).message})`;
+    }
+  }
+  if (cmapProblem !== undefined) cmap = cmapFromKeyMap(keymap);
 
   const keyIds = new Map<number, string>();
   const keyless: number[] = [];
@@ -122,6 +142,7 @@ export async function readSnapshot(files: CardFiles): Promise<Snapshot> {
     cardcf,
     table,
     rawCmapfile,
+    ...(cmapProblem !== undefined ? { cmapProblem } : {}),
     cmap,
     keymap,
     keyIds,
@@ -130,6 +151,23 @@ export async function readSnapshot(files: CardFiles): Promise<Snapshot> {
     certs,
     cached: { table: cachedRaw.table, cmapfile: cachedRaw.cmapfile, changedKeys, changedFiles },
   };
+}
+
+/**
+ * Containers for the keys the key map lists as in use, one per entry at the same index (the key
+ * file and the certificate file names follow the index): named `recovered-N`, the key size and
+ * key spec from the key map, the first one the default.
+ */
+export function cmapFromKeyMap(keymap: readonly KeyMapRecord[]): ContainerRecord[] {
+  let defaultSet = false;
+  return keymap.map((k, i) => {
+    if (k.state !== KEY_STATE_USED) return emptyContainerRecord();
+    const bits = Number(Object.entries(ALG_RSA).find(([, alg]) => alg === k.algId)?.[0] ?? 0);
+    const kx = k.keyType === KEYTYPE_EXCHANGE;
+    const isDefault = !defaultSet;
+    defaultSet = true;
+    return { ...emptyContainerRecord(), name: `recovered-${i}`, flags: CONTAINER_VALID | (isDefault ? CONTAINER_DEFAULT : 0), kxKeyBits: kx ? bits : 0, sigKeyBits: kx ? 0 : bits };
+  });
 }
 
 /** Is `cmap[index]` a valid container? */
