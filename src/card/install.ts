@@ -108,12 +108,16 @@ export async function removeCertificate(files: CardFiles, containerName: string)
  * that cannot be used now (expired, not yet valid), a CA certificate (not a user's), or one older
  * than the certificate it replaces (a renewal run backwards). Each needs `force`.
  */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
 function refuseSurprises(parsed: ParsedCertificate, current: Uint8Array | undefined, now: Date): void {
   const why: string[] = [];
   const from = new Date(parsed.cert.validFrom);
   const to = new Date(parsed.cert.validTo);
   if (to < now) why.push(`it expired on ${to.toISOString()}`);
-  if (from > now) why.push(`it is not valid before ${from.toISOString()}`);
+  // A CA whose clock runs a little ahead of this machine's is not a surprise (agent/collect.ts
+  // installs what the service has just issued).
+  if (from.getTime() > now.getTime() + CLOCK_SKEW_MS) why.push(`it is not valid before ${from.toISOString()}`);
   if (parsed.cert.ca) why.push('it is a CA certificate (basicConstraints cA), not a user certificate');
   if (current) {
     const old = new X509Certificate(current);

@@ -149,4 +149,23 @@ describe('card install takes what CAs return', () => {
     const forced = await install(card, join(card.dir, 'older.cer'), '--force');
     assert.equal(forced.code, 0, forced.stderr);
   });
+
+  test('a CA certificate (basicConstraints cA) for the card key is refused without --force', async () => {
+    const card = await cardWithKey();
+    const { x509 } = await import('../../src/x509.js');
+    const { webcrypto } = await import('node:crypto');
+    const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+    const signer = await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify']);
+    const publicKey = await webcrypto.subtle.importKey('spki', card.key.export({ type: 'spki', format: 'der' }), { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, true, ['verify']);
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: '01', subject: 'CN=Alice as a CA', issuer: 'CN=Some signer', notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 30 * DAY),
+      publicKey, signingKey: signer.privateKey, signingAlgorithm: alg, extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    const file = write(card.dir, 'ca.cer', new Uint8Array(cert.rawData));
+    const r = await install(card, file);
+    assert.equal(r.code, 2);
+    assert.equal(r.json.error!.code, 'CERT_NEEDS_FORCE');
+    assert.match(r.json.error!.message, /^not installed: it is a CA certificate \(basicConstraints cA\), not a user certificate; add --force/);
+    assert.equal((await install(card, file, '--force')).code, 0);
+  });
 });
