@@ -329,6 +329,7 @@ export const specs = {
       actor: { type: 'string', value: 'A', help: 'only entries by this actor' },
       action: { type: 'string', value: 'A', help: 'only this action, e.g. request.approved' },
       since: { type: 'string', value: 'ISO', help: 'only entries at or after this time (ISO 8601)' },
+      sessions: { type: 'boolean', help: 'include operator logins and logouts (session.started/ended: every admin command makes one, so they are left out unless asked for)' },
     },
     env: ['CARDLINK_OPERATOR_PASSWORD'],
     examples: ['cardlink admin audit --since 2026-12-01T00:00:00Z'],

@@ -112,3 +112,22 @@ describe('collect', () => {
     assert.equal(r.stderr, `cardlink collect: waiting for the card image ${missing} to appear\n`);
   });
 });
+
+describe('admin audit', () => {
+  test('logins and logouts of every admin command are left out unless asked for; times are ISO 8601', async () => {
+    const entries = [
+      { id: 1, at: '2026-12-04T10:00:00.000Z', actor: 'operator:admin', action: 'session.started', subject: 'operator:admin', details: { expiresAt: Date.UTC(2026, 11, 4, 11) } },
+      { id: 2, at: '2026-12-04T10:00:01.000Z', actor: 'operator:admin', action: 'token.created', subject: 'token:t1', details: { user: 'alice@example.com', expiresAt: Date.UTC(2026, 11, 5) } },
+      { id: 3, at: '2026-12-04T10:00:02.000Z', actor: 'operator:admin', action: 'session.ended', subject: 'operator:admin', details: {} },
+      { id: 4, at: '2026-12-04T10:00:03.000Z', actor: 'anonymous', action: 'session.refused', subject: 'operator:mallory', details: {} },
+    ];
+    const quiet = await withFakeService({ audit: async () => entries }, () => cli(['admin', 'audit', ...NOWHERE], OPERATOR_ENV));
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.deepEqual(quiet.stdout.trimEnd().split('\n').map((l) => l.split('  ')[2]), ['token.created', 'session.refused']);
+    assert.ok(quiet.stdout.includes('"expiresAt":"2026-12-05T00:00:00.000Z"'), quiet.stdout);
+    const all = await withFakeService({ audit: async () => entries }, () => cli(['admin', 'audit', ...NOWHERE, '--sessions', '--json'], OPERATOR_ENV));
+    const parsed = JSON.parse(all.stdout) as { entries: { action: string; details: { expiresAt?: string } }[] };
+    assert.deepEqual(parsed.entries.map((e) => e.action), ['session.started', 'token.created', 'session.ended', 'session.refused']);
+    assert.equal(parsed.entries[0]!.details.expiresAt, '2026-12-04T11:00:00.000Z');
+  });
+});

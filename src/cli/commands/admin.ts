@@ -203,11 +203,22 @@ export const revoke: HandlerOf<typeof specs.adminRevoke> = ({ values, positional
   return decide(values, positionals, io, (client, session, id) => client.revoke(session, id, reason));
 };
 
+const SESSION_ACTIONS = new Set(['session.started', 'session.ended']);
+
+/** Times in audit details as ISO 8601, like every other time cardlink shows (some are stored as epoch ms). */
+export function isoTimes(details: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(details).map(([k, v]) => [k, /At$/.test(k) && typeof v === 'number' && Number.isFinite(v) ? new Date(v).toISOString() : v]));
+}
+
 export const audit: HandlerOf<typeof specs.adminAudit> = async ({ values }, io) => {
   const query: AuditListQuery = {};
   for (const k of ['subject', 'actor', 'action', 'since'] as const) if (values[k]) query[k] = values[k];
-  const rows = await asOperator(values, io, (client, session) => client.audit(session, query));
-  emit(io, values.json === true, { ok: true, entries: rows }, () => rows.map((e) => line`${e.at}  ${e.actor}  ${e.action}  ${e.subject ?? ''}  ${JSON.stringify(e.details)}`).join('\n'));
+  const all = await asOperator(values, io, (client, session) => client.audit(session, query));
+  // Every admin command logs in and out: those entries stay in the log but would bury the rest.
+  const rows = (values.sessions === true || values.action !== undefined ? all : all.filter((e) => !SESSION_ACTIONS.has(e.action))).map((e) => ({ ...e, details: isoTimes(e.details) }));
+  emit(io, values.json === true, { ok: true, entries: rows, ...(rows.length < all.length ? { sessionsHidden: all.length - rows.length } : {}) }, () =>
+    rows.map((e) => line`${e.at}  ${e.actor}  ${e.action}  ${e.subject ?? ''}  ${JSON.stringify(e.details)}`).join('\n'),
+  );
   return 0;
 };
 
