@@ -1,6 +1,7 @@
 import { enroll as enrollCard } from '../../agent/enroll.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { emit, UsageError } from '../io.js';
+import { withProgress } from '../progress.js';
 import { readPin, readSecret } from '../secrets.js';
 import { line } from '../terminal.js';
 import { withCard } from '../target.js';
@@ -18,7 +19,10 @@ export const enroll: HandlerOf<typeof specs.enroll> = async ({ values }, io) => 
   const pin = await readPin(io);
   const client = openClient(values, io);
   try {
-    const result = await withCard(values, io, (card) => enrollCard(card, client, { token, pin, bits, ...(values.container ? { container: values.container } : {}) }));
+    // Key generation on a real card takes 10 to 60 s: said on stderr after a second.
+    const result = await withProgress(io, `enrolling: generating an RSA-${bits} key on the card and sending the request`, () =>
+      withCard(values, io, (card) => enrollCard(card, client, { token, pin, bits, ...(values.container ? { container: values.container } : {}) })),
+    );
     emit(io, values.json === true, { ok: true, ...result }, () =>
       [
         line`request ${result.requestId}: ${result.state}`,
