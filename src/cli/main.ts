@@ -107,6 +107,8 @@ export async function main(argv: string[], given: CliIo = defaultIo()): Promise<
     return 0;
   };
 
+  // `cardlink --json card ls` means `cardlink card ls --json`.
+  if (argv[0] === '--json' && argv.length > 1) argv = [...argv.slice(1), '--json'];
   const words = leadingWords(argv);
   if (argv[0] === '--version' || argv[0] === '-V' || (words[0] === 'version' && words.length === 1)) {
     io.stdout(json ? JSON.stringify({ ok: true, version: version() }) + '\n' : `cardlink ${version()}\n`);
@@ -152,7 +154,6 @@ export async function main(argv: string[], given: CliIo = defaultIo()): Promise<
     return await run({ values: parsed.values, positionals: parsed.positionals }, io);
   } catch (err) {
     if (err instanceof UsageError) {
-      // A mistyped subcommand (`card files raed`) reads as an argument of the shorter command.
       return fail(name, 'USAGE', err.message, `usage: ${synopsis(spec)}; '${name} --help' for details`);
     }
     const expected = err instanceof CardlinkError ? { code: err.code, message: err.message + (NEXT_STEP[err.code]?.(rest) ?? '') } : systemFailure(err);
