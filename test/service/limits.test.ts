@@ -6,12 +6,12 @@ import { BACKENDS, login, makeToken, OPERATOR, randomCardId, softKey, startTestS
 
 const MINUTE = 60_000;
 
-describe('login lockout per operator and per source address', () => {
+for (const backend of BACKENDS) describe(`login lockout per operator and per source address on ${backend.name}`, () => {
   let t: TestService;
   let clock: ManualClock;
   before(async () => {
     clock = new ManualClock();
-    t = await startTestService(BACKENDS[0]!, { clock });
+    t = await startTestService(backend, { clock });
   });
   after(async () => t.close());
 

@@ -181,6 +181,25 @@ for (const backend of BACKENDS) describe(`renewal ends on ${backend.name}: windo
     await refusedInAudit(gen1, /revoked \(keyCompromise\)/);
   });
 
+  test('key compromise: a renewal still waiting for an operator is rejected with the reason', async () => {
+    const gen0 = await enroll();
+    await toEnd(gen0);
+    await t.client.updateProfile(op, PROFILE, { approval: 'operator', supersedeGraceDays: 90 });
+    try {
+      // The longest grace period in the sweep's arithmetic (milliseconds beyond 32 bits on PostgreSQL).
+      await t.svc.service.sweep();
+      const waiting = await renew(gen0, await boundCsr(gen0, 'c1'));
+      assert.equal(waiting.status, 202);
+      const [pending] = await t.client.requests(op, { user: gen0.user, state: 'pending' });
+      await t.client.revoke(op, gen0.request.id, 1);
+      const after = (await t.client.request(op, pending!.id)).value;
+      assert.equal(after.state, 'rejected');
+      assert.match(after.reason ?? '', /revoked for key compromise/);
+    } finally {
+      await t.client.updateProfile(op, PROFILE, { approval: 'automatic', supersedeGraceDays: 7 });
+    }
+  });
+
   test('software keys: a renewal not bound to the same card is refused unless the profile allows software keys', async () => {
     const gen0 = await enroll();
     await toEnd(gen0);

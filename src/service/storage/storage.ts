@@ -642,7 +642,7 @@ export class Storage {
          JOIN profiles p ON p.name = r.profile
          JOIN certificates c ON c.serial = r.renews
        WHERE r.renews IS NOT NULL AND r.state IN ('issued', 'delivered') AND c.revoked_at IS NULL
-         AND r.issued_at + p.supersede_grace_days * 86400000 <= ?
+         AND r.issued_at + CAST(p.supersede_grace_days AS BIGINT) * 86400000 <= ?
        ORDER BY r.issued_at LIMIT ?`,
       [now, limit],
     );
