@@ -9,6 +9,7 @@ import { Agent, request as httpsRequest } from 'node:https';
 import { CardlinkError } from '../errors.js';
 import {
   apiPath,
+  NEXT_CURSOR_HEADER,
   ROUTES,
   type AuditEntryView,
   type AuditListQuery,
@@ -27,6 +28,7 @@ import {
   type ProfileChange,
   type ProfileView,
   type RequestListQuery,
+  type RequestPage,
   type RequestView,
   type Session,
   type SubmitBody,
@@ -85,6 +87,7 @@ export interface RawOptions {
 /** An answer whose status means something: 200 issued or final, 202 waiting (see `retryAfter`). */
 export interface Answer<T> {
   status: number;
+  headers: IncomingHttpHeaders;
   /** Seconds from the Retry-After header, when there is one. */
   retryAfter: number | undefined;
   value: T;
@@ -164,6 +167,11 @@ export class ServiceClient {
     return this.value('listTokens', { bearer: session });
   }
 
+  /** Withdraws an unused enrollment token (by its id, not its secret): it can no longer enroll. */
+  revokeToken(session: string, id: string): Promise<TokenView> {
+    return this.value('revokeToken', { bearer: session, params: { id } });
+  }
+
   // Requests
 
   /** Sends a request with an enrollment token; sending the same CSR again returns its state. */
@@ -171,9 +179,19 @@ export class ServiceClient {
     return this.call('submitRequest', { bearer: token, json: body });
   }
 
-  /** All requests for an operator session; a user's own with their token. */
-  requests(bearer: string, query: RequestListQuery = {}): Promise<RequestView[]> {
-    return this.value('listRequests', { bearer, query });
+  /**
+   * The first page of requests, newest first (at most `limit`, default 1000): all of them for an
+   * operator session, a user's own with their token. `requestPage` says whether more follow.
+   */
+  async requests(bearer: string, query: RequestListQuery = {}): Promise<RequestView[]> {
+    return (await this.requestPage(bearer, query)).requests;
+  }
+
+  /** One page of requests, newest first; pass `next` as `cursor` for the page after it (null: the last page). */
+  async requestPage(bearer: string, query: RequestListQuery = {}): Promise<RequestPage> {
+    const res = await this.call<RequestView[]>('listRequests', { bearer, query });
+    const next = res.headers[NEXT_CURSOR_HEADER];
+    return { requests: res.value, next: typeof next === 'string' && next.length > 0 ? next : null };
   }
 
   request(bearer: string, id: string): Promise<Answer<RequestView>> {
@@ -273,7 +291,7 @@ export class ServiceClient {
     const res = await this.raw(ROUTES[op].method, path, { ...(o.bearer !== undefined ? { bearer: o.bearer } : {}), ...(o.json !== undefined ? { json: o.json } : {}) });
     if (res.status < 200 || res.status > 299) throw refused(ROUTES[op].method, path.split('?')[0]!, res);
     const text = res.body.toString('utf8');
-    return { status: res.status, value: (text.length > 0 ? JSON.parse(text) : undefined) as T, retryAfter: retryAfterSeconds(res.headers) };
+    return { status: res.status, headers: res.headers, value: (text.length > 0 ? JSON.parse(text) : undefined) as T, retryAfter: retryAfterSeconds(res.headers) };
   }
 }
 

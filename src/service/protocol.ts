@@ -22,6 +22,7 @@ export const ROUTES = {
   updateProfile: { method: 'PUT', path: '/profiles/:name' },
   createToken: { method: 'POST', path: '/tokens' },
   listTokens: { method: 'GET', path: '/tokens' },
+  revokeToken: { method: 'DELETE', path: '/tokens/:id' },
   submitRequest: { method: 'POST', path: '/requests' },
   listRequests: { method: 'GET', path: '/requests' },
   getRequest: { method: 'GET', path: '/requests/:id' },
@@ -91,12 +92,26 @@ export interface SubmitBody {
   container?: string;
 }
 
-/** GET /requests query. */
+/** GET /requests query: newest first, one page of at most `limit` (default 1000) requests. */
 export interface RequestListQuery {
   state?: RequestState;
   user?: string;
   cardId?: string;
   limit?: number;
+  /** Where the previous page stopped: the `next` of a RequestPage. */
+  cursor?: string;
+}
+
+/**
+ * The header of a GET /requests answer when more requests follow: the cursor of the next page.
+ * Absent on the last page, so a list is never cut short silently.
+ */
+export const NEXT_CURSOR_HEADER = 'x-next-cursor';
+
+/** One page of requests, newest first; `next` is null on the last page. */
+export interface RequestPage {
+  requests: RequestView[];
+  next: string | null;
 }
 
 export interface RejectBody {
@@ -144,6 +159,23 @@ export interface CollectedRequest extends RequestView {
   deliveryTicket: string | null;
 }
 
+/**
+ * A container name as the service accepts it: printable ASCII without spaces (Windows' container
+ * names are GUIDs, often in braces, and cardlink's are `lr-<uuid>`), at most 39 characters as a
+ * GIDS container name allows. Nothing an operator's terminal would interpret.
+ */
+export const CONTAINER_NAME_RE = /^[A-Za-z0-9{}._-]{1,39}$/;
+
+/**
+ * The challengePassword attribute (PKCS#9, RFC 2985 §5.4.1) a renewal request carries to bind its
+ * new key to the card of the certificate it renews: a fresh collect challenge for that card's
+ * cardid, the card, and the container the new key lives in. The request's own signature, made by
+ * the new key, is the proof, the way a collect proof is a signature over the challenge.
+ */
+export function renewalBinding(nonce: string, cardId: string, container: string): string {
+  return `cardlink-renew v1 ${nonce} ${cardId.toLowerCase()} ${container}`;
+}
+
 /** The bytes a card signs to prove it holds a container's key: bound to the nonce, card and container. */
 export function collectMessage(nonce: string, cardId: string, container: string): Uint8Array {
   return new TextEncoder().encode(`cardlink collect v1\n${nonce}\n${cardId.toLowerCase()}\n${container}`);
@@ -171,6 +203,15 @@ export interface ProfileView {
   name: string;
   approval: Approval;
   validityDays: number;
+  /** A certificate may be renewed only in its last `renewalWindowDays` days. */
+  renewalWindowDays: number;
+  /**
+   * How long a renewed certificate stays valid next to its successor when the successor is not
+   * reported delivered: then it is revoked as superseded. Delivery revokes it at once.
+   */
+  supersedeGraceDays: number;
+  /** Whether a renewal may bring a key that is not proven to sit on the same card (EST clients with software keys). */
+  allowSoftwareKeys: boolean;
   /** Milliseconds since the epoch. */
   updatedAt: number;
   updatedBy: string;
@@ -179,11 +220,14 @@ export interface ProfileView {
 export interface ProfileChange {
   approval?: Approval;
   validityDays?: number;
+  renewalWindowDays?: number;
+  supersedeGraceDays?: number;
+  allowSoftwareKeys?: boolean;
 }
 
 /** POST /tokens. */
 export interface NewToken {
-  /** User principal name, e.g. alice@example.com. */
+  /** User principal name, e.g. alice@example.com (local@domain, at most 256 characters, no spaces, commas or controls). */
   user: string;
   /** Default `DEFAULT_PROFILE`. */
   profile?: string;
@@ -201,6 +245,8 @@ export interface TokenView {
   expiresAt: string;
   usedAt: string | null;
   requestId: string | null;
+  /** When an operator revoked it (it can no longer enroll), or null. */
+  revokedAt: string | null;
 }
 
 /** A new token: its secret is in the answer once and nowhere else. */

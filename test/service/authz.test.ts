@@ -53,6 +53,10 @@ const CASES: Record<string, Case> = {
   },
   createToken: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/tokens', { ...auth(c, w), json: { user: 'eve@example.com' } }) },
   listTokens: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/tokens') },
+  revokeToken: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: async (c, w) => c.t.client.raw('DELETE', `/api/v1/tokens/${(await c.t.client.createToken(c.op, { user: 'victor@example.com' })).id}`, auth(c, w)),
+  },
   submitRequest: {
     // The user sends her request again (its state comes back); another user cannot claim it.
     expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
@@ -129,6 +133,16 @@ const CASES: Record<string, Case> = {
   estSimpleenroll: {
     expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
     call: (c, w) => c.t.client.raw('POST', '/.well-known/est/simpleenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
+  },
+  estLabelCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/cacerts') },
+  estLabelCsrattrs: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/csrattrs') },
+  estLabelSimpleenroll: {
+    expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
+    call: (c, w) => c.t.client.raw('POST', '/.well-known/est/smartcard-logon/simpleenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
+  },
+  estLabelSimplereenroll: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 403 },
+    call: (c, w) => c.t.client.raw('POST', '/.well-known/est/smartcard-logon/simplereenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
   },
   estSimplereenroll: {
     // Tokens and sessions are not certificates: only a TLS client certificate renews (see est.test.ts).

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { CardlinkError } from '../../errors.js';
-import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestListQuery, type RequestState, type RequestView } from '../../service/client.js';
+import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestPage, type RequestState, type RequestView } from '../../service/client.js';
 import { parse, required } from '../args.js';
 import { emit, UsageError, type CliIo, type Command } from '../io.js';
 import { readSecret } from '../secrets.js';
@@ -73,37 +72,6 @@ const token: Command = {
   },
 };
 
-/** One page of `GET /requests` and where the next one starts (null: no more). */
-export interface RequestPage {
-  items: RequestView[];
-  nextCursor: string | null;
-}
-
-/**
- * The ServiceClient methods issue 10 adds on the service side (paged request listing, token
- * revocation), by the names both sides agreed on. Until both halves are merged the CLI finds
- * them at run time: without paging it lists through the older unpaged call (asking for one row
- * more than it shows, so it can still say when it stopped short), without revocation it says so.
- */
-interface PagedAdminClient {
-  listRequests(session: string, query: RequestListQuery & { cursor?: string }): Promise<RequestPage>;
-  revokeToken(session: string, id: string): Promise<unknown>;
-}
-
-function pagedAdmin(client: ServiceClient): PagedAdminClient {
-  const c = client as unknown as Partial<PagedAdminClient>;
-  return {
-    listRequests: typeof c.listRequests === 'function'
-      ? (session, query) => c.listRequests!.call(client, session, query)
-      : async (session, { cursor: _cursor, limit: _limit, ...query }) => ({ items: await client.requests(session, { ...query, limit: UNPAGED_MAX }), nextCursor: null }),
-    revokeToken: typeof c.revokeToken === 'function'
-      ? (session, id) => c.revokeToken!.call(client, session, id)
-      : () => Promise.reject(new CardlinkError('SERVICE_CLIENT_TOO_OLD', 'this build of cardlink cannot revoke tokens (its service client has no revokeToken)')),
-  };
-}
-
-/** The most rows the unpaged listing answers (the service's schema maximum). */
-const UNPAGED_MAX = 10_000;
 /** Rows per page asked of the service; it may answer fewer and says where to go on. */
 const PAGE_SIZE = 200;
 /** What `admin requests` shows without --limit or --all: enough for a screen of recent work. */
@@ -122,15 +90,15 @@ export async function fetchRequestPages(
   for (;;) {
     const want = o.all ? PAGE_SIZE : Math.min(PAGE_SIZE, o.limit - items.length);
     const got = await page(cursor, want);
-    const room = o.all ? got.items.length : o.limit - items.length;
-    items.push(...got.items.slice(0, room));
-    const leftOnPage = got.items.length > room;
-    if (got.nextCursor === null && !leftOnPage) return { items, truncated: false, nextCursor: null };
-    if (!o.all && items.length >= o.limit) return { items, truncated: true, nextCursor: leftOnPage ? null : got.nextCursor };
-    if (got.nextCursor === null) return { items, truncated: false, nextCursor: null };
+    const room = o.all ? got.requests.length : o.limit - items.length;
+    items.push(...got.requests.slice(0, room));
+    const leftOnPage = got.requests.length > room;
+    if (got.next === null && !leftOnPage) return { items, truncated: false, nextCursor: null };
+    if (!o.all && items.length >= o.limit) return { items, truncated: true, nextCursor: leftOnPage ? null : got.next };
+    if (got.next === null) return { items, truncated: false, nextCursor: null };
     // A page that brings nothing new while promising more would loop for ever.
-    if (got.items.length === 0 || got.nextCursor === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
-    cursor = got.nextCursor;
+    if (got.requests.length === 0 || got.next === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
+    cursor = got.next;
   }
 }
 
@@ -146,8 +114,7 @@ const requests: Command = {
     // The service checks the state name and answers 400 with the list of states.
     const query = { ...(values.state ? { state: values.state as RequestState } : {}), ...(values.user ? { user: values.user } : {}) };
     const result = await asOperator(values, io, (client, session) => {
-      const paged = pagedAdmin(client);
-      return fetchRequestPages((cursor, n) => paged.listRequests(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit, all: values.all === true });
+      return fetchRequestPages((cursor, n) => client.requestPage(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit, all: values.all === true });
     });
     const rows = result.items;
     emit(io, values.json === true, { ok: true, requests: rows, truncated: result.truncated, ...(result.nextCursor !== null ? { nextCursor: result.nextCursor } : {}) }, () => {
@@ -168,7 +135,7 @@ const tokenRevoke: Command = {
     const { values, positionals } = parse(argv, CONNECT, true);
     if (positionals.length !== 1) throw new UsageError('give exactly one token id (see the id in the answer of `cardlink admin token`)');
     const id = positionals[0]!;
-    await asOperator(values, io, (client, session) => pagedAdmin(client).revokeToken(session, id));
+    await asOperator(values, io, (client, session) => client.revokeToken(session, id));
     emit(io, values.json === true, { ok: true, id, revoked: true }, () => line`token ${id} revoked: it can no longer enroll`);
     return 0;
   },
