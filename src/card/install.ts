@@ -78,8 +78,9 @@ export async function installCertificate(files: CardFiles, input: Uint8Array | s
   if (!equalBytes(serializeCmapfile(wanted), serializeCmapfile(cmap))) await files.putCmapfile(wanted);
 
   if (options.verify === true) {
+    // Byte for byte what was written: a corrupted file may not even decompress.
     const back = await files.readFile(path);
-    if (!back || !equalBytes(decodeCertificateFile(back, path).der, parsed.der)) {
+    if (!back || !equalBytes(back, stored) || !equalBytes(decodeCertificateFile(back, path).der, parsed.der)) {
       throw new CardError('VERIFY_FAILED', `${path}: the certificate read back differs from the one written`, { container: target.name });
     }
   }
