@@ -230,3 +230,26 @@ test('warm card ls stays at 3 APDUs on a card with extended lengths', async () =
   await warm.card.containers();
   assert.equal(warm.transport.count, 3);
 });
+
+test('CLI: card install --verify says it read the file back; without it, it does not claim to', async () => {
+  const { cli } = await import('../helpers/cli.js');
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { createPublicKey } = await import('node:crypto');
+  const { tempDir, TEST_ADMIN_KEY } = await import('../helpers/card.js');
+  const dir = tempDir();
+  const image = join(dir, 'card.json');
+  const env = { CARDLINK_HOME: join(dir, 'home'), CARDLINK_PIN: TEST_PIN, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) };
+  assert.equal((await cli(['card', 'init', '--image', image], env)).code, 0);
+  const gen = JSON.parse((await cli(['card', 'gen', '--image', image, '--container', 'alice', '--alg', 'rsa1024', '--json'], env)).stdout);
+  const cert = join(dir, 'alice.der');
+  writeFileSync(cert, await issueOurs(createPublicKey(gen.publicKey)));
+  const plain = await cli(['card', 'install', cert, '--image', image, '--json'], env);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(JSON.parse(plain.stdout).verified, false);
+  const verified = await cli(['card', 'install', cert, '--image', image, '--verify'], env);
+  assert.equal(verified.code, 0, verified.stderr);
+  assert.match(verified.stdout, /read back and compared/);
+  const info = JSON.parse((await cli(['card', 'info', '--image', image, '--json'], env)).stdout);
+  assert.deepEqual([info.containers, info.certificates], [1, 1]);
+});
