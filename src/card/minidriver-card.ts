@@ -181,7 +181,7 @@ export class MinidriverCard {
       await this.files.bump({ files: true });
       await this.files.putCmapfile(cmap);
       this.files.rememberPublicKey(index, publicKey);
-      const info = describeContainers(cmap, await this.#session.masterTable())[index];
+      const info = describeContainers(cmap, await this.files.rememberCurrentTable())[index];
       if (!info) throw new CardError('CARD_INTERNAL', 'created container vanished', { container: name });
       return { ...info, publicKey };
     });

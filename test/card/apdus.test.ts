@@ -253,3 +253,15 @@ test('CLI: card install --verify says it read the file back; without it, it does
   const info = JSON.parse((await cli(['card', 'info', '--image', image, '--json'], env)).stdout);
   assert.deepEqual([info.containers, info.certificates], [1, 1]);
 });
+
+test('gen then install with the same cache (the agent\'s and the CLI\'s way): cmapfile from the cache, the table read once before its new record', async () => {
+  const t = await initialisedCard();
+  const cache = new MemoryCardCache();
+  const s = await session(t.emulator, cache);
+  const c = await s.card.createContainer('alice', { bits: 1024 });
+  const next = await session(t.emulator, cache);
+  await next.card.installCertificate(await issueOurs(c.publicKey));
+  assert.equal(reads(next.transport, ...CMAPFILE), 0);
+  assert.equal(reads(next.transport, ...TABLE), 1);
+  assert.deepEqual((await (await reopen(t)).card.check()).findings, []);
+});
