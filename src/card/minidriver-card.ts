@@ -81,7 +81,7 @@ export class MinidriverCard {
    * this object's cache. The same card and connection, a separate view.
    */
   minidriver(): MinidriverPort {
-    this.port ??= new GidsMinidriver(new GidsSession(this.#session.transport));
+    this.port ??= new GidsMinidriver(new GidsSession(this.#session.transport, { extendedLength: this.#session.channel.extendedLength }));
     return this.port;
   }
 
@@ -98,6 +98,14 @@ export class MinidriverCard {
 
   async cardcf(): Promise<CardCf> {
     return (await this.refresh()).cardcf;
+  }
+
+  /** Identity, counters and containers with one read of `cardid` and `cardcf` (`card info`). */
+  async info(): Promise<{ cardId: Uint8Array; cardcf: CardCf; containers: ContainerInfo[] }> {
+    return this.files.transaction(async () => {
+      const { cardId, cardcf } = await this.files.refresh();
+      return { cardId, cardcf, containers: await this.files.cachedContainers() };
+    });
   }
 
   // ---- containers ------------------------------------------------------------------------------
@@ -173,7 +181,7 @@ export class MinidriverCard {
       await this.files.bump({ files: true });
       await this.files.putCmapfile(cmap);
       this.files.rememberPublicKey(index, publicKey);
-      const info = describeContainers(cmap, await this.#session.masterTable())[index];
+      const info = describeContainers(cmap, await this.files.rememberCurrentTable())[index];
       if (!info) throw new CardError('CARD_INTERNAL', 'created container vanished', { container: name });
       return { ...info, publicKey };
     });

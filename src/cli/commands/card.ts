@@ -47,9 +47,8 @@ const info: Command = {
   async run(argv, io) {
     const { values } = parse(argv, TARGET_OPTIONS);
     const result = await withCard(values, io, async (card) => {
-      const { cardId, cardcf } = await card.refresh();
+      const { cardId, cardcf, containers } = await card.info();
       const pin = await card.pinStatus();
-      const containers = await card.containers();
       return { cardId: hex(cardId), cardcf, pin, containers: containers.length, certificates: containers.filter((c) => c.certificateFile).length };
     });
     emit(io, values.json === true, result, () =>
@@ -217,18 +216,18 @@ const fileRm: Command = {
 const install: Command = {
   path: ['card', 'install'],
   summary: 'load a certificate (PEM or DER) into its container, Windows-ready',
-  usage: `cardlink card install CERT ${TARGET} [--container NAME] [--default] [--json]`,
+  usage: `cardlink card install CERT ${TARGET} [--container NAME] [--default] [--verify] [--json]`,
   async run(argv, io) {
-    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, default: { type: 'boolean' } }, true);
+    const { values, positionals } = parse(argv, { ...TARGET_OPTIONS, container: { type: 'string' }, default: { type: 'boolean' }, verify: { type: 'boolean' } }, true);
     if (positionals.length !== 1) throw new UsageError('name one certificate file (PEM or DER)');
     const cert = new Uint8Array(readFileSync(positionals[0]!));
     const pinValue = await readPin(io);
     const result = await withCard(values, io, async (card) => {
       await card.verifyPin(pinValue);
-      return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true });
+      return card.installCertificate(cert, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true, verify: values.verify === true });
     });
     emit(io, values.json === true, { ok: true, ...result }, () =>
-      line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+      line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored${result.verified ? ', read back and compared' : ''}; cardcf files counter now ${result.cardcf.filesFreshness})`,
     );
     return 0;
   },

@@ -101,6 +101,7 @@ interface PublicFile {
 
 interface PublicView {
   capacityBytes: number;
+  extendedLength: boolean;
   lifeCycle: LifeCycle;
   pinTriesRemaining: number;
   files: PublicFile[];
@@ -109,6 +110,7 @@ interface PublicView {
 function publicView(d: CardImageData): PublicView {
   return {
     capacityBytes: d.capacityBytes,
+    extendedLength: d.extendedLength === true,
     lifeCycle: d.lifeCycle,
     pinTriesRemaining: d.pinTriesRemaining,
     files: d.files.map((f) => ({ ...f, keyKind: f.key?.kind ?? null })),
@@ -121,6 +123,8 @@ function publicPart(v: PublicView): Record<string, unknown> {
     format: IMAGE_FORMAT,
     version: CARD_IMAGE_VERSION,
     capacityBytes: v.capacityBytes,
+    // Only when set: images written before the field existed keep their canonical form (and seal).
+    ...(v.extendedLength ? { extendedLength: true } : {}),
     lifeCycle: v.lifeCycle,
     pinTriesRemaining: v.pinTriesRemaining,
     files: v.files.map((f) => ({
@@ -300,6 +304,7 @@ export function decodeCardImage(bytes: Uint8Array, sealKey: Uint8Array): CardIma
     if (version !== CARD_IMAGE_VERSION) malformed(`version ${version} (this cardlink reads version ${CARD_IMAGE_VERSION})`);
     const view: PublicView = {
       capacityBytes: field(json, 'capacityBytes', isNumber),
+      extendedLength: isObject(json) && 'extendedLength' in json ? field(json, 'extendedLength', isBoolean) : false,
       lifeCycle: field(json, 'lifeCycle', isLifeCycle),
       pinTriesRemaining: field(json, 'pinTriesRemaining', isNumber),
       files: field(json, 'files', isArray).map(readPublicFile),
@@ -316,6 +321,7 @@ export function decodeCardImage(bytes: Uint8Array, sealKey: Uint8Array): CardIma
     return {
       version: CARD_IMAGE_VERSION,
       capacityBytes: view.capacityBytes,
+      extendedLength: view.extendedLength,
       lifeCycle: view.lifeCycle,
       pin: secrets.pin,
       pinTriesRemaining: view.pinTriesRemaining,
@@ -356,7 +362,10 @@ export function openCardImage(path: string, options: OpenCardImageOptions = {}):
       if (options.create !== true) {
         throw new CardImageError('IMAGE_NOT_FOUND', `no card image at ${path}`, { path });
       }
-      card = GidsCard.blank(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes });
+      card = GidsCard.blank({
+        ...(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes }),
+        ...(options.extendedLength === undefined ? {} : { extendedLength: options.extendedLength }),
+      });
       saveImage(path, encodeCardImage(card.toImage(), sealKey));
     } else {
       card = GidsCard.fromImage(decodeCardImage(bytes, sealKey));
