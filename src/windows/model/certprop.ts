@@ -14,11 +14,12 @@
  */
 import { equalBytes } from '../../bytes.js';
 import type { MinidriverPort } from '../../card/index.js';
-import { ADD } from '../constants.js';
+import { ADD, AT_KEYEXCHANGE } from '../constants.js';
 import { WinError } from '../errors.js';
 import type { Scheduled, Scheduler } from './clock.js';
 import { SmartCardProvider, type CardReader, type CardCertificate } from './smartcard.js';
 import type { ModelCertStoreHost } from './store.js';
+import type { Enumeration } from './hypotheses.js';
 
 export interface PropagationOptions {
   /** The service is running (default true). */
@@ -27,6 +28,8 @@ export interface PropagationOptions {
   userLoggedOn?: boolean;
   /** Milliseconds from insertion to the copy; a function draws it per insertion. */
   delayMs?: number | (() => number);
+  /** Which certificates are enumerated [CREQ] (hypotheses.ts); all containers' by default. */
+  enumeration?: Enumeration;
 }
 
 export interface PropagationRun {
@@ -41,6 +44,7 @@ export class CertificatePropagation {
   running: boolean;
   userLoggedOn: boolean;
   delayMs: number | (() => number);
+  readonly enumeration: Enumeration;
   readonly runs: PropagationRun[] = [];
   private readonly scheduled = new Set<Scheduled>();
 
@@ -55,6 +59,7 @@ export class CertificatePropagation {
     this.running = options.running ?? true;
     this.userLoggedOn = options.userLoggedOn ?? true;
     this.delayMs = options.delayMs ?? 5000;
+    this.enumeration = options.enumeration ?? 'all-containers';
   }
 
   /** Propagation runs scheduled and not started yet. */
@@ -87,6 +92,8 @@ export class CertificatePropagation {
       const viaCsp = await this.csp.userCertificates(true);
       const viaKsp = await this.ksp.userCertificates(true);
       certs = viaCsp.map((c) => (SmartCardProvider.cryptoApiCanUse(c.der) ? c : (viaKsp.find((k) => equalBytes(k.der, c.der)) ?? c)));
+      // Before Vista only the default container's key exchange certificate was enumerated [CREQ].
+      if (this.enumeration === 'default-container-kx') certs = certs.filter((c) => c.isDefault && c.info.keySpec === AT_KEYEXCHANGE);
     } catch (err) {
       if (!(err instanceof WinError)) throw err;
       return void this.runs.push({ at, added: [], skipped: err.message });

@@ -11,7 +11,10 @@
  * - Which counter keys which item is not documented (docs/sources.md#open-questions); the model
  *   keys files by wFilesFreshness and container data (public keys) by wContainersFreshness, the
  *   split the Minidriver spec gives the two counters [FSR].
- * - The model caches contents only, never the absence of a file (every known item is content).
+ * - Everything the sources leave open is a parameter (hypotheses.ts): the cache mode
+ *   (CP_CARD_CACHE_MODE: the global cache, a per-process one cleared on removal, or none [DEVG]),
+ *   whether the absence of a file is cached (`negativeCaching`; an absent file is cached under
+ *   `Cached_NoFile/<path>`), which counter keys which item (`freshness`).
  * - The minidriver (the MinidriverPort in the reader) keeps nothing between transactions (model
  *   assumption): each provider operation starts with its `begin()`, and the card application's
  *   file index is read afresh in each, so only the Base CSP/KSP data cache can go stale. A
@@ -46,7 +49,8 @@ import { AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, MS_SCARD_PROV, MS_SMART_CARD_KSP
 import { WinError } from '../errors.js';
 import type { HashAlgorithm, KeyProvInfo } from '../store.js';
 import type { ModelKeyHandle } from './providers.js';
-import type { SmartCardService } from './scardsvr.js';
+import { cacheFreshness, DOCUMENTED, type Hypotheses } from './hypotheses.js';
+import type { CardDataCache } from './scardsvr.js';
 
 /** The user in front of the machine: answers a PIN dialog, or undefined to cancel it. */
 export type PinSource = () => string | undefined;
@@ -69,24 +73,60 @@ export interface CardCertificate {
   der: Uint8Array;
   info: KeyProvInfo;
   container: string;
+  /** The container carries CONTAINER_MAP_DEFAULT_CONTAINER. */
+  isDefault: boolean;
+}
+
+/** The lookup-name prefix under which negative caching keeps "this file is not on the card". */
+export const NO_FILE_PREFIX = 'Cached_NoFile/';
+
+/** CP_CACHE_MODE_SESSION_ONLY: the same rule as the global cache, held by one provider instance. */
+class SessionCache implements CardDataCache {
+  private readonly items = new Map<string, { freshness: number; data: Uint8Array }>();
+  read(cardId: Uint8Array, freshness: number, name: string): Uint8Array {
+    const item = this.items.get(`${hex(cardId)}|${name}`);
+    if (!item || item.freshness !== freshness) throw WinError.of('SCARD_W_CACHE_ITEM_NOT_FOUND', 'session cache', name);
+    return item.data.slice();
+  }
+  write(cardId: Uint8Array, freshness: number, name: string, data: Uint8Array): void {
+    this.items.set(`${hex(cardId)}|${name}`, { freshness, data: data.slice() });
+  }
+  clear(): void {
+    this.items.clear();
+  }
 }
 
 export class SmartCardProvider {
   readonly name: string;
   /** Per-process PIN cache, by card GUID. In memory only. */
   private readonly pins = new Map<string, string>();
+  /** The process's own data cache, used in CP_CACHE_MODE_SESSION_ONLY. */
+  private readonly session = new SessionCache();
 
   constructor(
     readonly api: 'CryptoAPI' | 'CNG',
     private readonly reader: CardReader,
-    private readonly scardsvr: SmartCardService,
+    private readonly scardsvr: CardDataCache,
     private readonly pinSource: PinSource,
+    private readonly hypotheses: Hypotheses = DOCUMENTED,
   ) {
     this.name = api === 'CryptoAPI' ? MS_SCARD_PROV : MS_SMART_CARD_KSP;
   }
 
   clearPins(): void {
     this.pins.clear();
+  }
+
+  /** The card left the reader: a session-only cache goes with it [DEVG]. */
+  cardRemoved(): void {
+    this.pins.clear();
+    this.session.clear();
+  }
+
+  /** Where this provider caches card data, per CP_CARD_CACHE_MODE; undefined for no cache. */
+  private get cache(): CardDataCache | undefined {
+    const mode = this.hypotheses.cacheMode;
+    return mode === 'global' ? this.scardsvr : mode === 'session-only' ? this.session : undefined;
   }
 
   hasCachedPin(cardId: Uint8Array): boolean {
@@ -104,8 +144,10 @@ export class SmartCardProvider {
   }
 
   private cached(t: Txn, freshness: number, name: string): Uint8Array | undefined {
+    const cache = this.cache;
+    if (!cache) return undefined;
     try {
-      return this.scardsvr.read(t.cardId, freshness, name);
+      return cache.read(t.cardId, freshness, name);
     } catch (err) {
       if (err instanceof WinError && (err.hresult === HRESULT.SCARD_W_CACHE_ITEM_NOT_FOUND || err.hresult === HRESULT.SCARD_W_CACHE_ITEM_STALE)) return undefined;
       throw err;
@@ -113,8 +155,10 @@ export class SmartCardProvider {
   }
 
   private remember(t: Txn, freshness: number, name: string, data: Uint8Array): void {
+    const cache = this.cache;
+    if (!cache) return;
     try {
-      this.scardsvr.write(t.cardId, freshness, name, data);
+      cache.write(t.cardId, freshness, name, data);
     } catch (err) {
       // Too big for the cache (or no service): the provider just reads the card next time.
       if (!(err instanceof WinError)) throw err;
@@ -124,10 +168,13 @@ export class SmartCardProvider {
   /** CardReadFile through the cache: `path` like `mscp/cmapfile`. */
   private async file(t: Txn, path: string): Promise<Uint8Array | undefined> {
     const key = `Cached_GeneralFile/${path}`;
-    const hit = this.cached(t, t.cf.filesFreshness, key);
+    const freshness = cacheFreshness(this.hypotheses, t.cf, 'files');
+    const hit = this.cached(t, freshness, key);
     if (hit) return hit;
+    if (this.hypotheses.negativeCaching && this.cached(t, freshness, `${NO_FILE_PREFIX}${path}`)) return undefined;
     const raw = await t.card.readFile(path);
-    if (raw) this.remember(t, t.cf.filesFreshness, key, raw);
+    if (raw) this.remember(t, freshness, key, raw);
+    else if (this.hypotheses.negativeCaching) this.remember(t, freshness, `${NO_FILE_PREFIX}${path}`, new Uint8Array([0]));
     return raw;
   }
 
@@ -138,10 +185,11 @@ export class SmartCardProvider {
 
   private async publicKeySpki(t: Txn, index: number): Promise<Uint8Array> {
     const key = `Cached_ContainerInfo_${index.toString().padStart(2, '0')}`;
-    const hit = this.cached(t, t.cf.containersFreshness, key);
+    const freshness = cacheFreshness(this.hypotheses, t.cf, 'containers');
+    const hit = this.cached(t, freshness, key);
     if (hit) return hit;
     const spki = await t.card.publicKey(index);
-    this.remember(t, t.cf.containersFreshness, key, spki);
+    this.remember(t, freshness, key, spki);
     return spki;
   }
 
@@ -264,6 +312,7 @@ export class SmartCardProvider {
       out.push({
         der,
         container: r.name,
+        isDefault: isDefaultContainer(r),
         info: {
           containerName: r.name,
           providerName: this.name,
