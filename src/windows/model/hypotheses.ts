@@ -68,8 +68,8 @@ export const DOCUMENTED: Hypotheses = {
 
 /** Source (a key of docs/sources.md) or "assumption" for each value. */
 export const HYPOTHESIS_SOURCES: { [K in keyof Hypotheses]: Record<string, string> } = {
-  healing: { 'key-identifier': '[CACPK] healing + [KIDP] key identifier store', 'my-by-sha1': 'assumption (fits the seed)', none: 'assumption (no healing source)' },
-  negativeCaching: { false: 'assumption (only contents are documented cache items [BLOG])', true: 'assumption' },
+  healing: { 'key-identifier': '[CACPK] healing, [KIDP] key identifier store', 'my-by-sha1': 'assumption that fits the seed', none: 'assumption: no healing source' },
+  negativeCaching: { false: 'assumption; the known cache items are contents [BLOG]', true: 'assumption' },
   freshness: { 'by-class': '[FSR] counter split', 'whole-cardcf': 'assumption' },
   cacheMode: { global: '[DEVG] CP_CACHE_MODE_GLOBAL_CACHE', 'session-only': '[DEVG] CP_CACHE_MODE_SESSION_ONLY', 'no-cache': '[DEVG] CP_CACHE_MODE_NO_CACHE' },
   enumeration: { 'all-containers': '[CREQ] Vista and later', 'default-container-kx': '[CREQ] before Vista' },
@@ -99,9 +99,13 @@ export const HYPOTHESIS_SETS: HypothesisSet[] = [
   { name: 'Windows XP', hypotheses: profile('windows-xp') },
 ];
 
-/** One line per parameter, for reports: `healing=key-identifier (source)`. */
-export function describeHypotheses(h: Hypotheses): string {
-  return (Object.keys(h) as (keyof Hypotheses)[]).map((k) => `${k}=${String(h[k])}`).join(', ');
+/**
+ * The parameters on one line, each with its source: `healing=key-identifier ([CACPK] …), …`; with
+ * `base`, only those that differ from it.
+ */
+export function describeHypotheses(h: Hypotheses, base?: Hypotheses): string {
+  const keys = (Object.keys(h) as (keyof Hypotheses)[]).filter((k) => !base || base[k] !== h[k]);
+  return keys.map((k) => `\`${k}=${String(h[k])}\` (${HYPOTHESIS_SOURCES[k][String(h[k])] ?? 'assumption'})`).join(', ');
 }
 
 /** The freshness DWORD a cached item of `kind` is kept under, for the counters `cf` (see FreshnessKeying). */
