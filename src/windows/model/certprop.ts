@@ -13,7 +13,6 @@
  * - leaves certificates in place when the card is removed [CREQ].
  */
 import { equalBytes } from '../../bytes.js';
-import type { MinidriverPort } from '../../card/index.js';
 import { ADD, AT_KEYEXCHANGE } from '../constants.js';
 import { WinError } from '../errors.js';
 import type { Scheduled, Scheduler } from './clock.js';
@@ -67,7 +66,7 @@ export class CertificatePropagation {
     return this.scheduled.size;
   }
 
-  onInsert(card: MinidriverPort): void {
+  onInsert(card: object): void {
     if (!this.running || !this.userLoggedOn) return;
     const delay = typeof this.delayMs === 'function' ? this.delayMs() : this.delayMs;
     const handle = this.scheduler.schedule(delay, async () => {
@@ -83,7 +82,7 @@ export class CertificatePropagation {
     this.scheduled.clear();
   }
 
-  private async propagate(card: MinidriverPort): Promise<void> {
+  private async propagate(card: object): Promise<void> {
     const at = this.scheduler.now();
     if (!this.running || !this.userLoggedOn) return void this.runs.push({ at, added: [], skipped: 'service stopped or nobody logged on' });
     if (this.reader.card !== card) return void this.runs.push({ at, added: [], skipped: 'the card left the reader before propagation ran' });

@@ -14,7 +14,7 @@ import { RealScheduler, type Scheduler } from './clock.js';
 import { DOCUMENTED, type Hypotheses } from './hypotheses.js';
 import type { ModelKeyProviders } from './providers.js';
 import { SmartCardService } from './scardsvr.js';
-import { CardReader, SmartCardProvider, type PinSource } from './smartcard.js';
+import { CardReader, SmartCardProvider, type CardConnector, type PinSource } from './smartcard.js';
 import { ModelCertStoreHost } from './store.js';
 
 export interface MachineOptions {
@@ -92,15 +92,19 @@ export class WindowsMachine {
     return p;
   }
 
-  /** A card goes into the reader: the providers and propagation reach it through its minidriver. */
-  insert(card: MinidriverPort): void {
-    this.reader.card = card;
+  /**
+   * A card goes into the reader: the providers and propagation reach it through its minidriver —
+   * a port all share, or a connector that gives each provider transaction its own connection
+   * (shared mode), which fails while another application holds the card exclusively [SCON].
+   */
+  insert(card: MinidriverPort | CardConnector): void {
+    this.reader.insert(card);
     this.certprop.onInsert(card);
   }
 
   /** Removal ends every authentication and PIN cache for the card [AEX][PIN], and every session-only data cache [DEVG]. */
   remove(): void {
-    this.reader.card = undefined;
+    this.reader.remove();
     for (const p of [...this.processes, this.service]) {
       p.csp.cardRemoved();
       p.ksp.cardRemoved();
@@ -108,7 +112,7 @@ export class WindowsMachine {
   }
 
   reinsert(): void {
-    const card = this.reader.card;
+    const card = this.reader.card as MinidriverPort | CardConnector | undefined;
     if (!card) throw WinError.of('SCARD_E_NO_SMARTCARD', 'reinsert', 'no card in the reader');
     this.remove();
     this.insert(card);

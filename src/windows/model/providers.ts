@@ -17,6 +17,8 @@ export interface ModelKeyHandle {
   /** The key's public key as SubjectPublicKeyInfo DER, as the provider reports it. */
   publicKeySpki(): Promise<Uint8Array>;
   signHash(algorithm: HashAlgorithm, hash: Uint8Array): Promise<Uint8Array>;
+  /** PP_SIGNATURE_PIN / PP_KEYEXCHANGE_PIN (CryptSetProvParam) or NCRYPT_PIN_PROPERTY on the key [SPP][KSPP]. */
+  setPin(pin: string): Promise<void>;
   release(): void;
 }
 

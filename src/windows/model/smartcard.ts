@@ -34,6 +34,7 @@
  */
 import { constants, createPublicKey, publicDecrypt, X509Certificate, type KeyObject } from 'node:crypto';
 import { hex } from '../../bytes.js';
+import { CardlinkError } from '../../errors.js';
 import { PinError, digestInfo, type HashName, type MinidriverPort } from '../../card/index.js';
 import {
   MSCP_DIRECTORY,
@@ -55,10 +56,48 @@ import type { CardDataCache } from './scardsvr.js';
 /** The user in front of the machine: answers a PIN dialog, or undefined to cancel it. */
 export type PinSource = () => string | undefined;
 
-/** One smart card reader of the machine and the card in it (as its minidriver presents it), if any. */
+/**
+ * A provider's own connection to the card: SCardConnect in SCARD_SHARE_SHARED mode [SCON] and a
+ * minidriver over it, for one transaction [SBT]. It fails with SCARD_E_SHARING_VIOLATION while
+ * another application (cardlink, say) holds the card exclusively.
+ */
+export interface CardConnection {
+  port: MinidriverPort;
+  close(): Promise<void>;
+}
+export type CardConnector = () => Promise<CardConnection>;
+
+/** One smart card reader of the machine and the card in it, if any. */
 export class CardReader {
-  card: MinidriverPort | undefined;
+  /** The inserted card (its identity: a re-insertion of the same card is the same object). */
+  card: object | undefined;
+  private connector: CardConnector | undefined;
   constructor(readonly name: string) {}
+
+  /**
+   * Puts a card in: either a minidriver port every process shares (no connection sharing is
+   * modelled then), or a connector that opens a connection of the provider's own each time.
+   */
+  insert(card: MinidriverPort | CardConnector): void {
+    this.card = card;
+    this.connector = typeof card === 'function' ? card : async () => ({ port: card, close: async () => {} });
+  }
+
+  remove(): void {
+    this.card = undefined;
+    this.connector = undefined;
+  }
+
+  /** SCardConnect(SHARED): a connection for one provider transaction. */
+  async connect(operation: string): Promise<CardConnection> {
+    if (!this.connector) throw WinError.of('SCARD_E_NO_SMARTCARD', operation, `no card in '${this.name}'`);
+    try {
+      return await this.connector();
+    } catch (err) {
+      if (err instanceof CardlinkError && err.code === 'SHARING_VIOLATION') throw WinError.of('SCARD_E_SHARING_VIOLATION', operation, `'${this.name}': ${err.message}`);
+      throw err;
+    }
+  }
 }
 
 interface Txn {
@@ -133,14 +172,23 @@ export class SmartCardProvider {
     return this.pins.has(hex(cardId));
   }
 
-  private async begin(operation: string, silent: boolean): Promise<Txn> {
-    const card = this.reader.card;
-    if (!card) {
+  /**
+   * One provider transaction: its own connection to the card (shared mode), `cardid` and `cardcf`
+   * read at the start [FSR], the connection closed at the end — a provider holds the card only for
+   * the operation, like the Base CSP's transactions [SBT].
+   */
+  private async txn<T>(operation: string, silent: boolean, fn: (t: Txn) => Promise<T>): Promise<T> {
+    if (!this.reader.card) {
       if (silent) throw WinError.of('NTE_SILENT_CONTEXT', operation, `no card in '${this.reader.name}' and the context may not ask for one`);
       throw WinError.of('SCARD_W_CANCELLED_BY_USER', operation, `no card in '${this.reader.name}'; nobody inserted one`);
     }
-    const { cardId, cardcf: cf } = await card.begin();
-    return { card, cardId, cf };
+    const conn = await this.reader.connect(operation);
+    try {
+      const { cardId, cardcf: cf } = await conn.port.begin();
+      return await fn({ card: conn.port, cardId, cf });
+    } finally {
+      await conn.close();
+    }
   }
 
   private cached(t: Txn, freshness: number, name: string): Uint8Array | undefined {
@@ -212,54 +260,57 @@ export class SmartCardProvider {
    */
   async open(container: string, keySpec: number, silent: boolean): Promise<ModelKeyHandle> {
     const op = this.api === 'CryptoAPI' ? 'CryptAcquireContext' : 'NCryptOpenKey';
-    const t = await this.begin(op, silent);
-    const records = await this.cmapfile(t);
-    const index = this.resolve(records, container, op);
-    const record = records[index]!;
-    const has = keySpec === AT_SIGNATURE ? record.sigKeyBits > 0 : keySpec === AT_KEYEXCHANGE ? record.kxKeyBits > 0 : this.api === 'CNG' && keySpec === 0;
-    if (!has) throw WinError.of('NTE_NO_KEY', this.api === 'CryptoAPI' ? 'CryptGetUserKey' : op, `container '${record.name}' has no ${keySpec === AT_SIGNATURE ? 'signature' : 'key exchange'} key`);
-    const legacySpec = keySpec !== 0 ? keySpec : record.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
-    let released = false;
-    return {
-      api: this.api,
-      keySpec: legacySpec,
-      publicKeySpki: async () => this.publicKeySpki(await this.begin(op, silent), index),
-      signHash: async (algorithm, hash) => {
-        if (released) throw WinError.of('E_INVALIDARG', 'sign', 'the key handle was released');
-        return this.sign(index, algorithm, hash, silent);
-      },
-      release: () => {
-        released = true;
-      },
-    };
+    return this.txn(op, silent, async (t) => {
+      const records = await this.cmapfile(t);
+      const index = this.resolve(records, container, op);
+      const record = records[index]!;
+      const has = keySpec === AT_SIGNATURE ? record.sigKeyBits > 0 : keySpec === AT_KEYEXCHANGE ? record.kxKeyBits > 0 : this.api === 'CNG' && keySpec === 0;
+      if (!has) throw WinError.of('NTE_NO_KEY', this.api === 'CryptoAPI' ? 'CryptGetUserKey' : op, `container '${record.name}' has no ${keySpec === AT_SIGNATURE ? 'signature' : 'key exchange'} key`);
+      const legacySpec = keySpec !== 0 ? keySpec : record.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
+      let released = false;
+      return {
+        api: this.api,
+        keySpec: legacySpec,
+        publicKeySpki: async () => this.txn(op, silent, (t2) => this.publicKeySpki(t2, index)),
+        setPin: async (pin) => this.setPin(pin),
+        signHash: async (algorithm, hash) => {
+          if (released) throw WinError.of('E_INVALIDARG', 'sign', 'the key handle was released');
+          return this.sign(index, algorithm, hash, silent);
+        },
+        release: () => {
+          released = true;
+        },
+      };
+    });
   }
 
   private async sign(index: number, algorithm: HashAlgorithm, hash: Uint8Array, silent: boolean): Promise<Uint8Array> {
     const op = this.api === 'CryptoAPI' ? 'CryptSignHash' : 'NCryptSignHash';
-    const t = await this.begin(op, silent);
-    const id = hex(t.cardId);
-    if ((await t.card.pinStatus()).triesLeft === 0) throw WinError.of('SCARD_W_CHV_BLOCKED', op);
-    let pin = this.pins.get(id);
-    if (pin === undefined) {
-      if (silent) throw WinError.of('NTE_SILENT_CONTEXT', op, 'the PIN is needed and the context may not ask for it');
-      pin = this.pinSource();
-      if (pin === undefined) throw WinError.of('SCARD_W_CANCELLED_BY_USER', op, 'the PIN dialog was cancelled');
-    }
-    try {
-      await t.card.verifyPin(pin);
-    } catch (err) {
-      if (!(err instanceof PinError)) throw err;
-      this.pins.delete(id);
-      throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
-    }
-    this.pins.set(id, pin);
-    // Straight to the card (CardSignData): no cache of the card's files on this path.
-    const signature = await t.card.signDigest(index, { hash: HASH[algorithm], digest: hash });
-    if (this.api === 'CryptoAPI') {
-      const known = createPublicKey({ key: Buffer.from(await this.publicKeySpki(t, index)), format: 'der', type: 'spki' });
-      if (!verifyPrehashed(known, HASH[algorithm], hash, signature)) throw WinError.of('NTE_BAD_SIGNATURE', op, 'the signature does not verify with the public key the provider has cached for this container');
-    }
-    return signature;
+    return this.txn(op, silent, async (t) => {
+      const id = hex(t.cardId);
+      if ((await t.card.pinStatus()).triesLeft === 0) throw WinError.of('SCARD_W_CHV_BLOCKED', op);
+      let pin = this.pins.get(id);
+      if (pin === undefined) {
+        if (silent) throw WinError.of('NTE_SILENT_CONTEXT', op, 'the PIN is needed and the context may not ask for it');
+        pin = this.pinSource();
+        if (pin === undefined) throw WinError.of('SCARD_W_CANCELLED_BY_USER', op, 'the PIN dialog was cancelled');
+      }
+      try {
+        await t.card.verifyPin(pin);
+      } catch (err) {
+        if (!(err instanceof PinError)) throw err;
+        this.pins.delete(id);
+        throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
+      }
+      this.pins.set(id, pin);
+      // Straight to the card (CardSignData): no cache of the card's files on this path.
+      const signature = await t.card.signDigest(index, { hash: HASH[algorithm], digest: hash });
+      if (this.api === 'CryptoAPI') {
+        const known = createPublicKey({ key: Buffer.from(await this.publicKeySpki(t, index)), format: 'der', type: 'spki' });
+        if (!verifyPrehashed(known, HASH[algorithm], hash, signature)) throw WinError.of('NTE_BAD_SIGNATURE', op, 'the signature does not verify with the public key the provider has cached for this container');
+      }
+      return signature;
+    });
   }
 
   /**
@@ -268,14 +319,15 @@ export class SmartCardProvider {
    */
   async setPin(pin: string): Promise<void> {
     const op = this.api === 'CryptoAPI' ? 'CryptSetProvParam' : 'NCryptSetProperty';
-    const t = await this.begin(op, true);
-    try {
-      await t.card.verifyPin(pin);
-    } catch (err) {
-      if (!(err instanceof PinError)) throw err;
-      throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
-    }
-    this.pins.set(hex(t.cardId), pin);
+    return this.txn(op, true, async (t) => {
+      try {
+        await t.card.verifyPin(pin);
+      } catch (err) {
+        if (!(err instanceof PinError)) throw err;
+        throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
+      }
+      this.pins.set(hex(t.cardId), pin);
+    });
   }
 
   /**
@@ -284,13 +336,14 @@ export class SmartCardProvider {
    */
   async keyCertificate(container: string, keySpec: number, silent: boolean): Promise<Uint8Array> {
     const op = this.api === 'CryptoAPI' ? 'CryptGetKeyParam' : 'NCryptGetProperty';
-    const t = await this.begin(op, silent);
-    const records = await this.cmapfile(t);
-    const index = this.resolve(records, container, op);
-    const path = certificateFileOf(index, keySpec);
-    const raw = await this.file(t, path);
-    if (!raw) throw WinError.of('SCARD_E_FILE_NOT_FOUND', op, `container '${records[index]!.name}' has no certificate (${path})`);
-    return decodeCertificateFile(raw, path).der;
+    return this.txn(op, silent, async (t) => {
+      const records = await this.cmapfile(t);
+      const index = this.resolve(records, container, op);
+      const path = certificateFileOf(index, keySpec);
+      const raw = await this.file(t, path);
+      if (!raw) throw WinError.of('SCARD_E_FILE_NOT_FOUND', op, `container '${records[index]!.name}' has no certificate (${path})`);
+      return decodeCertificateFile(raw, path).der;
+    });
   }
 
   /**
@@ -299,31 +352,32 @@ export class SmartCardProvider {
    * the Base CSP (type 1, key spec 1 or 2) or the KSP (type 0, legacy key spec).
    */
   async userCertificates(silent: boolean): Promise<CardCertificate[]> {
-    const t = await this.begin('PP_USER_CERTSTORE', silent);
-    const out: CardCertificate[] = [];
-    const records = await this.cmapfile(t);
-    for (const [index, r] of records.entries()) {
-      if (!isValidContainer(r)) continue;
-      const spec = r.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
-      const path = certificateFileOf(index, spec);
-      const raw = await this.file(t, path);
-      if (!raw) continue;
-      const der = decodeCertificateFile(raw, path).der;
-      out.push({
-        der,
-        container: r.name,
-        isDefault: isDefaultContainer(r),
-        info: {
-          containerName: r.name,
-          providerName: this.name,
-          providerType: this.api === 'CryptoAPI' ? PROV_TYPE.RSA_FULL : PROV_TYPE.CNG,
-          flags: 0,
-          params: [],
-          keySpec: spec,
-        },
-      });
-    }
-    return out;
+    return this.txn('PP_USER_CERTSTORE', silent, async (t) => {
+      const out: CardCertificate[] = [];
+      const records = await this.cmapfile(t);
+      for (const [index, r] of records.entries()) {
+        if (!isValidContainer(r)) continue;
+        const spec = r.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
+        const path = certificateFileOf(index, spec);
+        const raw = await this.file(t, path);
+        if (!raw) continue;
+        const der = decodeCertificateFile(raw, path).der;
+        out.push({
+          der,
+          container: r.name,
+          isDefault: isDefaultContainer(r),
+          info: {
+            containerName: r.name,
+            providerName: this.name,
+            providerType: this.api === 'CryptoAPI' ? PROV_TYPE.RSA_FULL : PROV_TYPE.CNG,
+            flags: 0,
+            params: [],
+            keySpec: spec,
+          },
+        });
+      }
+      return out;
+    });
   }
 
 

@@ -290,6 +290,7 @@ function acquired(handle: ModelKeyHandle, callerFree: boolean): AcquiredKey {
     api: handle.api,
     callerFree,
     signHash: (algorithm: HashAlgorithm, hash: Uint8Array) => handle.signHash(algorithm, hash),
+    setPin: (pin: string) => handle.setPin(pin),
     async release() {
       if (!callerFree || released) return;
       released = true;
