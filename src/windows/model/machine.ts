@@ -40,14 +40,14 @@ export class ModelProcess {
     this.csp = new SmartCardProvider('CryptoAPI', machine.reader, machine.scardsvr, pinSource, machine.hypotheses);
     this.ksp = new SmartCardProvider('CNG', machine.reader, machine.scardsvr, pinSource, machine.hypotheses);
     const providers: ModelKeyProviders = {
-      openCsp: async (name, type, container, keySpec, silent) => {
+      openCsp: async (name, type, container, keySpec, silent, machineKeyset) => {
         if (name !== MS_SCARD_PROV) throw WinError.of('NTE_KEYSET_NOT_DEF', 'CryptAcquireContext', `no provider '${name}' on this machine`);
         if (type !== PROV_TYPE.RSA_FULL) throw WinError.of('NTE_PROV_TYPE_NO_MATCH', 'CryptAcquireContext', `'${name}' is registered with type ${PROV_TYPE.RSA_FULL}, not ${type}`);
-        return this.csp.open(container, keySpec, silent);
+        return this.csp.open(container, keySpec, silent, machineKeyset === true);
       },
-      openKsp: async (name, container, keySpec, silent) => {
+      openKsp: async (name, container, keySpec, silent, machineKeyset) => {
         if (name !== MS_SMART_CARD_KSP) throw WinError.of('NTE_KEYSET_NOT_DEF', 'NCryptOpenStorageProvider', `no key storage provider '${name}' on this machine`);
-        return this.ksp.open(container, keySpec, silent);
+        return this.ksp.open(container, keySpec, silent, machineKeyset === true);
       },
       kspFor: (cspName) => (cspName === MS_SCARD_PROV ? MS_SMART_CARD_KSP : undefined),
     };

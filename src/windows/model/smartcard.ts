@@ -104,6 +104,8 @@ interface Txn {
   card: MinidriverPort;
   cardId: Uint8Array;
   cf: CardCf;
+  /** A CRYPT_MACHINE_KEYSET context: no data cache on the way [ARCH]. */
+  noCache: boolean;
 }
 
 const HASH: Record<HashAlgorithm, HashName> = { SHA1: 'sha1', SHA256: 'sha256', SHA384: 'sha384', SHA512: 'sha512' };
@@ -140,7 +142,7 @@ export class SmartCardProvider {
   /** Per-process PIN cache, by card GUID. In memory only. */
   private readonly pins = new Map<string, string>();
   /** The process's own data cache, used in CP_CACHE_MODE_SESSION_ONLY. */
-  private readonly session = new SessionCache();
+  private readonly processCache = new SessionCache();
 
   constructor(
     readonly api: 'CryptoAPI' | 'CNG',
@@ -159,13 +161,13 @@ export class SmartCardProvider {
   /** The card left the reader: a session-only cache goes with it [DEVG]. */
   cardRemoved(): void {
     this.pins.clear();
-    this.session.clear();
+    this.processCache.clear();
   }
 
   /** Where this provider caches card data, per CP_CARD_CACHE_MODE; undefined for no cache. */
   private get cache(): CardDataCache | undefined {
     const mode = this.hypotheses.cacheMode;
-    return mode === 'global' ? this.scardsvr : mode === 'session-only' ? this.session : undefined;
+    return mode === 'global' ? this.scardsvr : mode === 'session-only' ? this.processCache : undefined;
   }
 
   hasCachedPin(cardId: Uint8Array): boolean {
@@ -177,7 +179,7 @@ export class SmartCardProvider {
    * read at the start [FSR], the connection closed at the end — a provider holds the card only for
    * the operation, like the Base CSP's transactions [SBT].
    */
-  private async txn<T>(operation: string, silent: boolean, fn: (t: Txn) => Promise<T>): Promise<T> {
+  private async txn<T>(operation: string, silent: boolean, fn: (t: Txn) => Promise<T>, noCache = false): Promise<T> {
     if (!this.reader.card) {
       if (silent) throw WinError.of('NTE_SILENT_CONTEXT', operation, `no card in '${this.reader.name}' and the context may not ask for one`);
       throw WinError.of('SCARD_W_CANCELLED_BY_USER', operation, `no card in '${this.reader.name}'; nobody inserted one`);
@@ -185,7 +187,7 @@ export class SmartCardProvider {
     const conn = await this.reader.connect(operation);
     try {
       const { cardId, cardcf: cf } = await conn.port.begin();
-      return await fn({ card: conn.port, cardId, cf });
+      return await fn({ card: conn.port, cardId, cf, noCache });
     } finally {
       await conn.close();
     }
@@ -193,7 +195,7 @@ export class SmartCardProvider {
 
   private cached(t: Txn, freshness: number, name: string): Uint8Array | undefined {
     const cache = this.cache;
-    if (!cache) return undefined;
+    if (!cache || t.noCache) return undefined;
     try {
       return cache.read(t.cardId, freshness, name);
     } catch (err) {
@@ -204,7 +206,7 @@ export class SmartCardProvider {
 
   private remember(t: Txn, freshness: number, name: string, data: Uint8Array): void {
     const cache = this.cache;
-    if (!cache) return;
+    if (!cache || t.noCache) return;
     try {
       cache.write(t.cardId, freshness, name, data);
     } catch (err) {
@@ -256,9 +258,11 @@ export class SmartCardProvider {
 
   /**
    * CryptAcquireContext + CryptGetUserKey (CSP) or NCryptOpenKey (KSP). A KSP key spec of 0
-   * means "whichever key the container holds".
+   * means "whichever key the container holds". `noCache`: a CRYPT_MACHINE_KEYSET context, which
+   * the smart card providers serve without their data cache [ARCH] — what doctor compares the
+   * cached acquisition with.
    */
-  async open(container: string, keySpec: number, silent: boolean): Promise<ModelKeyHandle> {
+  async open(container: string, keySpec: number, silent: boolean, noCache = false): Promise<ModelKeyHandle> {
     const op = this.api === 'CryptoAPI' ? 'CryptAcquireContext' : 'NCryptOpenKey';
     return this.txn(op, silent, async (t) => {
       const records = await this.cmapfile(t);
@@ -271,20 +275,20 @@ export class SmartCardProvider {
       return {
         api: this.api,
         keySpec: legacySpec,
-        publicKeySpki: async () => this.txn(op, silent, (t2) => this.publicKeySpki(t2, index)),
+        publicKeySpki: async () => this.txn(op, silent, (t2) => this.publicKeySpki(t2, index), noCache),
         setPin: async (pin) => this.setPin(pin),
         signHash: async (algorithm, hash) => {
           if (released) throw WinError.of('E_INVALIDARG', 'sign', 'the key handle was released');
-          return this.sign(index, algorithm, hash, silent);
+          return this.sign(index, algorithm, hash, silent, noCache);
         },
         release: () => {
           released = true;
         },
       };
-    });
+    }, noCache);
   }
 
-  private async sign(index: number, algorithm: HashAlgorithm, hash: Uint8Array, silent: boolean): Promise<Uint8Array> {
+  private async sign(index: number, algorithm: HashAlgorithm, hash: Uint8Array, silent: boolean, noCache: boolean): Promise<Uint8Array> {
     const op = this.api === 'CryptoAPI' ? 'CryptSignHash' : 'NCryptSignHash';
     return this.txn(op, silent, async (t) => {
       const id = hex(t.cardId);
@@ -310,7 +314,7 @@ export class SmartCardProvider {
         if (!verifyPrehashed(known, HASH[algorithm], hash, signature)) throw WinError.of('NTE_BAD_SIGNATURE', op, 'the signature does not verify with the public key the provider has cached for this container');
       }
       return signature;
-    });
+    }, noCache);
   }
 
   /**

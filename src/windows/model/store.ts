@@ -258,11 +258,11 @@ export class ModelCertStoreHost implements CertStoreHost {
     if (api === 'CryptoAPI') {
       // CryptAcquireContext rejects provider type 0 (NTE_BAD_PROV_TYPE; same under Wine).
       if (info.providerType === PROV_TYPE.CNG) throw WinError.of('NTE_BAD_PROV_TYPE', 'CryptAcquireContext', `'${info.providerName}' is a CNG provider (dwProvType 0)`);
-      return this.providers.openCsp(info.providerName, info.providerType, info.containerName, info.keySpec, silent);
+      return this.providers.openCsp(info.providerName, info.providerType, info.containerName, info.keySpec, silent, machineKeyset(info));
     }
     const ksp = info.providerType === PROV_TYPE.CNG ? info.providerName : this.providers.kspFor(info.providerName);
     if (!ksp) throw WinError.of('NTE_KEYSET_NOT_DEF', 'NCryptOpenStorageProvider', `no key storage provider serves '${info.providerName}'`);
-    return this.providers.openKsp(ksp, info.containerName, info.keySpec, silent);
+    return this.providers.openKsp(ksp, info.containerName, info.keySpec, silent, machineKeyset(info));
   }
 
   /**
@@ -281,6 +281,11 @@ export class ModelCertStoreHost implements CertStoreHost {
     const p = stored?.properties.find((x) => x.propId === PROP.KEY_PROV_INFO);
     return p ? parseKeyProvInfo(p.data) : undefined;
   }
+}
+
+/** CRYPT_MACHINE_KEYSET / NCRYPT_MACHINE_KEY_FLAG in the provider info's dwFlags [KPI]. */
+function machineKeyset(info: KeyProvInfo): boolean {
+  return (info.flags & KEY_PROV_FLAG.MACHINE_KEYSET) !== 0;
 }
 
 function acquired(handle: ModelKeyHandle, callerFree: boolean): AcquiredKey {
