@@ -12,6 +12,14 @@ import { addCardCertToStore } from '../../src/windows/model/seed-tool.js';
 import { MemoryCardCache, MinidriverCard } from '../../src/card/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { seedLoad } from '../fixtures/seed-loader.js';
+import { createPublicKey } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cardConnector, openTransport } from '../../src/cli/target.js';
+import { ManualScheduler } from '../../src/windows/model/clock.js';
+import { WindowsMachine } from '../../src/windows/model/machine.js';
+import { TEST_ADMIN_KEY, tempDir } from '../helpers/card.js';
+import { cli } from '../helpers/cli.js';
 import { TEST_PIN } from '../helpers/card.js';
 import { issueOurs } from '../helpers/certs.js';
 import { bench, CONTAINER, type Bench } from './fixtures/machine.js';
@@ -104,5 +112,48 @@ describe('a certificate replaced without moving cardcf', () => {
     assert.equal(stale.length, 1, JSON.stringify(report.findings, null, 2));
     assert.match(stale[0]!.message, /mscp\/ksc00/);
     assert.equal((await newcomer.check()).findings.length, 0, "cardlink's own check has nothing to compare with");
+  });
+
+  it('cardlink doctor --repair moves cardcf when only Windows\' cache shows the staleness; afterwards Windows reads the card', async () => {
+    const dir = tempDir('cardlink-doctor-repair-');
+    const image = join(dir, 'card.img');
+    const state = join(dir, 'machine');
+    const env = { CARDLINK_PIN: TEST_PIN, CARDLINK_ADMIN_KEY: Buffer.from(TEST_ADMIN_KEY).toString('hex'), CARDLINK_HOME: join(dir, 'home') };
+    try {
+      assert.equal((await cli(['card', 'init', '--image', image], env)).code, 0);
+      const gen = await cli(['card', 'gen', '--image', image, '--container', CONTAINER, '--keyspec', 'sig', '--json'], env);
+      const publicKey = createPublicKey((JSON.parse(gen.stdout) as { publicKey: string }).publicKey);
+      writeFileSync(join(dir, 'a.der'), await issueOurs(publicKey, 0, 'CN=First'));
+      assert.equal((await cli(['card', 'install', join(dir, 'a.der'), '--image', image], env)).code, 0);
+      assert.equal((await cli(['link', '--image', image, '--store', `model:${state}`], env)).code, 0);
+      // Windows reads the certificate through its cache (propagation would), and keeps it across restarts.
+      const m = new WindowsMachine({ stateDir: state, scheduler: new ManualScheduler() });
+      m.insert(cardConnector({ image }, env));
+      await m.startProcess().csp.userCertificates(true);
+      m.shutdown();
+      // The seed's loader renews the certificate on another connection, cardcf untouched.
+      const transport = await openTransport({ image }, { env });
+      const card = await MinidriverCard.open(transport, { cache: new MemoryCardCache() });
+      await card.verifyPin(TEST_PIN);
+      const renewed = await issueOurs(publicKey, 0, 'CN=Renewed');
+      await seedLoad(transport, CONTAINER, renewed);
+      await transport.close();
+
+      const before = await cli(['doctor', '--image', image, '--store', `model:${state}`, '--json'], env);
+      const found = JSON.parse(before.stdout) as { findings: { code: string; fix: string; message: string }[] };
+      assert.ok(found.findings.some((f) => f.code === 'STALE_CACHE' && /mscp\/ksc00/.test(f.message)), before.stdout);
+      const repaired = await cli(['doctor', '--image', image, '--store', `model:${state}`, '--repair', '--json'], env);
+      const after = JSON.parse(repaired.stdout) as { movedCounters?: { files: boolean }; findings: { code: string }[] };
+      assert.equal(after.movedCounters?.files, true, repaired.stdout);
+      assert.deepEqual(after.findings.filter((f) => f.code === 'STALE_CACHE'), []);
+      // Windows now serves the renewed certificate.
+      const m2 = new WindowsMachine({ stateDir: state, scheduler: new ManualScheduler() });
+      m2.insert(cardConnector({ image }, env));
+      const seen = await m2.startProcess().csp.userCertificates(true);
+      m2.shutdown();
+      assert.deepEqual(Buffer.from(seen[0]!.der), Buffer.from(renewed));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
