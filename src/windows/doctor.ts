@@ -297,7 +297,7 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
     const files = f.code === 'STALE_FILES_COUNTER';
     findings.push({
       code: 'STALE_CACHE',
-      message: `the card changed while its cardcf ${files ? 'files' : 'containers'} counter did not move (card check: ${f.code}): Windows' smart card cache cannot tell, and keeps serving the old ${files ? 'files' : 'keys'}`,
+      message: `the card changed while its cardcf ${files ? 'files' : 'containers'} counter did not move (card check: ${f.code}, against cardlink's own cache): whatever Windows' smart card cache read before the change, it keeps serving — the old ${files ? 'files' : 'keys'}`,
       error: files ? err('CRYPT_E_NOT_FOUND') : err('NTE_BAD_PUBLIC_KEY'),
       fix: repair,
     });
