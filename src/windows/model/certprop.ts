@@ -10,7 +10,13 @@
  *   providers' cache sees;
  * - adds each to the user's `My` store with CERT_STORE_ADD_REPLACE_EXISTING_INHERIT_PROPERTIES and
  *   the provider info (bare container name, provider, type, key spec) [CPS][ADD];
- * - leaves certificates in place when the card is removed [CREQ].
+ * - leaves certificates in place when the card is removed [CREQ];
+ * - enumerates every container's certificate (Vista and later), or, as a hypothesis
+ *   (hypotheses.ts), only the default container's AT_KEYEXCHANGE one, the fallback [CREQ] gives
+ *   when PP_USER_CERTSTORE is not available (older Windows).
+ * Not modelled: root certificates from `mscp/msroots`, which Windows propagates into the machine's
+ * `SmartCardRoot` store when the root propagation policy is on [CPS][RINFO]; cardlink neither
+ * propagates nor checks them.
  */
 import { equalBytes } from '../../bytes.js';
 import { ADD, AT_KEYEXCHANGE } from '../constants.js';

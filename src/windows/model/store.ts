@@ -3,9 +3,12 @@
  * context properties and CryptAcquireCertificatePrivateKey, as one process sees them. Several
  * ModelCertStoreHost instances over the same directory are several processes on one machine.
  *
- * Persistence mirrors the registry: one file per certificate, named by its SHA-1 and holding the
- * serialized element (serialize.ts) Windows keeps in the `Blob` value of
- * `HKCU\Software\Microsoft\SystemCertificates\My\Certificates\<SHA1>` [wine-native-check].
+ * Persistence: one file per certificate, named by its SHA-1 and holding the serialized element
+ * (serialize.ts). On Windows the user's `My` store is a set of such files under the roaming profile,
+ * `%APPDATA%\Microsoft\SystemCertificates\My\Certificates\<SHA1>` [MIG]; Wine keeps the same
+ * element in the `Blob` value of the registry key
+ * `HKCU\Software\Microsoft\SystemCertificates\My\Certificates\<SHA1>` [wine-native-check]. The
+ * model lays its directory out like Wine's key, so the contract suite can compare the two.
  */
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';

@@ -372,7 +372,8 @@ class NativeStore implements CertStore {
   ) {}
 
   /**
-   * Flushes the store to the registry. Windows persists each change as it is made; Wine's
+   * Flushes the store to its backing (files under the roaming profile on Windows [MIG], the
+   * registry under Wine). Windows persists each change as it is made; Wine's
    * registry store writes only when closed or committed, so without this a second process
    * would not see an add until this one closed the store. On Windows the commit is a no-op.
    */
