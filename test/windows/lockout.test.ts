@@ -85,7 +85,10 @@ describe('no lock-out of the providers cardlink tests', () => {
     const report = await linkView(view, m.startProcess(() => undefined).host, { pin: TEST_PIN });
     assert.equal(report.linked.length, 1);
     assert.equal(report.linked[0]!.proof.verified, true);
-    // Without the PIN the same silent-less process would need a dialog nobody answers.
+    // Through CNG too: NCRYPT_PIN_PROPERTY on a silent key.
+    const cng = await linkView(view, machine('ksp').startProcess(() => undefined).host, { pin: TEST_PIN, provider: 'ksp' });
+    assert.equal(cng.linked[0]!.proof.api, 'CNG');
+    // Without the PIN the same process would need a dialog nobody answers.
     const again = machine('no-pin');
     await assert.rejects(linkView(view, again.startProcess(() => undefined).host), (e: unknown) => e instanceof WinError && e.code === 'SCARD_W_CANCELLED_BY_USER');
   });

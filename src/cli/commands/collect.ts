@@ -47,7 +47,8 @@ export const collectCommand: Command = {
               link: async (c: MinidriverCard) => {
                 const store = await openCertStoreHost(spec, c.minidriver(), () => pin);
                 try {
-                  return await linkCard(c.minidriver(), store.host);
+                  // The PIN goes to the provider of a silent context: collect runs unattended.
+                  return await linkCard(c.minidriver(), store.host, { pin });
                 } finally {
                   await store.close();
                 }
