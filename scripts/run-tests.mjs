@@ -37,6 +37,7 @@ const env = { ...process.env };
 // One seed for every random suite of the run (test/helpers/random-seed.ts), printed so that the run
 // can be repeated: CARDLINK_SEED=<seed> npm test -- <files>.
 env.CARDLINK_SEED ||= String(Math.floor(Math.random() * 0x100000000));
+env.CARDLINK_SEED_PRINTED = '1';
 console.log(`# random suites: seed ${env.CARDLINK_SEED} (repeat with CARDLINK_SEED=${env.CARDLINK_SEED})`);
 let pcscUp = false;
 

@@ -16,7 +16,8 @@ export const SEED = seedFromEnv();
 process.env.CARDLINK_SEED = String(SEED);
 fc.configureGlobal({ seed: SEED });
 
-let printed = false;
+// scripts/run-tests.mjs prints the seed once for the whole run.
+let printed = process.env.CARDLINK_SEED_PRINTED === '1';
 /** Prints the seed once per process (to stderr, which node:test passes through). */
 export function printSeed(suite = 'random suites'): number {
   if (!printed) process.stderr.write(`${suite}: seed ${SEED} (repeat with CARDLINK_SEED=${SEED})\n`);
