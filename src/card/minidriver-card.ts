@@ -282,6 +282,15 @@ export class MinidriverCard {
   }
 
   /**
+   * Moves `cardcf`'s counters, and nothing else: every cache keyed by them — Windows' Smart Card
+   * service cache included — reads the card again. For staleness only another cache can see
+   * (doctor reads Windows' cache); `repair` moves them for what check finds. Needs the user PIN.
+   */
+  moveCounters(which: { files?: boolean; containers?: boolean }): Promise<CardCf> {
+    return this.files.transaction(() => this.files.bump(which));
+  }
+
+  /**
    * Fixes what check finds and checks again: `before` marks each finding fixed only where the
    * fresh read afterwards shows the fix; `after` is that fresh check.
    */

@@ -51,7 +51,8 @@ export const collectCommand: Command = {
               link: async (c: MinidriverCard) => {
                 const store = await openCertStoreHost(spec, c.minidriver(), () => pin.current);
                 try {
-                  return await linkCard(c.minidriver(), store.host);
+                  // The PIN goes to the provider of a silent context: collect runs unattended.
+                  return await linkCard(c.minidriver(), store.host, { ...(pin.current !== undefined ? { pin: pin.current } : {}) });
                 } finally {
                   await store.close();
                 }
