@@ -13,6 +13,7 @@ import {
   type AuditEntryView,
   type AuditListQuery,
   type CaCertificates,
+  type CardAdminKey,
   type Challenge,
   type CollectBody,
   type CollectedRequest,
@@ -21,6 +22,7 @@ import {
   type DeliveryReport,
   type ErrorBody,
   type Health,
+  type MasterKeyRotation,
   type NewToken,
   type OperationId,
   type OperatorView,
@@ -31,6 +33,8 @@ import {
   type Session,
   type SubmitBody,
   type TokenView,
+  type UnblockResponse,
+  type UnblockTicket,
 } from './protocol.js';
 
 export * from './protocol.js';
@@ -226,6 +230,35 @@ export class ServiceClient {
 
   openapi(): Promise<Record<string, unknown>> {
     return this.value('openapi');
+  }
+
+  // Card administrator keys and PIN unblock
+
+  /** With the user's unspent enrollment token: the key the card should have, and the keys it may have now. */
+  cardAdminKey(token: string, cardId: string): Promise<CardAdminKey> {
+    return this.value('cardAdminKey', { bearer: token, json: { cardId } });
+  }
+
+  confirmCardAdminKey(token: string, cardId: string, keyVersion: number): Promise<{ cardId: string; keyVersion: number; state: string }> {
+    return this.value('confirmCardAdminKey', { bearer: token, json: { cardId, keyVersion } });
+  }
+
+  /** Operator: the response to a card's unblock challenge (16 hex digits). */
+  unblockResponse(session: string, cardId: string, challenge: string): Promise<UnblockResponse> {
+    return this.value('unblockResponse', { bearer: session, json: { cardId, challenge } });
+  }
+
+  createUnblockTicket(session: string, cardId: string, ttlSeconds?: number): Promise<UnblockTicket> {
+    return this.value('createUnblockTicket', { bearer: session, json: { cardId, ...(ttlSeconds !== undefined ? { ttlSeconds } : {}) } });
+  }
+
+  /** The user's workstation, with the one-time unblock ticket an operator gave. */
+  unblockResponseWithTicket(cardId: string, challenge: string, ticket: string): Promise<UnblockResponse> {
+    return this.value('unblockResponseWithTicket', { json: { cardId, challenge, ticket } });
+  }
+
+  rotateAdminMasterKey(session: string): Promise<MasterKeyRotation> {
+    return this.value('rotateAdminMasterKey', { bearer: session });
   }
 
   // Plumbing

@@ -11,6 +11,7 @@ export type ServiceErrorCode =
   | 'STORAGE'
   | 'CA'
   | 'CONFIG'
+  | 'RATE_LIMITED'
   | 'INTERNAL';
 
 const STATUS: Record<ServiceErrorCode, number> = {
@@ -24,6 +25,7 @@ const STATUS: Record<ServiceErrorCode, number> = {
   STORAGE: 503,
   CA: 500,
   CONFIG: 500,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
 };
 

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { groupedHex, parseChallengeHex } from '../../admin-challenge.js';
+import { fromHex, hex } from '../../bytes.js';
 import { CardlinkError } from '../../errors.js';
 import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestListQuery, type RequestState, type RequestView } from '../../service/client.js';
 import { parse, required } from '../args.js';
@@ -217,4 +219,46 @@ const audit: Command = {
   },
 };
 
-export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit];
+const unblockResponse: Command = {
+  path: ['admin', 'unblock-response'],
+  summary: "the response to a card's unblock challenge, to read back to the user (audited; a few per card per hour)",
+  usage: `cardlink admin unblock-response ${CONNECT_USAGE} --card CARDID --challenge HEX [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...CONNECT, card: { type: 'string' }, challenge: { type: 'string' } });
+    const card = required(values.card, '--card').replace(/[\s-]+/g, '');
+    if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('--card is the card id, 32 hex digits');
+    const challenge = hex(parseChallengeHex(required(values.challenge, '--challenge'), 'challenge'));
+    const answer = await asOperator(values, io, (client, session) => client.unblockResponse(session, card, challenge));
+    emit(io, values.json === true, { ok: true, ...answer }, () => `response ${groupedHex(fromHex(answer.response))}\n` + line`for card ${answer.cardId}, challenge ${groupedHex(fromHex(answer.challenge))}; it works once, for this challenge only`);
+    return 0;
+  },
+};
+
+const unblockTicket: Command = {
+  path: ['admin', 'unblock-ticket'],
+  summary: "a one-time ticket for the user's 'card unblock --online' (printed once)",
+  usage: `cardlink admin unblock-ticket ${CONNECT_USAGE} --card CARDID [--ttl SECONDS] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...CONNECT, card: { type: 'string' }, ttl: { type: 'string' } });
+    const card = required(values.card, '--card').replace(/[\s-]+/g, '');
+    if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('--card is the card id, 32 hex digits');
+    if (values.ttl !== undefined && !/^\d+$/.test(values.ttl)) throw new UsageError('--ttl takes a whole number of seconds');
+    const made = await asOperator(values, io, (client, session) => client.createUnblockTicket(session, card, values.ttl === undefined ? undefined : Number(values.ttl)));
+    emit(io, values.json === true, { ok: true, ...made }, () => line`${made.ticket}\nfor card ${made.cardId}, one use, expires ${made.expiresAt}`);
+    return 0;
+  },
+};
+
+const rotateAdminKey: Command = {
+  path: ['admin', 'rotate-admin-key'],
+  summary: 'a new administrator master key version; cards move to it on their next enrollment',
+  usage: `cardlink admin rotate-admin-key ${CONNECT_USAGE} [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, CONNECT);
+    const rotated = await asOperator(values, io, (client, session) => client.rotateAdminMasterKey(session));
+    emit(io, values.json === true, { ok: true, ...rotated }, () => `administrator master key version ${rotated.keyVersion}`);
+    return 0;
+  },
+};
+
+export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit, unblockResponse, unblockTicket, rotateAdminKey];

@@ -187,7 +187,7 @@ function toProfile(r: Row): Profile {
   };
 }
 
-async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
+export async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
   await tx.query('INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)', [at, actor, action, subject, JSON.stringify(details)]);
 }
 
