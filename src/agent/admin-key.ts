@@ -1,6 +1,6 @@
 import { fromHex } from '../bytes.js';
 import type { MinidriverCard } from '../card/index.js';
-import type { ServiceClient } from '../service/client.js';
+import { ServiceClientError, type ServiceClient } from '../service/client.js';
 
 /** What happened to the card's administrator key during enrollment. */
 export type AdminKeyOutcome =
@@ -18,7 +18,16 @@ export type AdminKeyOutcome =
  * not given) is left alone and stays stand-alone; enrollment goes on.
  */
 export async function ensureCardAdminKey(card: MinidriverCard, client: ServiceClient, token: string, cardId: string, localKey?: Uint8Array): Promise<AdminKeyOutcome> {
-  const answer = await client.cardAdminKey(token, cardId);
+  let answer: Awaited<ReturnType<ServiceClient['cardAdminKey']>>;
+  try {
+    answer = await client.cardAdminKey(token, cardId);
+  } catch (err) {
+    // The service keeps this card's key for someone else (or retired it): enrollment may go on, the key stays as it is.
+    if (err instanceof ServiceClientError && (err.status === 403 || err.status === 409)) {
+      return { managed: false, reason: `the service does not manage this card's key for this user (${err.message}); the administrator key was left as it is` };
+    }
+    throw err;
+  }
   if (answer.upToDate || answer.newKey === null) return { managed: true, keyVersion: answer.keyVersion, changed: false };
   const newKey = fromHex(answer.newKey);
   const candidates = answer.currentKeys.map((k) => fromHex(k.key));
