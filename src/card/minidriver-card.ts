@@ -378,6 +378,30 @@ export class MinidriverCard {
     await this.#session.unblockPin(newPin);
   }
 
+  /**
+   * Returns a card to stock when its user is gone (the PIN unknown): the response to this
+   * session's administrator challenge (from the service that holds the card's key) authenticates
+   * the administrator, the administrator key goes back to the transport key, then, with it, the
+   * PIN is reset to `newPin` (the next user's initial PIN) and every container is deleted with
+   * its key and certificate. The card can then be enrolled for anyone, like a new one.
+   */
+  async retire(adminResponse: Uint8Array, transportKey: Uint8Array, newPin: string): Promise<{ deletedContainers: string[] }> {
+    if (transportKey.length !== 24) throw new CardError('BAD_ADMIN_KEY_LENGTH', 'the transport key must be 24 bytes (48 hex digits)');
+    await this.#session.answerAdminChallenge(adminResponse);
+    await this.#session.putAdminKey(transportKey);
+    await this.#session.logout();
+    await this.#session.authenticateAdmin(transportKey);
+    await this.#session.unblockPin(newPin);
+    await this.#session.verifyPin(newPin);
+    const deletedContainers: string[] = [];
+    for (const c of await this.containers()) {
+      await this.deleteContainer(c.name);
+      deletedContainers.push(c.name);
+    }
+    await this.#session.logout();
+    return { deletedContainers };
+  }
+
   /** Does this administrator key authenticate to the card (mutual authentication)? Logs out again. */
   async adminKeyWorks(adminKey: Uint8Array): Promise<boolean> {
     try {

@@ -24,6 +24,7 @@ import {
   type ProfileChange,
   type RejectBody,
   type RequestListQuery,
+  type RetireBody,
   type RevokeBody,
   type SubmitBody,
 } from './protocol.js';
@@ -131,6 +132,15 @@ function cardAdminRoutes(cards: CardAdminService): Route[] {
       operationId: 'rotateAdminMasterKey', summary: 'A new administrator master key version; every card is re-keyed to it on its next enrollment.', access: 'operator',
       response: [{ status: 200, description: 'rotated', schema: { type: 'object', properties: { keyVersion: { type: 'integer' } } } }],
       handler: async (req) => cards.rotateMasterKey(req.principal),
+    },
+    {
+      operationId: 'retireCard', summary: "Retires a card whose user left: no more unblock; the response to the card's challenge and the transport key, so the operator's workstation wipes it. Audited.", access: 'operator',
+      body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
+      response: [{ status: 200, description: 'retired', schema: { type: 'object', properties: { cardId: str, response: str, keyVersion: { type: 'integer' }, transportKey: str, state: str } } }, { status: 409, description: 'not active, or challenge answered already' }],
+      handler: async (req) => {
+        const b = req.body as RetireBody;
+        return cards.retireCard(req.principal, b.cardId, b.challenge);
+      },
     },
   ];
 }

@@ -11,7 +11,7 @@ import type { AdminKeyVault } from './admin-keys.js';
 import { actorName, newSecret, secretHash, type Principal } from './auth.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
-import type { CardAdminKey, MasterKeyRotation, UnblockResponse, UnblockTicket } from './protocol.js';
+import type { CardAdminKey, MasterKeyRotation, RetireAnswer, UnblockResponse, UnblockTicket } from './protocol.js';
 import { CardKeyStorage, type CardKeyRecord } from './storage/card-keys.js';
 import type { Storage } from './storage/storage.js';
 
@@ -74,14 +74,14 @@ export class CardAdminService {
     requireEnrollingUser(p);
     const cardId = cardIdOf(cardIdText);
     const existing = await this.cards.get(cardId);
-    if (existing && existing.user !== p.user) throw new ServiceError('FORBIDDEN', `card ${cardId} belongs to another user: an operator must retire it first`);
-    if (existing?.state === 'retired') throw new ServiceError('CONFLICT', `card ${cardId} is retired`);
+    if (existing && existing.state !== 'retired' && existing.user !== p.user) throw new ServiceError('FORBIDDEN', `card ${cardId} belongs to another user: an operator must retire it first`);
     const target = this.vault.currentVersion();
     if (existing && existing.state === 'active' && existing.keyVersion === target && existing.pendingVersion === null) {
       return { cardId, keyVersion: target, upToDate: true, newKey: null, currentKeys: [] };
     }
     const record = await this.cards.startRekey(cardId, p.user, target, actorName(p), this.now());
-    const versions = [...new Set([...(existing?.pendingVersion != null ? [existing.pendingVersion] : []), record.keyVersion])].filter((v) => v !== target);
+    // A retired card was given the transport key back (unless the wipe did not finish).
+    const versions = [...new Set([...(existing?.state === 'retired' ? [0] : []), ...(existing?.pendingVersion != null ? [existing.pendingVersion] : []), record.keyVersion])].filter((v) => v !== target);
     return {
       cardId,
       keyVersion: target,
@@ -130,6 +130,27 @@ export class CardAdminService {
       throw new ServiceError('UNAUTHENTICATED', 'the unblock ticket is unknown, expired, used, or for another card');
     }
     return this.respond(cardId, challengeText, 'ticket', `ticket for card:${cardId}`);
+  }
+
+  /**
+   * An operator retires a card (its user left): the card is no longer active (no unblock), and
+   * the answer authenticates this one challenge so the operator's workstation can put the
+   * transport key back and wipe the card. Audited; the same challenge is never answered twice.
+   */
+  async retireCard(p: Principal, cardIdText: string, challengeText: string): Promise<RetireAnswer> {
+    requireOperator(p);
+    const cardId = cardIdOf(cardIdText);
+    const challenge = parseChallenge(challengeText);
+    const card = await this.cards.get(cardId);
+    if (!card || card.keyVersion === 0) throw new ServiceError('NOT_FOUND', `card ${cardId} has no key of this service`);
+    const challengeHash = createHash('sha256').update(challenge).digest('hex');
+    if ((await this.cards.unblockResponsesSince(cardId, 0)).some((r) => r.challengeHash === challengeHash)) throw new ServiceError('CONFLICT', 'this challenge was answered already');
+    if (!(await this.cards.retire(cardId, challengeHash, actorName(p), this.now()))) throw new ServiceError('CONFLICT', `card ${cardId} is ${card.state}: only an active or retired card can be retired`);
+    await this.cards.recordUnblockResponse(cardId, challengeHash, card.keyVersion, 'operator', actorName(p), this.now());
+    const key = this.vault.cardKey(cardId, card.keyVersion);
+    const response = adminChallengeResponse(key, challenge);
+    key.fill(0);
+    return { cardId, response: hex(response), keyVersion: card.keyVersion, transportKey: hex(this.vault.transportKey), state: 'retired' };
   }
 
   async rotateMasterKey(p: Principal): Promise<MasterKeyRotation> {

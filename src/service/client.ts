@@ -30,6 +30,7 @@ import {
   type ProfileView,
   type RequestListQuery,
   type RequestView,
+  type RetireAnswer,
   type Session,
   type SubmitBody,
   type TokenView,
@@ -255,6 +256,11 @@ export class ServiceClient {
   /** The user's workstation, with the one-time unblock ticket an operator gave. */
   unblockResponseWithTicket(cardId: string, challenge: string, ticket: string): Promise<UnblockResponse> {
     return this.value('unblockResponseWithTicket', { json: { cardId, challenge, ticket } });
+  }
+
+  /** Operator: retire a card (no more unblock) and get what the workstation needs to wipe it. */
+  retireCard(session: string, cardId: string, challenge: string): Promise<RetireAnswer> {
+    return this.value('retireCard', { bearer: session, json: { cardId, challenge } });
   }
 
   rotateAdminMasterKey(session: string): Promise<MasterKeyRotation> {

@@ -42,6 +42,7 @@ export const ROUTES = {
   createUnblockTicket: { method: 'POST', path: '/cards/unblock-tickets' },
   unblockResponseWithTicket: { method: 'POST', path: '/cards/unblock-response/ticket' },
   rotateAdminMasterKey: { method: 'POST', path: '/admin-keys/rotate' },
+  retireCard: { method: 'POST', path: '/cards/retire' },
 } as const satisfies Record<string, { method: Method; path: string }>;
 
 export type OperationId = keyof typeof ROUTES;
@@ -324,4 +325,19 @@ export interface TicketUnblockBody {
 
 export interface MasterKeyRotation {
   keyVersion: number;
+}
+
+/** POST /cards/retire: the card's challenge, from the operator's workstation where the card is. */
+export interface RetireBody {
+  cardId: string;
+  challenge: string;
+}
+
+/** The response for that challenge, and the transport key the card goes back to. */
+export interface RetireAnswer {
+  cardId: string;
+  response: string;
+  keyVersion: number;
+  transportKey: string;
+  state: 'retired';
 }

@@ -182,6 +182,14 @@ const CASES: Record<string, Case> = {
       return c.t.client.raw('POST', '/api/v1/cards/unblock-response/ticket', { ...auth(c, w), json: { cardId: c.alice.cardId, challenge: randomChallenge(), ticket } });
     },
   },
+  retireCard: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: async (c, w) => {
+      if (w === 'operator') await activateCard(c);
+      return c.t.client.raw('POST', '/api/v1/cards/retire', { ...auth(c, w), json: { cardId: c.alice.cardId, challenge: randomChallenge() } });
+    },
+    check: (w, r) => assert.equal((json(r) as { state: string }).state, 'retired'),
+  },
   rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
 };
 

@@ -259,6 +259,32 @@ describe('per-card administrator keys and PIN unblock through the service', () =
     assert.equal(await onCard(image, (c) => c.adminKeyWorks(own)), false);
   });
 
+  test("retire: the operator wipes a card with the service's key for it; no more unblock; anyone may enroll it again", async () => {
+    const before = JSON.parse((await cli(['card', 'ls', '--image', bob.image, '--json'], env)).stdout) as { containers: { name: string }[] };
+    assert.equal(before.containers.length, 1);
+    const noConfirm = await cli(['admin', 'retire-card', ...server(), '--card', bob.cardId, '--image', bob.image], { ...opEnv(), CARDLINK_NEW_PIN: '909090' });
+    assert.equal(noConfirm.code, 2);
+    assert.match(noConfirm.stderr, /add --yes/);
+    const wrongCard = await cli(['admin', 'retire-card', ...server(), '--card', alice.cardId, '--image', bob.image, '--yes'], { ...opEnv(), CARDLINK_NEW_PIN: '909090' });
+    assert.equal(wrongCard.code, 2);
+    assert.match(wrongCard.stderr, /nothing was done/);
+    const r = await cli(['admin', 'retire-card', ...server(), '--card', bob.cardId, '--image', bob.image, '--yes', '--json'], { ...opEnv(), CARDLINK_NEW_PIN: '909090' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { deletedContainers: string[] }).deletedContainers, [bob.container]);
+    assert.equal((JSON.parse((await cli(['card', 'ls', '--image', bob.image, '--json'], env)).stdout) as { containers: unknown[] }).containers.length, 0);
+    assert.equal(await onCard(bob.image, (c) => c.adminKeyWorks(TEST_ADMIN_KEY)), true);
+    await assert.rejects(client.unblockResponse(op, bob.cardId, '7777777777777777'), (e: { status?: number }) => e.status === 409);
+    const audit = await client.audit(op, { action: 'card.retired', subject: `card:${bob.cardId.toLowerCase()}` });
+    assert.equal(audit.length, 1);
+    assert.equal(audit[0]!.actor, 'operator:admin');
+    // The next user: the card is enrolled like a new one and gets the current key version.
+    const dave = await enrollCard(bob.image, 'dave@example.com', { CARDLINK_PIN: '909090' });
+    assert.deepEqual(dave.adminKey, { managed: true, keyVersion: 2, changed: true });
+    const vault = AdminKeyVault.open(dataDir, CA_PASSPHRASE, () => new Date());
+    assert.equal(await onCard(bob.image, (c) => c.adminKeyWorks(vault.cardKey(bob.cardId, 2))), true);
+    assert.equal((await client.unblockResponse(op, bob.cardId, '8888888888888888').catch((e: { status?: number }) => ({ keyVersion: e.status }))).keyVersion, 429, 'active again (the hourly limit still counts)');
+  });
+
   test('no card key is in clear in the data directory (database included) or the service log', async () => {
     const vault = AdminKeyVault.open(dataDir, CA_PASSPHRASE, () => new Date());
     const keys = [alice, bob].flatMap((c) => [vault.cardKey(c.cardId, 1), vault.cardKey(c.cardId, 2)]);

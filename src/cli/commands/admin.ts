@@ -6,6 +6,7 @@ import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestLis
 import { parse, required } from '../args.js';
 import { emit, UsageError, type CliIo, type Command } from '../io.js';
 import { readSecret } from '../secrets.js';
+import { TARGET_OPTIONS, withCard } from '../target.js';
 import { line } from '../terminal.js';
 
 const CONNECT = {
@@ -261,4 +262,39 @@ const rotateAdminKey: Command = {
   },
 };
 
-export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit, unblockResponse, unblockTicket, rotateAdminKey];
+/**
+ * Retires a card whose user is gone, with the card in this workstation's reader: the service
+ * marks it retired and answers the card's administrator challenge; the card gets the transport
+ * key back, the next user's initial PIN (CARDLINK_NEW_PIN or a prompt), and loses every
+ * container. Asks first (--yes without a terminal).
+ */
+const retireCard: Command = {
+  path: ['admin', 'retire-card'],
+  summary: "retire a card (its user left): wipes its keys and certificates with the service's key for it, sets the next user's PIN (CARDLINK_NEW_PIN); asks first",
+  usage: `cardlink admin retire-card ${CONNECT_USAGE} --card CARDID [--image FILE | --reader NAME] [--yes] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...CONNECT, ...TARGET_OPTIONS, card: { type: 'string' }, yes: { type: 'boolean' } });
+    const wanted = required(values.card, '--card').replace(/[\s-]+/g, '').toUpperCase();
+    if (!/^[0-9A-F]{32}$/.test(wanted)) throw new UsageError('--card is the card id, 32 hex digits');
+    const confirm = values.yes === true ? undefined : io.confirm;
+    if (values.yes !== true && !confirm) throw new UsageError('retiring a card destroys its keys for good: add --yes to confirm (there is no terminal to ask on)');
+    const newPin = await readSecret(io, 'CARDLINK_NEW_PIN', "the next user's initial PIN: ");
+    const result = await withCard(values, io, async (card) => {
+      const cardId = hex(await card.cardId());
+      if (cardId !== wanted) throw new UsageError(`the card here is ${cardId}, not ${wanted}: nothing was done`);
+      const containers = await card.containers();
+      if (confirm && !(await confirm(line`Retire card ${cardId} and delete its ${containers.length} container(s) (${containers.map((c) => c.name).join(', ') || 'none'}) with their keys? This cannot be undone.`))) return undefined;
+      const challenge = await card.adminChallenge();
+      const answer = await asOperator(values, io, (client, session) => client.retireCard(session, cardId, hex(challenge)));
+      return { cardId, ...(await card.retire(fromHex(answer.response), fromHex(answer.transportKey), newPin)) };
+    });
+    if (!result) {
+      emit(io, values.json === true, { ok: false, retired: false }, () => 'nothing done');
+      return 1;
+    }
+    emit(io, values.json === true, { ok: true, retired: true, ...result }, () => line`card ${result.cardId} retired: ${result.deletedContainers.length} container(s) deleted, transport key and the new initial PIN set; it can be enrolled again`);
+    return 0;
+  },
+};
+
+export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit, unblockResponse, unblockTicket, rotateAdminKey, retireCard];

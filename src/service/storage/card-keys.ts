@@ -47,7 +47,10 @@ export class CardKeyStorage {
   async startRekey(cardId: string, user: string, version: number, actor: string, now: number): Promise<CardKeyRecord> {
     return this.db.transaction(async (tx) => {
       const [existing] = await tx.query('SELECT * FROM card_keys WHERE card_id = ?', [cardId]);
-      if (!existing) {
+      if (existing && existing.state === 'retired') {
+        // A retired card goes to its next user: it keeps its key version until the re-key is confirmed.
+        await tx.query("UPDATE card_keys SET user_name = ?, state = 'rekeying', pending_version = ?, updated_at = ? WHERE card_id = ?", [user, version, now, cardId]);
+      } else if (!existing) {
         await tx.query('INSERT INTO card_keys (card_id, user_name, state, key_version, pending_version, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?, ?)', [cardId, user, 'rekeying', version, now, now]);
       } else {
         await tx.query('UPDATE card_keys SET pending_version = ?, updated_at = ? WHERE card_id = ?', [version, now, cardId]);
@@ -67,6 +70,16 @@ export class CardKeyStorage {
       );
       if (rows.length === 0) return false;
       await audit(tx, now, actor, 'card.rekeyed', `card:${cardId}`, { keyVersion: version });
+      return true;
+    });
+  }
+
+  /** The card leaves its user: no more unblock responses; any user may enroll it again. */
+  async retire(cardId: string, challengeHash: string, actor: string, now: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query("UPDATE card_keys SET state = 'retired', pending_version = NULL, updated_at = ? WHERE card_id = ? AND state IN ('active', 'retired') RETURNING key_version", [now, cardId]);
+      if (rows.length === 0) return false;
+      await audit(tx, now, actor, 'card.retired', `card:${cardId}`, { challengeHash, keyVersion: Number(rows[0]!.key_version) });
       return true;
     });
   }
