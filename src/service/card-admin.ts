@@ -75,6 +75,9 @@ export class CardAdminService {
     const cardId = cardIdOf(cardIdText);
     const existing = await this.cards.get(cardId);
     if (existing && existing.state !== 'retired' && existing.user !== p.user) throw new ServiceError('FORBIDDEN', `card ${cardId} belongs to another user: an operator must retire it first`);
+    // One card per token: a token cannot be used to collect the keys of many card ids.
+    const other = (await this.cards.cardsClaimedBy(actorName(p))).find((c) => c !== cardId);
+    if (other !== undefined) throw new ServiceError('FORBIDDEN', `this enrollment token was used for card ${other} already: one token, one card`);
     const target = this.vault.currentVersion();
     if (existing && existing.state === 'active' && existing.keyVersion === target && existing.pendingVersion === null) {
       return { cardId, keyVersion: target, upToDate: true, newKey: null, currentKeys: [] };

@@ -4,6 +4,7 @@
  * the clock moves, one-time unblock tickets, master key rotation.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { adminChallengeResponse } from '../../src/admin-challenge.js';
 import { fromHex, hex } from '../../src/bytes.js';
@@ -17,7 +18,8 @@ import { BACKENDS, randomCardId, tempDir } from './helpers.js';
 
 const T0 = new Date(Date.UTC(2026, 0, 1));
 const operator: Principal = { kind: 'operator', username: 'helpdesk', sessionHash: 'x' };
-const token = (user: string, usable = true): Principal => ({ kind: 'enrollment-token', tokenId: 't', user, profile: 'p', requestId: null, usable });
+/** A token principal; a new token id each time unless one is given. */
+const token = (user: string, usable = true, tokenId: string = randomUUID()): Principal => ({ kind: 'enrollment-token', tokenId, user, profile: 'p', requestId: null, usable });
 
 for (const backend of BACKENDS) {
   describe(`card administrator keys on ${backend.name}`, () => {
@@ -37,7 +39,8 @@ for (const backend of BACKENDS) {
     test('a new card: transport key as current, its own key as new; confirmed it is active and up to date', async () => {
       const { cards, vault } = await setup();
       const cardId = randomCardId();
-      const first = await cards.cardAdminKey(token('alice@example.com'), cardId);
+      const aliceToken = token('alice@example.com');
+      const first = await cards.cardAdminKey(aliceToken, cardId);
       assert.equal(first.upToDate, false);
       assert.deepEqual(first.currentKeys, [{ version: 0, key: hex(DEFAULT_TRANSPORT_KEY) }]);
       assert.equal(first.newKey, hex(vault.cardKey(cardId, 1)));
@@ -48,6 +51,8 @@ for (const backend of BACKENDS) {
       await assert.rejects(cards.cardAdminKey(token('bob@example.com'), cardId), { code: 'FORBIDDEN' });
       await assert.rejects(cards.cardAdminKey(token('alice@example.com', false), cardId), { code: 'FORBIDDEN' });
       await assert.rejects(cards.cardAdminKey(operator, cardId), { code: 'FORBIDDEN' });
+      // One token, one card: the same token cannot collect the key of another card id.
+      await assert.rejects(cards.cardAdminKey(aliceToken, randomCardId()), { code: 'FORBIDDEN', message: /one token, one card/ });
     });
 
     test('responses: each challenge once, at most 2 per card per hour, and again after the hour', async () => {

@@ -61,6 +61,12 @@ export class CardKeyStorage {
     });
   }
 
+  /** The cards whose key this actor (one enrollment token) was handed. */
+  async cardsClaimedBy(actor: string): Promise<string[]> {
+    const rows = await this.db.query("SELECT DISTINCT subject FROM audit WHERE actor = ? AND action = 'card.rekey-started'", [actor]);
+    return rows.map((r) => String(r.subject).replace(/^card:/, ''));
+  }
+
   /** The card took the new key: it is `active` under `version`. False if that re-key was not pending. */
   async confirmRekey(cardId: string, version: number, actor: string, now: number): Promise<boolean> {
     return this.db.transaction(async (tx) => {
