@@ -55,6 +55,16 @@ for (const backend of BACKENDS) {
       await assert.rejects(cards.cardAdminKey(aliceToken, randomCardId()), { code: 'FORBIDDEN', message: /one token, one card/ });
     });
 
+    test('the transport key is configurable: a new card is offered that one as its current key', async () => {
+      const { dbUrl, cleanup } = await backend.open();
+      const storage = await Storage.open(openDb(dbUrl, tempDir()), T0.getTime());
+      closers.push(async () => (await storage.close(), await cleanup()));
+      const transport = Buffer.alloc(24, 0x77);
+      const cards = new CardAdminService({ storage, vault: AdminKeyVault.inMemory(transport), clock: new ManualClock(T0) });
+      const answer = await cards.cardAdminKey(token('erin@example.com'), randomCardId());
+      assert.deepEqual(answer.currentKeys, [{ version: 0, key: hex(transport) }]);
+    });
+
     test('responses: each challenge once, at most 2 per card per hour, and again after the hour', async () => {
       const { cards, clock, vault } = await setup();
       const cardId = randomCardId();
