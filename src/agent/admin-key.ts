@@ -30,19 +30,20 @@ export async function ensureCardAdminKey(card: MinidriverCard, client: ServiceCl
   }
   if (answer.upToDate || answer.newKey === null) return { managed: true, keyVersion: answer.keyVersion, changed: false };
   const newKey = fromHex(answer.newKey);
-  const candidates = answer.currentKeys.map((k) => fromHex(k.key));
-  if (localKey) candidates.push(localKey);
+  // The key the user gave first (they know the card has it), then what the service says the card
+  // has; the new key last, for a re-key that was written but not reported (the agent stopped in
+  // between). A card that counts failed administrator attempts thus usually sees none.
+  const candidates = [...(localKey ? [localKey] : []), ...answer.currentKeys.map((k) => fromHex(k.key))];
   try {
-    // A re-key that was written but not reported (the agent stopped in between) needs only the report.
-    if (await card.adminKeyWorks(newKey)) {
-      await client.confirmCardAdminKey(token, cardId, answer.keyVersion);
-      return { managed: true, keyVersion: answer.keyVersion, changed: false };
-    }
     for (const current of candidates) {
       if (!(await card.adminKeyWorks(current))) continue;
       await card.changeAdminKey(current, newKey);
       await client.confirmCardAdminKey(token, cardId, answer.keyVersion);
       return { managed: true, keyVersion: answer.keyVersion, changed: true };
+    }
+    if (await card.adminKeyWorks(newKey)) {
+      await client.confirmCardAdminKey(token, cardId, answer.keyVersion);
+      return { managed: true, keyVersion: answer.keyVersion, changed: false };
     }
     return { managed: false, reason: 'the card does not have the transport key or a key the service gave it: it keeps its own administrator key and stays stand-alone (no help-desk unblock)' };
   } finally {

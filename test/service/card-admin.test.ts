@@ -285,6 +285,19 @@ describe('per-card administrator keys and PIN unblock through the service', () =
     assert.equal((await client.unblockResponse(op, bob.cardId, '8888888888888888').catch((e: { status?: number }) => ({ keyVersion: e.status }))).keyVersion, 429, 'active again (the hourly limit still counts)');
   });
 
+  test('a re-key written to the card but never reported (the agent stopped) is finished by the next enrollment', async () => {
+    const image = await newCard('frank');
+    const cardId = await onCard(image, async (c) => hex(await c.cardId()).toLowerCase());
+    const token = await makeToken(client, op, 'frank@example.com', 'smartcard-logon-auto');
+    const handed = await client.cardAdminKey(token, cardId);
+    await onCard(image, (c) => c.changeAdminKey(TEST_ADMIN_KEY, fromHex(handed.newKey!)));
+    await assert.rejects(client.unblockResponse(op, cardId, '9999999999999999'), (e: { status?: number }) => e.status === 409, 'not active before the report');
+    const r = await cli(['enroll', ...server(), '--image', image, '--bits', '2048', '--json'], { ...env, CARDLINK_TOKEN: token });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { adminKey: unknown }).adminKey, { managed: true, keyVersion: handed.keyVersion, changed: false });
+    assert.equal((await client.unblockResponse(op, cardId, '9999999999999999')).keyVersion, handed.keyVersion);
+  });
+
   test('no card key is in clear in the data directory (database included) or the service log', async () => {
     const vault = AdminKeyVault.open(dataDir, CA_PASSPHRASE, () => new Date());
     const keys = [alice, bob].flatMap((c) => [vault.cardKey(c.cardId, 1), vault.cardKey(c.cardId, 2)]);
