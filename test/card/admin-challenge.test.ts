@@ -3,6 +3,8 @@ import { createCipheriv, verify } from 'node:crypto';
 import { test } from 'node:test';
 import { adminChallengeResponse, groupedHex, parseChallengeHex } from '../../src/admin-challenge.js';
 import type { AdminAuthError } from '../../src/card/index.js';
+import { GidsSession } from '../../src/gids/host/session.js';
+import type { Transport } from '../../src/transport/transport.js';
 import { TEST_ADMIN_KEY, TEST_PIN, initialisedCard } from '../helpers/card.js';
 
 async function blockPin(card: { verifyPin(pin: string): Promise<void> }): Promise<void> {
@@ -79,4 +81,22 @@ test('changeAdminKey: the old key stops working, the new one works; adminKeyWork
   assert.equal(await t.card.adminKeyWorks(TEST_ADMIN_KEY), false);
   assert.equal(await t.card.adminKeyWorks(next), true);
   await assert.rejects(t.card.changeAdminKey(TEST_ADMIN_KEY, Buffer.alloc(24, 1)), { code: 'ADMIN_AUTH_FAILED' });
+});
+
+/** A card that answers every APDU with one status word: for the answers our emulator never gives. */
+function answering(sw: number): Transport {
+  return { name: 'stub', transmit: async () => new Uint8Array([sw >> 8, sw & 0xff]), close: async () => undefined };
+}
+
+test('a card that counts failed administrator attempts: 63Cx is reported as tries left, 6983 as blocked', async () => {
+  const response = new Uint8Array(8);
+  await assert.rejects(new GidsSession(answering(0x63c2)).answerAdminChallenge(response), (e: AdminAuthError) => {
+    assert.equal(e.code, 'ADMIN_RESPONSE_REFUSED');
+    assert.equal(e.triesLeft, 2);
+    assert.match(e.message, /2 administrator tries left/);
+    return true;
+  });
+  await assert.rejects(new GidsSession(answering(0x63c1)).answerAdminChallenge(response), /1 administrator try left/);
+  await assert.rejects(new GidsSession(answering(0x6983)).answerAdminChallenge(response), (e: AdminAuthError) => e.code === 'ADMIN_BLOCKED' && e.triesLeft === 0);
+  await assert.rejects(new GidsSession(answering(0x9000)).answerAdminChallenge(new Uint8Array(7)), { code: 'BAD_ADMIN_RESPONSE' });
 });

@@ -298,6 +298,18 @@ describe('per-card administrator keys and PIN unblock through the service', () =
     assert.equal((await client.unblockResponse(op, cardId, '9999999999999999')).keyVersion, handed.keyVersion);
   });
 
+  test('master keys: owner-only files, sealed with the passphrase (a wrong one is refused by name)', () => {
+    const files = filesUnder(join(dataDir, 'admin-keys'));
+    assert.deepEqual(files.map((f) => f.slice(f.lastIndexOf('/') + 1)).sort(), ['v1.json', 'v2.json']);
+    for (const f of files) {
+      assert.equal(statSync(f).mode & 0o077, 0, f);
+      const sealed = JSON.parse(readFileSync(f, 'utf8')) as { kdf: { name: string }; ciphertext: string };
+      assert.equal(sealed.kdf.name, 'scrypt');
+      assert.equal(Buffer.from(sealed.ciphertext, 'base64').length, 32);
+    }
+    assert.throws(() => AdminKeyVault.open(dataDir, 'not the passphrase', () => new Date()), (e: Error & { code?: string }) => e.code === 'CONFIG' && /wrong CARDLINK_CA_PASSPHRASE/.test(e.message));
+  });
+
   test('no card key is in clear in the data directory (database included) or the service log', async () => {
     const vault = AdminKeyVault.open(dataDir, CA_PASSPHRASE, () => new Date());
     const keys = [alice, bob].flatMap((c) => [vault.cardKey(c.cardId, 1), vault.cardKey(c.cardId, 2)]);
@@ -305,6 +317,11 @@ describe('per-card administrator keys and PIN unblock through the service', () =
     const files = filesUnder(dataDir);
     assert.ok(files.some((f) => f.endsWith('.db')), 'the database is in the data directory');
     for (const f of files) {
+      const content = readFileSync(f);
+      for (const n of needles) assert.ok(!containsBytes(content, n), `${f} holds a card key`);
+    }
+    // Nor on the workstation side: the per-user directory (card cache) and the sealed card images.
+    for (const f of [...filesUnder(home), ...filesUnder(dir).filter((p) => p.endsWith('.json') && !p.startsWith(dataDir))]) {
       const content = readFileSync(f);
       for (const n of needles) assert.ok(!containsBytes(content, n), `${f} holds a card key`);
     }
