@@ -8,7 +8,14 @@
 import assert from 'node:assert/strict';
 import { createVerify } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { adminChallengeResponse } from '../../src/admin-challenge.js';
+import { main } from '../../src/cli/main.js';
+import { ServiceClient } from '../../src/service/client.js';
+import { startService } from '../../src/service/index.js';
+import { cli } from '../helpers/cli.js';
+import { CA_PASSPHRASE, OPERATOR, login, makeToken, tempDir } from '../service/helpers.js';
 import { hex } from '../../src/bytes.js';
 import { MemoryCardCache, MinidriverCard } from '../../src/card/index.js';
 import { GidsCard } from '../../src/gids/emulator/index.js';
@@ -87,5 +94,49 @@ describe('PIN unblock by challenge/response through pcscd + vpcd, and OpenSC gid
     await block(c);
     await c.unblockPinWithResponse(adminChallengeResponse(GIDS_TOOL_KEY, await c.adminChallenge()), '135799');
     await c.verifyPin('135799');
+  });
+
+  it('the whole help-desk unblock through the reader: enroll hands the card to the service, card unblock --challenge + admin unblock-response', async () => {
+    await disconnect();
+    const dir = tempDir('cardlink-pcsc-unblock-');
+    const svc = await startService({ dataDir: join(dir, 'data'), port: 0, passphrase: CA_PASSPHRASE, operator: OPERATOR, sweepIntervalMs: 0 });
+    const client = new ServiceClient({ server: svc.url, ca: svc.caCertPem });
+    try {
+      const caFile = join(dir, 'ca.pem');
+      writeFileSync(caFile, svc.caCertPem);
+      const env = { CARDLINK_HOME: join(dir, 'home'), CARDLINK_PIN: '135799' };
+      const server = ['--server', svc.url, '--cacert', caFile];
+      const op = await login(client);
+      const token = await makeToken(client, op, 'alice@example.com', 'smartcard-logon-auto');
+      // The card still has the key gids-tool set: given once, enrollment replaces it with the card's own.
+      const enrolled = await cli(['enroll', ...server, '--reader', SLOT.reader, '--bits', '2048', '--json'], { ...env, CARDLINK_TOKEN: token, CARDLINK_ADMIN_KEY: hex(GIDS_TOOL_KEY) });
+      assert.equal(enrolled.code, 0, enrolled.stderr);
+      assert.deepEqual((JSON.parse(enrolled.stdout) as { adminKey: unknown }).adminKey, { managed: true, keyVersion: 1, changed: true });
+      for (let i = 0; i < 3; i++) assert.equal((await cli(['card', 'pin', 'verify', '--reader', SLOT.reader], { ...env, CARDLINK_PIN: '000000' })).code, 2);
+
+      let stdout = '';
+      let stderr = '';
+      const code = await main(['card', 'unblock', '--challenge', '--reader', SLOT.reader], {
+        stdout: (t) => (stdout += t),
+        stderr: (t) => (stderr += t),
+        env: { PATH: process.env.PATH ?? '', ...env, CARDLINK_NEW_PIN: '864209' },
+        promptSecret: async () => {
+          const cardId = /card\s+([0-9A-F]{32})/.exec(stdout)![1]!;
+          const challenge = /challenge ([0-9A-F ]{19})\n/.exec(stdout)![1]!;
+          const r = await cli(['admin', 'unblock-response', ...server, '--card', cardId, '--challenge', challenge, '--json'], { ...env, CARDLINK_OPERATOR_PASSWORD: OPERATOR.password });
+          assert.equal(r.code, 0, r.stderr);
+          return (JSON.parse(r.stdout) as { response: string }).response;
+        },
+      });
+      assert.equal(code, 0, stderr);
+      assert.match(stdout, /PIN unblocked and set: 3 of 3 tries left/);
+      assert.equal((await cli(['card', 'pin', 'verify', '--reader', SLOT.reader], { ...env, CARDLINK_PIN: '864209' })).code, 0);
+      // OpenSC with the old key gids-tool set: refused now, the card has its own.
+      const old = await runTool('gids-tool', ['-r', '0', '--unblock', '--admin-key', hex(GIDS_TOOL_KEY), '--pin', '111111'], { timeoutMs: 60_000 });
+      assert.notEqual(old.code, 0);
+    } finally {
+      client.close();
+      await svc.close();
+    }
   });
 });
