@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { CardAdminService } from './card-admin.js';
 import type { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import type { App } from './http.js';
@@ -10,7 +11,12 @@ import {
   REQUEST_STATES,
   ROUTES,
   type AuditListQuery,
+  type CardAdminKeyBody,
   type ChallengeBody,
+  type ConfirmCardAdminKeyBody,
+  type NewUnblockTicket,
+  type TicketUnblockBody,
+  type UnblockResponseBody,
   type CollectBody,
   type Credentials,
   type DeliveryReport,
@@ -19,12 +25,13 @@ import {
   type ProfileChange,
   type RejectBody,
   type RequestListQuery,
+  type RetireBody,
   type RevokeBody,
   type SubmitBody,
 } from './protocol.js';
 
 /** Who may call a route; the OpenAPI document states it and the authorization tests check it. */
-export type Access = 'anonymous' | 'operator' | 'user-or-operator' | 'enrollment-token' | 'card-holder';
+export type Access = 'anonymous' | 'operator' | 'user-or-operator' | 'enrollment-token' | 'card-holder' | 'unblock-ticket';
 
 type Schema = Record<string, unknown>;
 
@@ -85,6 +92,74 @@ const idParam = (req: FastifyRequest, what = 'request'): string => {
 function pendingStatus(reply: FastifyReply, view: { retryAfter: number | null }): FastifyReply {
   if (view.retryAfter !== null) reply.code(202).header('retry-after', String(view.retryAfter));
   return reply;
+}
+
+const cardIdProp = { type: 'string', pattern: '^[0-9a-fA-F]{32}$' } as const;
+const challengeProp = { type: 'string', maxLength: 40, description: '16 hex digits, spaces allowed' } as const;
+const unblockResponseSchema: Schema = { type: 'object', properties: { cardId: str, challenge: str, response: str, keyVersion: { type: 'integer' } } };
+
+/** Issue 14: card administrator keys and PIN unblock by challenge/response. */
+function cardAdminRoutes(cards: CardAdminService): Route[] {
+  return [
+    {
+      operationId: 'cardAdminKey',
+      summary: "The card's own administrator key for the enrolling agent to write (with the key it may have now), or upToDate. Only with the user's unspent enrollment token, only for a card new to the service or already the user's.",
+      access: 'enrollment-token',
+      body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: cardIdProp } },
+      response: [{ status: 200, description: 'keys', schema: { type: 'object', properties: { cardId: str, keyVersion: { type: 'integer' }, upToDate: { type: 'boolean' }, newKey: nullableStr, currentKeys: { type: 'array', items: { type: 'object', properties: { version: { type: 'integer' }, key: str } } } } } }],
+      handler: async (req) => cards.cardAdminKey(req.principal, (req.body as CardAdminKeyBody).cardId),
+    },
+    {
+      operationId: 'confirmCardAdminKey', summary: 'The agent reports the card now authenticates with the new key: the card is recorded active under that key version.', access: 'enrollment-token',
+      body: { type: 'object', required: ['cardId', 'keyVersion'], additionalProperties: false, properties: { cardId: cardIdProp, keyVersion: { type: 'integer', minimum: 1 } } },
+      response: [{ status: 200, description: 'recorded', schema: { type: 'object', properties: { cardId: str, keyVersion: { type: 'integer' }, state: str } } }, { status: 409, description: 'no such re-key waiting' }],
+      handler: async (req) => {
+        const b = req.body as ConfirmCardAdminKeyBody;
+        return cards.confirmCardAdminKey(req.principal, b.cardId, b.keyVersion);
+      },
+    },
+    {
+      operationId: 'unblockResponse', summary: "The response to a card's unblock challenge (help desk): active cards only, each challenge once, a few per card per hour, audited.", access: 'operator',
+      body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
+      response: [{ status: 200, description: 'response', schema: unblockResponseSchema }, { status: 409, description: 'card not active, or challenge answered already' }, { status: 429, description: 'too many responses for this card' }],
+      handler: async (req) => {
+        const b = req.body as UnblockResponseBody;
+        return cards.unblockResponse(req.principal, b.cardId, b.challenge);
+      },
+    },
+    {
+      operationId: 'createUnblockTicket', summary: 'A one-time ticket (shown once) with which the user unblocks this card online.', access: 'operator',
+      body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: cardIdProp, ttlSeconds: { type: 'integer' } } },
+      response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { cardId: str, ticket: str, expiresAt: str } } }],
+      handler: async (req, reply) => {
+        const b = req.body as NewUnblockTicket;
+        return reply.code(201).send(await cards.createUnblockTicket(req.principal, b.cardId, b.ttlSeconds));
+      },
+    },
+    {
+      operationId: 'unblockResponseWithTicket', summary: "The response to the card's challenge, for `card unblock --online`: spends the user's one-time unblock ticket.", access: 'unblock-ticket',
+      body: { type: 'object', required: ['cardId', 'challenge', 'ticket'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp, ticket: { type: 'string', maxLength: 100 } } },
+      response: [{ status: 200, description: 'response', schema: unblockResponseSchema }],
+      handler: async (req) => {
+        const b = req.body as TicketUnblockBody;
+        return cards.unblockResponseWithTicket(b.cardId, b.challenge, b.ticket);
+      },
+    },
+    {
+      operationId: 'rotateAdminMasterKey', summary: 'A new administrator master key version; every card is re-keyed to it on its next enrollment.', access: 'operator',
+      response: [{ status: 200, description: 'rotated', schema: { type: 'object', properties: { keyVersion: { type: 'integer' } } } }],
+      handler: async (req) => cards.rotateMasterKey(req.principal),
+    },
+    {
+      operationId: 'retireCard', summary: "Retires a card whose user left: no more unblock; the response to the card's challenge and the transport key, so the operator's workstation wipes it. Audited.", access: 'operator',
+      body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
+      response: [{ status: 200, description: 'retired', schema: { type: 'object', properties: { cardId: str, response: str, keyVersion: { type: 'integer' }, transportKey: str, state: str } } }, { status: 409, description: 'not active, or challenge answered already' }],
+      handler: async (req) => {
+        const b = req.body as RetireBody;
+        return cards.retireCard(req.principal, b.cardId, b.challenge);
+      },
+    },
+  ];
 }
 
 function apiRoutes(service: EnrollmentService): Route[] {
@@ -285,6 +360,7 @@ const ACCESS_TEXT: Record<Access, string> = {
   'user-or-operator': "operator session, or a user's enrollment token / client certificate (own requests only)",
   'enrollment-token': 'enrollment token (Bearer, or Basic with the token as password)',
   'card-holder': "proof of a card key (challenge signature) or the delivery ticket it earned",
+  'unblock-ticket': 'a one-time unblock ticket an operator made for this card (in the body)',
 };
 
 const EST_OPERATIONS = {
@@ -359,8 +435,8 @@ function openApiDocument(routes: Route[]): Record<string, unknown> {
   };
 }
 
-export function registerApi(app: App, service: EnrollmentService): Record<string, unknown> {
-  const routes = apiRoutes(service);
+export function registerApi(app: App, service: EnrollmentService, cards: CardAdminService): Record<string, unknown> {
+  const routes = [...apiRoutes(service), ...cardAdminRoutes(cards)];
   const doc = openApiDocument(routes);
   for (const r of routes) {
     app.route({

@@ -14,6 +14,7 @@ import {
   type AuditEntryView,
   type AuditListQuery,
   type CaCertificates,
+  type CardAdminKey,
   type Challenge,
   type CollectBody,
   type CollectedRequest,
@@ -22,6 +23,7 @@ import {
   type DeliveryReport,
   type ErrorBody,
   type Health,
+  type MasterKeyRotation,
   type NewToken,
   type OperationId,
   type OperatorView,
@@ -30,9 +32,12 @@ import {
   type RequestListQuery,
   type RequestPage,
   type RequestView,
+  type RetireAnswer,
   type Session,
   type SubmitBody,
   type TokenView,
+  type UnblockResponse,
+  type UnblockTicket,
 } from './protocol.js';
 
 export * from './protocol.js';
@@ -244,6 +249,40 @@ export class ServiceClient {
 
   openapi(): Promise<Record<string, unknown>> {
     return this.value('openapi');
+  }
+
+  // Card administrator keys and PIN unblock
+
+  /** With the user's unspent enrollment token: the key the card should have, and the keys it may have now. */
+  cardAdminKey(token: string, cardId: string): Promise<CardAdminKey> {
+    return this.value('cardAdminKey', { bearer: token, json: { cardId } });
+  }
+
+  confirmCardAdminKey(token: string, cardId: string, keyVersion: number): Promise<{ cardId: string; keyVersion: number; state: string }> {
+    return this.value('confirmCardAdminKey', { bearer: token, json: { cardId, keyVersion } });
+  }
+
+  /** Operator: the response to a card's unblock challenge (16 hex digits). */
+  unblockResponse(session: string, cardId: string, challenge: string): Promise<UnblockResponse> {
+    return this.value('unblockResponse', { bearer: session, json: { cardId, challenge } });
+  }
+
+  createUnblockTicket(session: string, cardId: string, ttlSeconds?: number): Promise<UnblockTicket> {
+    return this.value('createUnblockTicket', { bearer: session, json: { cardId, ...(ttlSeconds !== undefined ? { ttlSeconds } : {}) } });
+  }
+
+  /** The user's workstation, with the one-time unblock ticket an operator gave. */
+  unblockResponseWithTicket(cardId: string, challenge: string, ticket: string): Promise<UnblockResponse> {
+    return this.value('unblockResponseWithTicket', { json: { cardId, challenge, ticket } });
+  }
+
+  /** Operator: retire a card (no more unblock) and get what the workstation needs to wipe it. */
+  retireCard(session: string, cardId: string, challenge: string): Promise<RetireAnswer> {
+    return this.value('retireCard', { bearer: session, json: { cardId, challenge } });
+  }
+
+  rotateAdminMasterKey(session: string): Promise<MasterKeyRotation> {
+    return this.value('rotateAdminMasterKey', { bearer: session });
   }
 
   // Plumbing

@@ -13,6 +13,7 @@ export type ServiceErrorCode =
   | 'STORAGE'
   | 'CA'
   | 'CONFIG'
+  | 'RATE_LIMITED'
   | 'INTERNAL';
 
 const STATUS: Record<ServiceErrorCode, number> = {
@@ -28,6 +29,7 @@ const STATUS: Record<ServiceErrorCode, number> = {
   STORAGE: 503,
   CA: 500,
   CONFIG: 500,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
 };
 

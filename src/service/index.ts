@@ -2,8 +2,10 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { AdminKeyVault } from './admin-keys.js';
 import { registerApi } from './api.js';
 import { EmbeddedCa } from './ca/embedded.js';
+import { CardAdminService } from './card-admin.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import { systemClock, type Clock } from './clock.js';
 import { EnrollmentService, type LoginThrottle } from './enrollment.js';
@@ -42,6 +44,10 @@ export interface ServiceConfig {
   /** Another CA in place of the embedded one. */
   upstream?: UpstreamCa;
   log?: (line: string) => void;
+  /** The administrator key cards arrive with (default: the well-known GIDS example key). */
+  transportKey?: Uint8Array;
+  /** Unblock responses per card per hour; default 5. */
+  unblockLimitPerHour?: number;
 }
 
 export interface RunningService {
@@ -50,6 +56,7 @@ export interface RunningService {
   caCertPath: string;
   caCertPem: string;
   service: EnrollmentService;
+  cardAdmin: CardAdminService;
   openapi: Record<string, unknown>;
   /** What start-up found worth telling the operator (also sent to `log`). */
   warnings: string[];
@@ -115,6 +122,9 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
       ...(cfg.loginThrottle ? { loginThrottle: cfg.loginThrottle } : {}),
     });
     await service.ensureDefaults();
+    // The card administrator master keys sit beside the CA key, sealed with the same passphrase.
+    const vault = AdminKeyVault.open(cfg.dataDir, cfg.passphrase, () => clock.now(), cfg.transportKey);
+    const cardAdmin = new CardAdminService({ storage, vault, clock, ...(cfg.unblockLimitPerHour !== undefined ? { unblockLimitPerHour: cfg.unblockLimitPerHour } : {}) });
     if (cfg.operator) await service.ensureOperator(cfg.operator.username, cfg.operator.password);
     // The TLS certificate always comes from the embedded CA key in the data directory.
     const tlsCa = embedded ?? (await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now()));
@@ -122,7 +132,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     const caCertPem = ca.chain().map((c) => c.toString('pem')).join('\n') + '\n';
     const app = createApp(service, { tls, clientCa: caCertPem, ...(cfg.log ? { log: cfg.log } : {}), ...(cfg.limits ? { limits: cfg.limits } : {}) });
     registerEst(app, service);
-    const openapi = registerApi(app, service);
+    const openapi = registerApi(app, service, cardAdmin);
     await service.sweep();
     await app.listen({ host, port: cfg.port ?? 8443 });
     const port = (app.server.address() as AddressInfo).port;
@@ -149,6 +159,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
       caCertPath: join(cfg.dataDir, 'ca', 'cert.pem'),
       caCertPem,
       service,
+      cardAdmin,
       openapi,
       warnings,
       close: async () => {

@@ -36,6 +36,14 @@ export const ROUTES = {
   caCertificates: { method: 'GET', path: '/ca/certificates' },
   crl: { method: 'GET', path: '/crl' },
   openapi: { method: 'GET', path: '/openapi.json' },
+  // Card administrator keys and PIN unblock (issue 14)
+  cardAdminKey: { method: 'POST', path: '/cards/admin-key' },
+  confirmCardAdminKey: { method: 'POST', path: '/cards/admin-key/confirm' },
+  unblockResponse: { method: 'POST', path: '/cards/unblock-response' },
+  createUnblockTicket: { method: 'POST', path: '/cards/unblock-tickets' },
+  unblockResponseWithTicket: { method: 'POST', path: '/cards/unblock-response/ticket' },
+  rotateAdminMasterKey: { method: 'POST', path: '/admin-keys/rotate' },
+  retireCard: { method: 'POST', path: '/cards/retire' },
 } as const satisfies Record<string, { method: Method; path: string }>;
 
 export type OperationId = keyof typeof ROUTES;
@@ -287,4 +295,95 @@ export interface Health {
 /** The body of every JSON error answer. */
 export interface ErrorBody {
   error: { code: string; message: string };
+}
+
+// Card administrator keys and PIN unblock
+
+/** POST /cards/admin-key: the agent asks, with the enrollment token, what key the card should have. */
+export interface CardAdminKeyBody {
+  /** 32 hex digits. */
+  cardId: string;
+}
+
+/**
+ * The card's own administrator key (hex, 48 digits) under the current master key version, and
+ * the keys it may have now (the transport key is version 0), newest first. `upToDate`: the card
+ * already has the current key, and no key is sent at all.
+ */
+export interface CardAdminKey {
+  cardId: string;
+  keyVersion: number;
+  upToDate: boolean;
+  newKey: string | null;
+  currentKeys: { version: number; key: string }[];
+}
+
+/** POST /cards/admin-key/confirm: the card now authenticates with `keyVersion`'s key. */
+export interface ConfirmCardAdminKeyBody {
+  cardId: string;
+  keyVersion: number;
+}
+
+export type CardKeyState = 'rekeying' | 'active' | 'retired';
+
+export interface CardKeyView {
+  cardId: string;
+  user: string;
+  state: CardKeyState;
+  keyVersion: number;
+  pendingVersion: number | null;
+  updatedAt: string;
+}
+
+/** POST /cards/unblock-response: the 8-byte challenge the card showed, as 16 hex digits. */
+export interface UnblockResponseBody {
+  cardId: string;
+  challenge: string;
+}
+
+/** The response to type into the card (16 hex digits); it opens this card for this challenge only. */
+export interface UnblockResponse {
+  cardId: string;
+  challenge: string;
+  response: string;
+  keyVersion: number;
+}
+
+/** POST /cards/unblock-tickets: a one-time ticket an operator gives the user for `card unblock --online`. */
+export interface NewUnblockTicket {
+  cardId: string;
+  ttlSeconds?: number;
+}
+
+export interface UnblockTicket {
+  cardId: string;
+  /** Shown once. */
+  ticket: string;
+  expiresAt: string;
+}
+
+/** POST /cards/unblock-response/ticket: the card's workstation asks itself, with the user's ticket. */
+export interface TicketUnblockBody {
+  cardId: string;
+  challenge: string;
+  ticket: string;
+}
+
+export interface MasterKeyRotation {
+  keyVersion: number;
+}
+
+/** POST /cards/retire: the card's challenge, from the operator's workstation where the card is. */
+export interface RetireBody {
+  cardId: string;
+  challenge: string;
+}
+
+/** The response for that challenge, and the transport key the card goes back to. */
+export interface RetireAnswer {
+  cardId: string;
+  response: string;
+  keyVersion: number;
+  transportKey: string;
+  state: 'retired';
 }

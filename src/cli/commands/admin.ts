@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { groupedHex, parseChallengeHex } from '../../admin-challenge.js';
+import { fromHex, hex } from '../../bytes.js';
 import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestPage, type RequestState, type RequestView } from '../../service/client.js';
 import { parse, required } from '../args.js';
 import { emit, UsageError, type CliIo, type Command } from '../io.js';
 import { readSecret } from '../secrets.js';
+import { TARGET_OPTIONS, withCard } from '../target.js';
 import { line } from '../terminal.js';
 
 const CONNECT = {
@@ -184,4 +187,81 @@ const audit: Command = {
   },
 };
 
-export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit];
+const unblockResponse: Command = {
+  path: ['admin', 'unblock-response'],
+  summary: "the response to a card's unblock challenge, to read back to the user (audited; a few per card per hour)",
+  usage: `cardlink admin unblock-response ${CONNECT_USAGE} --card CARDID --challenge HEX [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...CONNECT, card: { type: 'string' }, challenge: { type: 'string' } });
+    const card = required(values.card, '--card').replace(/[\s-]+/g, '');
+    if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('--card is the card id, 32 hex digits');
+    const challenge = hex(parseChallengeHex(required(values.challenge, '--challenge'), 'challenge'));
+    const answer = await asOperator(values, io, (client, session) => client.unblockResponse(session, card, challenge));
+    emit(io, values.json === true, { ok: true, ...answer }, () => `response ${groupedHex(fromHex(answer.response))}\n` + line`for card ${answer.cardId}, challenge ${groupedHex(fromHex(answer.challenge))}; it works once, for this challenge only`);
+    return 0;
+  },
+};
+
+const unblockTicket: Command = {
+  path: ['admin', 'unblock-ticket'],
+  summary: "a one-time ticket for the user's 'card unblock --online' (printed once)",
+  usage: `cardlink admin unblock-ticket ${CONNECT_USAGE} --card CARDID [--ttl SECONDS] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...CONNECT, card: { type: 'string' }, ttl: { type: 'string' } });
+    const card = required(values.card, '--card').replace(/[\s-]+/g, '');
+    if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('--card is the card id, 32 hex digits');
+    if (values.ttl !== undefined && !/^\d+$/.test(values.ttl)) throw new UsageError('--ttl takes a whole number of seconds');
+    const made = await asOperator(values, io, (client, session) => client.createUnblockTicket(session, card, values.ttl === undefined ? undefined : Number(values.ttl)));
+    emit(io, values.json === true, { ok: true, ...made }, () => line`${made.ticket}\nfor card ${made.cardId}, one use, expires ${made.expiresAt}`);
+    return 0;
+  },
+};
+
+const rotateAdminKey: Command = {
+  path: ['admin', 'rotate-admin-key'],
+  summary: 'a new administrator master key version; cards move to it on their next enrollment',
+  usage: `cardlink admin rotate-admin-key ${CONNECT_USAGE} [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, CONNECT);
+    const rotated = await asOperator(values, io, (client, session) => client.rotateAdminMasterKey(session));
+    emit(io, values.json === true, { ok: true, ...rotated }, () => `administrator master key version ${rotated.keyVersion}`);
+    return 0;
+  },
+};
+
+/**
+ * Retires a card whose user is gone, with the card in this workstation's reader: the service
+ * marks it retired and answers the card's administrator challenge; the card gets the transport
+ * key back, the next user's initial PIN (CARDLINK_NEW_PIN or a prompt), and loses every
+ * container. Asks first (--yes without a terminal).
+ */
+const retireCard: Command = {
+  path: ['admin', 'retire-card'],
+  summary: "retire a card (its user left): wipes its keys and certificates with the service's key for it, sets the next user's PIN (CARDLINK_NEW_PIN); asks first",
+  usage: `cardlink admin retire-card ${CONNECT_USAGE} --card CARDID [--image FILE | --reader NAME] [--yes] [--json]`,
+  async run(argv, io) {
+    const { values } = parse(argv, { ...CONNECT, ...TARGET_OPTIONS, card: { type: 'string' }, yes: { type: 'boolean' } });
+    const wanted = required(values.card, '--card').replace(/[\s-]+/g, '').toUpperCase();
+    if (!/^[0-9A-F]{32}$/.test(wanted)) throw new UsageError('--card is the card id, 32 hex digits');
+    const confirm = values.yes === true ? undefined : io.confirm;
+    if (values.yes !== true && !confirm) throw new UsageError('retiring a card destroys its keys for good: add --yes to confirm (there is no terminal to ask on)');
+    const newPin = await readSecret(io, 'CARDLINK_NEW_PIN', "the next user's initial PIN: ");
+    const result = await withCard(values, io, async (card) => {
+      const cardId = hex(await card.cardId());
+      if (cardId !== wanted) throw new UsageError(`the card here is ${cardId}, not ${wanted}: nothing was done`);
+      const containers = await card.containers();
+      if (confirm && !(await confirm(line`Retire card ${cardId} and delete its ${containers.length} container(s) (${containers.map((c) => c.name).join(', ') || 'none'}) with their keys? This cannot be undone.`))) return undefined;
+      const challenge = await card.adminChallenge();
+      const answer = await asOperator(values, io, (client, session) => client.retireCard(session, cardId, hex(challenge)));
+      return { cardId, ...(await card.retire(fromHex(answer.response), fromHex(answer.transportKey), newPin)) };
+    });
+    if (!result) {
+      emit(io, values.json === true, { ok: false, retired: false }, () => 'nothing done');
+      return 1;
+    }
+    emit(io, values.json === true, { ok: true, retired: true, ...result }, () => line`card ${result.cardId} retired: ${result.deletedContainers.length} container(s) deleted, transport key and the new initial PIN set; it can be enrolled again`);
+    return 0;
+  },
+};
+
+export const adminCommands: Command[] = [token, tokenRevoke, requests, approve, reject, revoke, audit, unblockResponse, unblockTicket, rotateAdminKey, retireCard];

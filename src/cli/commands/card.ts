@@ -1,9 +1,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hex, fromHex } from '../../bytes.js';
+import { groupedHex, parseChallengeHex } from '../../admin-challenge.js';
 import { MinidriverCard, type CheckReport, type ContainerInfo } from '../../card/index.js';
 import { parse, required } from '../args.js';
 import { emit, UsageError, type Command } from '../io.js';
-import { readAdminKey, readPin } from '../secrets.js';
+import { readAdminKey, readPin, readSecret } from '../secrets.js';
+import { openClient } from './admin.js';
 import { TARGET_OPTIONS, openTransport, withCard } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
 
@@ -145,6 +147,51 @@ const pin: Command = {
     }).finally(() => adminKey?.fill(0));
     const done = { verify: 'PIN verified', change: 'PIN changed', unblock: 'PIN unblocked and set', status: 'PIN status' }[action as 'verify'];
     emit(io, values.json === true, { ok: true, action, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left`);
+    return 0;
+  },
+};
+
+/**
+ * Unblock by challenge/response, Windows' way (CardGetChallenge → CardAuthenticateChallenge →
+ * CardUnblockPin): the card's fresh challenge, a response from whoever holds this card's
+ * administrator key (the help desk over the phone, or the service with a one-time ticket), then
+ * the new PIN, all in one card session (a new session would discard the challenge).
+ */
+const unblock: Command = {
+  path: ['card', 'unblock'],
+  summary: 'unblock the PIN by challenge/response: --challenge (help desk reads back a response) or --online (the service, with an unblock ticket)',
+  usage:
+    `cardlink card unblock --challenge ${TARGET} [--json]\n` +
+    `cardlink card unblock --online --server URL [--cacert FILE] ${TARGET} [--json]\n` +
+    '  the response is asked on the terminal; the new PIN from CARDLINK_NEW_PIN or a prompt; the online ticket from CARDLINK_UNBLOCK_TICKET or a prompt',
+  async run(argv, io) {
+    const { values } = parse(argv, { ...TARGET_OPTIONS, challenge: { type: 'boolean' }, online: { type: 'boolean' }, server: { type: 'string' }, cacert: { type: 'string' } });
+    const online = values.online === true;
+    if (online === (values.challenge === true)) throw new UsageError('say --challenge (read the challenge to your help desk) or --online (ask the service with an unblock ticket)');
+    const json = values.json === true;
+    const say = (text: string): void => (json ? io.stderr(text) : io.stdout(text));
+    const ticket = online ? await readSecret(io, 'CARDLINK_UNBLOCK_TICKET', 'unblock ticket: ') : undefined;
+    if (!online && !io.promptSecret) throw new UsageError('card unblock --challenge asks for the response on a terminal: run it on one (or use --online with an unblock ticket)');
+    const client = online ? openClient(values, io) : undefined;
+    try {
+      const result = await withCard(values, io, async (card) => {
+        const cardId = hex(await card.cardId());
+        const challenge = await card.adminChallenge();
+        let response: Uint8Array;
+        if (client) {
+          response = parseChallengeHex((await client.unblockResponseWithTicket(cardId, hex(challenge), ticket!)).response, 'response');
+        } else {
+          say(line`card      ${cardId}\n` + `challenge ${groupedHex(challenge)}\n` + 'Read the card id and the challenge to your help desk, then type the response they give you.\n');
+          response = parseChallengeHex(await io.promptSecret!('Response: '), 'response');
+        }
+        const newPin = await readPin(io, 'CARDLINK_NEW_PIN', 'New PIN: ');
+        await card.unblockPinWithResponse(response, newPin);
+        return { cardId, challenge: hex(challenge), pin: await card.pinStatus() };
+      });
+      emit(io, json, { ok: true, cardId: result.cardId, challenge: result.challenge, via: online ? 'online' : 'challenge', ...result.pin }, () => `PIN unblocked and set: ${result.pin.triesLeft} of ${result.pin.tryLimit} tries left`);
+    } finally {
+      client?.close();
+    }
     return 0;
   },
 };
@@ -317,4 +364,4 @@ const check: Command = {
   },
 };
 
-export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, rmContainer, check, pin, files, fileRead, fileWrite, fileRm];
+export const cardCommands: Command[] = [init, info, ls, gen, csr, install, rmCert, rmContainer, check, pin, unblock, files, fileRead, fileWrite, fileRm];

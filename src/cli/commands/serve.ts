@@ -28,7 +28,8 @@ export const serveCommand: Command = {
     '  --db URL       postgres://user@host:port/db, or sqlite:/path/file.db (default: DIR/cardlink.db)\n' +
     '  --listen       address to listen on (default 127.0.0.1:8443)\n' +
     '  CARDLINK_CA_PASSPHRASE encrypts the CA and TLS keys on disk (asked for on a terminal when unset);\n' +
-    '  CARDLINK_OPERATOR_PASSWORD, when set, creates operator --operator (default admin) unless it exists.',
+    '  CARDLINK_OPERATOR_PASSWORD, when set, creates operator --operator (default admin) unless it exists;\n' +
+    '  CARDLINK_TRANSPORT_KEY (48 hex digits): the administrator key new cards arrive with (default 0102…08 three times).',
   async run(argv, io) {
     const { values } = parse(argv, {
       data: { type: 'string' },
@@ -45,6 +46,8 @@ export const serveCommand: Command = {
     const operatorPassword = io.env.CARDLINK_OPERATOR_PASSWORD;
     const retryAfter = positiveInt(values['retry-after'], '--retry-after');
     const lease = positiveInt(values['issue-lease'], '--issue-lease');
+    const transportText = io.env.CARDLINK_TRANSPORT_KEY?.replace(/\s+/g, '');
+    if (transportText !== undefined && transportText !== '' && !/^[0-9a-fA-F]{48}$/.test(transportText)) throw new UsageError('CARDLINK_TRANSPORT_KEY is 48 hex digits (24 bytes, 3DES)');
     // Loaded on demand: the HTTP server and database drivers are not needed by other commands.
     const { startService } = await import('../../service/index.js');
     const running = await startService({
@@ -56,6 +59,7 @@ export const serveCommand: Command = {
       ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
       ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
       ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
+      ...(transportText ? { transportKey: new Uint8Array(Buffer.from(transportText, 'hex')) } : {}),
       ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
       log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),
     });

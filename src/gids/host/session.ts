@@ -34,7 +34,7 @@ import {
 } from '../protocol/constants.js';
 import { extendedLengthFromFci } from '../protocol/extended-length.js';
 import { encodeTlv, findTlv, parseTlvs, readTlv } from '../protocol/tlv.js';
-import { GidsError, PinError } from './errors.js';
+import { AdminAuthError, GidsError, PinError } from './errors.js';
 
 export type GidsVersion = 'v1' | 'v2' | 'generic';
 export type KeyUsage = 'exchange' | 'signature';
@@ -322,6 +322,44 @@ export class GidsSession {
     if (!equalBytes(plain.subarray(0, 16), r1) || !equalBytes(plain.subarray(16, 32), r2) || plain[39] !== 0x80) {
       throw new GidsError('CARD_AUTH_FAILED', 'the card did not prove knowledge of the administrator key');
     }
+  }
+
+  /**
+   * Asks the card for an administrator challenge (GIDS external authentication): MSE SET with
+   * P1 81 (ISO 7816-4: external authentication) on the admin key, then GENERAL AUTHENTICATE with
+   * an empty `81`; the card answers `7C 0A 81 08 <8 random bytes>` and keeps them for one answer.
+   * What Windows' CardGetChallenge returns.
+   */
+  async adminChallenge(): Promise<Uint8Array> {
+    await this.channel.sendOk({ cla: 0, ins: INS.MSE, p1: 0x81, p2: 0xa4, data: new Uint8Array([0x83, 0x01, ADMIN_KEY_REF]) }, 'MSE (admin, external)');
+    const r = await this.channel.sendOk(
+      { cla: 0, ins: INS.GENERAL_AUTHENTICATE, p1: 0, p2: 0, data: encodeTlv(0x7c, encodeTlv(0x81, new Uint8Array(0))), le: 256 },
+      'GENERAL AUTHENTICATE (get challenge)',
+    );
+    return dynamicAuthItem(r, 0x81, 8).slice();
+  }
+
+  /**
+   * Answers the outstanding administrator challenge with `7C 0A 82 08 <response>` (what Windows'
+   * CardAuthenticateChallenge sends). The card forgets the challenge after one answer, right or
+   * wrong: a refused or replayed response needs a new challenge.
+   */
+  async answerAdminChallenge(response: Uint8Array): Promise<void> {
+    if (response.length !== 8) throw new GidsError('BAD_ADMIN_RESPONSE', 'an administrator response has 8 bytes (16 hex digits)');
+    const r = await this.channel.send({ cla: 0, ins: INS.GENERAL_AUTHENTICATE, p1: 0, p2: 0, data: encodeTlv(0x7c, encodeTlv(0x82, response)) });
+    if (r.sw === SW.OK) return;
+    if ((r.sw & 0xfff0) === 0x63c0) {
+      const left = r.sw & 0x0f;
+      throw new AdminAuthError('ADMIN_RESPONSE_REFUSED', `the card refused the response; ${left} administrator ${left === 1 ? 'try' : 'tries'} left`, left);
+    }
+    if (r.sw === SW.AUTH_METHOD_BLOCKED) throw new AdminAuthError('ADMIN_BLOCKED', 'the administrator key of this card is blocked', 0);
+    if (r.sw === SW.SECURITY_STATUS_NOT_SATISFIED) {
+      throw new AdminAuthError('ADMIN_RESPONSE_REFUSED', 'the card refused the response (wrong response, or one made for another challenge or card); this card does not count failed administrator attempts', null);
+    }
+    if (r.sw === SW.CONDITIONS_NOT_SATISFIED) {
+      throw new AdminAuthError('ADMIN_CHALLENGE_USED', 'the card has no challenge waiting for this response (a challenge is answered once): ask for a new challenge', null);
+    }
+    throw new ApduError(r.sw, 'GENERAL AUTHENTICATE (response)');
   }
 
   // ---- initialisation ------------------------------------------------------------------------

@@ -82,6 +82,19 @@ export const MIGRATIONS: Migration[] = [
         throttle_key TEXT PRIMARY KEY, failures INTEGER NOT NULL, window_start BIGINT NOT NULL, locked_until BIGINT)`,
     ],
   },
+  {
+    version: 3,
+    name: 'card administrator keys and unblock tickets',
+    statements: () => [
+      // key_version 0: the card still has the transport key; pending_version: a re-key handed out, not yet confirmed.
+      `CREATE TABLE card_keys (
+        card_id TEXT PRIMARY KEY, user_name TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('rekeying', 'active', 'retired')),
+        key_version INTEGER NOT NULL, pending_version INTEGER, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
+      `CREATE TABLE unblock_tickets (
+        ticket_hash TEXT PRIMARY KEY, card_id TEXT NOT NULL, created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)`,
+    ],
+  },
 ];
 
 // Any fixed number: the advisory lock that keeps two starting services from migrating at once.

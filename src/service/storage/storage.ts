@@ -200,7 +200,7 @@ const AUDIT_TEXT_MAX = 300;
 const AUDIT_DETAILS_MAX = 4000;
 const bounded = (text: string, max: number): string => (text.length <= max ? text : `${text.slice(0, max)}…`);
 
-async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
+export async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
   const json = JSON.stringify(details);
   await tx.query('INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)', [
     at, bounded(actor, AUDIT_TEXT_MAX), action, subject === null ? null : bounded(subject, AUDIT_TEXT_MAX),
