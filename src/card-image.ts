@@ -195,3 +195,14 @@ export function openSealedImage(sealed: unknown, pub: Record<string, unknown>, s
     );
   }
 }
+
+/**
+ * Which card application an image file holds, from its `format` field: `gids` or `piv`.
+ * IMAGE_CORRUPT when the file is not a cardlink card image at all.
+ */
+export function cardImageApplication(bytes: Uint8Array): 'gids' | 'piv' {
+  const format = imageField(parseImageJson(bytes), 'format', isString);
+  if (format === 'cardlink-gids-card-image') return 'gids';
+  if (format === 'cardlink-piv-card-image') return 'piv';
+  imageCorrupt(`unknown image format "${format}"`);
+}
