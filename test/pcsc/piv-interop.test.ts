@@ -4,9 +4,10 @@
  * cardlink's PivSession writes and the tools read and sign; the tools write and PivSession reads.
  */
 import assert from 'node:assert/strict';
-import { createPublicKey, verify, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, verify, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { equalBytes, hex } from '../../src/bytes.js';
 import { DEFAULT_ATR, FACTORY, PivCard } from '../../src/piv/emulator/index.js';
@@ -164,6 +165,46 @@ describe('PIV emulator and real PIV tools, through pcscd + vpcd', () => {
         const data = Buffer.from('signed with a yubico-piv-tool key');
         const sig = await s.sign(0x9e, ALG.RSA_2048, pkcs1SignatureBlock(digestInfoOf('sha256', data), 256));
         assert.ok(verify('sha256', data, createPublicKey(readFileSync(rsaPub, 'utf8')), sig));
+      });
+    } finally {
+      await inserted.eject();
+    }
+  });
+
+  it("PivSession reads what OpenSC's piv-tool wrote: a key it generated and a certificate it loaded", async () => {
+    const dir = tempDir('cardlink-piv-interop-');
+    const inserted = await insertCard(PivCard.blank(), SLOT);
+    try {
+      // piv-tool reads the management key from the file PIV_EXT_AUTH_KEY names (never argv).
+      const keyFile = join(dir, 'mgmt.key');
+      writeFileSync(keyFile, FACTORY.MANAGEMENT_KEY, { mode: 0o600 });
+      const env = { PIV_EXT_AUTH_KEY: keyFile };
+      const pivTool = async (args: string[]): Promise<string> => {
+        const res = await runTool('piv-tool', ['-r', '0', ...args], { env, timeoutMs: 60_000 });
+        assert.equal(res.code, 0, `piv-tool ${args.join(' ')} failed (${res.code}):\n${res.stdout}\n${res.stderr}`);
+        return res.stdout + res.stderr;
+      };
+      const pubFile = join(dir, 'pub.der');
+      await pivTool(['-A', 'M:9B:03', '-G', '9D:11', '-o', pubFile]);
+      const generated = createPublicKey({ key: readFileSync(pubFile), format: 'der', type: 'spki' });
+      const cert = await issueOurs(generated, 0, 'CN=piv-tool user');
+      const certFile = join(dir, 'cert.pem');
+      writeFileSync(certFile, new X509Certificate(cert).toString());
+      await pivTool(['-A', 'M:9B:03', '-C', '9D', '-i', certFile]);
+      // -Z loads a certificate that is gzipped already: piv-tool sets CertInfo's compression bit.
+      const gzFile = join(dir, 'cert.der.gz');
+      writeFileSync(gzFile, gzipSync(cert));
+      await pivTool(['-A', 'M:9B:03', '-Z', '9A', '-i', gzFile]);
+      await withSession(async (s) => {
+        const plain = await s.readCertificate(0x9d);
+        assert.ok(plain && equalBytes(plain.der, cert) && !plain.compressed, 'the certificate piv-tool loaded, byte for byte');
+        const compressed = await s.readCertificate(0x9a);
+        assert.ok(compressed && equalBytes(compressed.der, cert) && compressed.compressed, 'and the one it loaded gzipped, decompressed');
+        assert.ok(new X509Certificate(Buffer.from(plain.der)).publicKey.equals(generated));
+        await s.verifyPin(FACTORY.PIN);
+        const data = Buffer.from('signed with a key piv-tool generated');
+        const sig = await s.sign(0x9d, ALG.ECC_P256, createHash('sha256').update(data).digest());
+        assert.ok(verify('sha256', data, generated, sig), 'the key piv-tool generated signs for PivSession');
       });
     } finally {
       await inserted.eject();
