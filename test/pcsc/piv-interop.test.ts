@@ -4,20 +4,22 @@
  * cardlink's PivSession writes and the tools read and sign; the tools write and PivSession reads.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, createPublicKey, verify, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { equalBytes, hex } from '../../src/bytes.js';
+import { digestInfo, digestInfoOf } from '../../src/card/digest-info.js';
 import { DEFAULT_ATR, FACTORY, PivCard } from '../../src/piv/emulator/index.js';
-import { PivSession } from '../../src/piv/host/session.js';
+import { pkcs1SignatureBlock, PivSession } from '../../src/piv/host/session.js';
 import { ALG, OBJECT } from '../../src/piv/protocol/constants.js';
 import { newChuid, parseChuid } from '../../src/piv/protocol/objects.js';
-import { openPcscTransport } from '../../src/transport/pcsc.js';
+import { openPcscTransport, waitForPcscCard } from '../../src/transport/pcsc.js';
 import { tempDir } from '../helpers/card.js';
 import { issueOurs } from '../helpers/certs.js';
-import { SLOTS, insertCard, lockPcsc, runTool } from './harness.js';
+import { SLOTS, VPCD_HOST, insertCard, lockPcsc, runTool } from './harness.js';
 
 const PKCS11_MODULE = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
 const SLOT = SLOTS[0];
@@ -160,8 +162,6 @@ describe('PIV emulator and real PIV tools, through pcscd + vpcd', () => {
         assert.equal(chuid.fascn.length, 25);
         assert.ok(await s.getObject(OBJECT.CARD_CAPABILITY_CONTAINER));
         // The RSA key yubico-piv-tool generated in 9E (no PIN policy) signs for PivSession.
-        const { pkcs1SignatureBlock } = await import('../../src/piv/host/session.js');
-        const { digestInfoOf } = await import('../../src/card/digest-info.js');
         const data = Buffer.from('signed with a yubico-piv-tool key');
         const sig = await s.sign(0x9e, ALG.RSA_2048, pkcs1SignatureBlock(digestInfoOf('sha256', data), 256));
         assert.ok(verify('sha256', data, createPublicKey(readFileSync(rsaPub, 'utf8')), sig));
@@ -171,7 +171,7 @@ describe('PIV emulator and real PIV tools, through pcscd + vpcd', () => {
     }
   });
 
-  it("PivSession reads what OpenSC's piv-tool wrote: a key it generated and a certificate it loaded", async () => {
+  it("PivSession reads the certificates OpenSC's piv-tool loaded, plain and gzip-compressed", async () => {
     const dir = tempDir('cardlink-piv-interop-');
     const inserted = await insertCard(PivCard.blank(), SLOT);
     try {
@@ -179,22 +179,30 @@ describe('PIV emulator and real PIV tools, through pcscd + vpcd', () => {
       const keyFile = join(dir, 'mgmt.key');
       writeFileSync(keyFile, FACTORY.MANAGEMENT_KEY, { mode: 0o600 });
       const env = { PIV_EXT_AUTH_KEY: keyFile };
-      const pivTool = async (args: string[]): Promise<string> => {
+      // piv-tool 0.23 exits with the byte count sc_write_binary returned (mod 256) after loading a
+      // certificate, so success is "no error printed" and the object read back below.
+      const pivTool = async (args: string[], written: number): Promise<void> => {
         const res = await runTool('piv-tool', ['-r', '0', ...args], { env, timeoutMs: 60_000 });
-        assert.equal(res.code, 0, `piv-tool ${args.join(' ')} failed (${res.code}):\n${res.stdout}\n${res.stderr}`);
-        return res.stdout + res.stderr;
+        assert.equal(res.code, written & 0xff, `piv-tool ${args.join(' ')} failed (${res.code}):\n${res.stdout}\n${res.stderr}`);
+        assert.doesNotMatch(res.stdout + res.stderr, /fail|error|unable/i);
       };
-      const pubFile = join(dir, 'pub.der');
-      await pivTool(['-A', 'M:9B:03', '-G', '9D:11', '-o', pubFile]);
-      const generated = createPublicKey({ key: readFileSync(pubFile), format: 'der', type: 'spki' });
+      // The key comes from PivSession: piv-tool 0.23's --genkey has the card generate the key but
+      // then fails to build the public key with OpenSSL 3 ("unable to gen RSA", "invalid curve"),
+      // a limit of the tool on Debian 12, not of the card. Keys made by another tool are shown
+      // with yubico-piv-tool above.
+      const generated = await withSession(async (s) => {
+        await s.authenticate(FACTORY.MANAGEMENT_KEY);
+        return s.generateKey(0x9d, ALG.RSA_2048);
+      });
       const cert = await issueOurs(generated, 0, 'CN=piv-tool user');
       const certFile = join(dir, 'cert.pem');
       writeFileSync(certFile, new X509Certificate(cert).toString());
-      await pivTool(['-A', 'M:9B:03', '-C', '9D', '-i', certFile]);
+      await pivTool(['-A', 'M:9B:03', '-C', '9D', '-i', certFile], cert.length);
       // -Z loads a certificate that is gzipped already: piv-tool sets CertInfo's compression bit.
       const gzFile = join(dir, 'cert.der.gz');
-      writeFileSync(gzFile, gzipSync(cert));
-      await pivTool(['-A', 'M:9B:03', '-Z', '9A', '-i', gzFile]);
+      const gz = gzipSync(cert);
+      writeFileSync(gzFile, gz);
+      await pivTool(['-A', 'M:9B:03', '-Z', '9A', '-i', gzFile], gz.length);
       await withSession(async (s) => {
         const plain = await s.readCertificate(0x9d);
         assert.ok(plain && equalBytes(plain.der, cert) && !plain.compressed, 'the certificate piv-tool loaded, byte for byte');
@@ -202,9 +210,10 @@ describe('PIV emulator and real PIV tools, through pcscd + vpcd', () => {
         assert.ok(compressed && equalBytes(compressed.der, cert) && compressed.compressed, 'and the one it loaded gzipped, decompressed');
         assert.ok(new X509Certificate(Buffer.from(plain.der)).publicKey.equals(generated));
         await s.verifyPin(FACTORY.PIN);
-        const data = Buffer.from('signed with a key piv-tool generated');
-        const sig = await s.sign(0x9d, ALG.ECC_P256, createHash('sha256').update(data).digest());
-        assert.ok(verify('sha256', data, generated, sig), 'the key piv-tool generated signs for PivSession');
+        const data = Buffer.from('signed with the key under the certificate piv-tool loaded');
+        const block = pkcs1SignatureBlock(digestInfo('sha256', createHash('sha256').update(data).digest()), 256);
+        const sig = await s.sign(0x9d, ALG.RSA_2048, block);
+        assert.ok(verify('sha256', data, new X509Certificate(Buffer.from(plain.der)).publicKey, sig), 'the slot key signs for the loaded certificate');
       });
     } finally {
       await inserted.eject();
@@ -214,16 +223,14 @@ describe('PIV emulator and real PIV tools, through pcscd + vpcd', () => {
   it('`cardlink emulate --app piv` serves a PIV image that records its application', async () => {
     const dir = tempDir('cardlink-emulate-piv-');
     const image = join(dir, 'piv.json');
-    const { spawn } = await import('node:child_process');
-    const { resolve } = await import('node:path');
     const slot = SLOTS[1];
     const entry = resolve('src/cli/main.ts');
     const start = (args: string[]) => {
       const child = spawn(
         process.execPath,
         ['--import', 'tsx', '-e', `import(${JSON.stringify(entry)}).then((m) => m.main(process.argv.slice(1))).then((c) => { process.exitCode = c; })`,
-          'emulate', '--image', image, '--vpcd', `${'127.0.0.2'}:${slot.port}`, '--json', ...args],
-        { env: { ...process.env, CARDLINK_HOME: join(dir, 'home'), VPCD_ADDR: process.env.VPCD_ADDR ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+          'emulate', '--image', image, '--vpcd', `${VPCD_HOST}:${slot.port}`, '--json', ...args],
+        { env: { ...process.env, CARDLINK_HOME: join(dir, 'home') }, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let stdout = '';
       let stderr = '';
@@ -232,7 +239,6 @@ describe('PIV emulator and real PIV tools, through pcscd + vpcd', () => {
       const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
       return { child, exited, out: () => stdout, err: () => stderr };
     };
-    const { waitForPcscCard } = await import('../../src/transport/pcsc.js');
     const first = start(['--app', 'piv']);
     try {
       const deadline = Date.now() + 30_000;

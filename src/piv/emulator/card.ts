@@ -319,7 +319,8 @@ export class PivCard implements CardProcessor {
   // ---- PIN and PUK ----------------------------------------------------------------------------
 
   private verify(cmd: CommandApdu, data: Uint8Array): Uint8Array {
-    if (cmd.p2 === KEY_REF.GLOBAL_PIN || (cmd.p2 !== KEY_REF.PIN)) fail(SW.REFERENCED_DATA_NOT_FOUND);
+    // Only the PIV Card Application PIN: no global PIN on this card (discovery says 40 00).
+    if (cmd.p2 !== KEY_REF.PIN) fail(SW.REFERENCED_DATA_NOT_FOUND);
     if (cmd.p1 === 0xff) {
       if (data.length !== 0) fail(SW.WRONG_DATA);
       this.v.pinVerified = false;
