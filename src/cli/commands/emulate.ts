@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
 import { hex } from '../../bytes.js';
+import { cardImageApplication, readImageFile, withImagePath } from '../../card-image.js';
 import { openCardImage } from '../../gids/emulator/index.js';
 import { cardlinkHome } from '../../home.js';
+import { openPivCardImage } from '../../piv/emulator/index.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, attachToVpcd, parseVpcdAddress } from '../../vpcd/attach.js';
 import { parse, required } from '../args.js';
-import { emit, type Command } from '../io.js';
+import { emit, UsageError, type Command } from '../io.js';
 
 /**
  * Puts the emulated card of an image file into a real reader: vpcd's virtual slot inside pcscd.
@@ -15,14 +17,25 @@ import { emit, type Command } from '../io.js';
 export const emulateCommand: Command = {
   path: ['emulate'],
   summary: 'put an emulated card (image file) into pcscd through vpcd, until stopped',
-  usage: `cardlink emulate --image FILE [--vpcd HOST:PORT] [--json]   (default ${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}; SIGUSR2 removes the card and the next one re-inserts it; SIGTERM stops)`,
+  usage: `cardlink emulate --image FILE [--app gids|piv] [--vpcd HOST:PORT] [--json]   (--app: the application of a new image, default gids; an existing image says which it holds; vpcd default ${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}; SIGUSR2 removes the card and the next one re-inserts it; SIGTERM stops)`,
   async run(argv, io) {
-    const { values } = parse(argv, { image: { type: 'string' }, vpcd: { type: 'string' } });
+    const { values } = parse(argv, { image: { type: 'string' }, vpcd: { type: 'string' }, app: { type: 'string' } });
     const image = required(values.image, '--image');
+    if (values.app !== undefined && values.app !== 'gids' && values.app !== 'piv') throw new UsageError(`--app is gids or piv, not ${values.app}`);
     const { host, port } = parseVpcdAddress(values.vpcd ?? `${VPCD_DEFAULT_HOST}:${VPCD_DEFAULT_PORT}`);
     const json = values.json === true;
     const created = !existsSync(image);
-    const card = openCardImage(image, { create: true, home: cardlinkHome(io.env) });
+    // An existing image records its application; --app only chooses the kind of a new one.
+    const existing = created ? undefined : readImageFile(image);
+    let app: 'gids' | 'piv';
+    try {
+      app = existing === undefined ? (values.app ?? 'gids') : cardImageApplication(existing);
+    } catch (e) {
+      throw withImagePath(e, image);
+    }
+    if (values.app !== undefined && values.app !== app) throw new UsageError(`${image} holds a ${app.toUpperCase()} card, not ${values.app.toUpperCase()}`);
+    const home = cardlinkHome(io.env);
+    const card = app === 'piv' ? openPivCardImage(image, { create: true, home }) : openCardImage(image, { create: true, home });
 
     const stopped = new AbortController();
     let waitingNoted = false;
@@ -76,9 +89,9 @@ export const emulateCommand: Command = {
       ready = true;
       clearTimeout(waitingTimer);
       if (attachment.connected) {
-        const facts = { ok: true, event: 'ready', image, created, vpcd: `${host}:${port}`, pid: process.pid, atr: hex(card.atr) };
+        const facts = { ok: true, event: 'ready', image, app, created, vpcd: `${host}:${port}`, pid: process.pid, atr: hex(card.atr) };
         emit(io, json, facts, () =>
-          `emulating ${image}${created ? ' (new blank card)' : ''} on vpcd ${host}:${port}, ATR ${hex(card.atr)}, pid ${process.pid}: ` +
+          `emulating ${image} (${app.toUpperCase()}${created ? ', new blank card' : ''}) on vpcd ${host}:${port}, ATR ${hex(card.atr)}, pid ${process.pid}: ` +
           'SIGUSR2 removes or re-inserts the card, SIGTERM stops',
         );
       }
