@@ -4,6 +4,9 @@
 // 2. cardlink against OpenSC on the same kind of freshly emulated card, counting APDUs at the card
 //    (a tap in the emulator): initialise, generate an RSA-2048 key, store a certificate, and list
 //    everything (`card ls` / `pkcs15-tool --dump`), cold and warm.
+// 3. cardlink's install of an 800-byte certificate, cold and warm, on a card that announces
+//    extended-length APDUs and on one that takes short APDUs only (`npm run bench load`'s rows,
+//    counted at the card through the reader).
 // Starts its own private pcscd (scripts/pcsc-up.sh) and stops it by PID at the end.
 import { execFile, spawnSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
@@ -12,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hex } from '../src/bytes.js';
 import { main as cardlink } from '../src/cli/main.js';
-import { GidsCard } from '../src/gids/emulator/index.js';
+import { MemoryCardCache, MinidriverCard, type CardCache } from '../src/card/index.js';
+import { GidsCard, type CardImageData } from '../src/gids/emulator/index.js';
 import { GIDS_AID_PARTIAL } from '../src/gids/protocol/constants.js';
 import { MemoryTransport } from '../src/transport/memory.js';
 import { openPcscTransport, waitForPcscCard } from '../src/transport/pcsc.js';
@@ -166,6 +170,48 @@ async function compare(): Promise<{ ops: Op[]; detection: { all: number; gidsOnl
   };
 }
 
+/** An 800-byte certificate for the first of two RSA-2048 containers, on a card prepared in memory. */
+async function benchImage(extendedLength: boolean): Promise<{ image: CardImageData; der: Uint8Array }> {
+  const emulator = GidsCard.blank({ extendedLength });
+  const card = await MinidriverCard.initialize(new MemoryTransport(emulator), { pin: PIN, adminKey: Buffer.from(ADMIN_KEY, 'hex') });
+  await card.verifyPin(PIN);
+  const first = await card.createContainer('first', { bits: 2048 });
+  await card.createContainer('second', { keySpec: 'sig', bits: 2048 });
+  return { image: emulator.toImage(), der: await issueOurs(first.publicKey, 0, 'CN=bench') };
+}
+
+/** APDUs the card sees for `measure`, after `fill` ran on an earlier connection with the same cache. */
+async function countedInstall(image: CardImageData, der: Uint8Array, warm: boolean): Promise<number> {
+  const ac = new AbortController();
+  const attachment = attachToVpcd(GidsCard.fromImage(image), { host: HOST, port: PORT, signal: ac.signal });
+  await waitForPcscCard(READER, 'present', { timeoutMs: 10_000 });
+  const cache: CardCache = new MemoryCardCache();
+  try {
+    if (warm) {
+      const t = await openPcscTransport({ reader: READER });
+      try {
+        const card = await MinidriverCard.open(t, { cache });
+        for (const c of await card.containers()) await card.publicKey(c.index);
+      } finally {
+        await t.close();
+      }
+    }
+    const t = await openPcscTransport({ reader: READER });
+    try {
+      const card = await MinidriverCard.open(t, { cache });
+      await card.verifyPin(PIN);
+      const before = attachment.counters.apdus;
+      await card.installCertificate(der);
+      return attachment.counters.apdus - before;
+    } finally {
+      await t.close();
+    }
+  } finally {
+    ac.abort();
+    await waitForPcscCard(READER, 'empty', { timeoutMs: 10_000 });
+  }
+}
+
 function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
@@ -211,6 +257,18 @@ async function main(): Promise<void> {
       'cardlink runs in this process (no process start; "cold" = empty card cache, "warm" = cache filled by the cold run); ' +
         'OpenSC times include starting each tool. RSA key generation time is the emulator\'s (node:crypto) for both.',
     );
+    const installs: (string | number)[][] = [];
+    for (const extendedLength of [true, false]) {
+      const { image, der } = await benchImage(extendedLength);
+      const [coldMax, warmMax] = extendedLength ? [10, 8] : [12, 10];
+      installs.push([
+        `${der.length} B cert, ${extendedLength ? 'extended length' : 'short APDUs only'}`,
+        `${await countedInstall(image, der, false)} (≤ ${coldMax})`,
+        `${await countedInstall(image, der, true)} (≤ ${warmMax})`,
+      ]);
+    }
+    console.log('\ncardlink install through pcscd + vpcd, APDUs counted at the card (issue 18 targets in brackets)');
+    console.log(table(['install', 'cold cache', 'warm cache'], installs));
     console.log(`quickack route on ${HOST}: ${spawnSync('ip', ['route', 'show', 'table', 'local', `${HOST}/32`], { encoding: 'utf8' }).stdout.includes('quickack') ? 'yes' : 'NO (expect ~44 ms per APDU)'}; ATR ${hex(GidsCard.blank().atr)}`);
   } finally {
     pcsc('down');

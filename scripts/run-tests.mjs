@@ -34,6 +34,11 @@ if (files.length === 0) {
 const needsPcsc = files.some((f) => f.startsWith(join('test', 'pcsc') + '/'));
 const pcscState = resolve(process.env.PCSC_STATE_DIR ?? '.pcsc-state');
 const env = { ...process.env };
+// One seed for every random suite of the run (test/helpers/random-seed.ts), printed so that the run
+// can be repeated: CARDLINK_SEED=<seed> npm test -- <files>.
+env.CARDLINK_SEED ||= String(Math.floor(Math.random() * 0x100000000));
+env.CARDLINK_SEED_PRINTED = '1';
+console.log(`# random suites: seed ${env.CARDLINK_SEED} (repeat with CARDLINK_SEED=${env.CARDLINK_SEED})`);
 let pcscUp = false;
 
 function pcscDown() {
@@ -66,7 +71,7 @@ let status = 1;
 try {
   const res = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...passthrough, ...files],
+    ['--import', 'tsx', '--import', './test/helpers/random-seed.ts', '--test', '--test-concurrency=2', '--test-timeout=600000', ...passthrough, ...files],
     { stdio: 'inherit', env },
   );
   status = res.status ?? 1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the PC/SC tests and the smartcard binding need when it is missing: pcscd, the vpcd
-# virtual reader driver, OpenSC's tools, the PC/SC headers (node-gyp builds the binding against them)
+# virtual reader driver, OpenSC's tools, Yubico's PIV tools (yubico-piv-tool, ykman: the PIV
+# interoperability tests), the PC/SC headers (node-gyp builds the binding against them)
 # and iproute2 (the quickack route). Root only; CI runs as root.
 set -euo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v pcscd >/dev/null || need+=(pcscd)
 [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need+=(vsmartcard-vpcd)
 [ -e /usr/include/PCSC/winscard.h ] || need+=(libpcsclite-dev)
 command -v opensc-tool >/dev/null || need+=(opensc)
+command -v yubico-piv-tool >/dev/null || need+=(yubico-piv-tool)
+command -v ykman >/dev/null || need+=(yubikey-manager)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
 command -v g++ >/dev/null || need+=(g++)

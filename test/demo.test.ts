@@ -148,6 +148,16 @@ test('cardlink demo tells the whole seed story and ends with the seed tool worki
   assert.ok(steps.some((s) => s.step === 'doctor' && s.detail.code === 'STALE_CACHE'));
   assert.match(texts, /STALE_FILES_COUNTER/);
   assert.match(steps.at(-1)!.text, /succeeds at the first try/);
+  // Which step fixes which cause: link the missing key link, check --repair the stale cache.
+  const tools = steps.filter((s) => s.step === 'seed tool');
+  assert.equal(tools.length, 4);
+  assert.equal(tools[0]!.detail.name, 'CRYPT_E_NO_KEY_PROPERTY');
+  assert.ok(tools[1]!.detail.thumbprint, 'after link the seed tool succeeds');
+  assert.equal(tools[2]!.detail.old, true, 'after the renewal written the seed way, Windows hands out the old certificate');
+  const linkAlone = steps.find((s) => s.step === 'link' && 'seedToolAfterLink' in s.detail)!;
+  assert.equal(linkAlone.detail.old, true, 'link alone does not fix the stale cache');
+  assert.equal(tools[3]!.detail.renewed, true, 'check --repair does');
+  assert.ok(steps.some((s) => s.step === 'doctor' && s.detail.code === 'STALE_CACHE' && /caches mscp\/ksc01/.test(s.text)));
   assert.doesNotMatch(run.stdout, /"pin"/i);
   // The card's PIN, administrator key and private keys appear nowhere: not in the JSON, not on
   // stderr, not in any file the demo leaves (service database, card image, model registry).

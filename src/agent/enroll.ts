@@ -3,6 +3,7 @@ import { hex } from '../bytes.js';
 import type { MinidriverCard } from '../card/index.js';
 import { CardlinkError } from '../errors.js';
 import { ServiceClientError, type RequestView, type ServiceClient } from '../service/client.js';
+import { ensureCardAdminKey, type AdminKeyOutcome } from './admin-key.js';
 
 export interface EnrollOptions {
   /** The one-time enrollment token an operator gave the user. */
@@ -11,6 +12,8 @@ export interface EnrollOptions {
   /** Container name; default `lr-` and a fresh GUID, like the names Windows enrollment makes. */
   container?: string;
   bits?: 2048 | 3072 | 4096;
+  /** The card's administrator key when it was initialised with a private one (CARDLINK_ADMIN_KEY). */
+  adminKey?: Uint8Array;
 }
 
 export interface EnrollResult {
@@ -21,6 +24,8 @@ export interface EnrollResult {
   /** Seconds the service asked to wait before collecting, while it waits for approval. */
   retryAfter: number | null;
   certificate: string | null;
+  /** The card's administrator key: its own, managed by the service, or left stand-alone. */
+  adminKey?: AdminKeyOutcome;
 }
 
 /**
@@ -63,6 +68,8 @@ export async function enroll(card: MinidriverCard, client: ServiceClient, o: Enr
   await checkToken(client, o.token);
   const container = o.container ?? `lr-${randomUUID()}`;
   const cardId = hex(await card.cardId()).toLowerCase();
+  // Before the PIN: administrator authentication ends with a logout of every role.
+  const adminKey = await ensureCardAdminKey(card, client, o.token, cardId, o.adminKey);
   await card.verifyPin(o.pin);
   await card.createContainer(container, { bits: o.bits ?? 2048, keySpec: 'kx' });
   let lastError: unknown;
@@ -74,7 +81,7 @@ export async function enroll(card: MinidriverCard, client: ServiceClient, o: Enr
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const { value } = await client.submit(o.token, body);
-        return { requestId: value.id, state: value.state, cardId, container, retryAfter: value.retryAfter, certificate: value.certificate };
+        return { requestId: value.id, state: value.state, cardId, container, retryAfter: value.retryAfter, certificate: value.certificate, adminKey };
       } catch (err) {
         lastError = err;
         if (!retryable(err)) break;
@@ -87,7 +94,7 @@ export async function enroll(card: MinidriverCard, client: ServiceClient, o: Enr
   if (retryable(lastError)) {
     const arrived = await client.requests(o.token).catch(() => [] as RequestView[]);
     const mine = arrived.find((r) => r.cardId === cardId && r.container === container);
-    if (mine) return { requestId: mine.id, state: mine.state, cardId, container, retryAfter: mine.retryAfter, certificate: mine.certificate };
+    if (mine) return { requestId: mine.id, state: mine.state, cardId, container, retryAfter: mine.retryAfter, certificate: mine.certificate, adminKey };
   }
   let cleanup = `the container '${container}' and its key were deleted again`;
   try {

@@ -15,15 +15,35 @@ export interface CommandApdu {
 
 export const CLA_CHAIN = 0x10;
 
-/** Encodes a short APDU (ISO 7816-4 cases 1, 2S, 3S, 4S); extended lengths are refused. */
-export function encodeCommand(c: CommandApdu): Uint8Array {
+/** Le meaning "as many bytes as the card will send": 256 (Le = 00) short, 65536 (Le = 0000) extended. */
+export const LE_ALL = 65536;
+
+/**
+ * Encodes a command APDU (ISO 7816-4 §5.1, docs/sources.md#iso7816-4). Short (cases 1, 2S, 3S,
+ * 4S) unless `extended`: then Lc is `00` + two bytes and Le two bytes (or three, `00` + two, when
+ * there is no data), as extended cases 2E, 3E, 4E want. Without `extended`, more than 255 bytes of
+ * data or an Le above 256 is an ApduFormatError: the caller must chain.
+ */
+export function encodeCommand(c: CommandApdu, extended = false): Uint8Array {
   const data = c.data ?? new Uint8Array(0);
-  if (data.length > 255) throw new ApduFormatError(`short APDU data of ${data.length} bytes (max 255): chain it`);
-  if (c.le !== undefined && (c.le < 1 || c.le > 256)) throw new ApduFormatError(`short APDU Le ${c.le} out of 1..256`);
+  const maxData = extended ? 65535 : 255;
+  const maxLe = extended ? 65536 : 256;
+  if (data.length > maxData) throw new ApduFormatError(`${extended ? 'extended' : 'short'} APDU data of ${data.length} bytes (max ${maxData}): chain it`);
+  if (c.le !== undefined && (c.le < 1 || c.le > maxLe)) throw new ApduFormatError(`${extended ? 'extended' : 'short'} APDU Le ${c.le} out of 1..${maxLe}`);
   const out: number[] = [c.cla & 0xff, c.ins & 0xff, c.p1 & 0xff, c.p2 & 0xff];
-  if (data.length > 0) out.push(data.length, ...data);
-  if (c.le !== undefined) out.push(c.le & 0xff);
-  return new Uint8Array(out);
+  if (!extended) {
+    if (data.length > 0) out.push(data.length, ...data);
+    if (c.le !== undefined) out.push(c.le & 0xff);
+    return new Uint8Array(out);
+  }
+  const lc = data.length > 0 ? [0x00, data.length >> 8, data.length & 0xff] : [];
+  const le = c.le === undefined ? [] : [...(data.length === 0 ? [0x00] : []), (c.le >> 8) & 0xff, c.le & 0xff]; // 65536 is 00 00
+  const apdu = new Uint8Array(4 + lc.length + data.length + le.length);
+  apdu.set(out, 0);
+  apdu.set(lc, 4);
+  apdu.set(data, 4 + lc.length);
+  apdu.set(le, 4 + lc.length + data.length);
+  return apdu;
 }
 
 /**

@@ -8,6 +8,14 @@
  * counter it was stored under are unchanged (Minidriver spec §5.4.3, docs/sources.md#minidriver-spec).
  * Counters are only read by `refresh()`, at the start of an operation, and moved by `bump()`
  * before the change they announce.
+ *
+ * A write trusts the cached file table and `cmapfile` only when, on top of that rule, the card was
+ * last written by cardlink through this cache: every operation that moved `cardcf` and finished
+ * records the counters it left (the write mark, keyed by cardid). Counters equal to the mark mean
+ * no writer that moves `cardcf` came since; a card whose counters are not ours is read afresh,
+ * which is what catches a writer that changed files without moving `cardcf` after someone else's
+ * write (the seed's loader). Even a trusted table is read from the card again before it is written
+ * back (GidsSession.adoptMasterTable), so such a writer's new file is never lost.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { equalBytes } from '../bytes.js';
@@ -103,6 +111,9 @@ export function describeContainers(cmap: readonly ContainerRecord[], table: read
   return out;
 }
 
+/** Le of a short APDU's whole answer (Le = 00). */
+const SHORT_LE = 256;
+
 /** Cache item names. */
 const TABLE_ITEM = 'gids/mastertable';
 const CMAPFILE = 'mscp/cmapfile';
@@ -110,6 +121,9 @@ const publicKeyItem = (index: number): string => `pubkey/${index}`;
 /** Per-card memory that no counter invalidates (check's history of a cardid). */
 const HISTORY_ITEM = 'history';
 const HISTORY_FRESHNESS = -1;
+/** The cardcf cardlink left after its last finished write (see the module comment). */
+const WRITE_MARK_ITEM = 'written-by-cardlink';
+const WRITE_MARK_FRESHNESS = -2;
 
 function spkiKey(der: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
@@ -122,6 +136,10 @@ function spkiOf(key: KeyObject): Uint8Array {
 export class CardFiles {
   private id: Uint8Array | undefined;
   private cf: CardCf | undefined;
+  private raw: { cardId: Uint8Array; cardcf: Uint8Array } | undefined;
+  private depth = 0;
+  /** This transaction moved cardcf (so it wrote, or is about to). */
+  private moved = false;
 
   constructor(
     readonly session: GidsSession,
@@ -133,9 +151,35 @@ export class CardFiles {
     return this.session.transport.name;
   }
 
-  /** One card transaction: the file table is read from the card at most once inside it. */
+  /**
+   * One card transaction: the file table is read from the card at most once inside it. When it
+   * moved cardcf and finished, the counters it left become the write mark.
+   */
   transaction<T>(fn: () => Promise<T>): Promise<T> {
-    return this.session.transaction(fn);
+    return this.session.transaction(async () => {
+      if (this.depth++ === 0) this.moved = false;
+      try {
+        const result = await fn();
+        if (this.depth === 1 && this.moved && this.id && this.cf) {
+          this.cache.put(this.id, WRITE_MARK_ITEM, WRITE_MARK_FRESHNESS, serializeCardCf(this.cf));
+        }
+        return result;
+      } finally {
+        this.depth--;
+      }
+    });
+  }
+
+  /** Did cardlink, through this cache, write the card last (its counters are the write mark)? */
+  lastWrittenByUs(): boolean {
+    if (!this.id || !this.cf) return false;
+    const mark = this.cache.get(this.id, WRITE_MARK_ITEM, WRITE_MARK_FRESHNESS);
+    return mark !== undefined && equalBytes(mark, serializeCardCf(this.cf));
+  }
+
+  /** Someone changed the card behind its counters (check found it): trust nothing cached for writes. */
+  forgetWriteMark(cardId: Uint8Array): void {
+    this.cache.put(cardId, WRITE_MARK_ITEM, WRITE_MARK_FRESHNESS, new Uint8Array(0));
   }
 
   // ---- identity and counters -------------------------------------------------------------------
@@ -145,16 +189,23 @@ export class CardFiles {
    * Every public operation calls it once, so nothing later in the operation trusts a stale cache.
    */
   async refresh(): Promise<{ cardId: Uint8Array; cardcf: CardCf }> {
-    const rawId = await this.session.getData(EF.EveryoneReadAdminWriteAc, DO.CARDID);
+    // Short Le: both fit one short answer, so their APDUs stay short on any card.
+    const rawId = await this.session.getData(EF.EveryoneReadAdminWriteAc, DO.CARDID, SHORT_LE);
     if (!rawId) throw new CardError('NOT_INITIALIZED', `${this.name}: the card has no cardid (not initialised?)`);
     const cardId = parseCardId(rawId);
     if (this.id && !equalBytes(this.id, cardId)) this.session.invalidate();
-    const rawCf = await this.session.getData(EF.EveryoneReadUserWriteAc, DO.CARDCF);
+    const rawCf = await this.session.getData(EF.EveryoneReadUserWriteAc, DO.CARDCF, SHORT_LE);
     if (!rawCf) throw new CardError('NOT_INITIALIZED', `${this.name}: the card has no cardcf`);
     const cardcf = parseCardCf(rawCf);
     this.id = cardId;
     this.cf = cardcf;
+    this.raw = { cardId: rawId, cardcf: rawCf };
     return { cardId, cardcf };
+  }
+
+  /** `cardid` and `cardcf` exactly as the last refresh() read them (check reuses them as files). */
+  get rawIdentity(): { cardId: Uint8Array; cardcf: Uint8Array } | undefined {
+    return this.raw;
   }
 
   /** The counters as this session last read or wrote them. */
@@ -172,6 +223,7 @@ export class CardFiles {
   async bump(which: { files?: boolean; containers?: boolean }): Promise<CardCf> {
     const current = this.cf ?? (await this.refresh()).cardcf;
     const next = bumpCardCf(current, which);
+    this.moved = true;
     await this.session.putData(EF.EveryoneReadUserWriteAc, DO.CARDCF, serializeCardCf(next));
     this.cf = next;
     return next;
@@ -248,11 +300,28 @@ export class CardFiles {
     return describeContainers(await this.cachedCmapfile(), table);
   }
 
-  /** Containers, table and cmapfile read from the card now (what every write starts from). */
+  /** Containers, table and cmapfile read from the card now. */
   async freshContainers(): Promise<{ table: MasterFileRecord[]; cmap: ContainerRecord[]; containers: ContainerInfo[] }> {
     const table = await this.freshTable();
     const cmap = await this.freshCmapfile();
     return { table, cmap, containers: describeContainers(cmap, table) };
+  }
+
+  /**
+   * What a write starts from: the table and cmapfile from the cache when the counters prove them
+   * fresh and cardlink wrote the card last (`fromCache`), else read from the card now.
+   */
+  async containersForWrite(): Promise<{ table: MasterFileRecord[]; cmap: ContainerRecord[]; containers: ContainerInfo[]; fromCache: boolean }> {
+    if (this.lastWrittenByUs()) {
+      const { table: rawTable, cmapfile } = this.cachedRaw();
+      if (rawTable && cmapfile) {
+        const table = parseMasterFileTable(rawTable);
+        this.session.adoptMasterTable(table);
+        const cmap = parseCmapfile(cmapfile);
+        return { table, cmap, containers: describeContainers(cmap, table), fromCache: true };
+      }
+    }
+    return { ...(await this.freshContainers()), fromCache: false };
   }
 
   // ---- the key map -----------------------------------------------------------------------------
@@ -312,7 +381,12 @@ export class CardFiles {
   /** Replaces a file's content, or creates the file (table first, then content). True when it existed. */
   async putFile(path: string, data: Uint8Array): Promise<boolean> {
     const p = parseFilePath(path);
-    const exists = (await this.session.locate(p.directory, p.filename)) !== undefined;
+    let exists = (await this.session.locate(p.directory, p.filename)) !== undefined;
+    // Not in a table from the cache: the card's own table decides (and is what createFile extends).
+    if (!exists && this.session.tableIsFromCache) {
+      await this.session.masterTable(true);
+      exists = (await this.session.locate(p.directory, p.filename)) !== undefined;
+    }
     if (exists) await this.session.writeFile(p.directory, p.filename, data);
     else await this.session.createFile(p.directory, p.filename, data);
     return exists;

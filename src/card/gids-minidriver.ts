@@ -93,6 +93,15 @@ export class GidsMinidriver implements MinidriverPort {
   verifyPin(pin: string): Promise<void> {
     return this.session.verifyPin(pin);
   }
+
+  getChallenge(): Promise<Uint8Array> {
+    return this.session.adminChallenge();
+  }
+
+  async unblockPinWithResponse(response: Uint8Array, newPin: string): Promise<void> {
+    await this.session.answerAdminChallenge(response);
+    await this.session.unblockPin(newPin);
+  }
 }
 
 /** EMSA-PSS-ENCODE with MGF1 over the same hash (RFC 8017 §9.1.1), for a digest computed by the caller. */

@@ -12,7 +12,7 @@ export { DiskCardCache } from './disk-cache.js';
 export type { BuiltCsr, CsrOptions } from './csr.js';
 export { digestInfo, digestInfoOf } from './digest-info.js';
 export type { HashName } from './digest-info.js';
-export { PinError } from '../gids/host/errors.js';
+export { AdminAuthError, PinError } from '../gids/host/errors.js';
 export type { InstallOptions, InstallResult } from './install.js';
 export type { CheckReport, Finding, FindingCode, RepairReport } from './check/index.js';
 export { parseCertificate } from './certificate.js';

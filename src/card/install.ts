@@ -1,7 +1,15 @@
 import { X509Certificate } from 'node:crypto';
 import { equalBytes } from '../bytes.js';
 import { keyId } from '../thumbprint.js';
-import { decodeCertificateFile, encodeCertificateFile, isDefaultContainer, isValidContainer, serializeCmapfile, setDefaultContainer } from '../minidriver/index.js';
+import {
+  decodeCertificateFile,
+  encodeCertificateFile,
+  isDefaultContainer,
+  isValidContainer,
+  serializeCmapfile,
+  setDefaultContainer,
+  type ContainerRecord,
+} from '../minidriver/index.js';
 import { certificatePath, describeContainers, type CardFiles, type ContainerInfo } from './card-files.js';
 import { parseCertificate, type ParsedCertificate } from './certificate.js';
 import { CardError } from './errors.js';
@@ -15,6 +23,11 @@ export interface InstallOptions {
   force?: boolean;
   /** The time validity is judged at (default: now). */
   now?: Date;
+  /**
+   * Read the file back and compare it with what was written (`card install --verify`). Without
+   * it, the card's own answer is the proof: see installCertificate.
+   */
+  verify?: boolean;
 }
 
 export interface InstallResult {
@@ -23,6 +36,8 @@ export interface InstallResult {
   replaced: boolean;
   /** The container already held this very certificate: nothing was written, cardcf did not move. */
   unchanged: boolean;
+  /** The file was read back from the card and compared (InstallOptions.verify). */
+  verified: boolean;
   /** Bytes written to the card file (header + zlib stream). */
   storedBytes: number;
   derBytes: number;
@@ -31,45 +46,62 @@ export interface InstallResult {
 
 /**
  * Loads a certificate into its container's `kscNN`/`kxcNN` file the way Windows' Base CSP would:
- * compressed, `cmapfile` kept right, the `cardcf` files counter moved before the first change,
- * then read back and compared. Write order (each step leaves a card `check` understands):
- * counter → file table (new file only) → file content → cmapfile flags → read back.
+ * compressed, `cmapfile` kept right, the `cardcf` files counter moved before the first change.
+ * Write order (each step leaves a card `check` understands): counter → file table (new file only)
+ * → file content → cmapfile flags → (with `verify`) read back.
+ *
+ * What proves the write without reading it back: the file goes in one PUT DATA of one data object
+ * whose BER-TLV header, in the first APDU, states its whole length, and the card answers the APDU
+ * that completes the object with 9000 (ISO 7816-4: processing completed, docs/sources.md#iso7816-4).
+ * The emulator counts the bytes against the header and refuses (6984) a chain that ends short or
+ * runs long; a chain cut by a pulled card throws here, before anything is remembered. Each APDU
+ * crosses the reader under the transmission protocol's own check (T=1 block EDC), and any answer
+ * but 9000 throws. What the 9000 does not cover is a card that stores other bytes than it received
+ * (a faulty chip or applet): `verify` adds the read-back (one GET DATA: one to four APDUs) that
+ * compares them end to end.
+ *
+ * The table and `cmapfile` come from the cache when the card was last written by cardlink under
+ * the counters it has now (CardFiles.containersForWrite); `cmapfile` is then read afresh before it
+ * is changed, and the table before a new file is added to it.
  */
 export async function installCertificate(files: CardFiles, input: Uint8Array | string, options: InstallOptions = {}): Promise<InstallResult> {
   const parsed = parseCertificate(input);
   await files.refresh();
-  const { cmap, containers } = await files.freshContainers();
-  const target = await findContainer(files, containers, parsed, options.container);
+  const known = await files.containersForWrite();
+  let cmap = known.cmap;
+  const target = await findContainer(files, known.containers, parsed, options.container);
   const path = certificatePath(target);
-  const before = await files.readFile(path);
+  // The certificate there now (for 'unchanged' and the older-than check): from the cache when
+  // cardlink wrote the card last under its current counters, as the table and cmapfile are.
+  const before = (known.fromCache ? files.cachedFile(path) : undefined) ?? (await files.readFile(path));
   const current = before ? decodeCertificateFile(before, path).der : undefined;
   if (current && equalBytes(current, parsed.der) && options.makeDefault !== true) {
     // Writing it again would move cardcf, and every Windows cache of the card would be dropped.
     const cf = files.cardcf;
-    return { container: target, file: path, replaced: false, unchanged: true, storedBytes: before!.length, derBytes: parsed.der.length, cardcf: { containersFreshness: cf.containersFreshness, filesFreshness: cf.filesFreshness } };
+    return { container: target, file: path, replaced: false, unchanged: true, verified: false, storedBytes: before!.length, derBytes: parsed.der.length, cardcf: { containersFreshness: cf.containersFreshness, filesFreshness: cf.filesFreshness } };
   }
   if (options.force !== true) refuseSurprises(parsed, current, options.now ?? new Date());
   const stored = encodeCertificateFile(parsed.der, path);
 
-  // cmapfile as it must be afterwards: exactly one default (this one when asked or when none is),
-  // and the key size of the certificate's key in the container's one size field.
-  const wanted = cmap.map((r) => ({ ...r }));
-  const anyDefault = cmap.some((r) => isValidContainer(r) && isDefaultContainer(r));
-  if (options.makeDefault === true || !anyDefault) {
-    for (const [i, r] of wanted.entries()) setDefaultContainer(r, i === target.index);
+  let wanted = wantedCmapfile(cmap, target, parsed, options.makeDefault === true);
+  if (known.fromCache && !equalBytes(serializeCmapfile(wanted), serializeCmapfile(cmap))) {
+    // About to write it: what we write must start from the card's cmapfile, not the cache's.
+    cmap = await files.freshCmapfile();
+    wanted = wantedCmapfile(cmap, target, parsed, options.makeDefault === true);
   }
-  const bits = parsed.publicKey.asymmetricKeyDetails?.modulusLength;
-  if (bits) wanted[target.index]![target.keySpec === 'kx' ? 'kxKeyBits' : 'sigKeyBits'] = bits;
 
   await files.bump({ files: true });
   const replaced = await files.putFile(path, stored);
   if (!equalBytes(serializeCmapfile(wanted), serializeCmapfile(cmap))) await files.putCmapfile(wanted);
 
-  const back = await files.readFile(path);
-  if (!back || !equalBytes(decodeCertificateFile(back, path).der, parsed.der)) {
-    throw new CardError('VERIFY_FAILED', `${path}: the certificate read back differs from the one written`, { container: target.name });
+  if (options.verify === true) {
+    // Byte for byte what was written: a corrupted file may not even decompress.
+    const back = await files.readFile(path);
+    if (!back || !equalBytes(back, stored) || !equalBytes(decodeCertificateFile(back, path).der, parsed.der)) {
+      throw new CardError('VERIFY_FAILED', `${path}: the certificate read back differs from the one written`, { container: target.name });
+    }
   }
-  files.rememberFile(path, back);
+  files.rememberFile(path, stored);
   const finalTable = await files.rememberCurrentTable();
   files.rememberCmapfile(wanted);
   const cf = files.cardcf;
@@ -79,10 +111,27 @@ export async function installCertificate(files: CardFiles, input: Uint8Array | s
     file: path,
     replaced,
     unchanged: false,
+    verified: options.verify === true,
     storedBytes: stored.length,
     derBytes: parsed.der.length,
     cardcf: { containersFreshness: cf.containersFreshness, filesFreshness: cf.filesFreshness },
   };
+}
+
+/**
+ * `cmapfile` as it must be after installing into `target`: exactly one default (this one when
+ * asked or when none is), and the key size of the certificate's key in the container's one size field.
+ */
+function wantedCmapfile(cmap: readonly ContainerRecord[], target: ContainerInfo, parsed: ParsedCertificate, makeDefault: boolean): ContainerRecord[] {
+  const wanted = cmap.map((r) => ({ ...r }));
+  const anyDefault = cmap.some((r) => isValidContainer(r) && isDefaultContainer(r));
+  if (makeDefault || !anyDefault) {
+    for (const [i, r] of wanted.entries()) setDefaultContainer(r, i === target.index);
+  }
+  const bits = parsed.publicKey.asymmetricKeyDetails?.modulusLength;
+  const record = wanted[target.index];
+  if (bits && record) record[target.keySpec === 'kx' ? 'kxKeyBits' : 'sigKeyBits'] = bits;
+  return wanted;
 }
 
 /**
@@ -92,7 +141,7 @@ export async function installCertificate(files: CardFiles, input: Uint8Array | s
  */
 export async function removeCertificate(files: CardFiles, containerName: string): Promise<{ container: ContainerInfo; file: string | undefined }> {
   await files.refresh();
-  const { cmap, containers } = await files.freshContainers();
+  const { cmap, containers } = await files.containersForWrite();
   const c = containers.find((x) => x.name === containerName);
   if (!c) throw new CardError('NO_CONTAINER', `no container '${containerName}' on the card`, { container: containerName });
   if (!c.certificateFile) return { container: c, file: undefined };

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { CardlinkError } from '../errors.js';
 import { ApduError, SW } from '../apdu/status.js';
 import { GidsSession, type InitializeOptions, type PinStatus } from '../gids/host/session.js';
 import { ALG_RSA, KEYTYPE_EXCHANGE, KEYTYPE_SIGNATURE, MAX_CONTAINERS, keyFid } from '../gids/protocol/constants.js';
@@ -81,7 +82,7 @@ export class MinidriverCard {
    * this object's cache. The same card and connection, a separate view.
    */
   minidriver(): MinidriverPort {
-    this.port ??= new GidsMinidriver(new GidsSession(this.#session.transport));
+    this.port ??= new GidsMinidriver(new GidsSession(this.#session.transport, { extendedLength: this.#session.channel.extendedLength }));
     return this.port;
   }
 
@@ -98,6 +99,14 @@ export class MinidriverCard {
 
   async cardcf(): Promise<CardCf> {
     return (await this.refresh()).cardcf;
+  }
+
+  /** Identity, counters and containers with one read of `cardid` and `cardcf` (`card info`). */
+  async info(): Promise<{ cardId: Uint8Array; cardcf: CardCf; containers: ContainerInfo[] }> {
+    return this.files.transaction(async () => {
+      const { cardId, cardcf } = await this.files.refresh();
+      return { cardId, cardcf, containers: await this.files.cachedContainers() };
+    });
   }
 
   // ---- containers ------------------------------------------------------------------------------
@@ -197,7 +206,7 @@ export class MinidriverCard {
       await this.files.bump({ files: true });
       await this.files.putCmapfile(cmap);
       this.files.rememberPublicKey(index, publicKey);
-      const info = describeContainers(cmap, await this.#session.masterTable())[index];
+      const info = describeContainers(cmap, await this.files.rememberCurrentTable())[index];
       if (!info) throw new CardError('CARD_INTERNAL', 'created container vanished', { container: name });
       return { ...info, publicKey };
     });
@@ -301,6 +310,15 @@ export class MinidriverCard {
   }
 
   /**
+   * Moves `cardcf`'s counters, and nothing else: every cache keyed by them — Windows' Smart Card
+   * service cache included — reads the card again. For staleness only another cache can see
+   * (doctor reads Windows' cache); `repair` moves them for what check finds. Needs the user PIN.
+   */
+  moveCounters(which: { files?: boolean; containers?: boolean }): Promise<CardCf> {
+    return this.files.transaction(() => this.files.bump(which));
+  }
+
+  /**
    * Fixes what check finds and checks again: `before` marks each finding fixed only where the
    * fresh read afterwards shows the fix; `after` is that fresh check.
    */
@@ -382,6 +400,77 @@ export class MinidriverCard {
   logout(): Promise<void> {
     return this.#session.logout();
   }
+
+  // ---- administrator key: challenge/response and re-keying ----------------------------------------
+
+  /**
+   * A fresh administrator challenge from the card (8 random bytes, good for one answer). Ask
+   * for it and answer it in the same card session: a reset or another challenge discards it.
+   */
+  adminChallenge(): Promise<Uint8Array> {
+    return this.#session.adminChallenge();
+  }
+
+  /**
+   * Unblocks the PIN the Windows way: the response to the challenge from adminChallenge() (from
+   * whoever holds this card's administrator key) authenticates the administrator, then the new
+   * PIN is set and the retry counter reset, in this same session. Certificates and keys stay.
+   * A refused response throws AdminAuthError with the tries the card reports.
+   */
+  async unblockPinWithResponse(response: Uint8Array, newPin: string): Promise<void> {
+    await this.#session.answerAdminChallenge(response);
+    await this.#session.unblockPin(newPin);
+  }
+
+  /**
+   * Returns a card to stock when its user is gone (the PIN unknown): the response to this
+   * session's administrator challenge (from the service that holds the card's key) authenticates
+   * the administrator, the administrator key goes back to the transport key, then, with it, the
+   * PIN is reset to `newPin` (the next user's initial PIN) and every container is deleted with
+   * its key and certificate. The card can then be enrolled for anyone, like a new one.
+   */
+  async retire(adminResponse: Uint8Array, transportKey: Uint8Array, newPin: string): Promise<{ deletedContainers: string[] }> {
+    if (transportKey.length !== 24) throw new CardError('BAD_ADMIN_KEY_LENGTH', 'the transport key must be 24 bytes (48 hex digits)');
+    await this.#session.answerAdminChallenge(adminResponse);
+    await this.#session.putAdminKey(transportKey);
+    await this.#session.logout();
+    await this.#session.authenticateAdmin(transportKey);
+    await this.#session.unblockPin(newPin);
+    await this.#session.verifyPin(newPin);
+    const deletedContainers: string[] = [];
+    for (const c of await this.containers()) {
+      await this.deleteContainer(c.name);
+      deletedContainers.push(c.name);
+    }
+    await this.#session.logout();
+    return { deletedContainers };
+  }
+
+  /** Does this administrator key authenticate to the card (mutual authentication)? Logs out again. */
+  async adminKeyWorks(adminKey: Uint8Array): Promise<boolean> {
+    try {
+      await this.#session.authenticateAdmin(adminKey);
+    } catch (err) {
+      if (err instanceof CardlinkError && (err.code === 'ADMIN_AUTH_FAILED' || err.code === 'CARD_AUTH_FAILED')) return false;
+      throw err;
+    }
+    await this.#session.logout();
+    return true;
+  }
+
+  /**
+   * Replaces the administrator key: mutual authentication with the current key, PUT KEY with
+   * the new one (what `gids-tool --change-admin-key` sends), log out, and prove the new key
+   * authenticates before returning.
+   */
+  async changeAdminKey(currentKey: Uint8Array, newKey: Uint8Array): Promise<void> {
+    if (newKey.length !== 24) throw new CardError('BAD_ADMIN_KEY_LENGTH', 'the new administrator key must be 24 bytes (48 hex digits)');
+    await this.#session.authenticateAdmin(currentKey);
+    await this.#session.putAdminKey(newKey);
+    await this.#session.logout();
+    if (!(await this.adminKeyWorks(newKey))) throw new CardError('ADMIN_KEY_NOT_CHANGED', 'the card took the new administrator key but does not authenticate with it');
+  }
+
 
   private async createKeyFileReplacingLeftover(keyRef: number, algId: number, keySpec: KeySpec): Promise<void> {
     const usage = keySpec === 'kx' ? 'exchange' : 'signature';

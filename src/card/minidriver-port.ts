@@ -80,4 +80,15 @@ export interface MinidriverPort {
   pinStatus(): Promise<PinInfo>;
   /** Presents the user PIN; a wrong or blocked PIN is a PinError (code PIN_INCORRECT / PIN_BLOCKED). */
   verifyPin(pin: string): Promise<void>;
+  /**
+   * CardGetChallenge: a fresh administrator challenge from the card, good for one answer in this
+   * connection. Optional: a card without challenge/response leaves it out.
+   */
+  getChallenge?(): Promise<Uint8Array>;
+  /**
+   * CardAuthenticateChallenge then CardUnblockPin (CARD_AUTHENTICATE_PIN_CHALLENGE_RESPONSE): the
+   * response to the last challenge, and the new PIN with a full retry counter. A refused response
+   * is an AdminAuthError with the tries the card reports.
+   */
+  unblockPinWithResponse?(response: Uint8Array, newPin: string): Promise<void>;
 }

@@ -83,8 +83,9 @@ export const EXIT_CODES: Readonly<Record<number, string>> = {
 /** Where help pages send a reader for the environment variables. */
 export const ENVIRONMENT: Readonly<Record<string, string>> = {
   CARDLINK_PIN: 'the card PIN (else asked for on a terminal; never a flag)',
-  CARDLINK_NEW_PIN: 'the new PIN for pin change/unblock (else asked twice on a terminal)',
-  CARDLINK_ADMIN_KEY: 'the card administrator key, 48 hex digits (3DES; else asked on a terminal)',
+  CARDLINK_NEW_PIN: "the new PIN for pin change/unblock, card unblock and retire-card's next user (else asked twice on a terminal)",
+  CARDLINK_ADMIN_KEY: "the card administrator key, 48 hex digits (3DES; else asked on a terminal); for enroll: a card's private key, replaced by the card's own",
+  CARDLINK_UNBLOCK_TICKET: "the one-time ticket of 'admin unblock-ticket', for card unblock --online (else asked on a terminal; never a flag)",
   CARDLINK_HOME: 'where cardlink keeps its per-user files: card cache, image keys, service data (default ~/.cardlink)',
   CARDLINK_SERVER: 'the enrollment service URL, for --server',
   CARDLINK_CACERT: "the service's CA certificate file, for --cacert (serve prints its path)",
@@ -93,6 +94,7 @@ export const ENVIRONMENT: Readonly<Record<string, string>> = {
   CARDLINK_TOKEN: 'the one-time enrollment token (else asked on a terminal; never a flag)',
   CARDLINK_CA_PASSPHRASE: 'encrypts the CA and TLS keys on disk (else asked on a terminal)',
   CARDLINK_DATA: 'the service data directory, for --data',
+  CARDLINK_TRANSPORT_KEY: 'the administrator key (48 hex digits) new cards arrive with, which enrollment replaces by each card\'s own (default 0102…08 three times)',
 };
 
 /** Every environment variable a command reads: its options' and its own. */

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { DiskCardCache, MinidriverCard } from '../card/index.js';
+import { DiskCardCache, MemoryCardCache, MinidriverCard, type MinidriverPort } from '../card/index.js';
 import { lockCardImage, openCardImage } from '../gids/emulator/index.js';
 import { cardlinkHome } from '../home.js';
 import { MemoryTransport } from '../transport/memory.js';
@@ -16,7 +16,7 @@ export interface TargetArgs {
  * The card a command works on: an emulated card in its image file (`--image`, in process), a
  * reader (`--reader`), or, with neither, the only reader that holds a GIDS card.
  */
-export async function openTransport(args: TargetArgs, options: { createImage?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Transport> {
+export async function openTransport(args: TargetArgs, options: { createImage?: boolean; env?: NodeJS.ProcessEnv; share?: 'exclusive' | 'shared' } = {}): Promise<Transport> {
   if (args.image !== undefined && args.reader !== undefined) throw new UsageError('give --image or --reader, not both');
   if (args.image !== undefined) {
     if (!options.createImage && !existsSync(args.image)) throw new UsageError(`no card image at ${args.image} (create one with 'cardlink card init --image ${args.image}')`);
@@ -25,7 +25,8 @@ export async function openTransport(args: TargetArgs, options: { createImage?: b
     const lock = await lockCardImage(args.image, `cardlink (${process.argv.slice(2, 4).join(' ') || 'cli'})`, { waitMs: 3000 });
     try {
       const card = openCardImage(args.image, { create: options.createImage === true, home: cardlinkHome(options.env) });
-      const transport = new MemoryTransport(card, args.image);
+      // An image is one card: connections to it share it as PC/SC connections share a card.
+      const transport = new MemoryTransport(card, args.image, options.share ?? 'exclusive');
       const close = transport.close.bind(transport);
       transport.close = async () => {
         try {
@@ -41,7 +42,25 @@ export async function openTransport(args: TargetArgs, options: { createImage?: b
     }
   }
   const { openPcscTransport } = await import('../transport/pcsc.js');
-  return openPcscTransport(args.reader === undefined ? {} : { reader: args.reader });
+  return openPcscTransport({ ...(args.reader === undefined ? {} : { reader: args.reader }), ...(options.share ? { share: options.share } : {}) });
+}
+
+/**
+ * Connections of their own to the target card, in shared mode, for Windows' providers (the
+ * model's Base CSP and KSP open one per transaction, as the real ones do): each fails with
+ * SHARING_VIOLATION while a cardlink command holds the card exclusively.
+ */
+export function cardConnector(args: TargetArgs, env: NodeJS.ProcessEnv): () => Promise<{ port: MinidriverPort; close(): Promise<void> }> {
+  return async () => {
+    const transport = await openTransport(args, { env, share: 'shared' });
+    try {
+      const card = await MinidriverCard.open(transport, { cache: new MemoryCardCache() });
+      return { port: card.minidriver(), close: () => transport.close() };
+    } catch (err) {
+      await transport.close();
+      throw err;
+    }
+  };
 }
 
 /**

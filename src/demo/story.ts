@@ -1,4 +1,4 @@
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { hex } from '../bytes.js';
 import { collect } from '../agent/collect.js';
@@ -11,7 +11,7 @@ import { ManualClock, startService } from '../service/index.js';
 import { MemoryTransport } from '../transport/memory.js';
 import { RecordingTransport } from '../transport/recorder.js';
 import { AT_SIGNATURE } from '../windows/constants.js';
-import { diagnose } from '../windows/doctor.js';
+import { diagnose, type DoctorFinding } from '../windows/doctor.js';
 import { WinError } from '../windows/errors.js';
 import { linkCard } from '../windows/link.js';
 import { ManualScheduler } from '../windows/model/clock.js';
@@ -111,29 +111,58 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
       });
     }
 
-    // Side by side, the seed's way: a second certificate, loaded by the seed's loader (cardcf left
-    // alone), then the seed's addCardCertToStore proving the key from a bare context.
+    // Side by side, the seed's way, one cause at a time. First cause: no key link on the Windows
+    // side. A certificate loaded by the seed's loader (cardcf left alone), then the seed's
+    // addCardCertToStore proving the key from a bare context.
     const otherCa = await EmbeddedCa.inMemory({ name: 'CN=The seed system CA' });
     const requested = new x509.Pkcs10CertificateRequest(otherRequest.der);
-    const der = await otherCa.issueFor(createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' }), { subject: 'CN=Demo User (seed way)' });
+    const seedKey = createPublicKey({ key: Buffer.from(requested.publicKey.rawData), format: 'der', type: 'spki' });
+    const der = await otherCa.issueFor(seedKey, { subject: 'CN=Demo User (seed way)' });
     const file = await seedLoad(wsA.transport, SEED_WAY_CONTAINER, der);
     say('seed way', `the seed's CA answers too; its loader writes the certificate to ${file} and leaves cardcf alone`, { file });
-    try {
-      await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
-      say('seed tool', 'addCardCertToStore succeeded', {});
-    } catch (err) {
-      if (!(err instanceof WinError)) throw err;
-      say('seed tool', `the seed's addCardCertToStore: CryptAcquireCertificatePrivateKey failed with ${err.hresultName} 0x${(err.hresult >>> 0).toString(16).toUpperCase()}`, {
-        hresult: err.hresult,
-        name: err.hresultName,
-      });
-    }
-    const doctor = await diagnose(wsB.card.minidriver(), user.host, { target: `--image ${image} --store model:${machine.stateDir}`, machine, cardCheck: () => wsB.card.check() });
-    for (const f of doctor.findings) say('doctor', `${f.code}: ${f.message} → causes ${f.error.name} ${f.error.value}; fix: ${f.fix}`, { ...f });
-    const stale = await wsB.card.check();
-    say('check', reportLine(stale), { findings: stale.findings });
+    const seedTool = async (): Promise<{ thumbprint?: string; hresult?: number; name?: string }> => {
+      try {
+        return { thumbprint: (await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE })).thumbprint };
+      } catch (err) {
+        if (!(err instanceof WinError)) throw err;
+        return { hresult: err.hresult, ...(err.hresultName ? { name: err.hresultName } : {}) };
+      }
+    };
+    const thumb = (d: Uint8Array): string => new X509Certificate(d).fingerprint.replace(/:/g, '');
+    const first = await seedTool();
+    say(
+      'seed tool',
+      first.thumbprint
+        ? 'addCardCertToStore succeeded'
+        : `the seed's addCardCertToStore: CryptAcquireCertificatePrivateKey failed with ${first.name} 0x${(first.hresult! >>> 0).toString(16).toUpperCase()} — cause: the context made from KP_CERTIFICATE carries no CERT_KEY_PROV_INFO and Windows has no link for this key to heal it from (propagation has not run since the load). The cache plays no part: the file is new to it`,
+      first,
+    );
+    const firstDoctor = await diagnose(wsB.card.minidriver(), user.host, { target: `--image ${image} --store model:${machine.stateDir}`, machine, cardCheck: () => wsB.card.check() });
+    for (const f of firstDoctor.findings) say('doctor', doctorLine(f), { ...f });
+    const linkedSeedWay = await linkCard(wsB.card.minidriver(), user.host);
+    say('link', `link writes the missing key link: ${linkedSeedWay.linked.map((l) => `${l.action} '${l.container}'`).join(', ')} (proofs verified)`, { linked: linkedSeedWay.linked.map((l) => ({ container: l.container, action: l.action })) });
+    const healed = await seedTool();
+    say('seed tool', healed.thumbprint ? `the seed's addCardCertToStore now succeeds: link fixed the missing key link (the tool's bare context is healed from it)` : `the seed's tool still fails with ${healed.name}`, healed);
 
-    // cardlink's way out: repair the card (moves cardcf), link; the seed's own tool then works.
+    // Second cause: the stale cache. The seed's CA renews the certificate (same key); the loader
+    // overwrites the file and again leaves cardcf alone, so every cache keyed by it keeps the old one.
+    const renewed = await otherCa.issueFor(seedKey, { subject: 'CN=Demo User (seed way, renewed)' });
+    await seedLoad(wsA.transport, SEED_WAY_CONTAINER, renewed);
+    say('seed way', `days later the seed's CA renews the certificate; the loader overwrites ${file}, cardcf untouched again`, { file, renewed: thumb(renewed) });
+    const stale = await seedTool();
+    say('seed tool', stale.thumbprint === thumb(der) ? `the seed's addCardCertToStore "succeeds" — with the OLD certificate: Windows' Smart Card cache still holds it under the unchanged counter` : `the seed's tool: ${stale.thumbprint ?? stale.name}`, { ...stale, old: stale.thumbprint === thumb(der) });
+    const relinkedStale = await linkCard(wsB.card.minidriver(), user.host);
+    const afterLink = await seedTool();
+    say('link', `link alone puts the renewed certificate in CurrentUser\\My and proves it (${relinkedStale.linked.map((l) => `${l.action} '${l.container}'`).join(', ')}), yet the seed's tool still gets ${afterLink.thumbprint === thumb(der) ? 'the old certificate: link does not fix a stale cache' : 'the renewed one'}`, {
+      seedToolAfterLink: afterLink,
+      old: afterLink.thumbprint === thumb(der),
+    });
+    const doctor = await diagnose(wsB.card.minidriver(), user.host, { target: `--image ${image} --store model:${machine.stateDir}`, machine, cardCheck: () => wsB.card.check() });
+    for (const f of doctor.findings) say('doctor', doctorLine(f), { ...f });
+    const checked = await wsB.card.check();
+    say('check', reportLine(checked), { findings: checked.findings });
+
+    // What fixes the stale cache: moving cardcf (check --repair); Windows then reads the card.
     await wsB.card.verifyPin(pin);
     const { before: repaired, after } = await wsB.card.repair();
     say('repair', `${repaired.findings.filter((f) => f.fixed).map((f) => f.code).join(', ')} fixed; check now: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}`, {
@@ -142,8 +171,9 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     });
     const relinked = await linkCard(wsB.card.minidriver(), user.host);
     say('link', relinked.linked.map((l) => `${l.action} '${l.container}' (proof verified)`).join('; '), { linked: relinked.linked.map((l) => ({ container: l.container, action: l.action })) });
-    const retry = await addCardCertToStore(machine, { container: SEED_WAY_CONTAINER, pin, keySpec: AT_SIGNATURE });
-    say('seed tool', `the seed's addCardCertToStore now succeeds at the first try (${retry.thumbprint.slice(0, 16)}…)`, { thumbprint: retry.thumbprint });
+    const retry = await seedTool();
+    if (retry.thumbprint !== thumb(renewed)) throw new Error(`the seed tool should get the renewed certificate after the repair, got ${retry.thumbprint ?? retry.name}`);
+    say('seed tool', `after check --repair the seed's addCardCertToStore succeeds at the first try with the renewed certificate (${retry.thumbprint.slice(0, 16)}…): the repair fixed the stale cache`, { thumbprint: retry.thumbprint, renewed: true });
     return steps;
   } finally {
     adminKey.fill(0);
@@ -159,6 +189,10 @@ async function workstation(emulator: ReturnType<typeof openCardImage>, name: str
   const transport = new MemoryTransport(emulator, name);
   closers.push(() => transport.close());
   return { transport, card: await MinidriverCard.open(transport, { cache: new MemoryCardCache() }) };
+}
+
+function doctorLine(f: DoctorFinding): string {
+  return `${f.code}: ${f.message} → ${f.error.name === 'S_OK' ? 'no Windows error' : `causes ${f.error.name} ${f.error.value}`}; fix: ${f.fix}`;
 }
 
 function reportLine(r: CheckReport): string {

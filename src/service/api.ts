@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { CardAdminService } from './card-admin.js';
 import type { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import type { App } from './http.js';
@@ -6,10 +7,16 @@ import {
   API_PREFIX,
   DEFAULT_PROFILE,
   EST_PREFIX,
+  NEXT_CURSOR_HEADER,
   REQUEST_STATES,
   ROUTES,
   type AuditListQuery,
+  type CardAdminKeyBody,
   type ChallengeBody,
+  type ConfirmCardAdminKeyBody,
+  type NewUnblockTicket,
+  type TicketUnblockBody,
+  type UnblockResponseBody,
   type CollectBody,
   type Credentials,
   type DeliveryReport,
@@ -18,12 +25,13 @@ import {
   type ProfileChange,
   type RejectBody,
   type RequestListQuery,
+  type RetireBody,
   type RevokeBody,
   type SubmitBody,
 } from './protocol.js';
 
 /** Who may call a route; the OpenAPI document states it and the authorization tests check it. */
-export type Access = 'anonymous' | 'operator' | 'user-or-operator' | 'enrollment-token' | 'card-holder';
+export type Access = 'anonymous' | 'operator' | 'user-or-operator' | 'enrollment-token' | 'card-holder' | 'unblock-ticket';
 
 type Schema = Record<string, unknown>;
 
@@ -35,11 +43,21 @@ interface Route {
   body?: Schema;
   query?: Schema;
   response: { status: number; description: string; schema?: Schema; contentType?: string }[];
+  /** Answers whatever credentials come along (see FastifyContextConfig.public); only for read-only public routes. */
+  public?: boolean;
   handler(req: FastifyRequest, reply: FastifyReply): Promise<unknown>;
 }
 
 const str = { type: 'string' } as const;
 const nullableStr = { type: ['string', 'null'] } as const;
+/** Every string the service takes is bounded; NUL is refused before validation (http.ts). */
+const text = (maxLength: number, extra: Schema = {}): Schema => ({ type: 'string', maxLength, ...extra });
+/** Query values arrive as text (ajv does not coerce): integers are given as digits. */
+const digits = (description: string): Schema => ({ type: 'string', pattern: '^[0-9]{1,5}$', description });
+const CONTAINER = text(39, { minLength: 1, pattern: '^[A-Za-z0-9{}._-]{1,39}$' });
+const CARD_ID = { type: 'string', pattern: '^[0-9a-fA-F]{32}$' } as const;
+const UPN = text(256, { minLength: 3, description: 'user principal name, e.g. alice@example.com' });
+const intOf = (v: unknown): number | undefined => (typeof v === 'string' ? Number(v) : undefined);
 
 const requestSchema: Schema = {
   type: 'object',
@@ -52,16 +70,22 @@ const requestSchema: Schema = {
 };
 const tokenSchema: Schema = {
   type: 'object',
-  properties: { id: str, user: str, profile: str, createdBy: str, createdAt: str, expiresAt: str, usedAt: nullableStr, requestId: nullableStr },
+  properties: { id: str, user: str, profile: str, createdBy: str, createdAt: str, expiresAt: str, usedAt: nullableStr, requestId: nullableStr, revokedAt: nullableStr },
 };
 const profileSchema: Schema = {
   type: 'object',
-  properties: { name: str, approval: { type: 'string', enum: ['automatic', 'operator'] }, validityDays: { type: 'integer' }, updatedAt: { type: 'integer' }, updatedBy: str },
+  properties: {
+    name: str, approval: { type: 'string', enum: ['automatic', 'operator'] }, validityDays: { type: 'integer' },
+    renewalWindowDays: { type: 'integer', description: 'a certificate renews only in its last days' },
+    supersedeGraceDays: { type: 'integer', description: 'days a renewed certificate stays valid when the renewal is not reported delivered' },
+    allowSoftwareKeys: { type: 'boolean', description: 'renewals may bring keys not bound to the card' },
+    updatedAt: { type: 'integer' }, updatedBy: str,
+  },
 };
 const errorSchema: Schema = { type: 'object', properties: { error: { type: 'object', properties: { code: str, message: str } } } };
-const idParam = (req: FastifyRequest): string => {
+const idParam = (req: FastifyRequest, what = 'request'): string => {
   const id = (req.params as { id: string }).id;
-  if (!/^[0-9a-f-]{36}$/.test(id)) throw new ServiceError('NOT_FOUND', `no request ${id}`);
+  if (!/^[0-9a-f-]{36}$/.test(id)) throw new ServiceError('NOT_FOUND', `no ${what} with that id`);
   return id;
 };
 
@@ -70,20 +94,92 @@ function pendingStatus(reply: FastifyReply, view: { retryAfter: number | null })
   return reply;
 }
 
+const cardIdProp = { type: 'string', pattern: '^[0-9a-fA-F]{32}$' } as const;
+const challengeProp = { type: 'string', maxLength: 40, description: '16 hex digits, spaces allowed' } as const;
+const unblockResponseSchema: Schema = { type: 'object', properties: { cardId: str, challenge: str, response: str, keyVersion: { type: 'integer' } } };
+
+/** Issue 14: card administrator keys and PIN unblock by challenge/response. */
+function cardAdminRoutes(cards: CardAdminService): Route[] {
+  return [
+    {
+      operationId: 'cardAdminKey',
+      summary: "The card's own administrator key for the enrolling agent to write (with the key it may have now), or upToDate. Only with the user's unspent enrollment token, only for a card new to the service or already the user's.",
+      access: 'enrollment-token',
+      body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: cardIdProp } },
+      response: [{ status: 200, description: 'keys', schema: { type: 'object', properties: { cardId: str, keyVersion: { type: 'integer' }, upToDate: { type: 'boolean' }, newKey: nullableStr, currentKeys: { type: 'array', items: { type: 'object', properties: { version: { type: 'integer' }, key: str } } } } } }],
+      handler: async (req) => cards.cardAdminKey(req.principal, (req.body as CardAdminKeyBody).cardId),
+    },
+    {
+      operationId: 'confirmCardAdminKey', summary: 'The agent reports the card now authenticates with the new key: the card is recorded active under that key version.', access: 'enrollment-token',
+      body: { type: 'object', required: ['cardId', 'keyVersion'], additionalProperties: false, properties: { cardId: cardIdProp, keyVersion: { type: 'integer', minimum: 1 } } },
+      response: [{ status: 200, description: 'recorded', schema: { type: 'object', properties: { cardId: str, keyVersion: { type: 'integer' }, state: str } } }, { status: 409, description: 'no such re-key waiting' }],
+      handler: async (req) => {
+        const b = req.body as ConfirmCardAdminKeyBody;
+        return cards.confirmCardAdminKey(req.principal, b.cardId, b.keyVersion);
+      },
+    },
+    {
+      operationId: 'unblockResponse', summary: "The response to a card's unblock challenge (help desk): active cards only, each challenge once, a few per card per hour, audited.", access: 'operator',
+      body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
+      response: [{ status: 200, description: 'response', schema: unblockResponseSchema }, { status: 409, description: 'card not active, or challenge answered already' }, { status: 429, description: 'too many responses for this card' }],
+      handler: async (req) => {
+        const b = req.body as UnblockResponseBody;
+        return cards.unblockResponse(req.principal, b.cardId, b.challenge);
+      },
+    },
+    {
+      operationId: 'createUnblockTicket', summary: 'A one-time ticket (shown once) with which the user unblocks this card online.', access: 'operator',
+      body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: cardIdProp, ttlSeconds: { type: 'integer' } } },
+      response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { cardId: str, ticket: str, expiresAt: str } } }],
+      handler: async (req, reply) => {
+        const b = req.body as NewUnblockTicket;
+        return reply.code(201).send(await cards.createUnblockTicket(req.principal, b.cardId, b.ttlSeconds));
+      },
+    },
+    {
+      operationId: 'unblockResponseWithTicket', summary: "The response to the card's challenge, for `card unblock --online`: spends the user's one-time unblock ticket.", access: 'unblock-ticket',
+      body: { type: 'object', required: ['cardId', 'challenge', 'ticket'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp, ticket: { type: 'string', maxLength: 100 } } },
+      response: [{ status: 200, description: 'response', schema: unblockResponseSchema }],
+      handler: async (req) => {
+        const b = req.body as TicketUnblockBody;
+        return cards.unblockResponseWithTicket(b.cardId, b.challenge, b.ticket);
+      },
+    },
+    {
+      operationId: 'rotateAdminMasterKey', summary: 'A new administrator master key version; every card is re-keyed to it on its next enrollment.', access: 'operator',
+      response: [{ status: 200, description: 'rotated', schema: { type: 'object', properties: { keyVersion: { type: 'integer' } } } }],
+      handler: async (req) => cards.rotateMasterKey(req.principal),
+    },
+    {
+      operationId: 'retireCard', summary: "Retires a card whose user left: no more unblock; the response to the card's challenge and the transport key, so the operator's workstation wipes it. Audited.", access: 'operator',
+      body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
+      response: [{ status: 200, description: 'retired', schema: { type: 'object', properties: { cardId: str, response: str, keyVersion: { type: 'integer' }, transportKey: str, state: str } } }, { status: 409, description: 'not active, or challenge answered already' }],
+      handler: async (req) => {
+        const b = req.body as RetireBody;
+        return cards.retireCard(req.principal, b.cardId, b.challenge);
+      },
+    },
+  ];
+}
+
 function apiRoutes(service: EnrollmentService): Route[] {
   return [
     {
-      operationId: 'health', summary: 'Liveness: the service answers and reaches its storage.', access: 'anonymous',
+      operationId: 'health', summary: 'Liveness: the service answers and reaches its storage.', access: 'anonymous', public: true,
       response: [{ status: 200, description: 'up', schema: { type: 'object', properties: { ok: { type: 'boolean' } } } }],
       handler: async () => service.health(),
     },
     {
       operationId: 'login', summary: 'Operator login: a session token for the Authorization: Bearer header.', access: 'anonymous',
-      body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: str, password: str } },
-      response: [{ status: 200, description: 'session', schema: { type: 'object', properties: { token: str, expiresAt: str } } }, { status: 401, description: 'wrong name or password' }],
+      body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: text(64, { minLength: 1 }), password: text(1024) } },
+      response: [
+        { status: 200, description: 'session', schema: { type: 'object', properties: { token: str, expiresAt: str } } },
+        { status: 401, description: 'wrong name or password' },
+        { status: 429, description: 'too many failed logins for this operator or from this address: locked until Retry-After' },
+      ],
       handler: async (req) => {
         const b = req.body as Credentials;
-        return service.login(b.username, b.password);
+        return service.login(b.username, b.password, req.ip);
       },
     },
     {
@@ -96,7 +192,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
     },
     {
       operationId: 'createOperator', summary: 'Adds an operator account.', access: 'operator',
-      body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: str, password: { type: 'string', minLength: 12 } } },
+      body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: text(64, { minLength: 1 }), password: text(1024, { minLength: 12 }) } },
       response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { username: str } } }],
       handler: async (req, reply) => {
         const b = req.body as Credentials;
@@ -110,7 +206,13 @@ function apiRoutes(service: EnrollmentService): Route[] {
     },
     {
       operationId: 'updateProfile', summary: "Changes a profile's approval policy (automatic or operator) or validity.", access: 'operator',
-      body: { type: 'object', additionalProperties: false, properties: { approval: { type: 'string', enum: ['automatic', 'operator'] }, validityDays: { type: 'integer' } } },
+      body: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          approval: { type: 'string', enum: ['automatic', 'operator'] }, validityDays: { type: 'integer' }, renewalWindowDays: { type: 'integer' },
+          supersedeGraceDays: { type: 'integer' }, allowSoftwareKeys: { type: 'boolean' },
+        },
+      },
       response: [{ status: 200, description: 'updated', schema: profileSchema }],
       handler: async (req) => service.updateProfile(req.principal, (req.params as { name: string }).name, req.body as ProfileChange),
     },
@@ -118,7 +220,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
       operationId: 'createToken', summary: 'A one-time, expiring enrollment token for a user (shown once).', access: 'operator',
       body: {
         type: 'object', required: ['user'], additionalProperties: false,
-        properties: { user: { type: 'string', description: 'user principal name, e.g. alice@example.com' }, profile: { type: 'string', default: DEFAULT_PROFILE }, ttlSeconds: { type: 'integer' } },
+        properties: { user: UPN, profile: text(64, { default: DEFAULT_PROFILE }), ttlSeconds: { type: 'integer' } },
       },
       response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { ...(tokenSchema.properties as object), token: str } } }],
       handler: async (req, reply) => {
@@ -132,12 +234,17 @@ function apiRoutes(service: EnrollmentService): Route[] {
       handler: async (req) => service.listTokens(req.principal),
     },
     {
+      operationId: 'revokeToken', summary: 'Revokes an unused enrollment token: it can no longer enroll (409 when it was used already).', access: 'operator',
+      response: [{ status: 200, description: 'revoked', schema: tokenSchema }, { status: 404, description: 'no such token' }, { status: 409, description: 'used already' }],
+      handler: async (req) => service.revokeToken(req.principal, idParam(req, 'token')),
+    },
+    {
       operationId: 'submitRequest',
       summary: "Submits a PKCS#10 request with an enrollment token, bound to the card's cardid and container. Sending the same request again returns its state.",
       access: 'enrollment-token',
       body: {
         type: 'object', required: ['csr'], additionalProperties: false,
-        properties: { csr: { type: 'string', description: 'PEM or base64 DER' }, cardId: { type: 'string', pattern: '^[0-9a-fA-F]{32}$' }, container: { type: 'string', minLength: 1, maxLength: 39 } },
+        properties: { csr: text(64 * 1024, { description: 'PEM or base64 DER' }), cardId: CARD_ID, container: CONTAINER },
       },
       response: [{ status: 200, description: 'issued', schema: requestSchema }, { status: 202, description: 'waiting (see Retry-After)', schema: requestSchema }],
       handler: async (req, reply) => {
@@ -146,10 +253,25 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      operationId: 'listRequests', summary: 'Requests: all of them for operators, only their own for users.', access: 'user-or-operator',
-      query: { type: 'object', additionalProperties: false, properties: { state: { type: 'string', enum: REQUEST_STATES }, user: str, cardId: str, limit: { type: 'integer', minimum: 1, maximum: 10000 } } },
+      operationId: 'listRequests',
+      summary: `Requests, newest first, one page (limit, default 1000): all of them for operators, only their own for users. When more follow, the ${NEXT_CURSOR_HEADER} header holds the cursor of the next page.`,
+      access: 'user-or-operator',
+      query: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          state: { type: 'string', enum: REQUEST_STATES }, user: text(256), cardId: CARD_ID, limit: digits('1 to 10000, default 1000'),
+          cursor: text(200, { pattern: '^[A-Za-z0-9_-]+$', description: `the ${NEXT_CURSOR_HEADER} of the previous page` }),
+        },
+      },
       response: [{ status: 200, description: 'requests', schema: { type: 'array', items: requestSchema } }],
-      handler: async (req) => service.list(req.principal, req.query as RequestListQuery),
+      handler: async (req, reply) => {
+        const q = req.query as Record<string, string | undefined>;
+        const limit = intOf(q.limit);
+        if (limit !== undefined && (limit < 1 || limit > 10_000)) throw new ServiceError('BAD_REQUEST', 'limit is between 1 and 10000');
+        const page = await service.page(req.principal, { ...(q as RequestListQuery), limit });
+        if (page.next !== null) reply.header(NEXT_CURSOR_HEADER, page.next);
+        return page.requests;
+      },
     },
     {
       operationId: 'getRequest', summary: 'One request (404 for a request of another user).', access: 'user-or-operator',
@@ -166,7 +288,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
     },
     {
       operationId: 'rejectRequest', summary: 'Rejects a pending request.', access: 'operator',
-      body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: 'string', minLength: 1, maxLength: 500 } } },
+      body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: text(500, { minLength: 1 }) } },
       response: [{ status: 200, description: 'rejected', schema: requestSchema }, { status: 409, description: 'not pending' }],
       handler: async (req) => service.reject(req.principal, idParam(req), (req.body as RejectBody).reason),
     },
@@ -178,13 +300,13 @@ function apiRoutes(service: EnrollmentService): Route[] {
     },
     {
       operationId: 'reportDelivery', summary: 'The agent installed and linked the certificate (needs the delivery ticket from collect).', access: 'card-holder',
-      body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: str, host: { type: 'string', maxLength: 255 }, thumbprint: { type: 'string', maxLength: 128 } } },
+      body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: text(100), host: text(255), thumbprint: text(128) } },
       response: [{ status: 200, description: 'delivered', schema: requestSchema }],
       handler: async (req) => service.delivered(idParam(req), req.body as DeliveryReport),
     },
     {
       operationId: 'collectChallenge', summary: 'A one-time nonce for the card to sign with its container keys.', access: 'anonymous',
-      body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: { type: 'string', pattern: '^[0-9a-fA-F]{32}$' } } },
+      body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: CARD_ID } },
       response: [{ status: 200, description: 'challenge', schema: { type: 'object', properties: { nonce: str, expiresAt: str } } }],
       handler: async (req) => service.challenge((req.body as ChallengeBody).cardId),
     },
@@ -195,8 +317,8 @@ function apiRoutes(service: EnrollmentService): Route[] {
       body: {
         type: 'object', required: ['cardId', 'nonce', 'proofs'], additionalProperties: false,
         properties: {
-          cardId: { type: 'string', pattern: '^[0-9a-fA-F]{32}$' }, nonce: str,
-          proofs: { type: 'array', maxItems: 32, items: { type: 'object', required: ['container', 'signature'], additionalProperties: false, properties: { container: str, signature: { type: 'string', description: 'base64' } } } },
+          cardId: CARD_ID, nonce: text(100),
+          proofs: { type: 'array', maxItems: 32, items: { type: 'object', required: ['container', 'signature'], additionalProperties: false, properties: { container: CONTAINER, signature: text(2048, { description: 'base64' }) } } },
         },
       },
       response: [{ status: 200, description: 'requests of the proven keys', schema: { type: 'array', items: { type: 'object', properties: { ...(requestSchema.properties as object), deliveryTicket: nullableStr } } } }],
@@ -206,18 +328,26 @@ function apiRoutes(service: EnrollmentService): Route[] {
       operationId: 'queryAudit', summary: 'The audit log of every state change: who, when, what.', access: 'operator',
       query: {
         type: 'object', additionalProperties: false,
-        properties: { actor: str, action: str, subject: str, since: { type: 'string', format: 'date-time' }, until: { type: 'string', format: 'date-time' }, limit: { type: 'integer', minimum: 1, maximum: 10000 } },
+        properties: {
+          actor: text(300), action: text(64), subject: text(300), since: { type: 'string', format: 'date-time', maxLength: 40 }, until: { type: 'string', format: 'date-time', maxLength: 40 },
+          limit: digits('1 to 10000, default 1000'),
+        },
       },
       response: [{ status: 200, description: 'entries, oldest first', schema: { type: 'array', items: { type: 'object', properties: { id: { type: 'integer' }, at: str, actor: str, action: str, subject: nullableStr, details: { type: 'object', additionalProperties: true } } } } }],
-      handler: async (req) => service.audit(req.principal, req.query as AuditListQuery),
+      handler: async (req) => {
+        const q = req.query as Record<string, string | undefined>;
+        const limit = intOf(q.limit);
+        if (limit !== undefined && (limit < 1 || limit > 10_000)) throw new ServiceError('BAD_REQUEST', 'limit is between 1 and 10000');
+        return service.audit(req.principal, { ...(q as AuditListQuery), limit });
+      },
     },
     {
-      operationId: 'caCertificates', summary: 'The CA chain, PEM.', access: 'anonymous',
+      operationId: 'caCertificates', summary: 'The CA chain, PEM.', access: 'anonymous', public: true,
       response: [{ status: 200, description: 'chain', schema: { type: 'object', properties: { certificates: { type: 'array', items: str } } } }],
       handler: async () => ({ certificates: service.caCertificates().map((c) => c.toString('pem')) }),
     },
     {
-      operationId: 'crl', summary: 'The current CRL (DER).', access: 'anonymous',
+      operationId: 'crl', summary: 'The current CRL (DER).', access: 'anonymous', public: true,
       response: [{ status: 200, description: 'CRL', contentType: 'application/pkix-crl' }],
       handler: async (_req, reply) => reply.type('application/pkix-crl').send(await service.crl()),
     },
@@ -230,9 +360,10 @@ const ACCESS_TEXT: Record<Access, string> = {
   'user-or-operator': "operator session, or a user's enrollment token / client certificate (own requests only)",
   'enrollment-token': 'enrollment token (Bearer, or Basic with the token as password)',
   'card-holder': "proof of a card key (challenge signature) or the delivery ticket it earned",
+  'unblock-ticket': 'a one-time unblock ticket an operator made for this card (in the body)',
 };
 
-const EST_PATHS = {
+const EST_OPERATIONS = {
   [`${EST_PREFIX}/cacerts`]: { get: { operationId: 'estCacerts', summary: 'EST: the CA certificates (base64 certs-only PKCS#7).', 'x-access': 'anonymous', responses: { 200: { description: 'certs-only', content: { 'application/pkcs7-mime': {} } } } } },
   [`${EST_PREFIX}/csrattrs`]: { get: { operationId: 'estCsrattrs', summary: 'EST: attributes a request should carry (base64 CsrAttrs).', 'x-access': 'anonymous', responses: { 200: { description: 'CsrAttrs', content: { 'application/csrattrs': {} } } } } },
   [`${EST_PREFIX}/simpleenroll`]: {
@@ -250,6 +381,23 @@ const EST_PATHS = {
     },
   },
 };
+
+/** The EST operations, each also under a CA label (RFC 7030 §3.2.2), which names a profile. */
+const EST_PATHS: Record<string, unknown> = Object.fromEntries(
+  Object.entries(EST_OPERATIONS).flatMap(([path, ops]) => {
+    const name = path.slice(EST_PREFIX.length + 1);
+    const labelled = Object.fromEntries(
+      Object.entries(ops as Record<string, { operationId: string; summary: string }>).map(([method, op]) => [
+        method,
+        {
+          ...op, operationId: op.operationId.replace(/^est/, 'estLabel'), summary: `${op.summary} Under a CA label: the profile of that name (404 for no such profile).`,
+          parameters: [{ name: 'label', in: 'path', required: true, schema: str }],
+        },
+      ]),
+    );
+    return [[path, ops], [`${EST_PREFIX}/{label}/${name}`, labelled]];
+  }),
+);
 
 /** The OpenAPI 3.1 document, generated from the same table the routes are registered from. */
 function openApiDocument(routes: Route[]): Record<string, unknown> {
@@ -287,17 +435,18 @@ function openApiDocument(routes: Route[]): Record<string, unknown> {
   };
 }
 
-export function registerApi(app: App, service: EnrollmentService): Record<string, unknown> {
-  const routes = apiRoutes(service);
+export function registerApi(app: App, service: EnrollmentService, cards: CardAdminService): Record<string, unknown> {
+  const routes = [...apiRoutes(service), ...cardAdminRoutes(cards)];
   const doc = openApiDocument(routes);
   for (const r of routes) {
     app.route({
       method: ROUTES[r.operationId].method,
       url: API_PREFIX + ROUTES[r.operationId].path,
       schema: { ...(r.body ? { body: r.body } : {}), ...(r.query ? { querystring: r.query } : {}) },
+      config: { public: r.public === true },
       handler: r.handler,
     });
   }
-  app.get(API_PREFIX + ROUTES.openapi.path, async () => doc);
+  app.get(API_PREFIX + ROUTES.openapi.path, { config: { public: true } }, async () => doc);
   return doc;
 }

@@ -34,7 +34,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
  * Bearer secrets carry a prefix saying what they are, so the server knows where to look them up:
  * operator sessions, one-time enrollment tokens, delivery tickets and card challenges.
  */
-export const PREFIX = { session: 'cls_', enrollment: 'cle_', ticket: 'clt_', challenge: 'clc_' } as const;
+export const PREFIX = { session: 'cls_', enrollment: 'cle_', ticket: 'clt_', challenge: 'clc_', unblock: 'clu_' } as const;
 
 export function newSecret(kind: keyof typeof PREFIX): string {
   return PREFIX[kind] + randomBytes(32).toString('base64url');

@@ -9,10 +9,12 @@ import { Agent, request as httpsRequest } from 'node:https';
 import { CardlinkError } from '../errors.js';
 import {
   apiPath,
+  NEXT_CURSOR_HEADER,
   ROUTES,
   type AuditEntryView,
   type AuditListQuery,
   type CaCertificates,
+  type CardAdminKey,
   type Challenge,
   type CollectBody,
   type CollectedRequest,
@@ -21,16 +23,21 @@ import {
   type DeliveryReport,
   type ErrorBody,
   type Health,
+  type MasterKeyRotation,
   type NewToken,
   type OperationId,
   type OperatorView,
   type ProfileChange,
   type ProfileView,
   type RequestListQuery,
+  type RequestPage,
   type RequestView,
+  type RetireAnswer,
   type Session,
   type SubmitBody,
   type TokenView,
+  type UnblockResponse,
+  type UnblockTicket,
 } from './protocol.js';
 
 export * from './protocol.js';
@@ -85,6 +92,7 @@ export interface RawOptions {
 /** An answer whose status means something: 200 issued or final, 202 waiting (see `retryAfter`). */
 export interface Answer<T> {
   status: number;
+  headers: IncomingHttpHeaders;
   /** Seconds from the Retry-After header, when there is one. */
   retryAfter: number | undefined;
   value: T;
@@ -164,6 +172,11 @@ export class ServiceClient {
     return this.value('listTokens', { bearer: session });
   }
 
+  /** Withdraws an unused enrollment token (by its id, not its secret): it can no longer enroll. */
+  revokeToken(session: string, id: string): Promise<TokenView> {
+    return this.value('revokeToken', { bearer: session, params: { id } });
+  }
+
   // Requests
 
   /** Sends a request with an enrollment token; sending the same CSR again returns its state. */
@@ -171,9 +184,19 @@ export class ServiceClient {
     return this.call('submitRequest', { bearer: token, json: body });
   }
 
-  /** All requests for an operator session; a user's own with their token. */
-  requests(bearer: string, query: RequestListQuery = {}): Promise<RequestView[]> {
-    return this.value('listRequests', { bearer, query });
+  /**
+   * The first page of requests, newest first (at most `limit`, default 1000): all of them for an
+   * operator session, a user's own with their token. `requestPage` says whether more follow.
+   */
+  async requests(bearer: string, query: RequestListQuery = {}): Promise<RequestView[]> {
+    return (await this.requestPage(bearer, query)).requests;
+  }
+
+  /** One page of requests, newest first; pass `next` as `cursor` for the page after it (null: the last page). */
+  async requestPage(bearer: string, query: RequestListQuery = {}): Promise<RequestPage> {
+    const res = await this.call<RequestView[]>('listRequests', { bearer, query });
+    const next = res.headers[NEXT_CURSOR_HEADER];
+    return { requests: res.value, next: typeof next === 'string' && next.length > 0 ? next : null };
   }
 
   request(bearer: string, id: string): Promise<Answer<RequestView>> {
@@ -228,6 +251,40 @@ export class ServiceClient {
     return this.value('openapi');
   }
 
+  // Card administrator keys and PIN unblock
+
+  /** With the user's unspent enrollment token: the key the card should have, and the keys it may have now. */
+  cardAdminKey(token: string, cardId: string): Promise<CardAdminKey> {
+    return this.value('cardAdminKey', { bearer: token, json: { cardId } });
+  }
+
+  confirmCardAdminKey(token: string, cardId: string, keyVersion: number): Promise<{ cardId: string; keyVersion: number; state: string }> {
+    return this.value('confirmCardAdminKey', { bearer: token, json: { cardId, keyVersion } });
+  }
+
+  /** Operator: the response to a card's unblock challenge (16 hex digits). */
+  unblockResponse(session: string, cardId: string, challenge: string): Promise<UnblockResponse> {
+    return this.value('unblockResponse', { bearer: session, json: { cardId, challenge } });
+  }
+
+  createUnblockTicket(session: string, cardId: string, ttlSeconds?: number): Promise<UnblockTicket> {
+    return this.value('createUnblockTicket', { bearer: session, json: { cardId, ...(ttlSeconds !== undefined ? { ttlSeconds } : {}) } });
+  }
+
+  /** The user's workstation, with the one-time unblock ticket an operator gave. */
+  unblockResponseWithTicket(cardId: string, challenge: string, ticket: string): Promise<UnblockResponse> {
+    return this.value('unblockResponseWithTicket', { json: { cardId, challenge, ticket } });
+  }
+
+  /** Operator: retire a card (no more unblock) and get what the workstation needs to wipe it. */
+  retireCard(session: string, cardId: string, challenge: string): Promise<RetireAnswer> {
+    return this.value('retireCard', { bearer: session, json: { cardId, challenge } });
+  }
+
+  rotateAdminMasterKey(session: string): Promise<MasterKeyRotation> {
+    return this.value('rotateAdminMasterKey', { bearer: session });
+  }
+
   // Plumbing
 
   raw(method: string, path: string, o: RawOptions = {}): Promise<HttpResult> {
@@ -273,7 +330,7 @@ export class ServiceClient {
     const res = await this.raw(ROUTES[op].method, path, { ...(o.bearer !== undefined ? { bearer: o.bearer } : {}), ...(o.json !== undefined ? { json: o.json } : {}) });
     if (res.status < 200 || res.status > 299) throw refused(ROUTES[op].method, path.split('?')[0]!, res);
     const text = res.body.toString('utf8');
-    return { status: res.status, value: (text.length > 0 ? JSON.parse(text) : undefined) as T, retryAfter: retryAfterSeconds(res.headers) };
+    return { status: res.status, headers: res.headers, value: (text.length > 0 ? JSON.parse(text) : undefined) as T, retryAfter: retryAfterSeconds(res.headers) };
   }
 }
 

@@ -2,13 +2,13 @@ import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { toPem } from '../pem.js';
 import { x509 } from '../x509.js';
 import { actorName, hashPassword, newSecret, PREFIX, secretHash, verifyPassword, type Principal } from './auth.js';
-import { newSerial, parseCsr } from './ca/pki.js';
+import { isUserPrincipalName, newSerial, parseCsr, userSubject, type ParsedCsr } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
 import {
   collectMessage,
-  type Approval,
+  CONTAINER_NAME_RE,
   type AuditEntryView,
   type AuditListQuery,
   type CollectBody,
@@ -21,12 +21,13 @@ import {
   type ProfileChange,
   type ProfileView,
   type RequestListQuery,
+  type RequestPage,
   type RequestState,
   type RequestView,
   type Session,
   type TokenView,
 } from './protocol.js';
-import type { CertificateRecord, Profile, RequestRecord, Storage, TokenRecord } from './storage/storage.js';
+import { CRL_REASON, type CertificateRecord, type Profile, type RequestRecord, type Storage, type TokenRecord } from './storage/storage.js';
 import type { OwnCertificate } from './tls.js';
 
 const HOUR = 3_600_000;
@@ -44,13 +45,47 @@ export interface EnrollmentOptions {
   /** How long an issuer holds a request before another process may take it over. */
   issueLeaseMs?: number;
   crlValidityMs?: number;
+  loginThrottle?: Partial<LoginThrottle>;
 }
 
+/**
+ * Failed operator logins: `perOperator` failures of one operator's password within `windowMs`
+ * lock that operator for `lockMs`; `perAddress` failures from one source address (any names)
+ * lock that address. Defaults: 5 and 20 in 15 minutes, 15 minutes locked (NIST SP 800-63B
+ * §5.2.2 allows up to 100 before a lockout; a smaller number costs an operator little and leaves
+ * a guesser 20 tries an hour).
+ */
+export interface LoginThrottle {
+  perOperator: number;
+  perAddress: number;
+  windowMs: number;
+  lockMs: number;
+}
+
+const DEFAULT_THROTTLE: LoginThrottle = { perOperator: 5, perAddress: 20, windowMs: 15 * 60_000, lockMs: 15 * 60_000 };
+
 /** The default profiles made on first start; operators change their policy through the API. */
-const DEFAULT_PROFILES: { name: string; approval: Approval; validityDays: number }[] = [
-  { name: 'smartcard-logon', approval: 'operator', validityDays: 365 },
-  { name: 'smartcard-logon-auto', approval: 'automatic', validityDays: 365 },
+const RENEWAL = { renewalWindowDays: 30, supersedeGraceDays: 7, allowSoftwareKeys: false };
+const DEFAULT_PROFILES: Omit<Profile, 'updatedAt' | 'updatedBy'>[] = [
+  { name: 'smartcard-logon', approval: 'operator', validityDays: 365, ...RENEWAL },
+  { name: 'smartcard-logon-auto', approval: 'automatic', validityDays: 365, ...RENEWAL },
 ];
+
+/** RFC 5280 §5.3.1 names of the CRLReason codes, for messages. */
+const CRL_REASON_NAMES = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'certificateHold', '', 'removeFromCRL', 'privilegeWithdrawn', 'aACompromise'];
+
+/** PKCS#9 challengePassword (RFC 2985 §5.4.1): where a renewal request carries its card binding (protocol.ts renewalBinding). */
+const CHALLENGE_PASSWORD = '1.2.840.113549.1.9.7';
+const RENEWAL_BINDING_RE = /^cardlink-renew v1 (clc_[A-Za-z0-9_-]{43}) ([0-9a-f]{32}) ([A-Za-z0-9{}._-]{1,39})$/;
+
+/** The card binding of a renewal request, or undefined when it carries none. */
+function renewalBindingOf(parsed: ParsedCsr): { nonce: string; cardId: string; container: string } | undefined | 'malformed' {
+  const attr = parsed.csr.getAttribute(CHALLENGE_PASSWORD);
+  if (!attr) return undefined;
+  const password = (attr as x509.ChallengePasswordAttribute).password;
+  const m = typeof password === 'string' ? RENEWAL_BINDING_RE.exec(password) : null;
+  return m ? { nonce: m[1]!, cardId: m[2]!, container: m[3]! } : 'malformed';
+}
 
 /** What EST answers a request with: the certificate's DER as stored, never re-read from a view. */
 export interface EnrollmentOutcome {
@@ -63,8 +98,9 @@ export interface EnrollmentOutcome {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-const USER_RE = /^[^\s@]+@[^\s@]+$/;
 const CARD_ID_RE = /^[0-9a-fA-F]{32}$/;
+/** Operator names as createOperator allows them; a login with anything else is refused before it is looked up or written. */
+const OPERATOR_NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
 
 function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
   if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
@@ -114,8 +150,10 @@ export class EnrollmentService {
   private readonly ticketTtlMs: number;
   private readonly issueLeaseMs: number;
   private readonly crlValidityMs: number;
+  private readonly throttle: LoginThrottle;
 
   constructor(o: EnrollmentOptions) {
+    this.throttle = { ...DEFAULT_THROTTLE, ...o.loginThrottle };
     this.storage = o.storage;
     this.ca = o.ca;
     this.clock = o.clock;
@@ -172,16 +210,34 @@ export class EnrollmentService {
 
   // Authentication
 
-  async login(username: string, password: string): Promise<Session> {
+  /**
+   * An operator session for the right name and password. Failed attempts are counted per
+   * operator and per source address; a locked operator or address is refused (429) without the
+   * password being checked, until the lockout ends, even with the right password.
+   */
+  async login(username: string, password: string, source = 'unknown'): Promise<Session> {
+    // Nothing that could not be an operator's name reaches storage or the audit log.
+    if (!OPERATOR_NAME_RE.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
+    if (password.length > 1024) throw new ServiceError('BAD_REQUEST', 'a password has at most 1024 characters');
+    const started = this.now();
     const op = await this.storage.findOperator(username);
+    const keys = [`address:${source.slice(0, 64)}`, ...(op ? [`operator:${op.username}`] : [])];
+    const locked = await this.storage.lockedUntil(keys, started);
+    if (locked !== undefined) {
+      throw new ServiceError('TOO_MANY_ATTEMPTS', `too many failed logins: try again after ${new Date(locked).toISOString()}`, { retryAfter: Math.ceil((locked - started) / 1000) });
+    }
     // Hash even for an unknown name, so the answer's timing does not tell which names exist.
     const ok = await verifyPassword(password, op?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=');
     if (!op || !ok) {
-      await this.storage.recordAudit(this.now(), 'anonymous', 'session.refused', `operator:${username}`);
+      const at = this.now();
+      await this.storage.recordAudit(at, 'anonymous', 'session.refused', `operator:${username}`, { source: source.slice(0, 64) });
+      await this.storage.loginFailed(keys[0]!, at, { max: this.throttle.perAddress, windowMs: this.throttle.windowMs, lockMs: this.throttle.lockMs });
+      if (op) await this.storage.loginFailed(keys[1]!, at, { max: this.throttle.perOperator, windowMs: this.throttle.windowMs, lockMs: this.throttle.lockMs });
       throw new ServiceError('UNAUTHENTICATED', 'wrong operator name or password');
     }
     const token = newSecret('session');
     const now = this.now();
+    await this.storage.loginSucceeded(`operator:${op.username}`, now);
     await this.storage.createSession(secretHash(token), op, now, now + this.sessionTtlMs);
     return { token, expiresAt: new Date(now + this.sessionTtlMs).toISOString() };
   }
@@ -201,7 +257,7 @@ export class EnrollmentService {
     if (secret.startsWith(PREFIX.enrollment)) {
       const t = await this.storage.tokenByHash(secretHash(secret));
       if (!t) return undefined;
-      const usable = t.usedAt === null && t.expiresAt > this.now();
+      const usable = t.usedAt === null && t.revokedAt === null && t.expiresAt > this.now();
       // A spent token stays the key to the one request it made, so its owner can poll it later.
       if (!usable && t.requestId === null) return undefined;
       return { kind: 'enrollment-token', tokenId: t.id, user: t.user, profile: t.profile, requestId: t.requestId, usable };
@@ -209,18 +265,28 @@ export class EnrollmentService {
     return undefined;
   }
 
-  /** A TLS client certificate (already chain-checked by the caller) to a principal. */
-  async fromClientCertificate(serialHex: string): Promise<Principal | undefined> {
-    const cert = await this.storage.certificateHolder(serialHex.toLowerCase());
-    if (!cert || cert.requestId === null || cert.revokedAt !== null) return undefined;
+  /**
+   * A TLS client certificate (already chain-checked by the caller) to a principal, or the reason
+   * it is refused. A refusal on a renewal is written to the audit log with its reason.
+   */
+  async fromClientCertificate(serialHex: string, purpose: 'renewal' | 'other' = 'other'): Promise<Principal | { refused: string }> {
+    const serial = serialHex.toLowerCase();
+    const cert = await this.storage.certificateHolder(serial);
     const now = this.now();
-    if (now < cert.notBefore || now > cert.notAfter) return undefined;
-    return { kind: 'certificate', serial: cert.serial, user: cert.user, requestId: cert.requestId };
+    let refused: string | undefined;
+    if (!cert || cert.requestId === null) refused = `the client certificate ${serial} is not one this service issued to a user`;
+    else if (cert.revokedAt !== null) {
+      const reason = CRL_REASON_NAMES[cert.revocationReason ?? 0] ?? String(cert.revocationReason);
+      refused = `the client certificate ${serial} is revoked (${reason})`;
+    } else if (now < cert.notBefore || now > cert.notAfter) refused = `the client certificate ${serial} is expired or not yet valid`;
+    if (refused === undefined) return { kind: 'certificate', serial: cert!.serial, user: cert!.user, requestId: cert!.requestId! };
+    if (purpose === 'renewal' && cert) await this.storage.recordAudit(now, `certificate:${serial}`, 'renewal.refused', `serial:${serial}`, { reason: refused });
+    return { refused };
   }
 
   async createOperator(p: Principal, username: string, password: string): Promise<OperatorView> {
     requireOperator(p);
-    if (!/^[A-Za-z0-9._@-]{1,64}$/.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
+    if (!OPERATOR_NAME_RE.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
     await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, actorName(p));
     return { username };
   }
@@ -237,18 +303,28 @@ export class EnrollmentService {
     if (change.validityDays !== undefined && (change.validityDays < 1 || change.validityDays > 3650)) {
       throw new ServiceError('BAD_REQUEST', 'validityDays must be between 1 and 3650');
     }
+    if (change.supersedeGraceDays !== undefined && (change.supersedeGraceDays < 0 || change.supersedeGraceDays > 90)) {
+      throw new ServiceError('BAD_REQUEST', 'supersedeGraceDays must be between 0 and 90');
+    }
+    if (change.renewalWindowDays !== undefined) {
+      const validity = change.validityDays ?? (await this.storage.getProfile(name))?.validityDays ?? 3650;
+      // A window as long as the validity lets every new certificate renew at once: the chain would not end.
+      if (change.renewalWindowDays < 0 || change.renewalWindowDays > validity) throw new ServiceError('BAD_REQUEST', `renewalWindowDays must be between 0 and the validity (${validity} days)`);
+    }
     return profileView(await this.storage.updateProfile(name, change, actorName(p), this.now()));
   }
 
   async createToken(p: Principal, o: Required<Pick<NewToken, 'user' | 'profile'>> & NewToken): Promise<CreatedToken> {
     requireOperator(p);
-    if (!USER_RE.test(o.user)) throw new ServiceError('BAD_REQUEST', `user '${o.user}' is not a user principal name like alice@example.com`);
+    if (!isUserPrincipalName(o.user)) {
+      throw new ServiceError('BAD_REQUEST', 'user is not a user principal name like alice@example.com (local@domain, at most 256 characters, no spaces, commas, quotes or control characters)');
+    }
     if (!(await this.storage.getProfile(o.profile))) throw new ServiceError('BAD_REQUEST', `no profile '${o.profile}'`);
     const ttl = o.ttlSeconds ?? 86_400;
     if (ttl < 60 || ttl > 30 * 86_400) throw new ServiceError('BAD_REQUEST', 'ttlSeconds must be between 60 and 2592000 (30 days)');
     const token = newSecret('enrollment');
     const now = this.now();
-    const rec: TokenRecord = { id: randomUUID(), user: o.user, profile: o.profile, createdBy: actorName(p), createdAt: now, expiresAt: now + ttl * 1000, usedAt: null, requestId: null };
+    const rec: TokenRecord = { id: randomUUID(), user: o.user, profile: o.profile, createdBy: actorName(p), createdAt: now, expiresAt: now + ttl * 1000, usedAt: null, requestId: null, revokedAt: null };
     await this.storage.createToken(rec, secretHash(token));
     return { ...this.tokenView(rec), token };
   }
@@ -258,8 +334,22 @@ export class EnrollmentService {
     return (await this.storage.listTokens()).map((t) => this.tokenView(t));
   }
 
+  /** An operator withdraws an unused enrollment token: it can no longer enroll. */
+  async revokeToken(p: Principal, id: string): Promise<TokenView> {
+    requireOperator(p);
+    const r = await this.storage.revokeToken(id, actorName(p), this.now());
+    if (!r) throw new ServiceError('NOT_FOUND', `no token ${id}`);
+    if (!r.changed && r.token.revokedAt === null) {
+      throw new ServiceError('CONFLICT', `token ${id} was already used for request ${r.token.requestId}: reject or revoke that request instead`);
+    }
+    return this.tokenView(r.token);
+  }
+
   private tokenView(t: TokenRecord): TokenView {
-    return { id: t.id, user: t.user, profile: t.profile, createdBy: t.createdBy, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt)!, usedAt: iso(t.usedAt), requestId: t.requestId };
+    return {
+      id: t.id, user: t.user, profile: t.profile, createdBy: t.createdBy, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt)!, usedAt: iso(t.usedAt),
+      requestId: t.requestId, revokedAt: iso(t.revokedAt),
+    };
   }
 
   // Requests
@@ -270,8 +360,16 @@ export class EnrollmentService {
   }
 
   /** EST simpleenroll (RFC 7030 §4.2.1): the same use case, answered with the stored DER. */
-  async simpleEnroll(p: Principal, csr: Uint8Array | string): Promise<EnrollmentOutcome> {
+  async simpleEnroll(p: Principal, csr: Uint8Array | string, label?: string): Promise<EnrollmentOutcome> {
+    if (label !== undefined && p.kind === 'enrollment-token' && label !== p.profile) {
+      throw new ServiceError('FORBIDDEN', `the enrollment token is for profile '${p.profile}', not for CA label '${label}'`);
+    }
     return this.outcome(await this.submitRecord(p, { csr }));
+  }
+
+  /** Whether an EST CA label (RFC 7030 §3.2.2) names a profile: labels are profile names. */
+  async isLabel(label: string): Promise<boolean> {
+    return (await this.storage.getProfile(label)) !== undefined;
   }
 
   /**
@@ -287,17 +385,17 @@ export class EnrollmentService {
       if (!canSee(p, existing)) throw new ServiceError('CONFLICT', 'this certificate request was already submitted with another token');
       return this.settle(existing);
     }
-    if (!p.usable) throw new ServiceError('TOKEN_INVALID', 'the enrollment token was already used or has expired: ask an operator for a new one');
+    if (!p.usable) throw new ServiceError('TOKEN_INVALID', 'the enrollment token was already used, revoked or has expired: ask an operator for a new one');
     if ((o.cardId === undefined) !== (o.container === undefined)) throw new ServiceError('BAD_REQUEST', 'give both cardId and container, or neither');
     if (o.cardId !== undefined && !CARD_ID_RE.test(o.cardId)) throw new ServiceError('BAD_REQUEST', 'cardId is the card\'s 16-byte cardid as 32 hex digits');
-    if (o.container !== undefined && (o.container.length === 0 || o.container.length > 39)) throw new ServiceError('BAD_REQUEST', 'a container name has 1 to 39 characters');
+    if (o.container !== undefined && !CONTAINER_NAME_RE.test(o.container)) throw new ServiceError('BAD_REQUEST', 'a container name has 1 to 39 characters: letters, digits, { } . _ -');
     const profile = await this.storage.getProfile(p.profile);
     if (!profile) throw new ServiceError('CONFIG', `the token's profile '${p.profile}' no longer exists`);
     const auto = profile.approval === 'automatic';
     const rec = await this.storage.submitRequest(
       {
         id: randomUUID(), kind: 'enroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
-        subject: `CN=${p.user}`, cardId: o.cardId?.toLowerCase() ?? null, container: o.container ?? null, renews: null,
+        subject: userSubject(p.user).toString(), cardId: o.cardId?.toLowerCase() ?? null, container: o.container ?? null, renews: null,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
       },
       this.now(),
@@ -306,8 +404,14 @@ export class EnrollmentService {
     return this.settle(rec, profile);
   }
 
-  /** EST simplereenroll (RFC 7030 §4.2.2): a holder of a valid certificate asks for its successor. */
-  async simpleReenroll(p: Principal, csrInput: Uint8Array | string): Promise<EnrollmentOutcome> {
+  /**
+   * EST simplereenroll (RFC 7030 §4.2.2): a holder of a valid certificate asks for its successor.
+   * A renewal ends the chain it extends: allowed only in the profile's renewal window, only once
+   * per certificate (a renewed certificate is superseded), and, unless the profile allows software
+   * keys, only for a new key bound to the same card (renewalBinding in protocol.ts). Every refusal
+   * says why, in the answer and in the audit log.
+   */
+  async simpleReenroll(p: Principal, csrInput: Uint8Array | string, label?: string): Promise<EnrollmentOutcome> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 're-enrollment needs the current certificate as TLS client certificate');
     if (p.kind !== 'certificate') throw new ServiceError('FORBIDDEN', 're-enrollment needs the current certificate as TLS client certificate');
     const parsed = await parseCsr(csrInput);
@@ -317,7 +421,8 @@ export class EnrollmentService {
       return this.outcome(await this.settle(existing));
     }
     const current = await this.storage.getRequest(p.requestId);
-    if (!current) throw new ServiceError('NOT_FOUND', 'the certificate being renewed has no request');
+    if (!current || current.notAfter === null) throw new ServiceError('NOT_FOUND', 'the certificate being renewed has no request');
+    if (label !== undefined && label !== current.profile) throw new ServiceError('FORBIDDEN', `certificate ${p.serial} belongs to profile '${current.profile}', not to CA label '${label}'`);
     // RFC 7030 §4.2.2: the subject stays that of the certificate being renewed (which the CA
     // issued with its request's subject).
     if (new x509.Name(parsed.subject).toString() !== new x509.Name(current.subject).toString()) {
@@ -325,11 +430,41 @@ export class EnrollmentService {
     }
     const profile = await this.storage.getProfile(current.profile);
     if (!profile) throw new ServiceError('CONFIG', `profile '${current.profile}' no longer exists`);
+    const refuse = async (reason: string): Promise<never> => {
+      await this.storage.recordAudit(this.now(), actorName(p), 'renewal.refused', `serial:${p.serial}`, { reason, request: current.id });
+      throw new ServiceError('FORBIDDEN', reason);
+    };
+    for (const r of await this.storage.renewalsOf(p.serial)) {
+      if (r.state === 'rejected') continue;
+      if (r.state === 'pending' || r.state === 'approved' || r.state === 'issuing') await refuse(`certificate ${p.serial} is already being renewed (request ${r.id}, ${r.state}): one renewal per certificate`);
+      await refuse(`certificate ${p.serial} is superseded: it was renewed by request ${r.id}; renew from the newest certificate`);
+    }
+    const now = this.now();
+    const opens = current.notAfter - profile.renewalWindowDays * DAY;
+    if (now < opens) {
+      await refuse(`certificate ${p.serial} can be renewed from ${new Date(opens).toISOString()}, ${profile.renewalWindowDays} days before it expires (profile '${profile.name}')`);
+    }
+    let cardId: string | null = null;
+    let container: string | null = null;
+    const binding = renewalBindingOf(parsed);
+    if (binding === 'malformed') await refuse("the request's challengePassword is not a card binding 'cardlink-renew v1 <nonce> <cardid> <container>'");
+    if (binding === undefined && !profile.allowSoftwareKeys) {
+      await refuse(`the renewal request is not bound to a card: profile '${profile.name}' renews only keys on the card of the certificate, proven by a challengePassword 'cardlink-renew v1 <nonce> <cardid> <container>'`);
+    }
+    if (binding !== undefined && binding !== 'malformed') {
+      if (current.cardId === null) await refuse(`certificate ${p.serial} is not bound to a card, so a renewal cannot be bound to its card`);
+      if (binding.cardId !== current.cardId) await refuse(`the renewal request is bound to card ${binding.cardId}, but certificate ${p.serial} was issued for card ${current.cardId}: a renewal stays on the same card`);
+      if (!(await this.storage.consumeChallenge(secretHash(binding.nonce), binding.cardId, this.now()))) {
+        await refuse('the card binding\'s challenge is unknown, used or expired: ask for a new one (POST /api/v1/collect/challenge) and sign a new request');
+      }
+      cardId = binding.cardId;
+      container = binding.container;
+    }
     const auto = profile.approval === 'automatic';
     const rec = await this.storage.submitRequest(
       {
         id: randomUUID(), kind: 'reenroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
-        subject: current.subject, cardId: current.cardId, container: current.container, renews: p.serial,
+        subject: current.subject, cardId, container, renews: p.serial,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
       },
       this.now(),
@@ -344,11 +479,15 @@ export class EnrollmentService {
     return this.view(await this.settle(r));
   }
 
+  /** One page of requests, newest first: all of them for an operator, a user's own otherwise. */
   async list(p: Principal, q: RequestListQuery = {}): Promise<RequestView[]> {
+    return (await this.page(p, q)).requests;
+  }
+
+  async page(p: Principal, q: RequestListQuery = {}): Promise<RequestPage> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'authentication needed');
-    if (p.kind === 'operator') return (await this.storage.listRequests(q)).map((r) => this.view(r));
-    const mine = await this.storage.listRequests({ ...q, user: p.user });
-    return mine.filter((r) => canSee(p, r)).map((r) => this.view(r));
+    const page = await this.storage.requestPage(p.kind === 'operator' ? q : { ...q, user: p.user });
+    return { requests: page.requests.filter((r) => canSee(p, r)).map((r) => this.view(r)), next: page.next };
   }
 
   async approve(p: Principal, id: string): Promise<RequestView> {
@@ -372,7 +511,8 @@ export class EnrollmentService {
   async revoke(p: Principal, id: string, reason: number): Promise<RequestView> {
     requireOperator(p);
     if (!Number.isInteger(reason) || reason < 0 || reason > 10 || reason === 7) throw new ServiceError('BAD_REQUEST', 'reason is an RFC 5280 CRLReason code (0-6, 8-10)');
-    const revoked = await this.storage.revoke(id, reason, actorName(p), this.now());
+    // Key compromise: whoever held the key may have renewed with it, so its renewals go too.
+    const revoked = await this.storage.revoke(id, reason, actorName(p), this.now(), reason === CRL_REASON.keyCompromise);
     if (!revoked) {
       const r = await this.storage.getRequest(id);
       if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
@@ -409,7 +549,8 @@ export class EnrollmentService {
       serial: claim.serial,
       notBefore: new Date(claim.notBefore),
       notAfter: new Date(claim.notAfter),
-      subject: r.subject,
+      // Built from the user's name as one attribute, never parsed back from a DN string.
+      subject: userSubject(r.user),
       publicKey: csr.publicKey,
       template: { kind: 'smartcard-logon', userPrincipalName: r.user },
     });
@@ -428,6 +569,12 @@ export class EnrollmentService {
       if (r && (await this.issue(r))) n++;
     }
     await this.storage.pruneChallenges(now - this.challengeTtlMs);
+    await this.storage.pruneLoginThrottle(now - Math.max(this.throttle.windowMs, this.throttle.lockMs));
+    let superseded = 0;
+    for (const due of await this.storage.supersessionsDue(now)) {
+      if (await this.storage.supersede(due.oldSerial, due.renewalId, 'system', now)) superseded++;
+    }
+    if (superseded > 0) await this.publishCrl();
     return n;
   }
 
@@ -500,6 +647,8 @@ export class EnrollmentService {
     const details = { ...(report.host ? { host: report.host } : {}), ...(report.thumbprint ? { thumbprint: report.thumbprint } : {}) };
     const deliveredAt = await this.storage.markDelivered(id, secretHash(report.ticket), `card-holder:${r.user}`, this.now(), details);
     if (deliveredAt === undefined) throw new ServiceError('UNAUTHENTICATED', 'the delivery ticket does not match this request, or it expired: collect again');
+    // A delivered renewal superseded its predecessor (storage did it with the delivery): the CRL says so.
+    if (r.renews !== null) await this.publishCrl();
     return this.view({ ...r, state: 'delivered', deliveredAt });
   }
 
@@ -545,5 +694,8 @@ export class EnrollmentService {
 }
 
 function profileView(p: Profile): ProfileView {
-  return { name: p.name, approval: p.approval, validityDays: p.validityDays, updatedAt: p.updatedAt, updatedBy: p.updatedBy };
+  return {
+    name: p.name, approval: p.approval, validityDays: p.validityDays, renewalWindowDays: p.renewalWindowDays, supersedeGraceDays: p.supersedeGraceDays,
+    allowSoftwareKeys: p.allowSoftwareKeys, updatedAt: p.updatedAt, updatedBy: p.updatedBy,
+  };
 }

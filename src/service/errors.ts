@@ -8,9 +8,12 @@ export type ServiceErrorCode =
   | 'CONFLICT'
   | 'TOKEN_INVALID'
   | 'CSR_INVALID'
+  | 'TOO_MANY_ATTEMPTS'
+  | 'TOO_LARGE'
   | 'STORAGE'
   | 'CA'
   | 'CONFIG'
+  | 'RATE_LIMITED'
   | 'INTERNAL';
 
 const STATUS: Record<ServiceErrorCode, number> = {
@@ -21,9 +24,12 @@ const STATUS: Record<ServiceErrorCode, number> = {
   CONFLICT: 409,
   TOKEN_INVALID: 401,
   CSR_INVALID: 400,
+  TOO_MANY_ATTEMPTS: 429,
+  TOO_LARGE: 413,
   STORAGE: 503,
   CA: 500,
   CONFIG: 500,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
 };
 
@@ -31,8 +37,11 @@ const STATUS: Record<ServiceErrorCode, number> = {
 export class ServiceError extends CardlinkError {
   declare readonly code: ServiceErrorCode;
   readonly status: number;
-  constructor(code: ServiceErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
+  /** Seconds the client should wait before trying again (429: until a lockout ends). */
+  readonly retryAfter: number | undefined;
+  constructor(code: ServiceErrorCode, message: string, options?: { cause?: unknown; retryAfter?: number }) {
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.status = STATUS[code];
+    this.retryAfter = options?.retryAfter;
   }
 }

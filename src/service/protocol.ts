@@ -22,6 +22,7 @@ export const ROUTES = {
   updateProfile: { method: 'PUT', path: '/profiles/:name' },
   createToken: { method: 'POST', path: '/tokens' },
   listTokens: { method: 'GET', path: '/tokens' },
+  revokeToken: { method: 'DELETE', path: '/tokens/:id' },
   submitRequest: { method: 'POST', path: '/requests' },
   listRequests: { method: 'GET', path: '/requests' },
   getRequest: { method: 'GET', path: '/requests/:id' },
@@ -35,6 +36,14 @@ export const ROUTES = {
   caCertificates: { method: 'GET', path: '/ca/certificates' },
   crl: { method: 'GET', path: '/crl' },
   openapi: { method: 'GET', path: '/openapi.json' },
+  // Card administrator keys and PIN unblock (issue 14)
+  cardAdminKey: { method: 'POST', path: '/cards/admin-key' },
+  confirmCardAdminKey: { method: 'POST', path: '/cards/admin-key/confirm' },
+  unblockResponse: { method: 'POST', path: '/cards/unblock-response' },
+  createUnblockTicket: { method: 'POST', path: '/cards/unblock-tickets' },
+  unblockResponseWithTicket: { method: 'POST', path: '/cards/unblock-response/ticket' },
+  rotateAdminMasterKey: { method: 'POST', path: '/admin-keys/rotate' },
+  retireCard: { method: 'POST', path: '/cards/retire' },
 } as const satisfies Record<string, { method: Method; path: string }>;
 
 export type OperationId = keyof typeof ROUTES;
@@ -91,12 +100,26 @@ export interface SubmitBody {
   container?: string;
 }
 
-/** GET /requests query. */
+/** GET /requests query: newest first, one page of at most `limit` (default 1000) requests. */
 export interface RequestListQuery {
   state?: RequestState;
   user?: string;
   cardId?: string;
   limit?: number;
+  /** Where the previous page stopped: the `next` of a RequestPage. */
+  cursor?: string;
+}
+
+/**
+ * The header of a GET /requests answer when more requests follow: the cursor of the next page.
+ * Absent on the last page, so a list is never cut short silently.
+ */
+export const NEXT_CURSOR_HEADER = 'x-next-cursor';
+
+/** One page of requests, newest first; `next` is null on the last page. */
+export interface RequestPage {
+  requests: RequestView[];
+  next: string | null;
 }
 
 export interface RejectBody {
@@ -144,6 +167,23 @@ export interface CollectedRequest extends RequestView {
   deliveryTicket: string | null;
 }
 
+/**
+ * A container name as the service accepts it: printable ASCII without spaces (Windows' container
+ * names are GUIDs, often in braces, and cardlink's are `lr-<uuid>`), at most 39 characters as a
+ * GIDS container name allows. Nothing an operator's terminal would interpret.
+ */
+export const CONTAINER_NAME_RE = /^[A-Za-z0-9{}._-]{1,39}$/;
+
+/**
+ * The challengePassword attribute (PKCS#9, RFC 2985 §5.4.1) a renewal request carries to bind its
+ * new key to the card of the certificate it renews: a fresh collect challenge for that card's
+ * cardid, the card, and the container the new key lives in. The request's own signature, made by
+ * the new key, is the proof, the way a collect proof is a signature over the challenge.
+ */
+export function renewalBinding(nonce: string, cardId: string, container: string): string {
+  return `cardlink-renew v1 ${nonce} ${cardId.toLowerCase()} ${container}`;
+}
+
 /** The bytes a card signs to prove it holds a container's key: bound to the nonce, card and container. */
 export function collectMessage(nonce: string, cardId: string, container: string): Uint8Array {
   return new TextEncoder().encode(`cardlink collect v1\n${nonce}\n${cardId.toLowerCase()}\n${container}`);
@@ -171,6 +211,15 @@ export interface ProfileView {
   name: string;
   approval: Approval;
   validityDays: number;
+  /** A certificate may be renewed only in its last `renewalWindowDays` days. */
+  renewalWindowDays: number;
+  /**
+   * How long a renewed certificate stays valid next to its successor when the successor is not
+   * reported delivered: then it is revoked as superseded. Delivery revokes it at once.
+   */
+  supersedeGraceDays: number;
+  /** Whether a renewal may bring a key that is not proven to sit on the same card (EST clients with software keys). */
+  allowSoftwareKeys: boolean;
   /** Milliseconds since the epoch. */
   updatedAt: number;
   updatedBy: string;
@@ -179,11 +228,14 @@ export interface ProfileView {
 export interface ProfileChange {
   approval?: Approval;
   validityDays?: number;
+  renewalWindowDays?: number;
+  supersedeGraceDays?: number;
+  allowSoftwareKeys?: boolean;
 }
 
 /** POST /tokens. */
 export interface NewToken {
-  /** User principal name, e.g. alice@example.com. */
+  /** User principal name, e.g. alice@example.com (local@domain, at most 256 characters, no spaces, commas or controls). */
   user: string;
   /** Default `DEFAULT_PROFILE`. */
   profile?: string;
@@ -201,6 +253,8 @@ export interface TokenView {
   expiresAt: string;
   usedAt: string | null;
   requestId: string | null;
+  /** When an operator revoked it (it can no longer enroll), or null. */
+  revokedAt: string | null;
 }
 
 /** A new token: its secret is in the answer once and nowhere else. */
@@ -241,4 +295,95 @@ export interface Health {
 /** The body of every JSON error answer. */
 export interface ErrorBody {
   error: { code: string; message: string };
+}
+
+// Card administrator keys and PIN unblock
+
+/** POST /cards/admin-key: the agent asks, with the enrollment token, what key the card should have. */
+export interface CardAdminKeyBody {
+  /** 32 hex digits. */
+  cardId: string;
+}
+
+/**
+ * The card's own administrator key (hex, 48 digits) under the current master key version, and
+ * the keys it may have now (the transport key is version 0), newest first. `upToDate`: the card
+ * already has the current key, and no key is sent at all.
+ */
+export interface CardAdminKey {
+  cardId: string;
+  keyVersion: number;
+  upToDate: boolean;
+  newKey: string | null;
+  currentKeys: { version: number; key: string }[];
+}
+
+/** POST /cards/admin-key/confirm: the card now authenticates with `keyVersion`'s key. */
+export interface ConfirmCardAdminKeyBody {
+  cardId: string;
+  keyVersion: number;
+}
+
+export type CardKeyState = 'rekeying' | 'active' | 'retired';
+
+export interface CardKeyView {
+  cardId: string;
+  user: string;
+  state: CardKeyState;
+  keyVersion: number;
+  pendingVersion: number | null;
+  updatedAt: string;
+}
+
+/** POST /cards/unblock-response: the 8-byte challenge the card showed, as 16 hex digits. */
+export interface UnblockResponseBody {
+  cardId: string;
+  challenge: string;
+}
+
+/** The response to type into the card (16 hex digits); it opens this card for this challenge only. */
+export interface UnblockResponse {
+  cardId: string;
+  challenge: string;
+  response: string;
+  keyVersion: number;
+}
+
+/** POST /cards/unblock-tickets: a one-time ticket an operator gives the user for `card unblock --online`. */
+export interface NewUnblockTicket {
+  cardId: string;
+  ttlSeconds?: number;
+}
+
+export interface UnblockTicket {
+  cardId: string;
+  /** Shown once. */
+  ticket: string;
+  expiresAt: string;
+}
+
+/** POST /cards/unblock-response/ticket: the card's workstation asks itself, with the user's ticket. */
+export interface TicketUnblockBody {
+  cardId: string;
+  challenge: string;
+  ticket: string;
+}
+
+export interface MasterKeyRotation {
+  keyVersion: number;
+}
+
+/** POST /cards/retire: the card's challenge, from the operator's workstation where the card is. */
+export interface RetireBody {
+  cardId: string;
+  challenge: string;
+}
+
+/** The response for that challenge, and the transport key the card goes back to. */
+export interface RetireAnswer {
+  cardId: string;
+  response: string;
+  keyVersion: number;
+  transportKey: string;
+  state: 'retired';
 }

@@ -6,16 +6,15 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import { pemBlock, toPem } from '../pem.js';
 import { x509 } from '../x509.js';
-import { decryptKey, encryptedPkcs8 } from './ca/embedded.js';
+import { decryptKey, encryptedPkcs8, needsRewrap } from './ca/encrypted-key.js';
 import { newSerial } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 
 const DAY = 86_400_000;
 
 export interface TlsMaterial {
-  /** Encrypted PKCS#8 PEM; `passphrase` opens it inside the TLS stack only. */
+  /** PKCS#8 PEM, in memory only: on disk it is encrypted (ca/encrypted-key.ts). */
   key: string;
-  passphrase: string;
   /** Server certificate then the CA chain, PEM. */
   cert: string;
 }
@@ -73,8 +72,10 @@ export async function ensureTlsCertificate(
       const fresh = cert.notAfter.getTime() - now.getTime() > 30 * DAY && cert.notBefore.getTime() <= now.getTime();
       if (fresh && covers(cert, names) && (await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }))) {
         const keyPem = toPem(keyDer, 'ENCRYPTED PRIVATE KEY').trim();
-        decryptKey(keyPem, passphrase, file);
-        return { key: keyPem, passphrase, cert: `${toPem(certDer, 'CERTIFICATE').trim()}\n${chainPem}` };
+        // Decrypted once here; the TLS stack gets the key in memory rather than decrypting it again.
+        const key = decryptKey(keyPem, passphrase, file);
+        // A key wrapped with an older version's weaker parameters gets a new key and certificate below.
+        if (!needsRewrap(keyPem)) return { key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: `${toPem(certDer, 'CERTIFICATE').trim()}\n${chainPem}` };
       }
     }
   }
@@ -89,5 +90,5 @@ export async function ensureTlsCertificate(
   const keyPem = encryptedPkcs8(privateKey, passphrase).trim();
   const certPem = cert.toString('pem');
   writeFileAtomic(file, `${keyPem}\n${certPem}\n`);
-  return { key: keyPem, passphrase, cert: `${certPem}\n${chainPem}` };
+  return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: `${certPem}\n${chainPem}` };
 }

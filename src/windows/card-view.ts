@@ -19,8 +19,11 @@ function certificateFileOf(c: Pick<MinidriverContainer, 'index' | 'keySpec'>): s
   return `${MSCP_DIRECTORY}/${certificateFileName(c.index, c.keySpec)}`;
 }
 
+/** The card as one read left it: identity, counters, containers and their certificates. */
+export type CardView = CardFreshness & { containers: CardContainer[] };
+
 /** Begins a read of the card and reads its containers and their certificates. */
-export async function readCardFresh(card: MinidriverPort): Promise<CardFreshness & { containers: CardContainer[] }> {
+export async function readCardFresh(card: MinidriverPort): Promise<CardView> {
   const { cardId, cardcf } = await card.begin();
   const out: CardContainer[] = [];
   for (const c of await card.containers()) {

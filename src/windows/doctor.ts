@@ -1,17 +1,26 @@
 /**
  * `doctor`: why a certificate on the card has no working private key in `CurrentUser\My`, and
- * what fixes it. Each finding names the error Windows reports because of it (what
- * CryptAcquireCertificatePrivateKey — or, for the card itself, signing — returns) and the
- * cardlink command that fixes it. Where the store is reachable the acquisition is also tried, and
- * what it actually returned is reported next to the expectation.
+ * what fixes it — with a `certutil -scinfo`-like picture of the card as Windows sees it [CU].
+ *
+ * It works in two steps, so that it never locks out the providers it tests: `readDoctorView`
+ * reads the card through the minidriver port (the caller then releases the card), and
+ * `diagnoseView` goes through Windows only — the store, CryptAcquireCertificatePrivateKey, a proof
+ * signature, the Smart Card service cache — whose providers open their own connection to the card
+ * [SCON]. For every linked certificate it always tries the acquisition (cached, and uncached with
+ * CRYPT_MACHINE_KEYSET, which the smart card providers serve without their data cache [ARCH]) and,
+ * given the PIN, a proof signature; each finding names the error it really causes.
  */
+import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
 import { equalBytes, hex } from '../bytes.js';
-import type { CheckReport, MinidriverContainer, MinidriverPort, ParsedCertificate } from '../card/index.js';
-import { ACQUIRE, AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, hresultHex, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE, type HresultName } from './constants.js';
-import { readCardFresh, type CardContainer } from './card-view.js';
+import type { CheckReport, MinidriverContainer, MinidriverPort, ParsedCertificate, PinInfo } from '../card/index.js';
+import { MSCP_DIRECTORY, certificateFileName, parseCmapfile } from '../minidriver/index.js';
+import { ACQUIRE, AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, hresultHex, KEY_PROV_FLAG, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE, SET_PROP, type HresultName } from './constants.js';
+import { readCardFresh, type CardContainer, type CardView } from './card-view.js';
 import { WinError } from './errors.js';
 import { bareContainerName } from './link.js';
+import { cacheFreshness } from './model/hypotheses.js';
 import type { WindowsMachine } from './model/machine.js';
+import { NO_FILE_PREFIX } from './model/smartcard.js';
 import type { CertStoreHost, KeyProvInfo } from './store.js';
 
 export type DoctorCode =
@@ -24,25 +33,90 @@ export type DoctorCode =
   | 'STALE_CACHE'
   | 'PROPAGATION_NOT_RUNNING'
   | 'CAPI_CNG_MISMATCH'
-  | 'PIN_BLOCKED';
+  | 'PIN_BLOCKED'
+  | 'DUPLICATE_ENTRY'
+  | 'ACQUISITION_FAILED'
+  | 'PROOF_FAILED';
 
 export interface DoctorFinding {
   code: DoctorCode;
   container?: string;
   thumbprint?: string;
   message: string;
-  /** The error this causes, by HRESULT name and value. */
+  /** The error this causes, by HRESULT name and value (S_OK: nothing fails, but something is wrong). */
   error: { name: HresultName; value: string };
   /** What CryptAcquireCertificatePrivateKey(COMPARE_KEY | SILENT) returned on the store entry, when tried. */
-  observed?: { name: string; value: string };
+  observed?: Outcome;
   /** The command that fixes it. */
   fix: string;
 }
 
+/** What a Windows call returned: S_OK or an HRESULT, by name and value. */
+export interface Outcome {
+  name: string;
+  value: string;
+}
+
+/** One container as `certutil -scinfo` would show it. */
+export interface ScInfoContainer {
+  index: number;
+  name: string;
+  keySpec: 'AT_KEYEXCHANGE' | 'AT_SIGNATURE';
+  keyBits: number;
+  isDefault: boolean;
+  certificate?: { file: string; subject: string; thumbprint: string; notBefore: string; notAfter: string; keyMatch: boolean };
+  /** Whether Windows offers the certificate at smart card logon, and why not [CREQ]. */
+  logon?: { offered: boolean; why: string[] };
+}
+
+export interface ScInfo {
+  reader: string;
+  cardId: string;
+  cardcf: { pins: number; containers: number; files: number };
+  providers: { cryptoApi: string; cng: string };
+  defaultContainer: string | undefined;
+  pin: PinInfo;
+  containers: ScInfoContainer[];
+}
+
 export interface DoctorReport {
   cardId: string;
-  certificates: { container: string; thumbprint: string; linked: boolean }[];
+  scinfo: ScInfo;
+  certificates: {
+    container: string;
+    thumbprint: string;
+    linked: boolean;
+    /** The acquisition through the store entry: through the providers' cache, without it, and the proof signature. */
+    acquisition?: { cached: Outcome; uncached?: Outcome; proof?: Outcome };
+  }[];
+  /** Where the Smart Card service cache was read from, and how many items were compared with the card. */
+  serviceCache?: { source: string; compared: number; note?: string };
   findings: DoctorFinding[];
+}
+
+/**
+ * The Smart Card service's data cache as SCardReadCacheW reads it [RC]: an item is returned only
+ * for the card GUID, freshness and lookup name it was written under.
+ */
+export interface ServiceCacheProbe {
+  readonly source: string;
+  /** The freshness DWORD the providers key an item of this kind under, for these counters. */
+  freshness(kind: 'files' | 'containers', cf: CardView['cardcf']): number;
+  /** The cached data, or undefined when the cache has no such item (or it is stale). */
+  read(cardId: Uint8Array, freshness: number, name: string): Promise<Uint8Array | undefined>;
+  /** Why the probe could not run, when it could not (e.g. Wine's winscard). */
+  readonly unavailable?: string;
+}
+
+/** What doctor reads from the card before it lets go of it. */
+export interface DoctorCardView extends CardView {
+  reader: string;
+  publicKeys: Map<number, Uint8Array>;
+  pin: PinInfo;
+  /** `mscp/cmapfile` and every certificate file a `cmapfile` record can have, as the card holds them (undefined: absent). */
+  files: Map<string, Uint8Array | undefined>;
+  /** The card layer's own check (`card check`), when the caller ran it. */
+  check?: CheckReport;
 }
 
 export interface DoctorOptions {
@@ -50,130 +124,342 @@ export interface DoctorOptions {
   target: string;
   /** The model machine behind a `model:` store: its cache and propagation service can be inspected. */
   machine?: WindowsMachine;
+  /** Where to read the Smart Card service cache (native: SCardReadCacheW); the model machine's by default. */
+  cache?: ServiceCacheProbe;
   /**
    * The card layer's own check of the card (`card check`), when the caller has one: its stale
    * counter findings — content that changed while cardcf stood still, seen against cardlink's
    * cache — are reported as STALE_CACHE too.
    */
   cardCheck?: () => Promise<CheckReport>;
+  /** The card PIN: with it the acquisition is followed by a proof signature (silent, PIN given to the provider). */
+  pin?: string;
 }
 
 function err(name: HresultName): DoctorFinding['error'] {
   return { name, value: hresultHex(HRESULT[name]) };
 }
 
-/** Diagnoses the card behind `card` (a minidriver, read fresh) against `host`'s `CurrentUser\My`. */
+function outcomeOf(e: unknown): Outcome {
+  if (!(e instanceof WinError)) throw e;
+  return { name: e.hresultName ?? e.code, value: hresultHex(e.hresult) };
+}
+
+const OK: Outcome = { name: 'S_OK', value: hresultHex(0) };
+
+/** Reads what doctor needs from the card through the minidriver port; nothing after this touches the card directly. */
+export async function readDoctorView(card: MinidriverPort, cardCheck?: () => Promise<CheckReport>): Promise<DoctorCardView> {
+  const view = await readCardFresh(card);
+  const publicKeys = new Map<number, Uint8Array>();
+  for (const c of view.containers) publicKeys.set(c.index, await card.publicKey(c.index));
+  const files = new Map<string, Uint8Array | undefined>();
+  const cmapPath = `${MSCP_DIRECTORY}/cmapfile`;
+  const cmap = await card.readFile(cmapPath);
+  files.set(cmapPath, cmap);
+  const records = cmap ? parseCmapfile(cmap) : [];
+  for (let i = 0; i < records.length; i++) {
+    for (const spec of ['kx', 'sig'] as const) {
+      const path = `${MSCP_DIRECTORY}/${certificateFileName(i, spec)}`;
+      files.set(path, await card.readFile(path));
+    }
+  }
+  const pin = await card.pinStatus();
+  const check = cardCheck ? await cardCheck() : undefined;
+  return { ...view, reader: card.name, publicKeys, pin, files, ...(check ? { check } : {}) };
+}
+
+/** Diagnoses the card behind `card` against `host`'s `CurrentUser\My` (for callers whose card connection the providers can share). */
 export async function diagnose(card: MinidriverPort, host: CertStoreHost, options: DoctorOptions): Promise<DoctorReport> {
+  return diagnoseView(await readDoctorView(card, options.cardCheck), host, options);
+}
+
+/** The model machine's Smart Card service cache, read the way SCardReadCacheW would. */
+export function modelCacheProbe(machine: WindowsMachine): ServiceCacheProbe {
+  return {
+    source: 'the model Smart Card service',
+    freshness: (kind, cf) => cacheFreshness(machine.hypotheses, cf, kind),
+    read: async (cardId, freshness, name) => {
+      try {
+        return machine.scardsvr.read(cardId, freshness, name);
+      } catch (e) {
+        if (e instanceof WinError && (e.hresult === HRESULT.SCARD_W_CACHE_ITEM_NOT_FOUND || e.hresult === HRESULT.SCARD_W_CACHE_ITEM_STALE)) return undefined;
+        throw e;
+      }
+    },
+  };
+}
+
+/** Diagnoses a card already read against `host`'s `CurrentUser\My`, through Windows only. */
+export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, options: DoctorOptions): Promise<DoctorReport> {
   const { target } = options;
-  const { cardId, cardcf, containers } = await readCardFresh(card);
+  const { cardId, containers } = view;
   const byName = new Map(containers.map((c) => [c.name, c]));
   const findings: DoctorFinding[] = [];
   const certificates: DoctorReport['certificates'] = [];
   const link = `cardlink link ${target}`;
+  const cardOnly = target.replace(/\s*--store \S+/, '');
+  const cardSeesStale = (view.check?.findings ?? []).some((f) => f.code === 'STALE_FILES_COUNTER' || f.code === 'STALE_CONTAINERS_COUNTER');
+  // card check only knows about staleness it can compare with cardlink's own cache; when only
+  // Windows' cache shows it, doctor --repair moves the counters itself.
+  const repair = cardSeesStale ? `cardlink card check --repair ${cardOnly}` : `cardlink doctor --repair ${target} (moves the cardcf counters; needs CARDLINK_PIN)`;
 
+  for (const c of containers) {
+    const cert = c.certificate;
+    if (!cert) continue;
+    const certKey = new Uint8Array(cert.publicKey.export({ type: 'spki', format: 'der' }));
+    if (!equalBytes(certKey, view.publicKeys.get(c.index)!)) {
+      findings.push({
+        code: 'PUBLIC_KEY_MISMATCH',
+        container: c.name,
+        thumbprint: cert.thumbprint,
+        message: `the certificate in ${c.certificateFile} (${cert.subject}) is not for the key of container '${c.name}'`,
+        error: err('NTE_BAD_PUBLIC_KEY'),
+        fix: `cardlink card rm-cert ${target} --container ${c.name}, then cardlink card install CERT ${target} (it finds the right container by public key)`,
+      });
+    }
+  }
 
   const my = await host.openCurrentUserMy();
   try {
     for (const c of containers) {
       const cert = c.certificate;
       if (!cert) continue;
-      const certKey = new Uint8Array(cert.publicKey.export({ type: 'spki', format: 'der' }));
       const at = { container: c.name, thumbprint: cert.thumbprint };
-      if (!equalBytes(certKey, await card.publicKey(c.index))) {
-        findings.push({
-          code: 'PUBLIC_KEY_MISMATCH',
-          ...at,
-          message: `the certificate in ${c.certificateFile} (${cert.subject}) is not for the key of container '${c.name}'`,
-          error: err('NTE_BAD_PUBLIC_KEY'),
-          fix: `cardlink card rm-cert ${target} --container ${c.name}, then cardlink card install CERT ${target} (it finds the right container by public key)`,
-        });
-      }
       const entry = await my.find(cert.thumbprint);
-      certificates.push({ ...at, linked: entry !== undefined });
       if (!entry) {
-        findings.push({ code: 'NO_STORE_ENTRY', ...at, message: `${cert.subject} is on the card but not in CurrentUser\\My`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link });
+        certificates.push({ ...at, linked: false });
+        findings.push({ code: 'NO_STORE_ENTRY', ...at, message: `${cert.subject} is on the card but not in CurrentUser\\My: a context made from the card's certificate has no link to heal from`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link });
         continue;
       }
       const info = await host.getKeyProvInfo(entry);
       const found = entryFinding(info, c, byName, cert, target);
+      // Always tried, as a CryptoAPI caller like the seed's tool: CryptoAPI only, key compared, no UI.
+      const acquisition = await acquireAndProve(host, entry, cert, options.pin);
+      if (info && !found) acquisition.uncached = await acquireUncached(host, cert, info);
+      certificates.push({ ...at, linked: true, acquisition });
       if (found) {
-        let observed: DoctorFinding['observed'];
-        try {
-          // As a CryptoAPI caller like the seed's tool: CryptoAPI only, key compared, no UI.
-          const key = await host.acquirePrivateKey(entry, ACQUIRE.COMPARE_KEY | ACQUIRE.SILENT);
-          await key.release();
-          observed = { name: 'S_OK', value: hresultHex(0) };
-        } catch (e) {
-          if (!(e instanceof WinError)) throw e;
-          observed = { name: e.hresultName ?? e.code, value: hresultHex(e.hresult) };
-        }
-        findings.push({ ...found, ...at, observed });
+        findings.push({ ...found, ...at, observed: acquisition.cached });
+        continue;
       }
+      if (acquisition.cached.name !== 'S_OK') {
+        const stale = acquisition.uncached?.name === 'S_OK';
+        findings.push({
+          code: stale ? 'STALE_CACHE' : 'ACQUISITION_FAILED',
+          ...at,
+          message: stale
+            ? `the entry is right, but acquiring through the providers' cache fails (${acquisition.cached.name}) while an uncached acquisition (CRYPT_MACHINE_KEYSET) succeeds: Windows holds stale card data`
+            : `the entry is right, but CryptAcquireCertificatePrivateKey fails with ${acquisition.cached.name}`,
+          error: { name: (acquisition.cached.name as HresultName) in HRESULT ? (acquisition.cached.name as HresultName) : 'E_INVALIDARG', value: acquisition.cached.value },
+          observed: acquisition.cached,
+          fix: stale ? repair : acquisition.cached.name === 'SCARD_E_SHARING_VIOLATION' ? 'close the application that holds the card exclusively, then run this again' : link,
+        });
+      } else if (acquisition.proof && acquisition.proof.name !== 'S_OK') {
+        findings.push({
+          code: 'PROOF_FAILED',
+          ...at,
+          message: `the key is acquired, but the proof signature fails with ${acquisition.proof.name}`,
+          error: { name: (acquisition.proof.name as HresultName) in HRESULT ? (acquisition.proof.name as HresultName) : 'NTE_BAD_SIGNATURE', value: acquisition.proof.value },
+          observed: acquisition.proof,
+          fix: acquisition.proof.name === 'NTE_BAD_SIGNATURE' ? repair : link,
+        });
+      }
+    }
+    // Entries that name one of this card's containers but hold a certificate the card no longer
+    // has: an application choosing by subject or usage may take them.
+    const current = new Set(containers.flatMap((c) => (c.certificate ? [c.certificate.thumbprint] : [])));
+    for (const ctx of await my.enumerate()) {
+      const info = await host.getKeyProvInfo(ctx);
+      if (!info || (info.providerName !== MS_SCARD_PROV && info.providerName !== MS_SMART_CARD_KSP)) continue;
+      const c = byName.get(bareContainerName(info.containerName));
+      if (!c || current.has(ctx.thumbprint)) continue;
+      const sameKey = equalBytes(new Uint8Array(new X509Certificate(ctx.encoded).publicKey.export({ type: 'spki', format: 'der' })), view.publicKeys.get(c.index)!);
+      findings.push({
+        code: 'DUPLICATE_ENTRY',
+        container: c.name,
+        thumbprint: ctx.thumbprint,
+        message: sameKey
+          ? `another store entry points at container '${c.name}' with a certificate the card no longer holds (same key): applications may pick the old certificate`
+          : `another store entry points at container '${c.name}' with a certificate for another key: acquiring it fails`,
+        error: sameKey ? err('S_OK') : err('NTE_BAD_PUBLIC_KEY'),
+        fix: link,
+      });
     }
   } finally {
     await my.close();
   }
 
-  if ((await card.pinStatus()).triesLeft === 0) {
+  if (view.pin.triesLeft === 0) {
     findings.push({ code: 'PIN_BLOCKED', message: 'the card PIN is blocked: every signature fails', error: err('SCARD_W_CHV_BLOCKED'), fix: `cardlink card pin unblock ${target} (administrator key in CARDLINK_ADMIN_KEY, new PIN in CARDLINK_NEW_PIN)` });
   }
 
-  const repair = `cardlink card check --repair ${target.replace(/\s*--store \S+/, '')}`;
-  const checked = options.cardCheck ? (await options.cardCheck()).findings : [];
-  const stale = checked.filter((f) => f.code === 'STALE_FILES_COUNTER' || f.code === 'STALE_CONTAINERS_COUNTER');
-  for (const f of stale) {
-    const counter = f.code === 'STALE_FILES_COUNTER' ? 'files' : 'containers';
-    findings.push({ code: 'STALE_CACHE', message: `the card changed while its cardcf ${counter} counter did not move (card check: ${f.code}): Windows' smart card cache cannot tell`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: repair });
+  for (const f of view.check?.findings ?? []) {
+    if (f.code !== 'STALE_FILES_COUNTER' && f.code !== 'STALE_CONTAINERS_COUNTER') continue;
+    const files = f.code === 'STALE_FILES_COUNTER';
+    findings.push({
+      code: 'STALE_CACHE',
+      message: `the card changed while its cardcf ${files ? 'files' : 'containers'} counter did not move (card check: ${f.code}, against cardlink's own cache): whatever Windows' smart card cache read before the change, it keeps serving — the old ${files ? 'files' : 'keys'}`,
+      error: files ? err('CRYPT_E_NOT_FOUND') : err('NTE_BAD_PUBLIC_KEY'),
+      fix: repair,
+    });
   }
 
+  const probe = options.cache ?? (options.machine ? modelCacheProbe(options.machine) : undefined);
+  let serviceCache: DoctorReport['serviceCache'];
+  if (probe?.unavailable) serviceCache = { source: probe.source, compared: 0, note: probe.unavailable };
+  else if (probe) serviceCache = { source: probe.source, compared: await compareServiceCache(probe, view, findings, repair) };
+
   const machine = options.machine;
-  if (machine) {
-    // The model's Smart Card service cache: items held under the card's current counters whose
-    // content is not what the card holds are served to every CSP/KSP and to propagation.
-    for (const item of machine.scardsvr.list()) {
-      if (item.cardId !== hex(cardId)) continue;
-      const file = /^Cached_GeneralFile\/([^/]+)\/(.+)$/.exec(item.name);
-      const info = /^Cached_ContainerInfo_(\d+)$/.exec(item.name);
-      if (file && item.freshness === cardcf.filesFreshness) {
-        const actual = await card.readFile(`${file[1]!}/${file[2]!}`);
-        if (!actual || !equalBytes(actual, item.data)) {
-          findings.push({
-            code: 'STALE_CACHE',
-            message: `the Smart Card service caches ${file[1]}/${file[2]} under the current files counter (${cardcf.filesFreshness}) but the card holds ${actual ? 'other content' : 'no such file'}: propagation and the providers see the old data`,
-            error: err('CRYPT_E_NO_KEY_PROPERTY'),
-            fix: repair,
-          });
-        }
-      }
-      if (info && item.freshness === cardcf.containersFreshness) {
-        const c = containers.find((x) => x.index === Number(info[1]));
-        if (!c || !equalBytes(await card.publicKey(c.index), item.data)) {
-          findings.push({
-            code: 'STALE_CACHE',
-            ...(c ? { container: c.name } : {}),
-            message: `the Smart Card service caches a public key for container ${info[1]} under the current containers counter (${cardcf.containersFreshness}) that is not the key on the card: the Base CSP checks signatures against it`,
-            error: err('NTE_BAD_PUBLIC_KEY'),
-            fix: repair,
-          });
-        }
+  if (machine && (!machine.certprop.running || !machine.certprop.userLoggedOn)) {
+    findings.push({
+      code: 'PROPAGATION_NOT_RUNNING',
+      message: 'Certificate Propagation is not running (or nobody is logged on): inserting the card puts nothing in CurrentUser\\My',
+      error: err('CRYPT_E_NO_KEY_PROPERTY'),
+      fix: `${link} (no propagation needed), or start the CertPropSvc service as an administrator`,
+    });
+  }
+  return { cardId: hex(cardId), scinfo: scinfo(view), certificates, ...(serviceCache ? { serviceCache } : {}), findings };
+}
+
+/**
+ * Reads what the Smart Card service holds for this card under its current counters and compares
+ * it with the card: an item kept under the counter the card shows now but with other content is
+ * what every provider and propagation are served [RC][FSR].
+ */
+async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardView, findings: DoctorFinding[], repair: string): Promise<number> {
+  const filesAt = probe.freshness('files', view.cardcf);
+  const keysAt = probe.freshness('containers', view.cardcf);
+  let compared = 0;
+  for (const [path, actual] of view.files) {
+    const cached = await probe.read(view.cardId, filesAt, `Cached_GeneralFile/${path}`);
+    if (cached) {
+      compared++;
+      if (!actual || !equalBytes(actual, cached)) {
+        const isCmap = path.endsWith('/cmapfile');
+        findings.push({
+          code: 'STALE_CACHE',
+          message: `${probe.source} caches ${path} under the current files counter (${view.cardcf.filesFreshness}) but the card holds ${actual ? 'other content' : 'no such file'}: propagation and the providers are served the old ${isCmap ? 'container map' : 'certificate'}`,
+          // An old container map hides containers; an old certificate is what propagation copies
+          // and KP_CERTIFICATE returns, so the one on the card is never found in the store.
+          error: isCmap ? err('NTE_BAD_KEYSET') : err('CRYPT_E_NOT_FOUND'),
+          fix: repair,
+        });
       }
     }
-    if (!machine.certprop.running || !machine.certprop.userLoggedOn) {
+    if (actual && (await probe.read(view.cardId, filesAt, `${NO_FILE_PREFIX}${path}`))) {
+      compared++;
       findings.push({
-        code: 'PROPAGATION_NOT_RUNNING',
-        message: 'Certificate Propagation is not running (or nobody is logged on): inserting the card puts nothing in CurrentUser\\My',
-        error: err('CRYPT_E_NO_KEY_PROPERTY'),
-        fix: `${link} (no propagation needed), or start the CertPropSvc service as an administrator`,
+        code: 'STALE_CACHE',
+        message: `${probe.source} remembers that ${path} does not exist, under the current files counter (${view.cardcf.filesFreshness}), but the card holds it: the certificate is never propagated`,
+        error: err('SCARD_E_FILE_NOT_FOUND'),
+        fix: repair,
       });
     }
   }
-  return { cardId: hex(cardId), certificates, findings };
+  for (const c of view.containers) {
+    const cached = await probe.read(view.cardId, keysAt, `Cached_ContainerInfo_${c.index.toString().padStart(2, '0')}`);
+    if (!cached) continue;
+    compared++;
+    if (!equalBytes(cached, view.publicKeys.get(c.index)!)) {
+      findings.push({
+        code: 'STALE_CACHE',
+        container: c.name,
+        message: `${probe.source} caches a public key for container ${c.index} under the current containers counter (${view.cardcf.containersFreshness}) that is not the key on the card: the Base CSP checks signatures against it`,
+        error: err('NTE_BAD_PUBLIC_KEY'),
+        fix: repair,
+      });
+    }
+  }
+  return compared;
+}
+
+/** CryptAcquireCertificatePrivateKey(COMPARE_KEY | SILENT) on the entry, then, given the PIN, a proof signature. */
+async function acquireAndProve(host: CertStoreHost, entry: Parameters<CertStoreHost['acquirePrivateKey']>[0], cert: ParsedCertificate, pin: string | undefined): Promise<{ cached: Outcome; uncached?: Outcome; proof?: Outcome }> {
+  let key;
+  try {
+    key = await host.acquirePrivateKey(entry, ACQUIRE.COMPARE_KEY | ACQUIRE.SILENT);
+  } catch (e) {
+    return { cached: outcomeOf(e) };
+  }
+  try {
+    if (pin === undefined) return { cached: OK };
+    try {
+      await key.setPin(pin);
+      const challenge = new Uint8Array(randomBytes(32));
+      const signature = await key.signHash('SHA256', new Uint8Array(createHash('sha256').update(challenge).digest()));
+      const ok = verify('sha256', challenge, cert.publicKey.asymmetricKeyType === 'ec' ? { key: cert.publicKey, dsaEncoding: 'ieee-p1363' } : cert.publicKey, signature);
+      return { cached: OK, proof: ok ? OK : { name: 'NTE_BAD_SIGNATURE', value: hresultHex(HRESULT.NTE_BAD_SIGNATURE) } };
+    } catch (e) {
+      return { cached: OK, proof: outcomeOf(e) };
+    }
+  } finally {
+    await key.release();
+  }
+}
+
+/**
+ * The same acquisition with CRYPT_MACHINE_KEYSET added to an in-memory copy of the provider info:
+ * the smart card providers then read the card itself, not their cache [ARCH]; NO_HEALING so that
+ * nothing but the copy is used.
+ */
+async function acquireUncached(host: CertStoreHost, cert: ParsedCertificate, info: KeyProvInfo): Promise<Outcome> {
+  const ctx = await host.createContext(cert.der);
+  try {
+    await host.setKeyProvInfo(ctx, { ...info, flags: info.flags | KEY_PROV_FLAG.MACHINE_KEYSET }, SET_PROP.INHIBIT_PERSIST);
+    const key = await host.acquirePrivateKey(ctx, ACQUIRE.COMPARE_KEY | ACQUIRE.SILENT | ACQUIRE.NO_HEALING);
+    await key.release();
+    return OK;
+  } catch (e) {
+    return outcomeOf(e);
+  } finally {
+    await host.freeContext(ctx);
+  }
+}
+
+/** The smart card logon enumeration's checks [CREQ] (the UPN and key usage are not parsed here: node does not expose them fully). */
+function logonOffer(c: CardContainer, cert: ParsedCertificate, now: Date): { offered: boolean; why: string[] } {
+  const why: string[] = [];
+  const x = cert.cert;
+  if (now < new Date(x.validFrom) || now > new Date(x.validTo)) why.push('outside its validity period');
+  if (c.keySpec === 'sig') why.push('its key is AT_SIGNATURE: logon skips signature-only keys unless the "Allow signature keys valid for Logon" policy is enabled');
+  const eku = x.keyUsage;
+  if (eku && eku.length > 0 && !eku.includes('1.3.6.1.4.1.311.20.2.2')) why.push('no Smart Card Logon extended key usage (1.3.6.1.4.1.311.20.2.2) unless the "Allow certificates with no extended key usage" policy applies');
+  return { offered: why.length === 0, why };
+}
+
+function scinfo(view: DoctorCardView): ScInfo {
+  const now = new Date();
+  const def = view.containers.find((c) => c.isDefault);
+  return {
+    reader: view.reader,
+    cardId: hex(view.cardId),
+    cardcf: { pins: view.cardcf.pinsFreshness, containers: view.cardcf.containersFreshness, files: view.cardcf.filesFreshness },
+    providers: { cryptoApi: MS_SCARD_PROV, cng: MS_SMART_CARD_KSP },
+    defaultContainer: def?.name,
+    pin: view.pin,
+    containers: view.containers.map((c) => {
+      const cert = c.certificate;
+      const keyMatch = cert ? equalBytes(new Uint8Array(cert.publicKey.export({ type: 'spki', format: 'der' })), view.publicKeys.get(c.index)!) : false;
+      return {
+        index: c.index,
+        name: c.name,
+        keySpec: c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE',
+        keyBits: c.keyBits,
+        isDefault: c.isDefault,
+        ...(cert
+          ? {
+              certificate: { file: c.certificateFile, subject: cert.subject, thumbprint: cert.thumbprint, notBefore: new Date(cert.cert.validFrom).toISOString(), notAfter: new Date(cert.cert.validTo).toISOString(), keyMatch },
+              logon: logonOffer(c, cert, now),
+            }
+          : {}),
+      };
+    }),
+  };
 }
 
 /** What is wrong with a store entry's provider info for certificate `cert` in container `c`. */
 function entryFinding(info: KeyProvInfo | undefined, c: MinidriverContainer, byName: Map<string, CardContainer>, cert: ParsedCertificate, target: string): Omit<DoctorFinding, 'container' | 'thumbprint'> | undefined {
   const link = `cardlink link ${target}`;
-  if (!info) return { code: 'NO_KEY_PROV_INFO', message: `the store entry for ${cert.subject} has no CERT_KEY_PROV_INFO_PROP_ID: nothing links it to the card`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link };
+  if (!info) return { code: 'NO_KEY_PROV_INFO', message: `the store entry for ${cert.subject} has no CERT_KEY_PROV_INFO_PROP_ID: nothing links it to the card (healing may still find a link elsewhere)`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link };
   const rsa = cert.publicKey.asymmetricKeyType === 'rsa';
   const spec = c.keySpec === 'kx' ? AT_KEYEXCHANGE : AT_SIGNATURE;
   if (info.providerName !== MS_SCARD_PROV && info.providerName !== MS_SMART_CARD_KSP) {

@@ -6,7 +6,7 @@
 import type { MinidriverPort } from '../card/index.js';
 import { StoreHostError } from './errors.js';
 import { WindowsMachine } from './model/machine.js';
-import type { PinSource } from './model/smartcard.js';
+import type { CardConnector, PinSource } from './model/smartcard.js';
 import { openNativeHost } from './native/index.js';
 import type { CertStoreHost } from './store.js';
 
@@ -22,8 +22,12 @@ export function defaultStoreSpec(platform: NodeJS.Platform = process.platform): 
   return platform === 'win32' ? 'native' : undefined;
 }
 
-/** Opens the CertStoreHost a `--store` spec names; a model machine gets `card` in its reader. */
-export async function openCertStoreHost(spec: string, card: MinidriverPort, pinSource: PinSource): Promise<OpenedCertStoreHost> {
+/**
+ * Opens the CertStoreHost a `--store` spec names; a model machine gets `card` in its reader —
+ * a connector (each provider transaction opens its own shared connection, as on Windows) or a
+ * port shared with the caller.
+ */
+export async function openCertStoreHost(spec: string, card: MinidriverPort | CardConnector, pinSource: PinSource): Promise<OpenedCertStoreHost> {
   if (spec === 'native') {
     const host = await openNativeHost();
     return { host, close: () => host.close() };

@@ -5,12 +5,17 @@
  * insertion, without going through a cache, and with a proof:
  * CryptAcquireCertificatePrivateKey(COMPARE_KEY), a signature over a random challenge made on the
  * card, verified with the certificate's public key.
+ *
+ * The card is read first (`readCardFresh`) and everything after goes through Windows' providers,
+ * which open their own connection to the card: a caller that holds the card exclusively must
+ * release it between the two steps (`linkView`), or the Base CSP / KSP fail with
+ * SCARD_E_SHARING_VIOLATION [SCON] — on Windows as in the model.
  */
 import { createHash, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { hex } from '../bytes.js';
 import type { MinidriverContainer, MinidriverPort, ParsedCertificate } from '../card/index.js';
 import { ACQUIRE, ADD, AT_KEYEXCHANGE, AT_SIGNATURE, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from './constants.js';
-import { readCardFresh, type CardContainer } from './card-view.js';
+import { readCardFresh, type CardContainer, type CardView } from './card-view.js';
 import { WinError } from './errors.js';
 import type { CertContext, CertStore, CertStoreHost, KeyProvInfo } from './store.js';
 
@@ -21,6 +26,12 @@ export interface LinkOptions {
   provider?: ProviderChoice;
   /** The challenge to sign (random 32 bytes by default). */
   challenge?: (container: MinidriverContainer) => Uint8Array;
+  /**
+   * The card PIN for the proof: given, the key is acquired with CRYPT_ACQUIRE_SILENT_FLAG and the
+   * PIN handed to the provider (PP_*_PIN / NCRYPT_PIN_PROPERTY), so that no dialog appears and
+   * `link` runs unattended (the agent); absent, the provider asks the user as it normally would.
+   */
+  pin?: string;
 }
 
 export interface LinkProof {
@@ -90,10 +101,11 @@ export function sameKeyProvInfo(a: KeyProvInfo | undefined, b: KeyProvInfo): boo
 }
 
 /** Signs a random challenge through the store entry's private key and checks it with the certificate's public key. */
-export async function proveLink(host: CertStoreHost, stored: CertContext, info: KeyProvInfo, challenge: Uint8Array, publicKey: KeyObject): Promise<LinkProof> {
-  const flags = ACQUIRE.COMPARE_KEY | (info.providerType === PROV_TYPE.CNG ? ACQUIRE.ONLY_NCRYPT_KEY : 0);
+export async function proveLink(host: CertStoreHost, stored: CertContext, info: KeyProvInfo, challenge: Uint8Array, publicKey: KeyObject, pin?: string): Promise<LinkProof> {
+  const flags = ACQUIRE.COMPARE_KEY | (info.providerType === PROV_TYPE.CNG ? ACQUIRE.ONLY_NCRYPT_KEY : 0) | (pin !== undefined ? ACQUIRE.SILENT : 0);
   const key = await host.acquirePrivateKey(stored, flags);
   try {
+    if (pin !== undefined) await key.setPin(pin);
     const signature = await key.signHash('SHA256', new Uint8Array(createHash('sha256').update(challenge).digest()));
     const ok = verify('sha256', challenge, publicKey.asymmetricKeyType === 'ec' ? { key: publicKey, dsaEncoding: 'ieee-p1363' } : publicKey, signature);
     if (!ok) throw WinError.of('NTE_BAD_SIGNATURE', 'link proof', `the card's signature for '${info.containerName}' does not verify with the certificate's public key`);
@@ -117,7 +129,7 @@ async function linkOne(host: CertStoreHost, my: CertStore, c: CardContainer, cer
     if (!sameKeyProvInfo(await host.getKeyProvInfo(stored), info)) await host.setKeyProvInfo(stored, info);
   }
   await host.freeContext(fresh);
-  const proof = await proveLink(host, stored, info, options.challenge?.(c) ?? new Uint8Array(randomBytes(32)), cert.publicKey);
+  const proof = await proveLink(host, stored, info, options.challenge?.(c) ?? new Uint8Array(randomBytes(32)), cert.publicKey, options.pin);
   return {
     container: c.name,
     index: c.index,
@@ -130,9 +142,18 @@ async function linkOne(host: CertStoreHost, my: CertStore, c: CardContainer, cer
   };
 }
 
-/** Links every certificate of the card behind `card` (a minidriver, read fresh) into `host`'s `CurrentUser\My`. */
+/**
+ * Links every certificate of the card behind `card` (a minidriver, read fresh) into `host`'s
+ * `CurrentUser\My`. For callers whose card connection Windows' providers can share (the model
+ * with a shared port, the agent's collect); the CLI reads, releases the card, then `linkView`s.
+ */
 export async function linkCard(card: MinidriverPort, host: CertStoreHost, options: LinkOptions = {}): Promise<LinkReport> {
-  const { cardId, containers } = await readCardFresh(card);
+  return linkView(await readCardFresh(card), host, options);
+}
+
+/** Links the certificates of a card already read (`readCardFresh`); touches the card only through `host`'s providers. */
+export async function linkView(view: CardView, host: CertStoreHost, options: LinkOptions = {}): Promise<LinkReport> {
+  const { cardId, containers } = view;
   const onCard = new Map<string, string | undefined>();
   const my = await host.openCurrentUserMy();
   const linked: LinkedCertificate[] = [];

@@ -1,8 +1,9 @@
 /**
- * The serialized certificate store element Windows files under
- * `HKCU\Software\Microsoft\SystemCertificates\My\Certificates\<SHA1>` as the `Blob` value, and the
- * serialized CRYPT_KEY_PROV_INFO inside it. The model store persists exactly this, so a model
- * directory and a real (or Wine) registry hold the same bytes.
+ * The serialized certificate store element, and the serialized CRYPT_KEY_PROV_INFO inside it.
+ * Windows keeps the user's `My` store as one file per certificate in this format under the roaming
+ * profile (`%APPDATA%\Microsoft\SystemCertificates\My\Certificates\<SHA1>`) [MIG]; Wine keeps it
+ * as the `Blob` value of `HKCU\Software\Microsoft\SystemCertificates\My\Certificates\<SHA1>`. The
+ * model store persists exactly this, so a model directory and Wine's registry hold the same bytes.
  *
  * Element: a run of properties, each framed `{u32 propId, u32 1, u32 cb}` + cb bytes, ending
  * with the encoded certificate as property 32 (CERT_CERT_PROP_ID) [WINE serialize.c][BPAU].

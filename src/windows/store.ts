@@ -54,6 +54,12 @@ export interface AcquiredKey {
    * little-endian output is reversed). ECDSA: r‖s, as NCryptSignHash returns it.
    */
   signHash(algorithm: HashAlgorithm, hash: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Gives the provider the card PIN so that a CRYPT_SILENT / NCRYPT_SILENT_FLAG key can sign with
+   * no dialog: CryptSetProvParam(PP_SIGNATURE_PIN or PP_KEYEXCHANGE_PIN) for a CryptoAPI handle
+   * [SPP], NCryptSetProperty(NCRYPT_PIN_PROPERTY) for a CNG key [KSPP]. The PIN stays in memory.
+   */
+  setPin(pin: string): Promise<void>;
   /** CryptReleaseContext / NCryptFreeObject when callerFree; a no-op for a cached handle. */
   release(): Promise<void>;
 }

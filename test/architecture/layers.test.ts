@@ -41,6 +41,9 @@ const RANK: [prefix: string, rank: number][] = [
   ['src/gids/protocol/', 3],
   ['src/gids/host/', 4],
   ['src/gids/emulator/', 4],
+  ['src/piv/protocol/', 3],
+  ['src/piv/host/', 4],
+  ['src/piv/emulator/', 4],
   ['src/vpcd/', 4],
   ['src/card/', 5],
   ['src/windows/', 6],
@@ -90,21 +93,25 @@ describe('architecture', () => {
 
   it('windows/ sees cards only through the card layer, never GIDS', () => {
     const bad = [...GRAPH].flatMap(([file, deps]) =>
-      file.startsWith('src/windows/') ? deps.filter((d) => d.startsWith('src/gids/') || d.startsWith('src/transport/')).map((d) => `${file} -> ${d}`) : [],
+      file.startsWith('src/windows/') ? deps.filter((d) => d.startsWith('src/gids/') || d.startsWith('src/piv/') || d.startsWith('src/transport/')).map((d) => `${file} -> ${d}`) : [],
     );
     assert.deepEqual(bad, []);
     const sessionUse = SOURCES.filter((f) => f.startsWith('src/windows/') && /\.session\b/.test(readFileSync(f, 'utf8')));
     assert.deepEqual(sessionUse, []);
   });
 
-  it('the service never imports card, windows or GIDS code; the emulator and the driver never import each other', () => {
+  it('the service never imports card, windows or GIDS code; the emulator and the driver never import each other; PIV and GIDS stay apart', () => {
     const bad = [...GRAPH].flatMap(([file, deps]) =>
       deps
         .filter(
           (d) =>
             (file.startsWith('src/service/') && /^src\/(card|windows|gids|transport)\//.test(d)) ||
             (file.startsWith('src/gids/host/') && d.startsWith('src/gids/emulator/')) ||
-            (file.startsWith('src/gids/emulator/') && d.startsWith('src/gids/host/')),
+            (file.startsWith('src/gids/emulator/') && d.startsWith('src/gids/host/')) ||
+            (file.startsWith('src/piv/host/') && d.startsWith('src/piv/emulator/')) ||
+            (file.startsWith('src/piv/emulator/') && d.startsWith('src/piv/host/')) ||
+            (file.startsWith('src/piv/') && d.startsWith('src/gids/')) ||
+            (file.startsWith('src/gids/') && d.startsWith('src/piv/')),
         )
         .map((d) => `${file} -> ${d}`),
     );

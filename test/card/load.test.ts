@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hex } from '../../src/bytes.js';
-import { DiskCardCache, MemoryCardCache, MinidriverCard, type FindingCode } from '../../src/card/index.js';
+import { DiskCardCache, MemoryCardCache, MinidriverCard, type CardCache, type FindingCode } from '../../src/card/index.js';
 import { keyId as keyIdOf } from '../../src/thumbprint.js';
 import { parseCmapfile, serializeCmapfile, setDefaultContainer, serializeMasterFileTable, encodeCertificateFile } from '../../src/minidriver/index.js';
 import { GidsCard, type CardImageData } from '../../src/gids/emulator/index.js';
@@ -103,13 +103,14 @@ interface Base {
   sigCert2: Uint8Array;
 }
 
-async function baseCard(): Promise<Base> {
-  const t = await initialisedCard();
+async function baseCard(extendedLength: boolean, cache?: DiskCardCache): Promise<Base> {
+  const t = await initialisedCard({ extendedLength, ...(cache ? { cache } : {}) });
   await t.card.verifyPin(TEST_PIN);
   const kx = await t.card.createContainer('keep-me', { keySpec: 'kx', bits: 1024 });
   const sig = await t.card.createContainer('target', { keySpec: 'sig', bits: 1024 });
   const kxCert = await issueOurs(kx.publicKey, 2, 'CN=keep');
   await t.card.installCertificate(kxCert);
+  cache?.flush();
   return {
     image: t.emulator.toImage(),
     kxKey: keyIdOf(kx.publicKey),
@@ -128,7 +129,7 @@ const OPS: Record<string, { prepare?: Op; run: Op }> = {
   gen: { run: (c) => c.createContainer('new-one', { keySpec: 'kx', bits: 1024 }) },
 };
 
-async function session(emulator: GidsCard, cache: MemoryCardCache) {
+async function session(emulator: GidsCard, cache: CardCache) {
   emulator.reset();
   const transport = new RecordingTransport(new MemoryTransport(emulator));
   const card = await MinidriverCard.open(transport, { cache });
@@ -137,25 +138,35 @@ async function session(emulator: GidsCard, cache: MemoryCardCache) {
   return { card, transport };
 }
 
-for (const [name, op] of Object.entries(OPS)) {
-  test(`pulled card at every APDU of ${name}: check --repair gives a clean card, nothing else lost, the operation then succeeds`, async () => {
-    const base = await baseCard();
+// Both ways a card takes long data (short APDUs with chaining, extended lengths), each with a cold
+// cache and with the cache cardlink's own last write left (the trusted, shortest sequence): each
+// sequence has its own APDU indices to pull the card at.
+const MODES = [false, true].flatMap((extendedLength) => [false, true].map((warm) => ({ extendedLength, warm })));
+for (const [name, op] of Object.entries(OPS)) for (const { extendedLength, warm } of MODES) {
+  const mode = `${extendedLength ? 'extended-length' : 'short'} APDUs, ${warm ? 'warm' : 'cold'} cache`;
+  test(`pulled card at every APDU of ${name} (${mode}): check --repair gives a clean card, nothing else lost, the operation then succeeds`, async () => {
+    // The warm cache lives in a file that is never flushed again: each reload is a fresh copy of it.
+    const warmPath = join(tempDir(), 'cards.json');
+    const cacheFor = (): CardCache => (warm ? new DiskCardCache(warmPath) : new MemoryCardCache());
+    const base = await baseCard(extendedLength, warm ? new DiskCardCache(warmPath) : undefined);
     let prepared = base.image;
     if (op.prepare) {
       const emu = GidsCard.fromImage(base.image);
-      await op.prepare((await session(emu, new MemoryCardCache())).card, base);
+      const cache = cacheFor();
+      await op.prepare((await session(emu, cache)).card, base);
+      cache.flush?.();
       prepared = emu.toImage();
     }
     // How many APDUs the whole operation takes.
     const probe = GidsCard.fromImage(prepared);
-    const full = await session(probe, new MemoryCardCache());
+    const full = await session(probe, cacheFor());
     await op.run(full.card, base);
     const total = full.transport.count;
     assert.ok(total >= 3, `${name} takes ${total} APDUs`);
 
     for (let k = 0; k < total; k++) {
       const emu = GidsCard.fromImage(prepared);
-      const cache = new MemoryCardCache();
+      const cache = cacheFor();
       const s = await session(emu, cache);
       s.transport.failAfter(k);
       await assert.rejects(op.run(s.card, base), { code: 'CARD_REMOVED' }, `k=${k}`);

@@ -56,7 +56,7 @@ describe('the CLI prints request data escaped', () => {
 
   test('admin requests: user and container names, a header and one line per request, and the same data exact in --json', async () => {
     const rows = [request({ user: EVIL_USER, container: EVIL_CONTAINER }), request({ id: '5f1c0a52-0000-4000-8000-000000000002' })];
-    const fakes = { listRequests: async () => ({ items: rows, nextCursor: null }), requests: async () => rows };
+    const fakes = { requestPage: async () => ({ requests: rows, next: null }) };
     const text = await withFakeService(fakes, () => cli(['admin', 'requests', ...NOWHERE], OPERATOR_ENV));
     assert.equal(text.code, 0, text.stderr);
     assert.doesNotMatch(text.stdout, RAW_CONTROL);

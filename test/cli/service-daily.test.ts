@@ -52,7 +52,7 @@ describe('serve on a first start', () => {
 describe('request ids', () => {
   const rows = [request({ id: 'a1b2c3d4-0000-4000-8000-000000000001' }), request({ id: 'a1b2ffff-0000-4000-8000-000000000002' }), request({ id: '77777777-0000-4000-8000-000000000003' })];
   const fakes = (seen: string[]) => ({
-    listRequests: async () => ({ items: rows, nextCursor: null }),
+    requestPage: async () => ({ requests: rows, next: null }),
     approve: async (_s: string, id: string) => {
       seen.push(id);
       const r = rows.find((x) => x.id === id);

@@ -22,8 +22,8 @@ export interface TestCard {
 }
 
 /** An initialised emulated card over the in-memory transport, with an APDU recorder in between. */
-export async function initialisedCard(options: { serial?: Uint8Array; cache?: CardCache } = {}): Promise<TestCard> {
-  const emulator = GidsCard.blank();
+export async function initialisedCard(options: { serial?: Uint8Array; cache?: CardCache; extendedLength?: boolean } = {}): Promise<TestCard> {
+  const emulator = GidsCard.blank({ extendedLength: options.extendedLength === true });
   const transport = new RecordingTransport(new MemoryTransport(emulator));
   const cache = options.cache ?? new MemoryCardCache();
   const card = await MinidriverCard.initialize(transport, { pin: TEST_PIN, adminKey: TEST_ADMIN_KEY, ...(options.serial ? { serial: options.serial } : {}), cache });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { CollectedRequest, HttpResult, RequestView } from '../../src/service/client.js';
 import { BACKENDS, login, makeToken, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
@@ -53,6 +54,10 @@ const CASES: Record<string, Case> = {
   },
   createToken: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/tokens', { ...auth(c, w), json: { user: 'eve@example.com' } }) },
   listTokens: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/tokens') },
+  revokeToken: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: async (c, w) => c.t.client.raw('DELETE', `/api/v1/tokens/${(await c.t.client.createToken(c.op, { user: 'victor@example.com' })).id}`, auth(c, w)),
+  },
   submitRequest: {
     // The user sends her request again (its state comes back); another user cannot claim it.
     expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
@@ -130,12 +135,96 @@ const CASES: Record<string, Case> = {
     expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
     call: (c, w) => c.t.client.raw('POST', '/.well-known/est/simpleenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
   },
+  estLabelCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/cacerts') },
+  estLabelCsrattrs: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/csrattrs') },
+  estLabelSimpleenroll: {
+    expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
+    call: (c, w) => c.t.client.raw('POST', '/.well-known/est/smartcard-logon/simpleenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
+  },
+  estLabelSimplereenroll: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 403 },
+    call: (c, w) => c.t.client.raw('POST', '/.well-known/est/smartcard-logon/simplereenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
+  },
   estSimplereenroll: {
     // Tokens and sessions are not certificates: only a TLS client certificate renews (see est.test.ts).
     expect: { anonymous: 401, user: 403, otherUser: 403, operator: 403 },
     call: (c, w) => c.t.client.raw('POST', '/.well-known/est/simplereenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
   },
+  // Issue 14. "user" uses a fresh (unspent) token of Alice where a token is the credential.
+  cardAdminKey: {
+    // Only the card's own user, with an unspent token; Bob's fresh token is refused for Alice's card.
+    expect: { anonymous: 401, user: 200, otherUser: 403, operator: 403 },
+    call: async (c, w) => c.t.client.raw('POST', '/api/v1/cards/admin-key', { ...(await freshAuth(c, w)), json: { cardId: c.alice.cardId } }),
+    check: (w, r) => {
+      if (w === 'user') assert.match((json(r) as { newKey: string }).newKey, /^[0-9A-F]{48}$/);
+    },
+  },
+  confirmCardAdminKey: {
+    expect: { anonymous: 401, user: 200, otherUser: 404, operator: 403 },
+    call: async (c, w) => {
+      const a = await freshAuth(c, w);
+      if (w === 'user') await c.t.client.raw('POST', '/api/v1/cards/admin-key', { ...a, json: { cardId: c.alice.cardId } });
+      return c.t.client.raw('POST', '/api/v1/cards/admin-key/confirm', { ...a, json: { cardId: c.alice.cardId, keyVersion: 1 } });
+    },
+  },
+  unblockResponse: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: async (c, w) => {
+      if (w === 'operator') await activateCard(c);
+      return c.t.client.raw('POST', '/api/v1/cards/unblock-response', { ...auth(c, w), json: { cardId: c.alice.cardId, challenge: randomChallenge() } });
+    },
+    check: (w, r) => assert.match((json(r) as { response: string }).response, /^[0-9A-F]{16}$/),
+  },
+  createUnblockTicket: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 },
+    call: async (c, w) => {
+      if (w === 'operator') await activateCard(c);
+      return c.t.client.raw('POST', '/api/v1/cards/unblock-tickets', { ...auth(c, w), json: { cardId: c.alice.cardId } });
+    },
+  },
+  unblockResponseWithTicket: {
+    // "user" holds the ticket made for Alice's card; "otherUser" one made for Bob's card; the others none.
+    expect: { anonymous: 401, user: 200, otherUser: 401, operator: 401 },
+    call: async (c, w) => {
+      await activateCard(c);
+      let ticket = 'clu_guess';
+      if (w === 'user' || w === 'otherUser') {
+        const party = w === 'user' ? c.alice : c.bob;
+        if (w === 'otherUser') await activateCard(c, c.bob);
+        ticket = (await c.t.client.createUnblockTicket(c.op, party.cardId)).ticket;
+      }
+      return c.t.client.raw('POST', '/api/v1/cards/unblock-response/ticket', { ...auth(c, w), json: { cardId: c.alice.cardId, challenge: randomChallenge(), ticket } });
+    },
+  },
+  retireCard: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: async (c, w) => {
+      if (w === 'operator') await activateCard(c);
+      return c.t.client.raw('POST', '/api/v1/cards/retire', { ...auth(c, w), json: { cardId: c.alice.cardId, challenge: randomChallenge() } });
+    },
+    check: (w, r) => assert.equal((json(r) as { state: string }).state, 'retired'),
+  },
+  rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
 };
+
+function randomChallenge(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** A fresh, unspent token of the caller's user (Alice or Bob); the operator's session and anonymous as they are. */
+async function freshAuth(c: Ctx, w: Who): Promise<{ bearer?: string }> {
+  if (w === 'user') return { bearer: await makeToken(c.t.client, c.op, 'alice@example.com') };
+  if (w === 'otherUser') return { bearer: await makeToken(c.t.client, c.op, 'bob@example.com') };
+  return auth(c, w);
+}
+
+/** Enrolls the party's card key with the service (what the agent does), so the card is active. */
+async function activateCard(c: Ctx, party: Party = c.alice): Promise<void> {
+  const user = party === c.alice ? 'alice@example.com' : 'bob@example.com';
+  const token = await makeToken(c.t.client, c.op, user);
+  const key = await c.t.client.cardAdminKey(token, party.cardId);
+  if (!key.upToDate) await c.t.client.confirmCardAdminKey(token, party.cardId, key.keyVersion);
+}
 
 function auth(c: Ctx, w: Who): { bearer?: string } {
   const b = c.bearer(w);

@@ -52,7 +52,7 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     const r = await curl(['--cacert', caFile, est('cacerts')]);
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-type'], 'application/pkcs7-mime; smime-type=certs-only');
-    assert.equal(r.headers['content-transfer-encoding'], 'base64');
+    assert.equal(r.headers['content-transfer-encoding'], undefined, 'RFC 8951 §3: no Content-Transfer-Encoding');
     const text = printCerts(r.body, dir);
     assert.match(text, /subject=CN ?= ?cardlink CA/);
   });
@@ -109,7 +109,10 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     );
     assert.equal((await post('simpleenroll', ['-u', `dave@example.com:${token}`])).status, 200, 'asking again still answers with the certificate');
 
-    // Re-enrollment: a new key, authenticated by the current certificate in the TLS handshake.
+    // Re-enrollment: a new key, authenticated by the current certificate in the TLS handshake. An
+    // openssl key is a software key, and the certificate is fresh: the profile must allow both
+    // (renewal.test.ts shows the default refusing them).
+    await t.client.updateProfile(op, 'smartcard-logon', { renewalWindowDays: 365, allowSoftwareKeys: true });
     const key2 = join(dir, 'dave2.key');
     const csr2 = join(dir, 'dave2.csr.der');
     execFileSync('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', key2, '-subj', '/CN=dave@example.com', '-outform', 'DER', '-out', csr2], { stdio: 'pipe' });
@@ -132,6 +135,46 @@ describe('EST (RFC 7030) with curl and openssl as the client', () => {
     const all = await t.client.requests(op, { user: 'dave@example.com' });
     await t.client.revoke(op, all.find((r) => r.kind === 'enroll')!.id, 4);
     assert.equal((await post('simplereenroll', ['--cert', certFile, '--key', key])).status, 401);
+  });
+
+  test('cacerts and csrattrs answer without authentication, even with bad credentials (RFC 7030 §4.1.1)', async () => {
+    for (const auth of [[], ['-u', 'nobody@example.com:cle_wrong'], ['-H', 'Authorization: Bearer cls_stale']]) {
+      for (const path of ['cacerts', 'csrattrs', 'smartcard-logon/cacerts']) {
+        const r = await curl(['--cacert', caFile, ...auth, est(path)]);
+        assert.equal(r.status, 200, `${path} with ${auth.join(' ') || 'nothing'}`);
+      }
+    }
+  });
+
+  test('a CA label (RFC 7030 §3.2.2) names a profile: unknown labels are 404, a token enrolls only under its own', async () => {
+    const r = await curl(['--cacert', caFile, est('smartcard-logon-auto/cacerts')]);
+    assert.equal(r.status, 200);
+    assert.match(printCerts(r.body, dir), /subject=CN ?= ?cardlink CA/);
+    assert.equal((await curl(['--cacert', caFile, est('no-such-profile/cacerts')])).status, 404);
+
+    const op = await login(t.client);
+    const token = await makeToken(t.client, op, 'gina@example.com', 'smartcard-logon-auto');
+    const csr = join(dir, 'gina.csr.der');
+    execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'gina.key'), '-subj', '/CN=gina@example.com', '-outform', 'DER', '-out', csr], { stdio: 'pipe' });
+    const b64 = join(dir, 'gina.b64');
+    writeFileSync(b64, readFileSync(csr).toString('base64'));
+    const post = (label: string) => curl(['--cacert', caFile, '-u', `gina@example.com:${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', `@${b64}`, est(`${label}/simpleenroll`)]);
+    const wrong = await post('smartcard-logon');
+    assert.equal(wrong.status, 403);
+    assert.match(wrong.body.toString(), /profile 'smartcard-logon-auto', not for CA label 'smartcard-logon'/);
+    const right = await post('smartcard-logon-auto');
+    assert.equal(right.status, 200, right.body.toString());
+    assert.match(printCerts(right.body, dir), /subject=CN ?= ?gina@example.com/);
+  });
+
+  test('a raw DER body gets an error that says so', async () => {
+    const op = await login(t.client);
+    const token = await makeToken(t.client, op, 'hank@example.com');
+    const csr = join(dir, 'hank.csr.der');
+    execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'hank.key'), '-subj', '/CN=hank@example.com', '-outform', 'DER', '-out', csr], { stdio: 'pipe' });
+    const r = await curl(['--cacert', caFile, '-u', `hank@example.com:${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', `@${csr}`, est('simpleenroll')]);
+    assert.equal(r.status, 400);
+    assert.match(r.body.toString(), /binary DER: EST wants the PKCS#10 request base64-encoded/);
   });
 
   test('a subject that differs from the certificate being renewed is refused', async () => {

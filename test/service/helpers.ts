@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { collectMessage, ServiceClient } from '../../src/service/client.js';
-import { startService, type Clock, type RunningService } from '../../src/service/index.js';
+import { startService, type Clock, type RunningService, type ServiceConfig } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
 
 export const CA_PASSPHRASE = 'test-ca-passphrase';
@@ -72,7 +72,10 @@ export interface TestService {
   close(): Promise<void>;
 }
 
-export async function startTestService(backend: Backend, o: { clock?: Clock; retryAfterSeconds?: number; dataDir?: string } = {}): Promise<TestService> {
+export async function startTestService(
+  backend: Backend,
+  o: { clock?: Clock; retryAfterSeconds?: number; dataDir?: string; limits?: ServiceConfig['limits']; loginThrottle?: ServiceConfig['loginThrottle'] } = {},
+): Promise<TestService> {
   const { dbUrl, cleanup } = await backend.open();
   const dataDir = o.dataDir ?? tempDir();
   const svc = await startService({
@@ -84,6 +87,8 @@ export async function startTestService(backend: Backend, o: { clock?: Clock; ret
     ...(dbUrl ? { dbUrl } : {}),
     ...(o.clock ? { clock: o.clock } : {}),
     retryAfterSeconds: o.retryAfterSeconds ?? 7,
+    ...(o.limits ? { limits: o.limits } : {}),
+    ...(o.loginThrottle ? { loginThrottle: o.loginThrottle } : {}),
   });
   const client = new ServiceClient({ server: svc.url, ca: svc.caCertPem, maxSockets: 16 });
   return {

@@ -5,8 +5,13 @@ import { after, describe, it } from 'node:test';
 import { ADD, AT_SIGNATURE, MS_SCARD_PROV, PROV_TYPE } from '../../src/windows/constants.js';
 import { diagnose, type DoctorCode, type DoctorReport } from '../../src/windows/doctor.js';
 import { linkCard } from '../../src/windows/link.js';
+import type { Hypotheses } from '../../src/windows/model/hypotheses.js';
 import { seedLoad } from '../fixtures/seed-loader.js';
-import { TEST_PIN, moveCounters } from '../helpers/card.js';
+import { initialisedCard, TEST_PIN, moveCounters, tempDir } from '../helpers/card.js';
+import { ManualScheduler } from '../../src/windows/model/clock.js';
+import { WindowsMachine } from '../../src/windows/model/machine.js';
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { issueOurs } from '../helpers/certs.js';
 import { bench, CONTAINER, type Bench } from './fixtures/machine.js';
 
@@ -17,8 +22,8 @@ describe('doctor', () => {
   after(() => benches.forEach((b) => b.cleanup()));
 
   /** A card with a certificate installed properly; `fault` breaks one thing; then doctor runs. */
-  async function scenario(fault: (b: Bench, der: Uint8Array) => Promise<void>, options: { link?: boolean } = {}): Promise<DoctorReport> {
-    const b = await bench({ bits: 1024 });
+  async function scenario(fault: (b: Bench, der: Uint8Array) => Promise<void>, options: { link?: boolean; hypotheses?: Partial<Hypotheses> } = {}): Promise<DoctorReport> {
+    const b = await bench({ bits: 1024, ...(options.hypotheses ? { hypotheses: options.hypotheses } : {}) });
     benches.push(b);
     const der = await issueOurs(b.publicKey, 0, 'CN=Doctor Patient');
     await b.admin.card.installCertificate(der);
@@ -54,7 +59,8 @@ describe('doctor', () => {
   });
 
   it('NO_KEY_PROV_INFO: an entry without the link property (the seed without CryptAcquireCertificatePrivateKey)', async () => {
-    const f = only(await scenario(async (b, der) => setEntryInfo(b, der, null)), 'NO_KEY_PROV_INFO');
+    // With no healing source (hypotheses.ts): the documented key identifier store would heal it.
+    const f = only(await scenario(async (b, der) => setEntryInfo(b, der, null), { hypotheses: { healing: 'none' } }), 'NO_KEY_PROV_INFO');
     assert.equal(f.error.name, 'CRYPT_E_NO_KEY_PROPERTY');
     assert.deepEqual(f.observed, { name: 'CRYPT_E_NO_KEY_PROPERTY', value: '0x8009200B' });
     assert.equal(f.fix, `cardlink link ${TARGET}`);
@@ -115,8 +121,12 @@ describe('doctor', () => {
     });
     const stale = report.findings.filter((f) => f.code === 'STALE_CACHE');
     assert.ok(stale.some((f) => /mscp\/ksc00/.test(f.message)), JSON.stringify(report.findings));
-    assert.equal(stale[0]!.error.name, 'CRYPT_E_NO_KEY_PROPERTY');
-    assert.equal(stale[0]!.fix, 'cardlink card check --repair --image card.img');
+    // What a stale certificate really causes: propagation and KP_CERTIFICATE deliver the old one, so
+    // the card's certificate is not found in the store (not 0x8009200B).
+    assert.equal(stale[0]!.error.name, 'CRYPT_E_NOT_FOUND');
+    // cardlink's own cache never saw the old certificate, so `card check --repair` would find
+    // nothing to fix: doctor moves the counters itself.
+    assert.match(stale[0]!.fix, /^cardlink doctor --repair --image card\.img --store model:\/tmp\/m /);
     // The renewed certificate is not linked yet either.
     assert.ok(report.findings.some((f) => f.code === 'NO_STORE_ENTRY'));
   });
@@ -163,5 +173,65 @@ describe('doctor', () => {
       await my.addEncoded(await issueOurs(b.publicKey, 0, 'CN=Unrelated'), ADD.NEW);
     });
     assert.deepEqual(report.findings, [], 'an unrelated store entry is not a finding');
+  });
+
+  it('reports the card like certutil -scinfo: containers, key match, default container, and why an AT_SIGNATURE certificate is not offered at logon', async () => {
+    const report = await scenario(async () => {});
+    const s = report.scinfo;
+    assert.equal(s.cardId, report.cardId);
+    assert.equal(s.defaultContainer, CONTAINER);
+    assert.equal(s.containers.length, 1);
+    const c = s.containers[0]!;
+    assert.equal(c.keySpec, 'AT_SIGNATURE');
+    assert.equal(c.certificate?.keyMatch, true);
+    assert.equal(c.certificate?.file, 'mscp/ksc00');
+    assert.equal(c.logon?.offered, false);
+    assert.ok(c.logon?.why.some((w) => /AT_SIGNATURE/.test(w)), JSON.stringify(c.logon));
+    // Doctor always acquires, cached and uncached, and proves with the PIN when it has one.
+    assert.deepEqual(report.certificates[0]!.acquisition?.cached.name, 'S_OK');
+    assert.deepEqual(report.certificates[0]!.acquisition?.uncached?.name, 'S_OK');
+    assert.equal(report.certificates[0]!.acquisition?.proof, undefined, 'no PIN, no proof');
+    const b = benches.at(-1)!;
+    const proven = await diagnose(b.windowsCard.minidriver(), b.machine.startProcess().host, { target: TARGET, machine: b.machine, pin: TEST_PIN });
+    assert.equal(proven.certificates[0]!.acquisition?.proof?.name, 'S_OK');
+  });
+
+  it('STALE_CACHE from the acquisition itself: a cardid reused by another card makes the cached acquisition fail where the uncached one works; the old entry is a DUPLICATE_ENTRY', async () => {
+    const serial = new Uint8Array(randomBytes(16));
+    const scheduler = new ManualScheduler();
+    const dir = tempDir('cardlink-reuse-');
+    const machine = new WindowsMachine({ stateDir: dir, scheduler });
+    try {
+      const linkedCard = async () => {
+        const t = await initialisedCard({ serial });
+        await t.card.verifyPin(TEST_PIN);
+        const { publicKey } = await t.card.createContainer(CONTAINER, { keySpec: 'sig', bits: 1024 });
+        await t.card.installCertificate(await issueOurs(publicKey, 0, 'CN=Same cardid'));
+        machine.insert(t.card.minidriver());
+        return linkCard(t.card.minidriver(), machine.startProcess(() => TEST_PIN).host).then(
+          () => t,
+          (e: unknown) => ({ ...t, failed: e }),
+        );
+      };
+      const first = await linkedCard();
+      assert.equal((first as { failed?: unknown }).failed, undefined);
+      machine.remove();
+      const second = await linkedCard();
+      // The Base CSP compares the new certificate with the key it cached for the first card.
+      assert.ok(second && (second as { failed?: { code?: string } }).failed, 'link cannot prove the second card while the cache holds the first');
+      const report = await diagnose(second.card.minidriver(), machine.startProcess().host, { target: TARGET, machine });
+      const acquisition = report.certificates[0]!.acquisition!;
+      assert.equal(acquisition.cached.name, 'NTE_BAD_PUBLIC_KEY');
+      assert.equal(acquisition.uncached?.name, 'S_OK');
+      const stale = report.findings.filter((f) => f.code === 'STALE_CACHE');
+      assert.ok(stale.some((f) => f.error.name === 'NTE_BAD_PUBLIC_KEY' && /uncached acquisition/.test(f.message)), JSON.stringify(report.findings, null, 2));
+      assert.ok(stale.some((f) => /caches a public key for container 0/.test(f.message)));
+      const duplicate = report.findings.find((f) => f.code === 'DUPLICATE_ENTRY');
+      assert.equal(duplicate?.error.name, 'NTE_BAD_PUBLIC_KEY');
+      assert.equal(duplicate?.container, CONTAINER);
+    } finally {
+      machine.shutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

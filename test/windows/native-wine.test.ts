@@ -63,6 +63,17 @@ describe('native CertStoreHost under Wine (node.exe + koffi + Wine crypt32)', { 
     assert.equal(results.get('signs through the acquired handle and the signature verifies with the certificate'), true, excerpt(run.log, 'signs through the acquired handle'));
   });
 
+  for (const name of [
+    'link --store native: every provider call comes after the card is released',
+    'doctor --store native: the same, and the Smart Card service cache probe says why Wine cannot answer',
+    'the real winscard is reported unavailable, not crashed into',
+    'SCardReadCacheW gets the card GUID (16 bytes), the freshness DWORD and the lookup name, and its data comes back',
+  ]) {
+    it(`no lock-out / service cache: ${name}`, () => {
+      assert.equal(results.get(name), true, `case not passed under Wine:\n${excerpt(run.log, name)}`);
+    });
+  }
+
   for (const name of CONTRACT_CASES) {
     it(`contract: ${name}`, () => {
       assert.equal(results.get(name), true, `case not passed under Wine:\n${excerpt(run.log, name)}`);

@@ -57,6 +57,8 @@ export function counters(files: CardFiles, s: Snapshot): Finding[] {
     (s.cached.cmapfile !== undefined && s.rawCmapfile !== undefined && !equalBytes(s.cached.cmapfile, s.rawCmapfile)) ||
     s.cached.changedFiles.length > 0;
   if (filesChanged) {
+    // Not the content cardlink left: nothing cached for this card may shortcut a write any more.
+    files.forgetWriteMark(cardId);
     out.push({
       code: 'STALE_FILES_COUNTER',
       severity: 'error',
@@ -65,6 +67,7 @@ export function counters(files: CardFiles, s: Snapshot): Finding[] {
     });
   }
   if (s.cached.changedKeys.length > 0) {
+    files.forgetWriteMark(cardId);
     out.push({
       code: 'STALE_CONTAINERS_COUNTER',
       severity: 'error',

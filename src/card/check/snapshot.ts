@@ -23,6 +23,7 @@ import {
   type MasterFileRecord,
 } from '../../minidriver/index.js';
 import { keyId } from '../../thumbprint.js';
+import { DO, EF } from '../../gids/protocol/constants.js';
 import { pathOf, type CardFiles } from '../card-files.js';
 import { parseCertificate } from '../certificate.js';
 
@@ -77,6 +78,17 @@ export async function readSnapshot(files: CardFiles): Promise<Snapshot> {
   const cachedRaw = files.cachedRaw();
   const table = await files.tableOnCard();
   const rawCmapfile = await files.readFile(`${MSCP_DIRECTORY}/cmapfile`);
+  // What this check already read, by data object: the file loop below takes it from here instead
+  // of reading cardid, cardcf and cmapfile a second time.
+  const read = new Map<string, Uint8Array | undefined>();
+  const doKey = (efid: number, doTag: number): string => `${efid}/${doTag}`;
+  const identity = files.rawIdentity;
+  if (identity) {
+    read.set(doKey(EF.EveryoneReadAdminWriteAc, DO.CARDID), identity.cardId);
+    read.set(doKey(EF.EveryoneReadUserWriteAc, DO.CARDCF), identity.cardcf);
+  }
+  const cmapRecord = table.find((r) => r.directory.toLowerCase() === MSCP_DIRECTORY && r.filename.toLowerCase() === 'cmapfile');
+  if (cmapRecord) read.set(doKey(cmapRecord.efid, cmapRecord.doTag), rawCmapfile);
   const keymap = await files.keyMap();
   // A missing or unreadable cmapfile is a finding, not a card check cannot read: the key map still
   // says which keys exist, so the containers are rebuilt from it (and their certificates, filed by
@@ -114,7 +126,8 @@ export async function readSnapshot(files: CardFiles): Promise<Snapshot> {
   for (const rec of table) {
     if (rec.filename === '') continue;
     const path = pathOf(rec);
-    const raw = await files.readRecord(rec);
+    const key = doKey(rec.efid, rec.doTag);
+    const raw = read.has(key) ? read.get(key) : await files.readRecord(rec);
     const certName = rec.directory.toLowerCase() === MSCP_DIRECTORY ? parseCertificateFileName(rec.filename) : undefined;
     if (!certName) {
       plain.push({ path, raw });

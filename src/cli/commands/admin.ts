@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { CardlinkError } from '../../errors.js';
-import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestListQuery, type RequestState, type RequestView } from '../../service/client.js';
+import { groupedHex, parseChallengeHex } from '../../admin-challenge.js';
+import { fromHex, hex } from '../../bytes.js';
+import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestPage, type RequestState, type RequestView } from '../../service/client.js';
 import { REVOKE_REASONS, type HandlerOf, type specs } from '../catalog.js';
 import { required } from '../args.js';
 import { emit, UsageError, type CliIo } from '../io.js';
-import { readSecret } from '../secrets.js';
+import { readNewPin, readSecret } from '../secrets.js';
+import { withCard } from '../target.js';
 import { line } from '../terminal.js';
 
 /**
@@ -60,37 +62,6 @@ export const token: HandlerOf<typeof specs.adminToken> = async ({ values }, io) 
   return 0;
 };
 
-/** One page of `GET /requests` and where the next one starts (null: no more). */
-export interface RequestPage {
-  items: RequestView[];
-  nextCursor: string | null;
-}
-
-/**
- * The ServiceClient methods issue 10 adds on the service side (paged request listing, token
- * revocation), by the names both sides agreed on. Until both halves are merged the CLI finds
- * them at run time: without paging it lists through the older unpaged call (asking for one row
- * more than it shows, so it can still say when it stopped short), without revocation it says so.
- */
-interface PagedAdminClient {
-  listRequests(session: string, query: RequestListQuery & { cursor?: string }): Promise<RequestPage>;
-  revokeToken(session: string, id: string): Promise<unknown>;
-}
-
-function pagedAdmin(client: ServiceClient): PagedAdminClient {
-  const c = client as unknown as Partial<PagedAdminClient>;
-  return {
-    listRequests: typeof c.listRequests === 'function'
-      ? (session, query) => c.listRequests!.call(client, session, query)
-      : async (session, { cursor: _cursor, limit: _limit, ...query }) => ({ items: await client.requests(session, { ...query, limit: UNPAGED_MAX }), nextCursor: null }),
-    revokeToken: typeof c.revokeToken === 'function'
-      ? (session, id) => c.revokeToken!.call(client, session, id)
-      : () => Promise.reject(new CardlinkError('SERVICE_CLIENT_TOO_OLD', 'this build of cardlink cannot revoke tokens (its service client has no revokeToken)')),
-  };
-}
-
-/** The most rows the unpaged listing answers (the service's schema maximum). */
-const UNPAGED_MAX = 10_000;
 /** Rows per page asked of the service; it may answer fewer and says where to go on. */
 const PAGE_SIZE = 200;
 /** What `admin requests` shows without --limit or --all: enough for a screen of recent work. */
@@ -109,15 +80,15 @@ export async function fetchRequestPages(
   for (;;) {
     const want = o.all ? PAGE_SIZE : Math.min(PAGE_SIZE, o.limit - items.length);
     const got = await page(cursor, want);
-    const room = o.all ? got.items.length : o.limit - items.length;
-    items.push(...got.items.slice(0, room));
-    const leftOnPage = got.items.length > room;
-    if (got.nextCursor === null && !leftOnPage) return { items, truncated: false, nextCursor: null };
-    if (!o.all && items.length >= o.limit) return { items, truncated: true, nextCursor: leftOnPage ? null : got.nextCursor };
-    if (got.nextCursor === null) return { items, truncated: false, nextCursor: null };
+    const room = o.all ? got.requests.length : o.limit - items.length;
+    items.push(...got.requests.slice(0, room));
+    const leftOnPage = got.requests.length > room;
+    if (got.next === null && !leftOnPage) return { items, truncated: false, nextCursor: null };
+    if (!o.all && items.length >= o.limit) return { items, truncated: true, nextCursor: leftOnPage ? null : got.next };
+    if (got.next === null) return { items, truncated: false, nextCursor: null };
     // A page that brings nothing new while promising more would loop for ever.
-    if (got.items.length === 0 || got.nextCursor === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
-    cursor = got.nextCursor;
+    if (got.requests.length === 0 || got.next === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
+    cursor = got.next;
   }
 }
 
@@ -127,10 +98,9 @@ export const requests: HandlerOf<typeof specs.adminRequests> = async ({ values }
   const limit = values.limit !== undefined ? Number(values.limit) : DEFAULT_REQUEST_LIMIT;
   // The service checks the state name and answers 400 with the list of states.
   const query = { ...(values.state ? { state: values.state as RequestState } : {}), ...(values.user ? { user: values.user } : {}) };
-  const result = await asOperator(values, io, (client, session) => {
-    const paged = pagedAdmin(client);
-    return fetchRequestPages((cursor, n) => paged.listRequests(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit, all: values.all === true });
-  });
+  const result = await asOperator(values, io, (client, session) =>
+    fetchRequestPages((cursor, n) => client.requestPage(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit, all: values.all === true }),
+  );
   const rows = result.items;
   emit(io, values.json === true, { ok: true, requests: rows, truncated: result.truncated, ...(result.nextCursor !== null ? { nextCursor: result.nextCursor } : {}) }, () => {
     const lines = rows.map((r) => line`${r.id}  ${r.state.padEnd(9)} ${r.user}  ${r.profile}  ${r.createdAt}` + (r.container ? line`  card ${r.cardId?.toUpperCase()} / ${r.container}` : ''));
@@ -145,7 +115,7 @@ export const requests: HandlerOf<typeof specs.adminRequests> = async ({ values }
 export const tokenRevoke: HandlerOf<typeof specs.adminTokenRevoke> = async ({ values, positionals }, io) => {
   if (positionals.length !== 1) throw new UsageError('give exactly one token id (see the id in the answer of `cardlink admin token`)');
   const id = positionals[0]!;
-  await asOperator(values, io, (client, session) => pagedAdmin(client).revokeToken(session, id));
+  await asOperator(values, io, (client, session) => client.revokeToken(session, id));
   emit(io, values.json === true, { ok: true, id, revoked: true }, () => line`token ${id} revoked: it can no longer enroll`);
   return 0;
 };
@@ -174,8 +144,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The one request whose id starts with `prefix`; undefined when none does, a UsageError when several do. */
 export async function requestIdByPrefix(client: ServiceClient, session: string, prefix: string): Promise<string | undefined> {
-  const paged = pagedAdmin(client);
-  const { items } = await fetchRequestPages((cursor, n) => paged.listRequests(session, { limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit: 0, all: true });
+  const { items } = await fetchRequestPages((cursor, n) => client.requestPage(session, { limit: n, ...(cursor !== undefined ? { cursor } : {}) }), { limit: 0, all: true });
   const matches = items.filter((r) => r.id.toLowerCase().startsWith(prefix.toLowerCase()));
   if (matches.length > 1) {
     throw new UsageError(`'${prefix}' starts ${matches.length} request ids (${matches.slice(0, 5).map((m) => m.id).join(', ')}${matches.length > 5 ? ', …' : ''}): give more characters`);
@@ -222,3 +191,58 @@ export const audit: HandlerOf<typeof specs.adminAudit> = async ({ values }, io) 
   return 0;
 };
 
+function cardIdOption(value: string | undefined): string {
+  const card = required(value, '--card').replace(/[\s-]+/g, '');
+  if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('--card is the card id, 32 hex digits');
+  return card;
+}
+
+export const unblockResponse: HandlerOf<typeof specs.adminUnblockResponse> = async ({ values }, io) => {
+  const card = cardIdOption(values.card);
+  const challenge = hex(parseChallengeHex(required(values.challenge, '--challenge'), 'challenge'));
+  const answer = await asOperator(values, io, (client, session) => client.unblockResponse(session, card, challenge));
+  emit(io, values.json === true, { ok: true, ...answer }, () => `response ${groupedHex(fromHex(answer.response))}\n` + line`for card ${answer.cardId}, challenge ${groupedHex(fromHex(answer.challenge))}; it works once, for this challenge only`);
+  return 0;
+};
+
+export const unblockTicket: HandlerOf<typeof specs.adminUnblockTicket> = async ({ values }, io) => {
+  const card = cardIdOption(values.card);
+  if (values.ttl !== undefined && !/^\d+$/.test(values.ttl)) throw new UsageError('--ttl takes a whole number of seconds');
+  const made = await asOperator(values, io, (client, session) => client.createUnblockTicket(session, card, values.ttl === undefined ? undefined : Number(values.ttl)));
+  emit(io, values.json === true, { ok: true, ...made }, () => line`${made.ticket}\nfor card ${made.cardId}, one use, expires ${made.expiresAt}`);
+  return 0;
+};
+
+export const rotateAdminKey: HandlerOf<typeof specs.adminRotateAdminKey> = async ({ values }, io) => {
+  const rotated = await asOperator(values, io, (client, session) => client.rotateAdminMasterKey(session));
+  emit(io, values.json === true, { ok: true, ...rotated }, () => line`administrator master key version ${rotated.keyVersion}`);
+  return 0;
+};
+
+/**
+ * Retires a card whose user is gone, with the card in this workstation's reader: the service
+ * marks it retired and answers the card's administrator challenge; the card gets the transport
+ * key back, the next user's initial PIN (CARDLINK_NEW_PIN or asked twice), and loses every
+ * container. Asks first (--yes without a terminal).
+ */
+export const retireCard: HandlerOf<typeof specs.adminRetireCard> = async ({ values }, io) => {
+  const wanted = cardIdOption(values.card).toUpperCase();
+  const confirm = values.yes === true ? undefined : io.confirm;
+  if (values.yes !== true && !confirm) throw new UsageError('retiring a card destroys its keys for good: add --yes to confirm (there is no terminal to ask on)');
+  const newPin = await readNewPin(io);
+  const result = await withCard(values, io, async (card) => {
+    const cardId = hex(await card.cardId());
+    if (cardId !== wanted) throw new UsageError(line`the card here is ${cardId}, not ${wanted}: nothing was done`);
+    const containers = await card.containers();
+    if (confirm && !(await confirm(line`Retire card ${cardId} and delete its ${containers.length} container(s) (${containers.map((c) => c.name).join(', ') || 'none'}) with their keys? This cannot be undone.`))) return undefined;
+    const challenge = await card.adminChallenge();
+    const answer = await asOperator(values, io, (client, session) => client.retireCard(session, cardId, hex(challenge)));
+    return { cardId, ...(await card.retire(fromHex(answer.response), fromHex(answer.transportKey), newPin)) };
+  });
+  if (!result) {
+    emit(io, values.json === true, { ok: false, retired: false }, () => 'nothing done');
+    return 1;
+  }
+  emit(io, values.json === true, { ok: true, retired: true, ...result }, () => line`card ${result.cardId} retired: ${result.deletedContainers.length} container(s) deleted, transport key and the new initial PIN set; it can be enrolled again`);
+  return 0;
+};

@@ -1,6 +1,7 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hex, fromHex } from '../../bytes.js';
+import { groupedHex, parseChallengeHex } from '../../admin-challenge.js';
 import { MinidriverCard, type CheckReport, type ContainerInfo } from '../../card/index.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { required } from '../args.js';
@@ -10,7 +11,7 @@ import { GidsError } from '../../gids/host/errors.js';
 import { toPem } from '../../pem.js';
 import { certThumbprint, keyId } from '../../thumbprint.js';
 import { withProgress } from '../progress.js';
-import { readAdminKey, readNewPin, readPin } from '../secrets.js';
+import { readAdminKey, readNewPin, readPin, readSecret } from '../secrets.js';
 import { openTransport, withCard } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
 
@@ -65,9 +66,9 @@ export const init: HandlerOf<typeof specs.cardInit> = async ({ values }, io) => 
 
 export const info: HandlerOf<typeof specs.cardInfo> = async ({ values }, io) => {
   const result = await withCard(values, io, async (card) => {
-    const { cardId, cardcf } = await card.refresh();
+    // One read of cardid and cardcf, the containers from the cache when the counters allow.
+    const { cardId, cardcf, containers } = await card.info();
     const pin = await card.pinStatus();
-    const containers = await card.containers();
     return { cardId: hex(cardId), cardcf, pin, containers: containers.length, certificates: containers.filter((c) => c.certificateFile).length };
   });
   emit(io, values.json === true, result, () =>
@@ -218,6 +219,43 @@ export const pin: HandlerOf<typeof specs.cardPin> = async ({ values, positionals
   return 0;
 };
 
+/**
+ * Unblock by challenge/response, Windows' way (CardGetChallenge → CardAuthenticateChallenge →
+ * CardUnblockPin): the card's fresh challenge, a response from whoever holds this card's
+ * administrator key (the help desk over the phone, or the service with a one-time ticket), then
+ * the new PIN, all in one card session (a new session would discard the challenge).
+ */
+export const unblock: HandlerOf<typeof specs.cardUnblock> = async ({ values }, io) => {
+  const online = values.online === true;
+  if (online === (values.challenge === true)) throw new UsageError('say --challenge (read the challenge to your help desk) or --online (ask the service with an unblock ticket)');
+  const json = values.json === true;
+  const say = (text: string): void => (json ? io.stderr(text) : io.stdout(text));
+  const ticket = online ? await readSecret(io, 'CARDLINK_UNBLOCK_TICKET', 'unblock ticket: ') : undefined;
+  if (!online && !io.promptSecret) throw new UsageError('card unblock --challenge asks for the response on a terminal: run it on one (or use --online with an unblock ticket)');
+  // Loaded here: the service client is only needed online (start-up of the other card commands).
+  const client = online ? (await import('./admin.js')).openClient(values, io) : undefined;
+  try {
+    const result = await withCard(values, io, async (card) => {
+      const cardId = hex(await card.cardId());
+      const challenge = await card.adminChallenge();
+      let response: Uint8Array;
+      if (client) {
+        response = parseChallengeHex((await client.unblockResponseWithTicket(cardId, hex(challenge), ticket!)).response, 'response');
+      } else {
+        say(line`card      ${cardId}\n` + `challenge ${groupedHex(challenge)}\n` + 'Read the card id and the challenge to your help desk, then type the response they give you.\n');
+        response = parseChallengeHex(await io.promptSecret!('Response: '), 'response');
+      }
+      const newPin = await readNewPin(io);
+      await card.unblockPinWithResponse(response, newPin);
+      return { cardId, challenge: hex(challenge), pin: await card.pinStatus() };
+    });
+    emit(io, json, { ok: true, cardId: result.cardId, challenge: result.challenge, via: online ? 'online' : 'challenge', ...result.pin }, () => `PIN unblocked and set: ${result.pin.triesLeft} of ${result.pin.tryLimit} tries left`);
+  } finally {
+    client?.close();
+  }
+  return 0;
+};
+
 export const files: HandlerOf<typeof specs.cardFiles> = async ({ values }, io) => {
   const list = await withCard(values, io, (card) => card.listFiles());
   emit(io, values.json === true, { files: list }, () => list.map((f) => line`${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
@@ -291,7 +329,7 @@ export const install: HandlerOf<typeof specs.cardInstall> = async ({ values, pos
     }
     const others = certs.filter((c) => c !== chosen);
     await card.verifyPin(pinValue);
-    const result = await card.installCertificate(chosen.der, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true, force: values.force === true });
+    const result = await card.installCertificate(chosen.der, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true, force: values.force === true, verify: values.verify === true });
     let roots: typeof certs = [];
     if (values.roots === true) {
       roots = others.filter(isCaCertificate);
@@ -313,7 +351,7 @@ export const install: HandlerOf<typeof specs.cardInstall> = async ({ values, pos
     [
       result.unchanged
         ? line`unchanged: ${result.file} of container ${result.container.index} '${result.container.name}' already holds this certificate (nothing written)`
-        : line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored; cardcf files counter now ${result.cardcf.filesFreshness})`,
+        : line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored${result.verified ? ', read back and compared' : ''}; cardcf files counter now ${result.cardcf.filesFreshness})`,
       ...roots.map((r) => line`added to mscp/msroots: ${r.subject} (${r.thumbprint})`),
       ...ignored.map((r) => line`ignored: ${r.subject} (${r.thumbprint}${r.ca ? ', a CA certificate; --roots puts it into mscp/msroots' : ''})`),
     ].join('\n'),

@@ -52,7 +52,8 @@ export const collect: HandlerOf<typeof specs.collect> = async ({ values }, io) =
             link: async (c: MinidriverCard) => {
               const store = await openCertStoreHost(spec, c.minidriver(), () => pin.current);
               try {
-                return await linkCard(c.minidriver(), store.host);
+                // The PIN goes to the provider of a silent context: collect runs unattended.
+                return await linkCard(c.minidriver(), store.host, { ...(pin.current !== undefined ? { pin: pin.current } : {}) });
               } finally {
                 await store.close();
               }

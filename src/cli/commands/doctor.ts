@@ -1,31 +1,76 @@
-import { diagnose } from '../../windows/doctor.js';
+import { diagnoseView, readDoctorView, type DoctorReport, type ServiceCacheProbe } from '../../windows/doctor.js';
 import { openCertStoreHost } from '../../windows/hosts.js';
 import type { HandlerOf, specs } from '../catalog.js';
-import { emit } from '../io.js';
-import { withCard } from '../target.js';
+import { emit, type CliIo } from '../io.js';
+import { readPin } from '../secrets.js';
+import { cardConnector, withCard, type TargetArgs } from '../target.js';
 import { line } from '../terminal.js';
 import { storeSpec } from './link.js';
+
+/** One doctor pass: the card read and released, then Windows asked (its providers open their own connection). */
+async function doctorPass(values: TargetArgs, io: CliIo, spec: string, target: string, pin: string | undefined): Promise<DoctorReport> {
+  const env = io.env;
+  const view = await withCard(values, io, (card) => readDoctorView(card.minidriver(), () => card.check()));
+  // Doctor never shows a PIN dialog: without a PIN the proof is skipped, never prompted for.
+  const opened = await openCertStoreHost(spec, cardConnector(values, env), () => undefined);
+  try {
+    let cache: ServiceCacheProbe | undefined;
+    if (spec === 'native') cache = await (await import('../../windows/native/scard-cache.js')).openServiceCacheProbe();
+    return await diagnoseView(view, opened.host, { target, ...(pin !== undefined ? { pin } : {}), ...(opened.machine ? { machine: opened.machine } : {}), ...(cache ? { cache } : {}) });
+  } finally {
+    await opened.close();
+  }
+}
+
+function text(report: DoctorReport): string {
+  const s = report.scinfo;
+  const lines = [
+    line`reader ${s.reader}: card ${s.cardId}, cardcf pins ${s.cardcf.pins} / containers ${s.cardcf.containers} / files ${s.cardcf.files}, PIN ${s.pin.triesLeft} of ${s.pin.tryLimit} tries left`,
+    line`  providers: ${s.providers.cryptoApi} (CryptoAPI), ${s.providers.cng} (CNG); default container: ${s.defaultContainer ?? 'none'}`,
+  ];
+  for (const c of s.containers) {
+    lines.push(line`  [${c.index}] ${c.name}${c.isDefault ? ' (default)' : ''}: ${c.keySpec} ${c.keyBits} bits`);
+    if (c.certificate) {
+      lines.push(line`      ${c.certificate.file}: ${c.certificate.subject}  ${c.certificate.thumbprint}; key match: ${c.certificate.keyMatch ? 'yes' : 'NO'}`);
+      lines.push(line`      offered at logon: ${c.logon?.offered ? 'yes' : `no (${c.logon?.why.join('; ')})`}`);
+    }
+  }
+  for (const c of report.certificates) {
+    const a = c.acquisition;
+    if (a) lines.push(line`  ${c.container}: acquisition ${a.cached.name}${a.uncached ? `, uncached ${a.uncached.name}` : ''}${a.proof ? `, proof signature ${a.proof.name}` : ', proof skipped (no CARDLINK_PIN)'}`);
+  }
+  if (report.serviceCache) lines.push(line`  Smart Card service cache (${report.serviceCache.source}): ${report.serviceCache.note ?? `${report.serviceCache.compared} item(s) compared with the card`}`);
+  lines.push(line`card ${report.cardId}: ${report.certificates.length} certificate${report.certificates.length === 1 ? '' : 's'}, ${report.findings.length === 0 ? 'all linked and usable' : `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`}`);
+  for (const f of report.findings) {
+    lines.push(line`  ${f.code}${f.container ? ` [${f.container}]` : ''}: ${f.message}`);
+    lines.push(line`      causes ${f.error.name === 'S_OK' ? 'no Windows error' : `${f.error.name} (${f.error.value})`}${f.observed ? `; Windows returned ${f.observed.name} (${f.observed.value})` : ''}`);
+    lines.push(line`      fix: ${f.fix}`);
+  }
+  return lines.join('\n');
+}
 
 export const doctor: HandlerOf<typeof specs.doctor> = async ({ values }, io) => {
   const spec = storeSpec(values.store);
   const target = [values.image !== undefined ? `--image ${values.image}` : '', values.reader !== undefined ? `--reader '${values.reader}'` : '', `--store ${spec}`].filter(Boolean).join(' ');
-  const report = await withCard(values, io, async (card) => {
-    // Doctor never signs: a PIN dialog would be a finding of its own, so nobody answers it.
-    const opened = await openCertStoreHost(spec, card.minidriver(), () => undefined);
-    try {
-      return await diagnose(card.minidriver(), opened.host, { target, cardCheck: () => card.check(), ...(opened.machine ? { machine: opened.machine } : {}) });
-    } finally {
-      await opened.close();
+  // With --repair the PIN is needed (cardcf is user-writable); otherwise only from the
+  // environment, for the proof signature, and never prompted for.
+  const pin = values.repair ? await readPin(io) : io.env.CARDLINK_PIN || undefined;
+  let report = await doctorPass(values, io, spec, target, pin);
+  let repaired: { files: boolean; containers: boolean } | undefined;
+  if (values.repair && pin !== undefined) {
+    const stale = report.findings.filter((f) => f.code === 'STALE_CACHE');
+    if (stale.length > 0) {
+      // Moving the counters makes every cache keyed by them, Windows' included, read the card again.
+      repaired = { files: stale.some((f) => f.error.name !== 'NTE_BAD_PUBLIC_KEY'), containers: stale.some((f) => f.error.name === 'NTE_BAD_PUBLIC_KEY') };
+      await withCard(values, io, async (card) => {
+        await card.verifyPin(pin);
+        await card.moveCounters(repaired!);
+      });
+      report = await doctorPass(values, io, spec, target, pin);
     }
-  });
-  emit(io, values.json === true, { ok: report.findings.length === 0, store: spec, ...report }, () => {
-    const lines = [line`card ${report.cardId}: ` + `${report.certificates.length} certificate${report.certificates.length === 1 ? '' : 's'}, ${report.findings.length === 0 ? 'all linked and usable' : `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`}`];
-    for (const f of report.findings) {
-      lines.push(line`  ${f.code}` + (f.container ? line` [${f.container}]` : '') + line`: ${f.message}`);
-      lines.push(line`      causes ${f.error.name} (${f.error.value})` + (f.observed ? line`; CryptAcquireCertificatePrivateKey returned ${f.observed.name} (${f.observed.value})` : ''));
-      lines.push(line`      fix: ${f.fix}`);
-    }
-    return lines.join('\n');
-  });
+  }
+  emit(io, values.json === true, { ok: report.findings.length === 0, store: spec, ...(repaired ? { movedCounters: repaired } : {}), ...report }, () =>
+    (repaired ? `moved the cardcf ${[repaired.files ? 'files' : '', repaired.containers ? 'containers' : ''].filter(Boolean).join(' and ')} counter(s); checked again:\n` : '') + text(report),
+  );
   return report.findings.length === 0 ? 0 : 1;
 };

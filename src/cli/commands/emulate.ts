@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
 import { hex } from '../../bytes.js';
-import { lockCardImage, openCardImage } from '../../gids/emulator/index.js';
+import { cardImageApplication, lockCardImage, readImageFile, withImagePath } from '../../card-image.js';
+import { openCardImage } from '../../gids/emulator/index.js';
 import { cardlinkHome } from '../../home.js';
+import { openPivCardImage } from '../../piv/emulator/index.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, attachToVpcd, parseVpcdAddress } from '../../vpcd/attach.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { required } from '../args.js';
-import { emit } from '../io.js';
+import { emit, UsageError } from '../io.js';
 
 /**
  * Puts the emulated card of an image file into a real reader: vpcd's virtual slot inside pcscd.
@@ -21,8 +23,18 @@ export const emulate: HandlerOf<typeof specs.emulate> = async ({ values }, io) =
   const lock = await lockCardImage(image, 'emulate');
   const created = !existsSync(image);
   let card;
+  let app: 'gids' | 'piv';
   try {
-    card = openCardImage(image, { create: true, home: cardlinkHome(io.env) });
+    // An existing image records its application; --app only chooses the kind of a new one.
+    const existing = created ? undefined : readImageFile(image);
+    try {
+      app = existing === undefined ? ((values.app ?? 'gids') as 'gids' | 'piv') : cardImageApplication(existing);
+    } catch (e) {
+      throw withImagePath(e, image);
+    }
+    if (values.app !== undefined && values.app !== app) throw new UsageError(`${image} holds a ${app.toUpperCase()} card, not ${values.app.toUpperCase()}`);
+    const home = cardlinkHome(io.env);
+    card = app === 'piv' ? openPivCardImage(image, { create: true, home }) : openCardImage(image, { create: true, home });
   } catch (err) {
     lock.release();
     throw err;
@@ -80,9 +92,9 @@ export const emulate: HandlerOf<typeof specs.emulate> = async ({ values }, io) =
     ready = true;
     clearTimeout(waitingTimer);
     if (attachment.connected) {
-      const facts = { ok: true, event: 'ready', image, created, vpcd: `${host}:${port}`, pid: process.pid, atr: hex(card.atr) };
+      const facts = { ok: true, event: 'ready', image, app, created, vpcd: `${host}:${port}`, pid: process.pid, atr: hex(card.atr) };
       emit(io, json, facts, () =>
-        `emulating ${image}${created ? ' (new blank card)' : ''} on vpcd ${host}:${port}, ATR ${hex(card.atr)}, pid ${process.pid}: ` +
+        `emulating ${image} (${app.toUpperCase()}${created ? ', new blank card' : ''}) on vpcd ${host}:${port}, ATR ${hex(card.atr)}, pid ${process.pid}: ` +
         'SIGUSR2 removes or re-inserts the card, SIGTERM stops',
       );
     }

@@ -1,9 +1,10 @@
+import { readCardFresh } from '../../windows/card-view.js';
 import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
-import { linkCard, type ProviderChoice } from '../../windows/link.js';
+import { linkView, type ProviderChoice } from '../../windows/link.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { emit, UsageError } from '../io.js';
 import { readPin } from '../secrets.js';
-import { withCard } from '../target.js';
+import { cardConnector, withCard } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
 
 export function storeSpec(value: string | undefined): string {
@@ -16,17 +17,19 @@ export const link: HandlerOf<typeof specs.link> = async ({ values }, io) => {
   if (values.ksp && values.csp) throw new UsageError('give --ksp or --csp, not both');
   const provider: ProviderChoice = values.ksp ? 'ksp' : values.csp ? 'csp' : 'auto';
   const spec = storeSpec(values.store);
-  // The model's providers ask the user for the PIN through this; on Windows the real CSP/KSP
-  // shows its own PIN dialog.
-  const pin = spec === 'native' ? undefined : await readPin(io);
-  const report = await withCard(values, io, async (card) => {
-    const opened = await openCertStoreHost(spec, card.minidriver(), () => pin);
-    try {
-      return await linkCard(card.minidriver(), opened.host, { provider });
-    } finally {
-      await opened.close();
-    }
-  });
+  // The PIN for the proof: given to the provider with a silent context, so that link runs
+  // unattended. On Windows without CARDLINK_PIN the real CSP/KSP shows its own PIN dialog.
+  const pin = spec === 'native' ? io.env.CARDLINK_PIN || undefined : await readPin(io);
+  // First the card, then Windows: the Base CSP and the KSP open their own connection to the
+  // card, which fails (SCARD_E_SHARING_VIOLATION) while cardlink holds it exclusively.
+  const view = await withCard(values, io, (card) => readCardFresh(card.minidriver()));
+  const opened = await openCertStoreHost(spec, cardConnector(values, io.env), () => pin);
+  let report;
+  try {
+    report = await linkView(view, opened.host, { provider, ...(pin !== undefined ? { pin } : {}) });
+  } finally {
+    await opened.close();
+  }
   const json = {
     ok: true,
     cardId: report.cardId,

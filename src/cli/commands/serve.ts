@@ -27,6 +27,8 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
   const operatorPassword = io.env.CARDLINK_OPERATOR_PASSWORD;
   const retryAfter = positiveInt(values['retry-after'], '--retry-after');
   const lease = positiveInt(values['issue-lease'], '--issue-lease');
+  const transportText = io.env.CARDLINK_TRANSPORT_KEY?.replace(/\s+/g, '');
+  if (transportText !== undefined && transportText !== '' && !/^[0-9a-fA-F]{48}$/.test(transportText)) throw new UsageError('CARDLINK_TRANSPORT_KEY is 48 hex digits (24 bytes, 3DES)');
   // Loaded on demand: the HTTP server and database drivers are not needed by other commands.
   const { startService } = await import('../../service/index.js');
   const running = await startService({
@@ -38,6 +40,7 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
     ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
     ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
     ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
+    ...(transportText ? { transportKey: new Uint8Array(Buffer.from(transportText, 'hex')) } : {}),
     ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
     log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),
   });

@@ -4,7 +4,7 @@ import { SW } from '../../apdu/status.js';
 import { concat } from '../../bytes.js';
 import type { CardProcessor } from '../../apdu/processor.js';
 import { GIDS_AID, INS, PIN_TRY_LIMIT } from '../protocol/constants.js';
-import { CARD_SW, CHAIN_BUFFER_LIMIT, DEFAULT_ATR, DEFAULT_CAPACITY_BYTES } from './constants.js';
+import { CARD_SW, CHAIN_BUFFER_LIMIT, DEFAULT_ATR, DEFAULT_CAPACITY_BYTES, EXTENDED_MAX_COMMAND_APDU, EXTENDED_MAX_RESPONSE_APDU } from './constants.js';
 import { activateFile, createFile, deleteFile, getData, putData, select, selectApplicationResponse, terminateDf } from './filesystem.js';
 import { generateKeyPair, importKey, performSecurityOperation, readPublicKey, type ChainedInput } from './keys.js';
 import { imageFromState, stateFromImage, type CardImageData } from './image-format.js';
@@ -26,6 +26,11 @@ const CHAINABLE: readonly number[] = [INS.PSO, INS.GENERATE_ASYMMETRIC_KEY_PAIR,
 export interface GidsCardOptions {
   /** EEPROM available to files, DOs and keys; default 128 KiB. */
   capacityBytes?: number;
+  /**
+   * Take extended-length APDUs (up to 4 KiB of data each way) and announce them in the FCI and
+   * EF.ATR. Off by default: GidsApplet, the card this emulates, has no extended lengths.
+   */
+  extendedLength?: boolean;
 }
 
 interface Reply {
@@ -71,7 +76,7 @@ export class GidsCard implements CardProcessor {
     if (!Number.isSafeInteger(capacityBytes) || capacityBytes <= 0) {
       throw new RangeError(`card capacity must be a positive number of bytes, not ${capacityBytes}`);
     }
-    return new GidsCard({ lifeCycle: 'creation', capacityBytes, pin: null, pinTriesRemaining: PIN_TRY_LIMIT, files: [] });
+    return new GidsCard({ lifeCycle: 'creation', capacityBytes, extendedLength: options.extendedLength === true, pin: null, pinTriesRemaining: PIN_TRY_LIMIT, files: [] });
   }
 
   /** The card whose persistent state `data` describes (CardImageError IMAGE_CORRUPT if inconsistent). */
@@ -112,8 +117,10 @@ export class GidsCard implements CardProcessor {
   }
 
   private handle(apdu: Uint8Array): Reply {
-    // Short APDUs only (like GidsApplet): extended lengths and malformed length fields are 6700.
-    if (apdu.length > 5 && apdu[4] === 0x00) return { data: EMPTY, sw: SW.WRONG_LENGTH };
+    // Short APDUs only unless the card was made with extended lengths (GidsApplet has none):
+    // extended lengths on a short-only card, too long ones and malformed length fields are 6700.
+    if (apdu.length > 5 && apdu[4] === 0x00 && !this.ctx.p.extendedLength) return { data: EMPTY, sw: SW.WRONG_LENGTH };
+    if (apdu.length > EXTENDED_MAX_COMMAND_APDU) return { data: EMPTY, sw: SW.WRONG_LENGTH };
     let cmd: CommandApdu;
     try {
       cmd = parseCommand(apdu);
@@ -135,7 +142,7 @@ export class GidsCard implements CardProcessor {
    * keeps the rest for GET RESPONSE, announced as 61xx (6100 for 256 or more).
    */
   private transmit(cmd: CommandApdu, data: Uint8Array): Reply {
-    const le = cmd.le ?? (cmd.ins === INS.GENERATE_ASYMMETRIC_KEY_PAIR ? 0 : 256);
+    const le = Math.min(cmd.le ?? (cmd.ins === INS.GENERATE_ASYMMETRIC_KEY_PAIR ? 0 : 256), EXTENDED_MAX_RESPONSE_APDU - 2);
     const n = Math.min(le, data.length);
     const rest = data.subarray(n);
     this.ctx.v.pending = rest.length > 0 ? rest : null;
@@ -163,7 +170,7 @@ export class GidsCard implements CardProcessor {
       ctx.v = new VolatileState();
       ctx.v.appSelected = true;
       if (ctx.p.lifeCycle === 'terminated') fail(SW.WARN_TERMINATED);
-      return selectApplicationResponse(cmd.p2);
+      return selectApplicationResponse(cmd.p2, ctx.p.extendedLength);
     }
     if ((cmd.cla & 0x03) !== 0) fail(SW.LOGICAL_CHANNEL_NOT_SUPPORTED);
     const v = ctx.v;

@@ -27,6 +27,14 @@ export const APPLICATION_FCP = new Uint8Array([0x62, 0x08, 0x82, 0x01, 0x38, 0x8
 export const APPLICATION_FMD = new Uint8Array([0x64, 0x09, 0x5f, 0x2f, 0x01, 0x60, 0x7f, 0x65, 0x02, 0x80, 0x00]);
 
 /**
+ * Most bytes of one command APDU and of one response APDU when the emulated card takes extended
+ * lengths (ISO 7816-4 extended length information, as the FCI announces them): 4 KiB of data
+ * either way, enough for a certificate in one PUT DATA, small enough that an 8 KB one is chained.
+ */
+export const EXTENDED_MAX_COMMAND_APDU = 4096 + 9;
+export const EXTENDED_MAX_RESPONSE_APDU = 4096 + 2;
+
+/**
  * EF.ATR content for `00 CB 2F 01 02 5C 00`: card service data (43) and card capabilities (47) as
  * GidsApplet reports them; the pre-issuing data (46) names this emulator instead of GidsApplet's vendor.
  */

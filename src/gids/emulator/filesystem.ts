@@ -5,20 +5,49 @@
 import type { CommandApdu } from '../../apdu/command.js';
 import { SW } from '../../apdu/status.js';
 import { concat } from '../../bytes.js';
-import { FID_APPLICATION, GIDS_FCI } from '../protocol/constants.js';
+import { FID_APPLICATION, GIDS_AID, GIDS_FCI } from '../protocol/constants.js';
+import { encodeExtendedLengthInfo } from '../protocol/extended-length.js';
+import { encodeTlv } from '../protocol/tlv.js';
 import { OP } from './acl.js';
-import { APPLICATION_FCP, APPLICATION_FMD, EF_ATR_DATA, FID_MASTER, MAX_DATA_OBJECTS } from './constants.js';
+import {
+  APPLICATION_FCP,
+  APPLICATION_FMD,
+  EF_ATR_DATA,
+  EXTENDED_MAX_COMMAND_APDU,
+  EXTENDED_MAX_RESPONSE_APDU,
+  FID_MASTER,
+  MAX_DATA_OBJECTS,
+} from './constants.js';
 import { fail, parseFcp, type CardContext, type EfRecord } from './state.js';
 import { findSimpleTlv, readBerTag, readDoHeader, sameBytes } from './tlv.js';
 
 const EMPTY = new Uint8Array(0);
 
+const EXTENDED_LENGTH_INFO = encodeExtendedLengthInfo({ maxCommandApdu: EXTENDED_MAX_COMMAND_APDU, maxResponseApdu: EXTENDED_MAX_RESPONSE_APDU });
+
+/**
+ * GidsApplet's FCI, or, on a card that takes extended lengths, the same with the extended length
+ * information `7F66` added inside the `61` template (docs/sources.md#iso7816-4): OpenSC and Windows
+ * read only `4F` and `73` from it, so the addition is invisible to them.
+ */
+const EXTENDED_FCI = encodeTlv(0x61, encodeTlv(0x4f, GIDS_AID), new Uint8Array([0x73, 0x03, 0x40, 0x01, 0xc0]), EXTENDED_LENGTH_INFO);
+
+/**
+ * EF.ATR of a card that takes extended lengths: card capabilities third byte C0 | 20 (command
+ * chaining, extended Lc and Le, extended length information in EF.ATR) and that information.
+ */
+const EXTENDED_EF_ATR_DATA = (() => {
+  const d = EF_ATR_DATA.slice();
+  d[7] = 0x80 | 0x40 | 0x20;
+  return new Uint8Array([...d, ...EXTENDED_LENGTH_INFO]);
+})();
+
 /** What SELECT returns for the selected file, by P2 bits 3-4: FCI, FCP, FMD or nothing. */
-function selectResponse(file: EfRecord | undefined, p2: number): Uint8Array {
+function selectResponse(file: EfRecord | undefined, p2: number, extendedLength: boolean): Uint8Array {
   switch (p2 & 0x0c) {
     case 0x00:
       if (file !== undefined) fail(SW.INCORRECT_P1P2);
-      return GIDS_FCI.slice();
+      return (extendedLength ? EXTENDED_FCI : GIDS_FCI).slice();
     case 0x04:
       return (file?.fcp ?? APPLICATION_FCP).slice();
     case 0x08:
@@ -30,8 +59,8 @@ function selectResponse(file: EfRecord | undefined, p2: number): Uint8Array {
 }
 
 /** SELECT of the application by the card OS (a matching AID): the applet starts afresh. */
-export function selectApplicationResponse(p2: number): Uint8Array {
-  return selectResponse(undefined, p2);
+export function selectApplicationResponse(p2: number, extendedLength: boolean): Uint8Array {
+  return selectResponse(undefined, p2, extendedLength);
 }
 
 /** Does `name` occur in the application's AID (GidsApplet accepts any part of it)? */
@@ -65,7 +94,7 @@ export function select(ctx: CardContext, cmd: CommandApdu, aid: Uint8Array): Uin
   }
   // The file is selected even when P2 then asks for something it does not have (GidsApplet order).
   ctx.v.currentEf = file?.fid ?? null;
-  return selectResponse(file, cmd.p2);
+  return selectResponse(file, cmd.p2, ctx.p.extendedLength);
 }
 
 export function createFile(ctx: CardContext, cmd: CommandApdu): Uint8Array {
@@ -138,7 +167,7 @@ export function getData(ctx: CardContext, cmd: CommandApdu): Uint8Array {
   if (cmd.p1 === 0x2f && cmd.p2 === 0x01) {
     const d = cmd.data ?? EMPTY;
     if (d.length !== 2 || d[0] !== 0x5c || d[1] !== 0x00) fail(SW.REFERENCE_DATA_NOT_USABLE);
-    return EF_ATR_DATA.slice();
+    return (ctx.p.extendedLength ? EXTENDED_EF_ATR_DATA : EF_ATR_DATA).slice();
   }
   const file = dataObjectFile(ctx, cmd, OP.DO_GET);
   const selector = findSimpleTlv(cmd.data ?? EMPTY, 0x5c)?.value;

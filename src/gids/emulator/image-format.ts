@@ -28,6 +28,8 @@ export interface FileImage {
 export interface CardImageData {
   version: typeof CARD_IMAGE_VERSION;
   capacityBytes: number;
+  /** The card takes extended-length APDUs and says so in its FCI; absent (older images) = false. */
+  extendedLength?: boolean;
   lifeCycle: LifeCycle;
   /** The user PIN, null before it was first set. */
   pin: Uint8Array | null;
@@ -50,6 +52,7 @@ export function imageFromState(p: PersistentState): CardImageData {
   return {
     version: CARD_IMAGE_VERSION,
     capacityBytes: p.capacityBytes,
+    extendedLength: p.extendedLength,
     lifeCycle: p.lifeCycle,
     pin: p.pin === null ? null : copy(p.pin),
     pinTriesRemaining: p.pinTriesRemaining,
@@ -113,6 +116,7 @@ function fileFromImage(f: FileImage): EfRecord {
 export function stateFromImage(d: CardImageData): PersistentState {
   if (d.version !== CARD_IMAGE_VERSION) corrupt(`version ${String(d.version)} (this cardlink reads ${CARD_IMAGE_VERSION})`);
   if (!Number.isSafeInteger(d.capacityBytes) || d.capacityBytes <= 0) corrupt('capacity');
+  if (d.extendedLength !== undefined && typeof d.extendedLength !== 'boolean') corrupt('extended length flag');
   if (!LIFE_CYCLES.includes(d.lifeCycle)) corrupt(`life cycle ${String(d.lifeCycle)}`);
   if (d.pin !== null && (!(d.pin instanceof Uint8Array) || d.pin.length < PIN_MIN_LENGTH || d.pin.length > PIN_MAX_LENGTH)) {
     corrupt('PIN length');
@@ -125,6 +129,7 @@ export function stateFromImage(d: CardImageData): PersistentState {
   return {
     lifeCycle: d.lifeCycle,
     capacityBytes: d.capacityBytes,
+    extendedLength: d.extendedLength === true,
     pin: d.pin === null ? null : copy(d.pin),
     pinTriesRemaining: tries,
     files,

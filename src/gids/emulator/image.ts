@@ -4,91 +4,36 @@
  * lives in $CARDLINK_HOME/emulator-seal.key. The public JSON is the blob's associated data, so
  * editing it (say, the PIN try counter) breaks the seal. Every save replaces the file atomically.
  */
-import { cardlinkHome } from '../../home.js';
-import { createCipheriv, createDecipheriv, createHash, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { removeQuietly, syncDirectory, writeFileAtomic, writeTempBeside } from '../../atomic-file.js';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import {
+  bytesFromHex,
+  CardImageError,
+  hexOf,
+  imageCorrupt as malformed,
+  imageField as field,
+  isArray,
+  isBoolean,
+  isNumber,
+  isObject,
+  isString,
+  loadSealKey,
+  openSealedImage,
+  parseImageJson,
+  readImageFile,
+  saveImageFile as saveImage,
+  sealImage,
+  withImagePath as withPath,
+} from '../../card-image.js';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
 import { GidsCard, type GidsCardOptions } from './card.js';
-import { CardImageError } from './errors.js';
 import { CARD_IMAGE_VERSION, type CardImageData, type FileImage, type KeyImage } from './image-format.js';
 import type { LifeCycle } from './state.js';
 
-export const SEAL_KEY_FILE = 'emulator-seal.key';
+export { loadSealKey, lockCardImage, SEAL_KEY_FILE, type CardImageLock, type ImageHolder } from '../../card-image.js';
 const IMAGE_FORMAT = 'cardlink-gids-card-image';
-const SEAL_ALG = 'A256GCM';
-const SEAL_KEY_BYTES = 32;
 
 /** Tags of the sealed secrets (a BER-TLV list; never written anywhere unencrypted). */
 const SECRET = { PIN: 0xc0, KEY: 0xe0, FID: 0x83, RSA_PKCS8: 0xc1, SYMMETRIC: 0xc2 } as const;
-
-function ioError(what: string, path: string, cause: unknown): CardImageError {
-  const reason = cause instanceof Error ? cause.message : String(cause);
-  return new CardImageError('IMAGE_IO', `${what} ${path}: ${reason}`, { path, cause });
-}
-
-function errno(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException | undefined)?.code;
-}
-
-/**
- * Replaces the image file atomically and durably (src/atomic-file.ts: temp file, fsync, rename,
- * directory fsync). On failure the previous file is untouched and CardImageError IMAGE_IO is thrown.
- */
-function saveImage(path: string, bytes: Uint8Array): void {
-  try {
-    writeFileAtomic(path, bytes);
-  } catch (cause) {
-    throw ioError('could not save the card image', path, cause);
-  }
-}
-
-function createSealKey(home: string, path: string): void {
-  try {
-    mkdirSync(home, { recursive: true, mode: 0o700 });
-    const tmp = writeTempBeside(path, randomBytes(SEAL_KEY_BYTES));
-    try {
-      // link() fails if another process created the key meanwhile: then that key wins.
-      linkSync(tmp, path);
-    } catch (e) {
-      if (errno(e) !== 'EEXIST') throw e;
-    } finally {
-      removeQuietly(tmp);
-    }
-    // The key must survive a power cut as surely as the images sealed with it.
-    syncDirectory(home);
-  } catch (cause) {
-    throw ioError('could not create the secure element key', path, cause);
-  }
-}
-
-/**
- * The 32-byte secure element key that seals card images, created (mode 0600) on first use. A key
- * file that others may read, or of the wrong size, is refused rather than trusted.
- */
-export function loadSealKey(home: string = cardlinkHome()): Uint8Array {
-  const path = join(home, SEAL_KEY_FILE);
-  if (!existsSync(path)) createSealKey(home, path);
-  let key: Buffer;
-  try {
-    if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) {
-      throw new CardImageError('IMAGE_SEAL', `${path} is readable by other users; run: chmod 600 ${path}`, { path });
-    }
-    key = readFileSync(path);
-  } catch (cause) {
-    if (cause instanceof CardImageError) throw cause;
-    throw ioError('could not read the secure element key', path, cause);
-  }
-  if (key.length !== SEAL_KEY_BYTES) {
-    throw new CardImageError('IMAGE_SEAL', `${path} is not a ${SEAL_KEY_BYTES}-byte secure element key`, { path });
-  }
-  const out = new Uint8Array(key);
-  key.fill(0);
-  return out;
-}
-
-const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex').toUpperCase();
 
 /** What the public JSON says about one file: everything but the key itself, of which only the kind. */
 interface PublicFile {
@@ -101,6 +46,7 @@ interface PublicFile {
 
 interface PublicView {
   capacityBytes: number;
+  extendedLength: boolean;
   lifeCycle: LifeCycle;
   pinTriesRemaining: number;
   files: PublicFile[];
@@ -109,6 +55,7 @@ interface PublicView {
 function publicView(d: CardImageData): PublicView {
   return {
     capacityBytes: d.capacityBytes,
+    extendedLength: d.extendedLength === true,
     lifeCycle: d.lifeCycle,
     pinTriesRemaining: d.pinTriesRemaining,
     files: d.files.map((f) => ({ ...f, keyKind: f.key?.kind ?? null })),
@@ -121,6 +68,8 @@ function publicPart(v: PublicView): Record<string, unknown> {
     format: IMAGE_FORMAT,
     version: CARD_IMAGE_VERSION,
     capacityBytes: v.capacityBytes,
+    // Only when set: images written before the field existed keep their canonical form (and seal).
+    ...(v.extendedLength ? { extendedLength: true } : {}),
     lifeCycle: v.lifeCycle,
     pinTriesRemaining: v.pinTriesRemaining,
     files: v.files.map((f) => ({
@@ -131,10 +80,6 @@ function publicPart(v: PublicView): Record<string, unknown> {
       key: f.keyKind,
     })),
   };
-}
-
-function associatedData(pub: Record<string, unknown>): Buffer {
-  return createHash('sha256').update(JSON.stringify(pub)).digest();
 }
 
 function encodeSecrets(d: CardImageData): Buffer {
@@ -163,43 +108,15 @@ function encodeSecrets(d: CardImageData): Buffer {
 
 /** The card image file's bytes: public JSON plus the sealed secrets. */
 export function encodeCardImage(d: CardImageData, sealKey: Uint8Array): Uint8Array {
-  const pub = publicPart(publicView(d));
   const secrets = encodeSecrets(d);
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', sealKey, iv);
-  cipher.setAAD(associatedData(pub));
-  const data = Buffer.concat([cipher.update(secrets), cipher.final()]);
-  secrets.fill(0);
-  const sealed = { alg: SEAL_ALG, iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), data: data.toString('base64') };
-  return new Uint8Array(Buffer.from(JSON.stringify({ ...pub, sealed }, null, 2) + '\n', 'utf8'));
+  try {
+    return sealImage(publicPart(publicView(d)), secrets, sealKey);
+  } finally {
+    secrets.fill(0);
+  }
 }
 
-function malformed(reason: string): never {
-  throw new CardImageError('IMAGE_CORRUPT', `card image is not valid: ${reason}`);
-}
-
-function field<T>(obj: unknown, name: string, check: (v: unknown) => v is T): T {
-  const value = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[name] : undefined;
-  if (!check(value)) malformed(`field "${name}" is missing or has the wrong type`);
-  return value;
-}
-
-const isString = (v: unknown): v is string => typeof v === 'string';
-const isNumber = (v: unknown): v is number => typeof v === 'number';
-const isBoolean = (v: unknown): v is boolean => typeof v === 'boolean';
-const isArray = (v: unknown): v is unknown[] => Array.isArray(v);
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isKeyKind = (v: unknown): v is KeyImage['kind'] | null => v === null || v === 'rsa' || v === 'symmetric';
-
-function bytesFromHex(text: string): Uint8Array {
-  if (text.length % 2 !== 0 || !/^[0-9A-Fa-f]*$/.test(text)) malformed('a hex field is not hex');
-  return new Uint8Array(Buffer.from(text, 'hex'));
-}
-
-function bytesFromBase64(text: string): Buffer {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) malformed('a base64 field is not base64');
-  return Buffer.from(text, 'base64');
-}
 
 const LIFE_CYCLES: readonly unknown[] = ['creation', 'operational', 'terminated'] satisfies LifeCycle[];
 const isLifeCycle = (v: unknown): v is LifeCycle => LIFE_CYCLES.includes(v);
@@ -214,26 +131,6 @@ function readPublicFile(raw: unknown): PublicFile {
     dataObjects: field(raw, 'dataObjects', isArray).map((d) => bytesFromHex(isString(d) ? d : malformed('a data object is not hex'))),
     keyKind: field(raw, 'key', isKeyKind),
   };
-}
-
-function openSealed(sealed: Record<string, unknown>, aad: Buffer, sealKey: Uint8Array): Buffer {
-  if (field(sealed, 'alg', isString) !== SEAL_ALG) malformed('unknown seal algorithm');
-  const iv = bytesFromBase64(field(sealed, 'iv', isString));
-  const tag = bytesFromBase64(field(sealed, 'tag', isString));
-  const data = bytesFromBase64(field(sealed, 'data', isString));
-  if (iv.length !== 12 || tag.length !== 16) malformed('seal header');
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', sealKey, iv);
-    decipher.setAAD(aad);
-    decipher.setAuthTag(tag);
-    return Buffer.concat([decipher.update(data), decipher.final()]);
-  } catch (cause) {
-    throw new CardImageError(
-      'IMAGE_SEAL',
-      'the sealed part does not open: the image was sealed with another secure element key or was modified',
-      { cause },
-    );
-  }
 }
 
 interface Secrets {
@@ -289,23 +186,19 @@ function readSecrets(plain: Buffer): Secrets {
 export function decodeCardImage(bytes: Uint8Array, sealKey: Uint8Array): CardImageData {
   let plain: Buffer | undefined;
   try {
-    let json: unknown;
-    try {
-      json = JSON.parse(Buffer.from(bytes).toString('utf8'));
-    } catch {
-      malformed('not JSON (truncated or overwritten?)');
-    }
+    const json = parseImageJson(bytes);
     if (field(json, 'format', isString) !== IMAGE_FORMAT) malformed('not a cardlink GIDS card image');
     const version = field(json, 'version', isNumber);
     if (version !== CARD_IMAGE_VERSION) malformed(`version ${version} (this cardlink reads version ${CARD_IMAGE_VERSION})`);
     const view: PublicView = {
       capacityBytes: field(json, 'capacityBytes', isNumber),
+      extendedLength: isObject(json) && 'extendedLength' in json ? field(json, 'extendedLength', isBoolean) : false,
       lifeCycle: field(json, 'lifeCycle', isLifeCycle),
       pinTriesRemaining: field(json, 'pinTriesRemaining', isNumber),
       files: field(json, 'files', isArray).map(readPublicFile),
     };
     // Associated data from the values read, so that only a change of meaning breaks the seal.
-    plain = openSealed(field(json, 'sealed', isObject), associatedData(publicPart(view)), sealKey);
+    plain = openSealedImage(field(json, 'sealed', isObject), publicPart(view), sealKey);
     const secrets = readSecrets(plain);
     const files: FileImage[] = view.files.map(({ keyKind, ...f }) => {
       const key = secrets.keys.get(f.fid);
@@ -316,6 +209,7 @@ export function decodeCardImage(bytes: Uint8Array, sealKey: Uint8Array): CardIma
     return {
       version: CARD_IMAGE_VERSION,
       capacityBytes: view.capacityBytes,
+      extendedLength: view.extendedLength,
       lifeCycle: view.lifeCycle,
       pin: secrets.pin,
       pinTriesRemaining: view.pinTriesRemaining,
@@ -324,11 +218,6 @@ export function decodeCardImage(bytes: Uint8Array, sealKey: Uint8Array): CardIma
   } finally {
     plain?.fill(0);
   }
-}
-
-function withPath(e: unknown, path: string): unknown {
-  if (!(e instanceof CardImageError)) return e;
-  return new CardImageError(e.code, `${path}: ${e.message}`, { path, cause: e.cause });
 }
 
 export interface OpenCardImageOptions extends GidsCardOptions {
@@ -344,124 +233,24 @@ export interface OpenCardImageOptions extends GidsCardOptions {
  */
 export function openCardImage(path: string, options: OpenCardImageOptions = {}): GidsCard {
   const sealKey = loadSealKey(options.home);
-  let bytes: Buffer | undefined;
-  try {
-    bytes = readFileSync(path);
-  } catch (cause) {
-    if (errno(cause) !== 'ENOENT') throw ioError('could not read the card image', path, cause);
-  }
+  const bytes = readImageFile(path);
   let card: GidsCard;
   try {
     if (bytes === undefined) {
       if (options.create !== true) {
         throw new CardImageError('IMAGE_NOT_FOUND', `no card image at ${path}`, { path });
       }
-      card = GidsCard.blank(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes });
+      card = GidsCard.blank({
+        ...(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes }),
+        ...(options.extendedLength === undefined ? {} : { extendedLength: options.extendedLength }),
+      });
       saveImage(path, encodeCardImage(card.toImage(), sealKey));
     } else {
       card = GidsCard.fromImage(decodeCardImage(bytes, sealKey));
     }
   } catch (e) {
-    throw e instanceof CardImageError && e.path === path ? e : withPath(e, path);
+    throw withPath(e, path);
   }
   card.onPersistentChange = () => saveImage(path, encodeCardImage(card.toImage(), sealKey));
   return card;
-}
-
-/** Who holds an image: what it is (`emulate`, `cardlink card gen`) and its process. */
-export interface ImageHolder {
-  holder: string;
-  pid: number;
-}
-
-export interface CardImageLock {
-  path: string;
-  release(): void;
-}
-
-/** Locks held by this process: path → how many times taken. */
-const heldHere = new Map<string, number>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errno(e) === 'EPERM';
-  }
-}
-
-function youngerThan(path: string, ms: number): boolean {
-  try {
-    return Date.now() - statSync(path).mtimeMs < ms;
-  } catch {
-    return false;
-  }
-}
-
-function readHolder(lockPath: string): ImageHolder | undefined {
-  try {
-    const v = JSON.parse(readFileSync(lockPath, 'utf8')) as Partial<ImageHolder>;
-    return typeof v.pid === 'number' && typeof v.holder === 'string' ? { pid: v.pid, holder: v.holder } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Takes the image's lock file (`PATH.lock`, created exclusively, holding the owner's pid and
- * name): while `emulate` serves a card from the image, a command on the same file would load the
- * same state, and whichever saved last would silently drop the other's changes. A lock whose
- * process is gone is stale and taken over. A process may take its own lock again (tests run
- * several commands in one process; the CLI runs one). Throws IMAGE_IN_USE naming the holder,
- * after waiting up to `waitMs` for a short-lived one to finish (never for emulate).
- */
-export async function lockCardImage(path: string, holder: string, options: { waitMs?: number } = {}): Promise<CardImageLock> {
-  const lockPath = `${path}.lock`;
-  const deadline = Date.now() + (options.waitMs ?? 0);
-  const release = (): void => {
-    const n = heldHere.get(lockPath) ?? 0;
-    if (n > 1) heldHere.set(lockPath, n - 1);
-    else if (n === 1) {
-      heldHere.delete(lockPath);
-      removeQuietly(lockPath);
-    }
-  };
-  for (;;) {
-    if (heldHere.has(lockPath)) {
-      heldHere.set(lockPath, heldHere.get(lockPath)! + 1);
-      return { path: lockPath, release };
-    }
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      try {
-        writeSync(fd, JSON.stringify({ holder, pid: process.pid } satisfies ImageHolder));
-      } finally {
-        closeSync(fd);
-      }
-      heldHere.set(lockPath, 1);
-      return { path: lockPath, release };
-    } catch (e) {
-      if (errno(e) !== 'EEXIST') throw ioError('could not lock the card image', path, e);
-    }
-    const owner = readHolder(lockPath);
-    if (owner === undefined && youngerThan(lockPath, 1000)) {
-      // Being written by the process that just created it.
-      await new Promise((r) => setTimeout(r, 20));
-      continue;
-    }
-    if (owner === undefined || !alive(owner.pid)) {
-      // Stale (its process ended without removing it) or half-written by a process that died.
-      try {
-        unlinkSync(lockPath);
-      } catch (e) {
-        if (errno(e) !== 'ENOENT') throw ioError('could not remove the stale lock of', path, e);
-      }
-      continue;
-    }
-    if (owner.holder === 'emulate' || Date.now() >= deadline) {
-      throw new CardImageError('IMAGE_IN_USE', `${path} is in use by ${owner.holder} (pid ${owner.pid})${owner.holder === 'emulate' ? ': use the card through its reader, or stop emulate first' : ''}`, { path });
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

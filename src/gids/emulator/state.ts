@@ -48,6 +48,8 @@ export interface EfRecord {
 export interface PersistentState {
   lifeCycle: LifeCycle;
   capacityBytes: number;
+  /** Takes extended-length APDUs (and says so in the FCI and EF.ATR); GidsApplet does not. */
+  extendedLength: boolean;
   /** The user PIN (ASCII as sent), null until CHANGE REFERENCE DATA sets it. */
   pin: Uint8Array | null;
   pinTriesRemaining: number;

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { ApduChannel } from '../../apdu/channel.js';
-import type { CommandApdu } from '../../apdu/command.js';
+import { ApduChannel, type ExtendedLength } from '../../apdu/channel.js';
+import { LE_ALL, type CommandApdu } from '../../apdu/command.js';
 import { ApduError, SW } from '../../apdu/status.js';
 import { concat, equalBytes } from '../../bytes.js';
 import {
@@ -32,8 +32,9 @@ import {
   USAGE,
   keyFid,
 } from '../protocol/constants.js';
+import { extendedLengthFromFci } from '../protocol/extended-length.js';
 import { encodeTlv, findTlv, parseTlvs, readTlv } from '../protocol/tlv.js';
-import { GidsError, PinError } from './errors.js';
+import { AdminAuthError, GidsError, PinError } from './errors.js';
 
 export type GidsVersion = 'v1' | 'v2' | 'generic';
 export type KeyUsage = 'exchange' | 'signature';
@@ -66,17 +67,32 @@ export interface FileLocation {
 export class GidsSession {
   readonly channel: ApduChannel;
   private table: MasterFileRecord[] | undefined;
+  /** The table in use came from a cache (adoptMasterTable), not from this card in this transaction. */
+  private tableFromCache = false;
   private depth = 0;
 
-  constructor(readonly transport: Transport) {
+  /**
+   * `extendedLength`: what an earlier SELECT on the same card learned (a second session on one
+   * connection need not select again to use it).
+   */
+  constructor(
+    readonly transport: Transport,
+    options: { extendedLength?: ExtendedLength | undefined } = {},
+  ) {
     this.channel = new ApduChannel(transport);
+    this.channel.useExtendedLength(options.extendedLength);
   }
 
-  /** Selects the GIDS application by its partial AID, as OpenSC does; returns the profile version. */
+  /**
+   * Selects the GIDS application by its partial AID, as OpenSC does; returns the profile version.
+   * A card whose FCI announces extended lengths (7F66, gids/protocol/extended-length.ts) gets
+   * extended-length APDUs from then on; any other card short APDUs and command chaining.
+   */
   async select(): Promise<GidsVersion> {
     const r = await this.channel.send({ cla: 0, ins: INS.SELECT, p1: 0x04, p2: 0x00, data: GIDS_AID_PARTIAL, le: 256 });
     if (r.sw !== SW.OK) throw new GidsError('NOT_GIDS', `${this.transport.name}: no GIDS application (SELECT answered ${r.sw.toString(16)})`);
     this.table = undefined;
+    this.channel.useExtendedLength(extendedLengthFromFci(r.data));
     try {
       const fci = findTlv(parseTlvs(r.data), 0x61);
       const aid = fci ? findTlv(parseTlvs(fci.value), 0x4f)?.value : undefined;
@@ -92,9 +108,12 @@ export class GidsSession {
 
   // ---- data objects -------------------------------------------------------------------------
 
-  /** GET DATA of one DO; undefined when the card says it does not exist. */
-  async getData(efid: number, doTag: number): Promise<Uint8Array | undefined> {
-    const r = await this.channel.send(getDataCommand(efid, doTag));
+  /**
+   * GET DATA of one DO; undefined when the card says it does not exist. `le`: the most bytes
+   * expected (a short Le for small DOs keeps their APDU short on an extended-length card).
+   */
+  async getData(efid: number, doTag: number, le = LE_ALL): Promise<Uint8Array | undefined> {
+    const r = await this.channel.send({ ...getDataCommand(efid, doTag), le });
     if (r.sw === SW.REFERENCED_DATA_NOT_FOUND || r.sw === SW.FILE_NOT_FOUND) return undefined;
     if (r.sw !== SW.OK) throw new ApduError(r.sw, `GET DATA ${hex4(efid)}/${hex4(doTag)}`);
     if (r.data.length === 0) return undefined;
@@ -122,11 +141,11 @@ export class GidsSession {
    * operation may miss a file someone else created since, and writing it back would lose that file.
    */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.depth++ === 0) this.table = undefined;
+    if (this.depth++ === 0) this.invalidate();
     try {
       return await fn();
     } finally {
-      if (--this.depth === 0) this.table = undefined;
+      if (--this.depth === 0) this.invalidate();
     }
   }
 
@@ -136,17 +155,35 @@ export class GidsSession {
     const raw = await this.getData(EF.UserCreateDeleteDirAc, DO.MASTER_FILE_TABLE);
     if (!raw) throw new GidsError('NO_MASTER_TABLE', `${this.transport.name}: the card has no master file table (not initialised)`);
     this.table = parseMasterFileTable(raw);
+    this.tableFromCache = false;
     return this.table;
   }
 
-  /** Uses, for the current transaction, a table the caller knows to be current (from a cardcf-validated cache). */
+  /**
+   * Uses, for the current transaction, a table the caller knows to be current (from a
+   * cardcf-validated cache) to find files. Before the table is written back (a file created or
+   * deleted) it is read from the card all the same: a writer that does not move cardcf (the seed's
+   * loader) may have added a file since, and writing a remembered table would lose it.
+   */
   adoptMasterTable(table: MasterFileRecord[]): void {
     this.table = table;
+    this.tableFromCache = true;
+  }
+
+  /** True while the table in use is one adopted from a cache rather than read from the card. */
+  get tableIsFromCache(): boolean {
+    return this.table !== undefined && this.tableFromCache;
   }
 
   /** Forgets the cached master file table (another writer may have changed it). */
   invalidate(): void {
     this.table = undefined;
+    this.tableFromCache = false;
+  }
+
+  /** The table to write back from: read from the card unless this transaction already did. */
+  private tableToChange(): Promise<MasterFileRecord[]> {
+    return this.masterTable(this.tableFromCache);
   }
 
   async locate(directory: string, filename: string): Promise<FileLocation | undefined> {
@@ -172,7 +209,7 @@ export class GidsSession {
    * that the table names, never content no table points to.
    */
   async createFile(directory: string, filename: string, data: Uint8Array): Promise<FileLocation> {
-    const table = await this.masterTable();
+    const table = await this.tableToChange();
     if (findRecord(table, directory, filename)) {
       throw new GidsError('FILE_EXISTS', `${pathOf(directory, filename)}: already exists`);
     }
@@ -195,7 +232,7 @@ export class GidsSession {
    * then removes the table record.
    */
   async deleteFile(directory: string, filename: string): Promise<void> {
-    const table = await this.masterTable();
+    const table = await this.tableToChange();
     const rec = findRecord(table, directory, filename);
     if (!rec) throw new GidsError('FILE_NOT_IN_TABLE', `${pathOf(directory, filename)}: no such file on the card`);
     await this.putData(rec.efid, rec.doTag, new Uint8Array(0));
@@ -285,6 +322,44 @@ export class GidsSession {
     if (!equalBytes(plain.subarray(0, 16), r1) || !equalBytes(plain.subarray(16, 32), r2) || plain[39] !== 0x80) {
       throw new GidsError('CARD_AUTH_FAILED', 'the card did not prove knowledge of the administrator key');
     }
+  }
+
+  /**
+   * Asks the card for an administrator challenge (GIDS external authentication): MSE SET with
+   * P1 81 (ISO 7816-4: external authentication) on the admin key, then GENERAL AUTHENTICATE with
+   * an empty `81`; the card answers `7C 0A 81 08 <8 random bytes>` and keeps them for one answer.
+   * What Windows' CardGetChallenge returns.
+   */
+  async adminChallenge(): Promise<Uint8Array> {
+    await this.channel.sendOk({ cla: 0, ins: INS.MSE, p1: 0x81, p2: 0xa4, data: new Uint8Array([0x83, 0x01, ADMIN_KEY_REF]) }, 'MSE (admin, external)');
+    const r = await this.channel.sendOk(
+      { cla: 0, ins: INS.GENERAL_AUTHENTICATE, p1: 0, p2: 0, data: encodeTlv(0x7c, encodeTlv(0x81, new Uint8Array(0))), le: 256 },
+      'GENERAL AUTHENTICATE (get challenge)',
+    );
+    return dynamicAuthItem(r, 0x81, 8).slice();
+  }
+
+  /**
+   * Answers the outstanding administrator challenge with `7C 0A 82 08 <response>` (what Windows'
+   * CardAuthenticateChallenge sends). The card forgets the challenge after one answer, right or
+   * wrong: a refused or replayed response needs a new challenge.
+   */
+  async answerAdminChallenge(response: Uint8Array): Promise<void> {
+    if (response.length !== 8) throw new GidsError('BAD_ADMIN_RESPONSE', 'an administrator response has 8 bytes (16 hex digits)');
+    const r = await this.channel.send({ cla: 0, ins: INS.GENERAL_AUTHENTICATE, p1: 0, p2: 0, data: encodeTlv(0x7c, encodeTlv(0x82, response)) });
+    if (r.sw === SW.OK) return;
+    if ((r.sw & 0xfff0) === 0x63c0) {
+      const left = r.sw & 0x0f;
+      throw new AdminAuthError('ADMIN_RESPONSE_REFUSED', `the card refused the response; ${left} administrator ${left === 1 ? 'try' : 'tries'} left`, left);
+    }
+    if (r.sw === SW.AUTH_METHOD_BLOCKED) throw new AdminAuthError('ADMIN_BLOCKED', 'the administrator key of this card is blocked', 0);
+    if (r.sw === SW.SECURITY_STATUS_NOT_SATISFIED) {
+      throw new AdminAuthError('ADMIN_RESPONSE_REFUSED', 'the card refused the response (wrong response, or one made for another challenge or card); this card does not count failed administrator attempts', null);
+    }
+    if (r.sw === SW.CONDITIONS_NOT_SATISFIED) {
+      throw new AdminAuthError('ADMIN_CHALLENGE_USED', 'the card has no challenge waiting for this response (a challenge is answered once): ask for a new challenge', null);
+    }
+    throw new ApduError(r.sw, 'GENERAL AUTHENTICATE (response)');
   }
 
   // ---- initialisation ------------------------------------------------------------------------
@@ -381,7 +456,7 @@ export class GidsSession {
 
   async publicKey(keyRef: number): Promise<KeyObject> {
     const data = await this.channel.sendOk(
-      { cla: 0, ins: INS.GET_DATA, p1: 0x3f, p2: 0xff, data: new Uint8Array([0x70, 0x08, 0x84, 0x01, keyRef, 0xa5, 0x03, 0x7f, 0x49, 0x80]), le: 256 },
+      { cla: 0, ins: INS.GET_DATA, p1: 0x3f, p2: 0xff, data: new Uint8Array([0x70, 0x08, 0x84, 0x01, keyRef, 0xa5, 0x03, 0x7f, 0x49, 0x80]), le: LE_ALL },
       `read public key ${hex2(keyRef)}`,
     );
     return rsaPublicKeyFromTemplate(data);
@@ -394,7 +469,7 @@ export class GidsSession {
   async sign(keyRef: number, algId: number, input: Uint8Array, raw = false): Promise<Uint8Array> {
     const alg = algId | (raw ? USAGE.SIGN_RAW : USAGE.SIGN_PKCS1);
     await this.mse(0xb6, alg, keyRef);
-    return this.channel.sendOk({ cla: 0, ins: INS.PSO, p1: 0x9e, p2: 0x9a, data: input, le: 256 }, `PSO COMPUTE DIGITAL SIGNATURE ${hex2(keyRef)}`);
+    return this.channel.sendOk({ cla: 0, ins: INS.PSO, p1: 0x9e, p2: 0x9a, data: input, le: LE_ALL }, `PSO COMPUTE DIGITAL SIGNATURE ${hex2(keyRef)}`);
   }
 
   /** Deciphers a PKCS#1 v1.5 (default) or OAEP cryptogram; the card strips the padding. */
@@ -402,7 +477,7 @@ export class GidsSession {
     const usage = padding === 'pkcs1' ? USAGE.DECIPHER_PKCS1 : padding === 'oaep' ? USAGE.DECIPHER_OAEP : USAGE.DECIPHER_RAW;
     await this.mse(0xb8, algId | usage, keyRef);
     // No padding-indicator byte: Microsoft's cards and GidsApplet reject it.
-    return this.channel.sendOk({ cla: 0, ins: INS.PSO, p1: 0x80, p2: 0x86, data: cryptogram, le: 256 }, `PSO DECIPHER ${hex2(keyRef)}`);
+    return this.channel.sendOk({ cla: 0, ins: INS.PSO, p1: 0x80, p2: 0x86, data: cryptogram, le: LE_ALL }, `PSO DECIPHER ${hex2(keyRef)}`);
   }
 
   private async mse(template: number, alg: number, keyRef: number): Promise<void> {
@@ -423,7 +498,7 @@ const ADMIN_KEY_FCP = new Uint8Array([
 ]);
 
 function getDataCommand(efid: number, doTag: number): CommandApdu {
-  return { cla: 0, ins: INS.GET_DATA, p1: efid >> 8, p2: efid & 0xff, data: new Uint8Array([0x5c, 0x02, doTag >> 8, doTag & 0xff]), le: 256 };
+  return { cla: 0, ins: INS.GET_DATA, p1: efid >> 8, p2: efid & 0xff, data: new Uint8Array([0x5c, 0x02, doTag >> 8, doTag & 0xff]), le: LE_ALL };
 }
 
 function pinBytes(pin: string): Uint8Array {

@@ -4,14 +4,15 @@
  * demo and tests (the key never touches disk). Both issue through the same `issue`, so a test
  * certificate carries the very extensions the service puts in a smart card logon certificate.
  */
-import { createPrivateKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { syncDirectory, writeFileAtomic } from '../../atomic-file.js';
 import { x509 } from '../../x509.js';
 import { ServiceError } from '../errors.js';
-import { crlNumber, newSerial, OID } from './pki.js';
+import { decryptKey, encryptedPkcs8, needsRewrap } from './encrypted-key.js';
+import { crlNumber, newSerial, OID, spkiAlgorithm } from './pki.js';
 import type { CrlOrder, IssueOrder, Template, UpstreamCa } from './upstream.js';
 
 type CryptoKey = webcrypto.CryptoKey;
@@ -21,18 +22,6 @@ const CA_YEARS = 10;
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-/** A private key as it may be written to disk: encrypted PKCS#8 PEM. */
-export function encryptedPkcs8(key: KeyObject, passphrase: string): string {
-  return key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase }) as string;
-}
-
-export function decryptKey(pem: string, passphrase: string, file: string): KeyObject {
-  try {
-    return createPrivateKey({ key: pem, format: 'pem', passphrase });
-  } catch (err) {
-    throw new ServiceError('CONFIG', `cannot decrypt ${file}: wrong CARDLINK_CA_PASSPHRASE?`, { cause: err });
-  }
-}
 
 async function toWebKey(key: KeyObject): Promise<CryptoKey> {
   const der = key.export({ type: 'pkcs8', format: 'der' });
@@ -40,8 +29,9 @@ async function toWebKey(key: KeyObject): Promise<CryptoKey> {
 }
 
 function extensionsFor(template: Template, publicKey: x509.PublicKey): x509.Extension[] {
-  const isRsa = (publicKey.algorithm as { name: string }).name.startsWith('RSA');
-  // keyEncipherment only where the key can encipher: RSA (RFC 5280 §4.2.1.3).
+  // keyEncipherment only where the key can encipher: an rsaEncryption key (RFC 5280 §4.2.1.3),
+  // not an RSASSA-PSS one, which RFC 4055 §1.2 limits to signatures.
+  const isRsa = spkiAlgorithm(publicKey.rawData) === OID.rsaEncryption;
   const usage = x509.KeyUsageFlags.digitalSignature | (isRsa ? x509.KeyUsageFlags.keyEncipherment : 0);
   const common = [new x509.BasicConstraintsExtension(false, undefined, true), new x509.KeyUsagesExtension(usage, true)];
   if (template.kind === 'smartcard-logon') {
@@ -88,8 +78,11 @@ async function selfSigned(name: string, privateKey: KeyObject, publicKey: KeyObj
 }
 
 export interface CaOptions {
-  /** Puts a CRL distribution point in every issued certificate. */
-  crlUrl?: string;
+  /**
+   * Puts a CRL distribution point in every issued certificate; a function when the URL is known
+   * only later (the service's listen port).
+   */
+  crlUrl?: string | (() => string | undefined);
 }
 
 /**
@@ -101,8 +94,12 @@ export class EmbeddedCa implements UpstreamCa {
   private constructor(
     private readonly cert: x509.X509Certificate,
     private readonly key: CryptoKey,
-    private readonly crlUrl: string | undefined,
+    private readonly crlUrlOption: CaOptions['crlUrl'],
   ) {}
+
+  private get crlUrl(): string | undefined {
+    return typeof this.crlUrlOption === 'function' ? this.crlUrlOption() : this.crlUrlOption;
+  }
 
   /** A CA that lives in memory only, for the demo and tests. */
   static async inMemory(options: CaOptions & { name?: string; now?: Date } = {}): Promise<EmbeddedCa> {
@@ -119,7 +116,10 @@ export class EmbeddedCa implements UpstreamCa {
     const dir = join(dataDir, 'ca');
     if (!existsSync(join(dir, 'cert.pem'))) await EmbeddedCa.create(dataDir, passphrase, now);
     const keyFile = join(dir, 'key.pem');
-    const key = decryptKey(readFileSync(keyFile, 'utf8'), passphrase, keyFile);
+    const keyPem = readFileSync(keyFile, 'utf8');
+    const key = decryptKey(keyPem, passphrase, keyFile);
+    // A key an older version wrapped with weaker parameters is written again with today's.
+    if (needsRewrap(keyPem)) writeFileAtomic(keyFile, encryptedPkcs8(key, passphrase));
     const cert = new x509.X509Certificate(readFileSync(join(dir, 'cert.pem'), 'utf8'));
     return new EmbeddedCa(cert, await toWebKey(key), options.crlUrl);
   }
@@ -157,7 +157,8 @@ export class EmbeddedCa implements UpstreamCa {
     const extensions = extensionsFor(order.template, order.publicKey);
     if (o.subjectKeyId) extensions.push(await x509.SubjectKeyIdentifierExtension.create(order.publicKey));
     extensions.push(await x509.AuthorityKeyIdentifierExtension.create(this.cert));
-    if (this.crlUrl !== undefined) extensions.push(new x509.CRLDistributionPointsExtension([this.crlUrl]));
+    const crlUrl = this.crlUrl;
+    if (crlUrl !== undefined) extensions.push(new x509.CRLDistributionPointsExtension([crlUrl]));
     try {
       return await x509.X509CertificateGenerator.create({
         serialNumber: order.serial,

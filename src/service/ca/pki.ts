@@ -2,9 +2,9 @@
  * The service's PKI vocabulary: the one OID table, serial numbers, PKCS#10 checking, and the few
  * ASN.1 structures EST needs, built with the @peculiar/asn1-* schema libraries (never by hand).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import { AsnArray, AsnConvert, AsnPropTypes, AsnType, AsnTypeTypes } from '@peculiar/asn1-schema';
-import { CRLNumber, id_ce_cRLNumber, id_kp_clientAuth, id_kp_serverAuth } from '@peculiar/asn1-x509';
+import { CRLNumber, id_ce_cRLNumber, id_kp_clientAuth, id_kp_serverAuth, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import { toDer } from '../../pem.js';
 import { spkiSha256 } from '../../thumbprint.js';
 import { x509 } from '../../x509.js';
@@ -18,8 +18,32 @@ export const OID = {
   smartcardLogon: '1.3.6.1.4.1.311.20.2.2',
   sha256WithRSA: '1.2.840.113549.1.1.11',
   ecdsaWithSha256: '1.2.840.10045.4.3.2',
+  /** rsaEncryption (RFC 8017 appendix C): the one RSA key type that may encipher. */
+  rsaEncryption: '1.2.840.113549.1.1.1',
   crlNumber: id_ce_cRLNumber,
 } as const;
+
+/**
+ * The subject of a user's certificate: one RDN, CN = the user principal name, built from the
+ * attribute so that no character of the name can add an attribute or an RDN (a DN string
+ * `CN=${upn}` would let `eve@example.com,CN=Administrator` do both).
+ */
+export function userSubject(upn: string): x509.Name {
+  return new x509.Name([{ CN: [upn] }]);
+}
+
+/**
+ * A user principal name as the service accepts it: local@domain in the RFC 822 style, letters,
+ * digits and `. _ % + ' -` before the @, DNS labels after it, at most 256 characters (Active
+ * Directory's limit for userPrincipalName is larger, but 256 is what the probe found reasonable).
+ * No spaces, commas, quotes, equals signs, controls or NUL.
+ */
+const UPN_RE = /^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+export const UPN_MAX = 256;
+
+export function isUserPrincipalName(value: string): boolean {
+  return value.length <= UPN_MAX && UPN_RE.test(value);
+}
 
 /** A fresh serial: 16 random bytes, positive and without a leading zero byte, as lowercase hex. */
 export function newSerial(): string {
@@ -38,7 +62,45 @@ export interface ParsedCsr {
   subject: string;
 }
 
-/** Parses a PKCS#10 request (PEM, base64 or DER) and checks its self-signature and key: proof the sender holds the key. */
+/** The SubjectPublicKeyInfo algorithm OID of a key: rsaEncryption and RSASSA-PSS keys differ here only. */
+export function spkiAlgorithm(spki: ArrayBuffer | Uint8Array): string {
+  return AsnConvert.parse(spki, SubjectPublicKeyInfo).algorithm.algorithm;
+}
+
+/** The RSA moduli the service certifies: 2048 bits at least (NIST SP 800-131A), 8192 at most (larger ones cost every verifier and no card makes them). */
+const RSA_BITS = { min: 2048, max: 8192 } as const;
+/** Signature hashes a request may be signed with: SHA-1 is refused (NIST SP 800-131A Rev. 2 §3 disallows it for signatures). */
+const CSR_HASHES = new Set(['SHA-256', 'SHA-384', 'SHA-512']);
+
+/**
+ * The key policy, before any signature is checked: RSA with e = 65537 (NIST SP 800-56B Rev. 2
+ * §6.2 wants an odd exponent above 2^16; 65537 is the one cards and Windows use), 2048 to 8192
+ * bits; ECDSA on P-256 or P-384.
+ */
+function checkKey(spki: Uint8Array): void {
+  let key;
+  try {
+    key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (err) {
+    throw new ServiceError('CSR_INVALID', `the request's public key cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+  const type = key.asymmetricKeyType;
+  const d = key.asymmetricKeyDetails ?? {};
+  if (type === 'rsa' || type === 'rsa-pss') {
+    const bits = d.modulusLength ?? 0;
+    if (bits < RSA_BITS.min) throw new ServiceError('CSR_INVALID', `RSA key of ${bits} bits: ${RSA_BITS.min} at least`);
+    if (bits > RSA_BITS.max) throw new ServiceError('CSR_INVALID', `RSA key of ${bits} bits: ${RSA_BITS.max} at most`);
+    if (d.publicExponent !== 65537n) throw new ServiceError('CSR_INVALID', `RSA public exponent ${String(d.publicExponent)}: only 65537 is accepted`);
+    return;
+  }
+  if (type === 'ec') {
+    if (d.namedCurve !== 'prime256v1' && d.namedCurve !== 'secp384r1') throw new ServiceError('CSR_INVALID', `curve ${d.namedCurve}: use P-256 or P-384`);
+    return;
+  }
+  throw new ServiceError('CSR_INVALID', `key algorithm ${type} is not accepted (use RSA of 2048 to 8192 bits, or ECDSA P-256/P-384)`);
+}
+
+/** Parses a PKCS#10 request (PEM, base64 or DER) and checks its key, its self-signature and the signature's hash: proof the sender holds the key. */
 export async function parseCsr(input: Uint8Array | string): Promise<ParsedCsr> {
   const decoded = toDer(input);
   if (!decoded) throw new ServiceError('BAD_REQUEST', 'certificate request: not PEM, base64 or DER');
@@ -49,10 +111,9 @@ export async function parseCsr(input: Uint8Array | string): Promise<ParsedCsr> {
   } catch (err) {
     throw new ServiceError('CSR_INVALID', `not a PKCS#10 certificate request: ${(err as Error).message}`, { cause: err });
   }
-  const alg = csr.publicKey.algorithm as { name: string; modulusLength?: number; namedCurve?: string };
-  const rsaOk = alg.name === 'RSASSA-PKCS1-v1_5' || alg.name === 'RSA-PSS' || alg.name === 'RSA-OAEP';
-  const ecOk = alg.name === 'ECDSA' || alg.name === 'ECDH';
-  if (!rsaOk && !ecOk) throw new ServiceError('CSR_INVALID', `key algorithm ${alg.name} is not accepted (use RSA of 2048 bits or more, or ECDSA P-256/P-384)`);
+  checkKey(new Uint8Array(csr.publicKey.rawData));
+  const hash = (csr.signatureAlgorithm as { hash?: { name?: string } } | undefined)?.hash?.name;
+  if (hash === undefined || !CSR_HASHES.has(hash)) throw new ServiceError('CSR_INVALID', `the request is signed with ${hash ?? 'an unknown hash'}: sign it with SHA-256, SHA-384 or SHA-512`);
   let ok = false;
   try {
     ok = await csr.verify();
@@ -60,10 +121,6 @@ export async function parseCsr(input: Uint8Array | string): Promise<ParsedCsr> {
     throw new ServiceError('CSR_INVALID', `cannot check the request's signature: ${(err as Error).message}`, { cause: err });
   }
   if (!ok) throw new ServiceError('CSR_INVALID', "the request's signature does not match its public key");
-  const key = await csr.publicKey.export();
-  const kalg = key.algorithm as { modulusLength?: number; namedCurve?: string };
-  if (rsaOk && (kalg.modulusLength ?? 0) < 2048) throw new ServiceError('CSR_INVALID', `RSA key of ${kalg.modulusLength} bits: 2048 at least`);
-  if (ecOk && kalg.namedCurve !== 'P-256' && kalg.namedCurve !== 'P-384') throw new ServiceError('CSR_INVALID', `curve ${kalg.namedCurve}: use P-256 or P-384`);
   return {
     der,
     csr,

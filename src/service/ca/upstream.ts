@@ -14,7 +14,8 @@ export interface IssueOrder {
   serial: string;
   notBefore: Date;
   notAfter: Date;
-  subject: string;
+  /** A Name built from attributes (never a user's text spliced into a DN string), or a fixed DN. */
+  subject: string | x509.Name;
   publicKey: x509.PublicKey;
   template: Template;
 }

@@ -66,6 +66,35 @@ export const MIGRATIONS: Migration[] = [
       ];
     },
   },
+  {
+    version: 2,
+    name: 'renewal policy, token revocation, login throttling',
+    statements: () => [
+      // Defaults for profiles that exist already: a 30-day renewal window, a week of overlap, card keys only.
+      'ALTER TABLE profiles ADD COLUMN renewal_window_days INTEGER NOT NULL DEFAULT 30',
+      'ALTER TABLE profiles ADD COLUMN supersede_grace_days INTEGER NOT NULL DEFAULT 7',
+      'ALTER TABLE profiles ADD COLUMN allow_software_keys INTEGER NOT NULL DEFAULT 0',
+      'ALTER TABLE tokens ADD COLUMN revoked_at BIGINT',
+      'ALTER TABLE tokens ADD COLUMN revoked_by TEXT',
+      'CREATE INDEX requests_renews ON requests(renews)',
+      'CREATE INDEX requests_created ON requests(created_at, id)',
+      `CREATE TABLE login_throttle (
+        throttle_key TEXT PRIMARY KEY, failures INTEGER NOT NULL, window_start BIGINT NOT NULL, locked_until BIGINT)`,
+    ],
+  },
+  {
+    version: 3,
+    name: 'card administrator keys and unblock tickets',
+    statements: () => [
+      // key_version 0: the card still has the transport key; pending_version: a re-key handed out, not yet confirmed.
+      `CREATE TABLE card_keys (
+        card_id TEXT PRIMARY KEY, user_name TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('rekeying', 'active', 'retired')),
+        key_version INTEGER NOT NULL, pending_version INTEGER, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
+      `CREATE TABLE unblock_tickets (
+        ticket_hash TEXT PRIMARY KEY, card_id TEXT NOT NULL, created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)`,
+    ],
+  },
 ];
 
 // Any fixed number: the advisory lock that keeps two starting services from migrating at once.

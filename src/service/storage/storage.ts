@@ -14,6 +14,9 @@ export interface Profile {
   name: string;
   approval: Approval;
   validityDays: number;
+  renewalWindowDays: number;
+  supersedeGraceDays: number;
+  allowSoftwareKeys: boolean;
   updatedAt: number;
   updatedBy: string;
 }
@@ -27,6 +30,7 @@ export interface TokenRecord {
   expiresAt: number;
   usedAt: number | null;
   requestId: string | null;
+  revokedAt: number | null;
 }
 
 export interface RequestRecord {
@@ -160,6 +164,7 @@ function toToken(r: Row): TokenRecord {
     expiresAt: Number(r.expires_at),
     usedAt: num(r.used_at),
     requestId: str(r.request_id),
+    revokedAt: num(r.revoked_at),
   };
 }
 
@@ -182,14 +187,40 @@ function toProfile(r: Row): Profile {
     name: String(r.name),
     approval: r.approval as Approval,
     validityDays: Number(r.validity_days),
+    renewalWindowDays: Number(r.renewal_window_days),
+    supersedeGraceDays: Number(r.supersede_grace_days),
+    allowSoftwareKeys: Number(r.allow_software_keys) === 1,
     updatedAt: Number(r.updated_at),
     updatedBy: String(r.updated_by),
   };
 }
 
-async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
-  await tx.query('INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)', [at, actor, action, subject, JSON.stringify(details)]);
+/** The longest actor or subject an audit entry keeps: the callers validate lengths, this is the backstop against a log that fills the disk. */
+const AUDIT_TEXT_MAX = 300;
+const AUDIT_DETAILS_MAX = 4000;
+const bounded = (text: string, max: number): string => (text.length <= max ? text : `${text.slice(0, max)}…`);
+
+export async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
+  const json = JSON.stringify(details);
+  await tx.query('INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)', [
+    at, bounded(actor, AUDIT_TEXT_MAX), action, subject === null ? null : bounded(subject, AUDIT_TEXT_MAX),
+    json.length <= AUDIT_DETAILS_MAX ? json : JSON.stringify({ truncated: json.slice(0, AUDIT_DETAILS_MAX) }),
+  ]);
 }
+
+/** What GET /requests's cursor encodes: where the previous page stopped (newest first). */
+function encodeCursor(r: { createdAt: number; id: string }): string {
+  return Buffer.from(`${r.createdAt}:${r.id}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  const m = /^(\d{1,16}):([0-9a-f-]{36})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!m) throw new ServiceError('BAD_REQUEST', 'cursor: not one this service handed out (use the x-next-cursor of the previous page)');
+  return { createdAt: Number(m[1]), id: m[2]! };
+}
+
+/** RFC 5280 §5.3.1 CRLReason codes the service acts on. */
+export const CRL_REASON = { keyCompromise: 1, superseded: 4 } as const;
 
 /**
  * Everything the enrollment service keeps, over SQLite or PostgreSQL. Every state change is one
@@ -254,12 +285,22 @@ export class Storage {
 
   // Profiles
 
-  async ensureProfile(p: Omit<Profile, 'updatedAt' | 'updatedBy'>, actor: string, now: number): Promise<void> {
+  async ensureProfile(
+    given: Pick<Profile, 'name' | 'approval' | 'validityDays'> & Partial<Pick<Profile, 'renewalWindowDays' | 'supersedeGraceDays' | 'allowSoftwareKeys'>>,
+    actor: string,
+    now: number,
+  ): Promise<void> {
+    const p = { renewalWindowDays: 30, supersedeGraceDays: 7, allowSoftwareKeys: false, ...given };
     await this.db.transaction(async (tx) => {
       const existing = await tx.query('SELECT name FROM profiles WHERE name = ?', [p.name]);
       if (existing.length > 0) return;
-      await tx.query('INSERT INTO profiles (name, approval, validity_days, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)', [p.name, p.approval, p.validityDays, now, actor]);
-      await audit(tx, now, actor, 'profile.created', `profile:${p.name}`, { approval: p.approval, validityDays: p.validityDays });
+      await tx.query(
+        'INSERT INTO profiles (name, approval, validity_days, renewal_window_days, supersede_grace_days, allow_software_keys, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        [p.name, p.approval, p.validityDays, p.renewalWindowDays, p.supersedeGraceDays, p.allowSoftwareKeys ? 1 : 0, now, actor],
+      );
+      await audit(tx, now, actor, 'profile.created', `profile:${p.name}`, {
+        approval: p.approval, validityDays: p.validityDays, renewalWindowDays: p.renewalWindowDays, supersedeGraceDays: p.supersedeGraceDays, allowSoftwareKeys: p.allowSoftwareKeys,
+      });
     }).catch((err) => {
       // Two services starting together both try to seed the defaults; the loser has nothing to do.
       if ((err as { code?: string }).code !== 'CONFLICT') throw err;
@@ -275,22 +316,31 @@ export class Storage {
     return r ? toProfile(r) : undefined;
   }
 
-  async updateProfile(name: string, change: { approval?: Approval; validityDays?: number }, actor: string, now: number): Promise<Profile> {
+  async updateProfile(name: string, change: Partial<Pick<Profile, 'approval' | 'validityDays' | 'renewalWindowDays' | 'supersedeGraceDays' | 'allowSoftwareKeys'>>, actor: string, now: number): Promise<Profile> {
     return this.db.transaction(async (tx) => {
       const [before] = await tx.query('SELECT * FROM profiles WHERE name = ?', [name]);
       if (!before) throw new ServiceError('NOT_FOUND', `no profile '${name}'`);
       const p = toProfile(before);
-      const approval = change.approval ?? p.approval;
-      const validityDays = change.validityDays ?? p.validityDays;
-      await tx.query('UPDATE profiles SET approval = ?, validity_days = ?, updated_at = ?, updated_by = ? WHERE name = ?', [approval, validityDays, now, actor, name]);
-      await audit(tx, now, actor, 'profile.updated', `profile:${name}`, { from: { approval: p.approval, validityDays: p.validityDays }, to: { approval, validityDays } });
-      return { ...p, approval, validityDays, updatedAt: now, updatedBy: actor };
+      const next = {
+        approval: change.approval ?? p.approval,
+        validityDays: change.validityDays ?? p.validityDays,
+        renewalWindowDays: change.renewalWindowDays ?? p.renewalWindowDays,
+        supersedeGraceDays: change.supersedeGraceDays ?? p.supersedeGraceDays,
+        allowSoftwareKeys: change.allowSoftwareKeys ?? p.allowSoftwareKeys,
+      };
+      await tx.query(
+        'UPDATE profiles SET approval = ?, validity_days = ?, renewal_window_days = ?, supersede_grace_days = ?, allow_software_keys = ?, updated_at = ?, updated_by = ? WHERE name = ?',
+        [next.approval, next.validityDays, next.renewalWindowDays, next.supersedeGraceDays, next.allowSoftwareKeys ? 1 : 0, now, actor, name],
+      );
+      const from = { approval: p.approval, validityDays: p.validityDays, renewalWindowDays: p.renewalWindowDays, supersedeGraceDays: p.supersedeGraceDays, allowSoftwareKeys: p.allowSoftwareKeys };
+      await audit(tx, now, actor, 'profile.updated', `profile:${name}`, { from, to: next });
+      return { ...p, ...next, updatedAt: now, updatedBy: actor };
     });
   }
 
   // Enrollment tokens
 
-  async createToken(t: TokenRecord, tokenHash: string): Promise<void> {
+  async createToken(t: Omit<TokenRecord, 'revokedAt'>, tokenHash: string): Promise<void> {
     await this.db.transaction(async (tx) => {
       await tx.query(
         'INSERT INTO tokens (id, token_hash, user_name, profile, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -309,6 +359,22 @@ export class Storage {
     return (await this.db.query('SELECT * FROM tokens ORDER BY created_at, id')).map(toToken);
   }
 
+  /**
+   * An unused token can no longer enroll: returns it revoked, or undefined when there is no such
+   * token. A token that was used or revoked already comes back as it is (the caller tells which).
+   */
+  async revokeToken(id: string, actor: string, now: number): Promise<{ token: TokenRecord; changed: boolean } | undefined> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx.query('UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL RETURNING *', [now, actor, id]);
+      if (row) {
+        await audit(tx, now, actor, 'token.revoked', `token:${id}`, { user: String(row.user_name) });
+        return { token: toToken(row), changed: true };
+      }
+      const [before] = await tx.query('SELECT * FROM tokens WHERE id = ?', [id]);
+      return before ? { token: toToken(before), changed: false } : undefined;
+    });
+  }
+
   // Requests
 
   /**
@@ -320,10 +386,10 @@ export class Storage {
     return this.db.transaction(async (tx) => {
       if (token) {
         const spent = await tx.query(
-          'UPDATE tokens SET used_at = ?, request_id = ? WHERE id = ? AND used_at IS NULL AND expires_at > ? RETURNING id',
+          'UPDATE tokens SET used_at = ?, request_id = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING id',
           [now, req.id, token.id, now],
         );
-        if (spent.length === 0) throw new ServiceError('TOKEN_INVALID', 'the enrollment token was already used or has expired: ask an operator for a new one');
+        if (spent.length === 0) throw new ServiceError('TOKEN_INVALID', 'the enrollment token was already used, revoked or has expired: ask an operator for a new one');
       }
       await tx.query(
         `INSERT INTO requests (id, kind, user_name, profile, csr, csr_hash, key_hash, subject, card_id, container, renews,
@@ -357,14 +423,34 @@ export class Storage {
     return r ? toRequest(r) : undefined;
   }
 
+  /**
+   * Requests matching the query, newest first, one page: `next` is the cursor of the page after
+   * it, or null when this is the last one.
+   */
   async listRequests(q: RequestQuery = {}): Promise<RequestRecord[]> {
+    return (await this.requestPage(q)).requests;
+  }
+
+  async requestPage(q: RequestQuery = {}): Promise<{ requests: RequestRecord[]; next: string | null }> {
+    const limit = Math.min(Math.max(q.limit ?? 1000, 1), 10_000);
+    const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
     const { sql, params } = selectWhere(
       REQUEST,
-      [['r.state = ?', q.state], ['r.user_name = ?', q.user], ['r.card_id = ?', q.cardId], ['r.container = ?', q.container]],
-      'r.created_at, r.id',
-      q.limit,
+      [
+        ['r.state = ?', q.state], ['r.user_name = ?', q.user], ['r.card_id = ?', q.cardId], ['r.container = ?', q.container],
+        ['(r.created_at < ? OR (r.created_at = ? AND r.id < ?))', after && [after.createdAt, after.createdAt, after.id]],
+      ],
+      'r.created_at DESC, r.id DESC',
+      limit + 1,
     );
-    return (await this.db.query(sql, params)).map(toRequest);
+    const rows = (await this.db.query(sql, params)).map(toRequest);
+    const requests = rows.slice(0, limit);
+    return { requests, next: rows.length > limit ? encodeCursor(requests[requests.length - 1]!) : null };
+  }
+
+  /** Every request made to renew the certificate with this serial (none, normally one). */
+  async renewalsOf(serial: string): Promise<RequestRecord[]> {
+    return (await this.db.query(`${REQUEST} WHERE r.renews = ? ORDER BY r.created_at, r.id`, [serial])).map(toRequest);
   }
 
   /** pending -> approved or rejected, returning the decided request; undefined when it was not pending (someone decided first). */
@@ -456,7 +542,7 @@ export class Storage {
   async markDelivered(id: string, ticketHash: string, actor: string, now: number, details: Record<string, unknown>): Promise<number | undefined> {
     return this.db.transaction(async (tx) => {
       const [row] = await tx.query(
-        "UPDATE requests SET state = 'delivered', delivered_at = ?, updated_at = ? WHERE id = ? AND state = 'issued' AND ticket_hash = ? AND ticket_expires_at > ? RETURNING delivered_at",
+        "UPDATE requests SET state = 'delivered', delivered_at = ?, updated_at = ? WHERE id = ? AND state = 'issued' AND ticket_hash = ? AND ticket_expires_at > ? RETURNING delivered_at, renews",
         [now, now, id, ticketHash, now],
       );
       if (!row) {
@@ -464,6 +550,13 @@ export class Storage {
         return before ? Number(before.delivered_at) : undefined;
       }
       await audit(tx, now, actor, 'request.delivered', `request:${id}`, details);
+      // A renewal in place supersedes the certificate it renews, in the same transaction.
+      if (row.renews !== null && row.renews !== undefined) {
+        const [old] = await tx.query('SELECT id FROM requests WHERE serial = ?', [String(row.renews)]);
+        if (old && (await revokeIn(tx, String(old.id), CRL_REASON.superseded, 'system', now, { supersededBy: `request:${id}` }))) {
+          await audit(tx, now, 'system', 'certificate.superseded', `serial:${String(row.renews)}`, { by: `request:${id}` });
+        }
+      }
       return Number(row.delivered_at);
     });
   }
@@ -496,16 +589,106 @@ export class Storage {
     return (await this.db.query<{ serial: string }>('SELECT serial FROM serials ORDER BY serial')).map((r) => String(r.serial));
   }
 
-  /** issued/delivered -> revoked, with the certificate marked for the CRL; returns the revoked request. */
-  async revoke(requestId: string, reason: number, actor: string, now: number): Promise<RequestRecord | undefined> {
+  /**
+   * issued/delivered -> revoked, with the certificate marked for the CRL; returns the revoked
+   * request. With `cascade` (key compromise: whoever held the key may have renewed with it), every
+   * renewal made from the certificate, and from those in turn, is revoked with the same reason,
+   * and renewals still waiting are rejected, in the same transaction.
+   */
+  async revoke(requestId: string, reason: number, actor: string, now: number, cascade = false): Promise<RequestRecord | undefined> {
     return this.db.transaction(async (tx) => {
-      const [row] = await tx.query("UPDATE requests SET state = 'revoked', updated_at = ? WHERE id = ? AND state IN ('issued', 'delivered') RETURNING *", [now, requestId]);
-      if (!row) return undefined;
-      const serial = String(row.serial);
-      const [cert] = await tx.query('UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revoked_by = ? WHERE serial = ? RETURNING der', [now, reason, actor, serial]);
-      await audit(tx, now, actor, 'request.revoked', `request:${requestId}`, { serial, reason });
-      return { ...toRequest(row), certificate: cert ? Buffer.from(cert.der as Uint8Array) : null };
+      const revoked = await revokeIn(tx, requestId, reason, actor, now, {});
+      if (!revoked || !cascade) return revoked;
+      const queue = [revoked.serial!];
+      while (queue.length > 0) {
+        const from = queue.shift()!;
+        for (const r of (await tx.query(`${REQUEST} WHERE r.renews = ?`, [from])).map(toRequest)) {
+          if (r.state === 'issued' || r.state === 'delivered') {
+            const child = await revokeIn(tx, r.id, reason, actor, now, { renews: from, cascadeFrom: `request:${requestId}` });
+            if (child?.serial) queue.push(child.serial);
+          } else if (r.state === 'pending' || r.state === 'approved' || r.state === 'issuing') {
+            const why = `the certificate it renews (${from}) was revoked for key compromise`;
+            await tx.query("UPDATE requests SET state = 'rejected', reason = ?, decided_by = ?, decided_at = ?, lease_until = NULL, updated_at = ? WHERE id = ?", [why, actor, now, now, r.id]);
+            await audit(tx, now, actor, 'request.rejected', `request:${r.id}`, { reason: why, cascadeFrom: `request:${requestId}` });
+          }
+        }
+      }
+      return revoked;
     });
+  }
+
+  /**
+   * The certificate with `oldSerial` is superseded by the renewal `renewalId`: revoked with reason
+   * superseded (RFC 5280 §5.3.1), its request `revoked`. Nothing happens when it was revoked
+   * already; returns whether it was revoked now.
+   */
+  async supersede(oldSerial: string, renewalId: string, actor: string, now: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const [old] = await tx.query('SELECT id FROM requests WHERE serial = ?', [oldSerial]);
+      if (!old) return false;
+      const revoked = await revokeIn(tx, String(old.id), CRL_REASON.superseded, actor, now, { supersededBy: `request:${renewalId}` });
+      if (revoked) await audit(tx, now, actor, 'certificate.superseded', `serial:${oldSerial}`, { by: `request:${renewalId}` });
+      return revoked !== undefined;
+    });
+  }
+
+  /**
+   * Renewals whose predecessor is still valid although their grace period (the profile's
+   * `supersede_grace_days` after issuance) is over: the sweep supersedes them.
+   */
+  async supersessionsDue(now: number, limit = 100): Promise<{ renewalId: string; oldSerial: string }[]> {
+    const rows = await this.db.query(
+      `SELECT r.id, r.renews FROM requests r
+         JOIN profiles p ON p.name = r.profile
+         JOIN certificates c ON c.serial = r.renews
+       WHERE r.renews IS NOT NULL AND r.state IN ('issued', 'delivered') AND c.revoked_at IS NULL
+         AND r.issued_at + CAST(p.supersede_grace_days AS BIGINT) * 86400000 <= ?
+       ORDER BY r.issued_at LIMIT ?`,
+      [now, limit],
+    );
+    return rows.map((r) => ({ renewalId: String(r.id), oldSerial: String(r.renews) }));
+  }
+
+  // Login throttling
+
+  /** The latest end of a lockout among `keys` that is still running, or undefined. */
+  async lockedUntil(keys: string[], now: number): Promise<number | undefined> {
+    if (keys.length === 0) return undefined;
+    const rows = await this.db.query(`SELECT locked_until FROM login_throttle WHERE throttle_key IN (${keys.map(() => '?').join(', ')}) AND locked_until > ?`, [...keys, now]);
+    const ends = rows.map((r) => Number(r.locked_until));
+    return ends.length > 0 ? Math.max(...ends) : undefined;
+  }
+
+  /**
+   * Counts a failed login against `key` (an operator or a source address). The `max`-th failure
+   * within `windowMs` locks the key for `lockMs` and writes one audit entry; returns the end of
+   * the lockout it started, if any.
+   */
+  async loginFailed(key: string, now: number, limits: { max: number; windowMs: number; lockMs: number }): Promise<number | undefined> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO login_throttle (throttle_key, failures, window_start) VALUES (?, 0, ?) ON CONFLICT (throttle_key) DO NOTHING', [key, now]);
+      const [row] = await tx.query('SELECT failures, window_start FROM login_throttle WHERE throttle_key = ?', [key]);
+      const fresh = Number(row!.window_start) + limits.windowMs <= now;
+      const failures = (fresh ? 0 : Number(row!.failures)) + 1;
+      if (failures >= limits.max) {
+        const until = now + limits.lockMs;
+        await tx.query('UPDATE login_throttle SET failures = 0, window_start = ?, locked_until = ? WHERE throttle_key = ?', [now, until, key]);
+        await audit(tx, now, 'system', 'session.locked', key, { failures, until });
+        return until;
+      }
+      await tx.query('UPDATE login_throttle SET failures = ?, window_start = ? WHERE throttle_key = ?', [failures, fresh ? now : Number(row!.window_start), key]);
+      return undefined;
+    });
+  }
+
+  /** A good password clears the failures counted against `key` (a running lockout stays). */
+  async loginSucceeded(key: string, now: number): Promise<void> {
+    await this.db.query('DELETE FROM login_throttle WHERE throttle_key = ? AND (locked_until IS NULL OR locked_until <= ?)', [key, now]);
+  }
+
+  /** Forgets failure counts and lockouts that ended before `before`. */
+  async pruneLoginThrottle(before: number): Promise<void> {
+    await this.db.query('DELETE FROM login_throttle WHERE window_start < ? AND (locked_until IS NULL OR locked_until < ?)', [before, before]);
   }
 
   /** Hands out the next CRL number and stores the CRL signed with it, in one transaction. */
@@ -564,12 +747,23 @@ export class Storage {
   }
 }
 
+/** issued/delivered -> revoked inside a transaction, the certificate marked for the CRL. */
+async function revokeIn(tx: DbTx, requestId: string, reason: number, actor: string, now: number, details: Record<string, unknown>): Promise<RequestRecord | undefined> {
+  const [row] = await tx.query("UPDATE requests SET state = 'revoked', updated_at = ? WHERE id = ? AND state IN ('issued', 'delivered') RETURNING *", [now, requestId]);
+  if (!row) return undefined;
+  const serial = String(row.serial);
+  const [cert] = await tx.query('UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revoked_by = ? WHERE serial = ? RETURNING der', [now, reason, actor, serial]);
+  await audit(tx, now, actor, 'request.revoked', `request:${requestId}`, { serial, reason, ...details });
+  return { ...toRequest(row), certificate: cert ? Buffer.from(cert.der as Uint8Array) : null };
+}
+
 /** `select` with an AND of the conditions whose value is given, ordered, at most 10,000 rows. */
 function selectWhere(select: string, conditions: Array<[string, unknown]>, orderBy: string, limit: number | undefined): { sql: string; params: unknown[] } {
   const present = conditions.filter(([, value]) => value !== undefined);
   const where = present.length > 0 ? `WHERE ${present.map(([condition]) => condition).join(' AND ')}` : '';
   return {
     sql: `${select} ${where} ORDER BY ${orderBy} LIMIT ?`,
-    params: [...present.map(([, value]) => value), Math.min(Math.max(limit ?? 1000, 1), 10_000)],
+    // A condition with several placeholders takes its values as an array.
+    params: [...present.flatMap(([, value]) => (Array.isArray(value) ? value : [value])), Math.min(Math.max(limit ?? 1000, 1), 10_001)],
   };
 }

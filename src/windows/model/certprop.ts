@@ -10,15 +10,21 @@
  *   providers' cache sees;
  * - adds each to the user's `My` store with CERT_STORE_ADD_REPLACE_EXISTING_INHERIT_PROPERTIES and
  *   the provider info (bare container name, provider, type, key spec) [CPS][ADD];
- * - leaves certificates in place when the card is removed [CREQ].
+ * - leaves certificates in place when the card is removed [CREQ];
+ * - enumerates every container's certificate (Vista and later), or, as a hypothesis
+ *   (hypotheses.ts), only the default container's AT_KEYEXCHANGE one, the fallback [CREQ] gives
+ *   when PP_USER_CERTSTORE is not available (older Windows).
+ * Not modelled: root certificates from `mscp/msroots`, which Windows propagates into the machine's
+ * `SmartCardRoot` store when the root propagation policy is on [CPS][RINFO]; cardlink neither
+ * propagates nor checks them.
  */
 import { equalBytes } from '../../bytes.js';
-import type { MinidriverPort } from '../../card/index.js';
-import { ADD } from '../constants.js';
+import { ADD, AT_KEYEXCHANGE } from '../constants.js';
 import { WinError } from '../errors.js';
 import type { Scheduled, Scheduler } from './clock.js';
 import { SmartCardProvider, type CardReader, type CardCertificate } from './smartcard.js';
 import type { ModelCertStoreHost } from './store.js';
+import type { Enumeration } from './hypotheses.js';
 
 export interface PropagationOptions {
   /** The service is running (default true). */
@@ -27,6 +33,8 @@ export interface PropagationOptions {
   userLoggedOn?: boolean;
   /** Milliseconds from insertion to the copy; a function draws it per insertion. */
   delayMs?: number | (() => number);
+  /** Which certificates are enumerated [CREQ] (hypotheses.ts); all containers' by default. */
+  enumeration?: Enumeration;
 }
 
 export interface PropagationRun {
@@ -41,6 +49,7 @@ export class CertificatePropagation {
   running: boolean;
   userLoggedOn: boolean;
   delayMs: number | (() => number);
+  readonly enumeration: Enumeration;
   readonly runs: PropagationRun[] = [];
   private readonly scheduled = new Set<Scheduled>();
 
@@ -55,6 +64,7 @@ export class CertificatePropagation {
     this.running = options.running ?? true;
     this.userLoggedOn = options.userLoggedOn ?? true;
     this.delayMs = options.delayMs ?? 5000;
+    this.enumeration = options.enumeration ?? 'all-containers';
   }
 
   /** Propagation runs scheduled and not started yet. */
@@ -62,7 +72,7 @@ export class CertificatePropagation {
     return this.scheduled.size;
   }
 
-  onInsert(card: MinidriverPort): void {
+  onInsert(card: object): void {
     if (!this.running || !this.userLoggedOn) return;
     const delay = typeof this.delayMs === 'function' ? this.delayMs() : this.delayMs;
     const handle = this.scheduler.schedule(delay, async () => {
@@ -78,7 +88,7 @@ export class CertificatePropagation {
     this.scheduled.clear();
   }
 
-  private async propagate(card: MinidriverPort): Promise<void> {
+  private async propagate(card: object): Promise<void> {
     const at = this.scheduler.now();
     if (!this.running || !this.userLoggedOn) return void this.runs.push({ at, added: [], skipped: 'service stopped or nobody logged on' });
     if (this.reader.card !== card) return void this.runs.push({ at, added: [], skipped: 'the card left the reader before propagation ran' });
@@ -87,6 +97,8 @@ export class CertificatePropagation {
       const viaCsp = await this.csp.userCertificates(true);
       const viaKsp = await this.ksp.userCertificates(true);
       certs = viaCsp.map((c) => (SmartCardProvider.cryptoApiCanUse(c.der) ? c : (viaKsp.find((k) => equalBytes(k.der, c.der)) ?? c)));
+      // Before Vista only the default container's key exchange certificate was enumerated [CREQ].
+      if (this.enumeration === 'default-container-kx') certs = certs.filter((c) => c.isDefault && c.info.keySpec === AT_KEYEXCHANGE);
     } catch (err) {
       if (!(err instanceof WinError)) throw err;
       return void this.runs.push({ at, added: [], skipped: err.message });

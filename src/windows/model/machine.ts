@@ -11,9 +11,10 @@ import { MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from '../constants.js';
 import { WinError } from '../errors.js';
 import { CertificatePropagation, type PropagationOptions } from './certprop.js';
 import { RealScheduler, type Scheduler } from './clock.js';
+import { DOCUMENTED, type Hypotheses } from './hypotheses.js';
 import type { ModelKeyProviders } from './providers.js';
 import { SmartCardService } from './scardsvr.js';
-import { CardReader, SmartCardProvider, type PinSource } from './smartcard.js';
+import { CardReader, SmartCardProvider, type CardConnector, type PinSource } from './smartcard.js';
 import { ModelCertStoreHost } from './store.js';
 
 export interface MachineOptions {
@@ -22,6 +23,8 @@ export interface MachineOptions {
   scheduler?: Scheduler;
   readerName?: string;
   propagation?: PropagationOptions;
+  /** What the model assumes where the sources are silent (hypotheses.ts); the documented set by default. */
+  hypotheses?: Partial<Hypotheses>;
 }
 
 /** A process on the machine: its store view and its own CryptoAPI and CNG providers. */
@@ -34,21 +37,21 @@ export class ModelProcess {
     private readonly machine: WindowsMachine,
     pinSource: PinSource,
   ) {
-    this.csp = new SmartCardProvider('CryptoAPI', machine.reader, machine.scardsvr, pinSource);
-    this.ksp = new SmartCardProvider('CNG', machine.reader, machine.scardsvr, pinSource);
+    this.csp = new SmartCardProvider('CryptoAPI', machine.reader, machine.scardsvr, pinSource, machine.hypotheses);
+    this.ksp = new SmartCardProvider('CNG', machine.reader, machine.scardsvr, pinSource, machine.hypotheses);
     const providers: ModelKeyProviders = {
-      openCsp: async (name, type, container, keySpec, silent) => {
+      openCsp: async (name, type, container, keySpec, silent, machineKeyset) => {
         if (name !== MS_SCARD_PROV) throw WinError.of('NTE_KEYSET_NOT_DEF', 'CryptAcquireContext', `no provider '${name}' on this machine`);
         if (type !== PROV_TYPE.RSA_FULL) throw WinError.of('NTE_PROV_TYPE_NO_MATCH', 'CryptAcquireContext', `'${name}' is registered with type ${PROV_TYPE.RSA_FULL}, not ${type}`);
-        return this.csp.open(container, keySpec, silent);
+        return this.csp.open(container, keySpec, silent, machineKeyset === true);
       },
-      openKsp: async (name, container, keySpec, silent) => {
+      openKsp: async (name, container, keySpec, silent, machineKeyset) => {
         if (name !== MS_SMART_CARD_KSP) throw WinError.of('NTE_KEYSET_NOT_DEF', 'NCryptOpenStorageProvider', `no key storage provider '${name}' on this machine`);
-        return this.ksp.open(container, keySpec, silent);
+        return this.ksp.open(container, keySpec, silent, machineKeyset === true);
       },
       kspFor: (cspName) => (cspName === MS_SCARD_PROV ? MS_SMART_CARD_KSP : undefined),
     };
-    this.host = new ModelCertStoreHost({ stateDir: machine.stateDir, providers });
+    this.host = new ModelCertStoreHost({ stateDir: machine.stateDir, providers, healing: machine.hypotheses.healing });
   }
 
   /** The process ends: its PIN caches go with it. */
@@ -66,16 +69,20 @@ export class WindowsMachine {
   readonly scardsvr: SmartCardService;
   readonly certprop: CertificatePropagation;
   readonly processes = new Set<ModelProcess>();
+  readonly hypotheses: Hypotheses;
+  /** The Certificate Propagation service's own process. */
+  private readonly service: ModelProcess;
 
   constructor(options: MachineOptions) {
     this.stateDir = options.stateDir;
+    this.hypotheses = { ...DOCUMENTED, ...options.hypotheses };
     mkdirSync(this.stateDir, { recursive: true });
     this.scheduler = options.scheduler ?? new RealScheduler();
     this.reader = new CardReader(options.readerName ?? 'Virtual Smart Card Reader 0');
     this.scardsvr = new SmartCardService(this.stateDir);
     // CertPropSvc is a process of its own, with no one to answer a dialog.
-    const service = new ModelProcess(this, () => undefined);
-    this.certprop = new CertificatePropagation(this.scheduler, this.reader, service.csp, service.ksp, service.host, options.propagation);
+    this.service = new ModelProcess(this, () => undefined);
+    this.certprop = new CertificatePropagation(this.scheduler, this.reader, this.service.csp, this.service.ksp, this.service.host, { ...options.propagation, enumeration: this.hypotheses.enumeration });
   }
 
   /** Starts a process; `pinSource` stands for the user answering its PIN dialogs. */
@@ -85,23 +92,27 @@ export class WindowsMachine {
     return p;
   }
 
-  /** A card goes into the reader: the providers and propagation reach it through its minidriver. */
-  insert(card: MinidriverPort): void {
-    this.reader.card = card;
+  /**
+   * A card goes into the reader: the providers and propagation reach it through its minidriver —
+   * a port all share, or a connector that gives each provider transaction its own connection
+   * (shared mode), which fails while another application holds the card exclusively [SCON].
+   */
+  insert(card: MinidriverPort | CardConnector): void {
+    this.reader.insert(card);
     this.certprop.onInsert(card);
   }
 
-  /** Removal ends every authentication and PIN cache for the card [AEX][PIN]. */
+  /** Removal ends every authentication and PIN cache for the card [AEX][PIN], and every session-only data cache [DEVG]. */
   remove(): void {
-    this.reader.card = undefined;
-    for (const p of this.processes) {
-      p.csp.clearPins();
-      p.ksp.clearPins();
+    this.reader.remove();
+    for (const p of [...this.processes, this.service]) {
+      p.csp.cardRemoved();
+      p.ksp.cardRemoved();
     }
   }
 
   reinsert(): void {
-    const card = this.reader.card;
+    const card = this.reader.card as MinidriverPort | CardConnector | undefined;
     if (!card) throw WinError.of('SCARD_E_NO_SMARTCARD', 'reinsert', 'no card in the reader');
     this.remove();
     this.insert(card);

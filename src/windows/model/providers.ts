@@ -17,14 +17,19 @@ export interface ModelKeyHandle {
   /** The key's public key as SubjectPublicKeyInfo DER, as the provider reports it. */
   publicKeySpki(): Promise<Uint8Array>;
   signHash(algorithm: HashAlgorithm, hash: Uint8Array): Promise<Uint8Array>;
+  /** PP_SIGNATURE_PIN / PP_KEYEXCHANGE_PIN (CryptSetProvParam) or NCRYPT_PIN_PROPERTY on the key [SPP][KSPP]. */
+  setPin(pin: string): Promise<void>;
   release(): void;
 }
 
 export interface ModelKeyProviders {
-  /** CryptAcquireContextW(container, provider, type, silent ? CRYPT_SILENT : 0) then CryptGetUserKey(keySpec). */
-  openCsp(providerName: string, providerType: number, container: string, keySpec: number, silent: boolean): Promise<ModelKeyHandle>;
-  /** NCryptOpenStorageProvider(provider) then NCryptOpenKey(container, legacyKeySpec, silent). */
-  openKsp(providerName: string, container: string, legacyKeySpec: number, silent: boolean): Promise<ModelKeyHandle>;
+  /**
+   * CryptAcquireContextW(container, provider, type, (silent ? CRYPT_SILENT : 0) | (machine ?
+   * CRYPT_MACHINE_KEYSET : 0)) then CryptGetUserKey(keySpec).
+   */
+  openCsp(providerName: string, providerType: number, container: string, keySpec: number, silent: boolean, machine?: boolean): Promise<ModelKeyHandle>;
+  /** NCryptOpenStorageProvider(provider) then NCryptOpenKey(container, legacyKeySpec, silent, machine). */
+  openKsp(providerName: string, container: string, legacyKeySpec: number, silent: boolean, machine?: boolean): Promise<ModelKeyHandle>;
   /**
    * The KSP that opens a CSP's keys through CNG. Each smart card registration names both its
    * `Crypto Provider` and its `Smart Card Key Storage Provider` [INBOX], which is the pairing

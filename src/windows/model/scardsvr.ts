@@ -27,7 +27,13 @@ export interface CacheItem {
   data: Uint8Array;
 }
 
-export class SmartCardService {
+/** What a provider needs of a card data cache: SCardReadCache / SCardWriteCache semantics [RC][WC]. */
+export interface CardDataCache {
+  read(cardId: Uint8Array, freshness: number, name: string): Uint8Array;
+  write(cardId: Uint8Array, freshness: number, name: string, data: Uint8Array): void;
+}
+
+export class SmartCardService implements CardDataCache {
   private items = new Map<string, { freshness: number; data: Uint8Array }>();
   private running = false;
   private readonly file: string;

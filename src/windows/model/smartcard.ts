@@ -11,7 +11,10 @@
  * - Which counter keys which item is not documented (docs/sources.md#open-questions); the model
  *   keys files by wFilesFreshness and container data (public keys) by wContainersFreshness, the
  *   split the Minidriver spec gives the two counters [FSR].
- * - The model caches contents only, never the absence of a file (every known item is content).
+ * - Everything the sources leave open is a parameter (hypotheses.ts): the cache mode
+ *   (CP_CARD_CACHE_MODE: the global cache, a per-process one cleared on removal, or none [DEVG]),
+ *   whether the absence of a file is cached (`negativeCaching`; an absent file is cached under
+ *   `Cached_NoFile/<path>`), which counter keys which item (`freshness`).
  * - The minidriver (the MinidriverPort in the reader) keeps nothing between transactions (model
  *   assumption): each provider operation starts with its `begin()`, and the card application's
  *   file index is read afresh in each, so only the Base CSP/KSP data cache can go stale. A
@@ -31,6 +34,7 @@
  */
 import { constants, createPublicKey, publicDecrypt, X509Certificate, type KeyObject } from 'node:crypto';
 import { hex } from '../../bytes.js';
+import { CardlinkError } from '../../errors.js';
 import { PinError, digestInfo, type HashName, type MinidriverPort } from '../../card/index.js';
 import {
   MSCP_DIRECTORY,
@@ -46,21 +50,62 @@ import { AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, MS_SCARD_PROV, MS_SMART_CARD_KSP
 import { WinError } from '../errors.js';
 import type { HashAlgorithm, KeyProvInfo } from '../store.js';
 import type { ModelKeyHandle } from './providers.js';
-import type { SmartCardService } from './scardsvr.js';
+import { cacheFreshness, DOCUMENTED, type Hypotheses } from './hypotheses.js';
+import type { CardDataCache } from './scardsvr.js';
 
 /** The user in front of the machine: answers a PIN dialog, or undefined to cancel it. */
 export type PinSource = () => string | undefined;
 
-/** One smart card reader of the machine and the card in it (as its minidriver presents it), if any. */
+/**
+ * A provider's own connection to the card: SCardConnect in SCARD_SHARE_SHARED mode [SCON] and a
+ * minidriver over it, for one transaction [SBT]. It fails with SCARD_E_SHARING_VIOLATION while
+ * another application (cardlink, say) holds the card exclusively.
+ */
+export interface CardConnection {
+  port: MinidriverPort;
+  close(): Promise<void>;
+}
+export type CardConnector = () => Promise<CardConnection>;
+
+/** One smart card reader of the machine and the card in it, if any. */
 export class CardReader {
-  card: MinidriverPort | undefined;
+  /** The inserted card (its identity: a re-insertion of the same card is the same object). */
+  card: object | undefined;
+  private connector: CardConnector | undefined;
   constructor(readonly name: string) {}
+
+  /**
+   * Puts a card in: either a minidriver port every process shares (no connection sharing is
+   * modelled then), or a connector that opens a connection of the provider's own each time.
+   */
+  insert(card: MinidriverPort | CardConnector): void {
+    this.card = card;
+    this.connector = typeof card === 'function' ? card : async () => ({ port: card, close: async () => {} });
+  }
+
+  remove(): void {
+    this.card = undefined;
+    this.connector = undefined;
+  }
+
+  /** SCardConnect(SHARED): a connection for one provider transaction. */
+  async connect(operation: string): Promise<CardConnection> {
+    if (!this.connector) throw WinError.of('SCARD_E_NO_SMARTCARD', operation, `no card in '${this.name}'`);
+    try {
+      return await this.connector();
+    } catch (err) {
+      if (err instanceof CardlinkError && err.code === 'SHARING_VIOLATION') throw WinError.of('SCARD_E_SHARING_VIOLATION', operation, `'${this.name}': ${err.message}`);
+      throw err;
+    }
+  }
 }
 
 interface Txn {
   card: MinidriverPort;
   cardId: Uint8Array;
   cf: CardCf;
+  /** A CRYPT_MACHINE_KEYSET context: no data cache on the way [ARCH]. */
+  noCache: boolean;
 }
 
 const HASH: Record<HashAlgorithm, HashName> = { SHA1: 'sha1', SHA256: 'sha256', SHA384: 'sha384', SHA512: 'sha512' };
@@ -69,18 +114,42 @@ export interface CardCertificate {
   der: Uint8Array;
   info: KeyProvInfo;
   container: string;
+  /** The container carries CONTAINER_MAP_DEFAULT_CONTAINER. */
+  isDefault: boolean;
+}
+
+/** The lookup-name prefix under which negative caching keeps "this file is not on the card". */
+export const NO_FILE_PREFIX = 'Cached_NoFile/';
+
+/** CP_CACHE_MODE_SESSION_ONLY: the same rule as the global cache, held by one provider instance. */
+class SessionCache implements CardDataCache {
+  private readonly items = new Map<string, { freshness: number; data: Uint8Array }>();
+  read(cardId: Uint8Array, freshness: number, name: string): Uint8Array {
+    const item = this.items.get(`${hex(cardId)}|${name}`);
+    if (!item || item.freshness !== freshness) throw WinError.of('SCARD_W_CACHE_ITEM_NOT_FOUND', 'session cache', name);
+    return item.data.slice();
+  }
+  write(cardId: Uint8Array, freshness: number, name: string, data: Uint8Array): void {
+    this.items.set(`${hex(cardId)}|${name}`, { freshness, data: data.slice() });
+  }
+  clear(): void {
+    this.items.clear();
+  }
 }
 
 export class SmartCardProvider {
   readonly name: string;
   /** Per-process PIN cache, by card GUID. In memory only. */
   private readonly pins = new Map<string, string>();
+  /** The process's own data cache, used in CP_CACHE_MODE_SESSION_ONLY. */
+  private readonly processCache = new SessionCache();
 
   constructor(
     readonly api: 'CryptoAPI' | 'CNG',
     private readonly reader: CardReader,
-    private readonly scardsvr: SmartCardService,
+    private readonly scardsvr: CardDataCache,
     private readonly pinSource: PinSource,
+    private readonly hypotheses: Hypotheses = DOCUMENTED,
   ) {
     this.name = api === 'CryptoAPI' ? MS_SCARD_PROV : MS_SMART_CARD_KSP;
   }
@@ -89,23 +158,46 @@ export class SmartCardProvider {
     this.pins.clear();
   }
 
+  /** The card left the reader: a session-only cache goes with it [DEVG]. */
+  cardRemoved(): void {
+    this.pins.clear();
+    this.processCache.clear();
+  }
+
+  /** Where this provider caches card data, per CP_CARD_CACHE_MODE; undefined for no cache. */
+  private get cache(): CardDataCache | undefined {
+    const mode = this.hypotheses.cacheMode;
+    return mode === 'global' ? this.scardsvr : mode === 'session-only' ? this.processCache : undefined;
+  }
+
   hasCachedPin(cardId: Uint8Array): boolean {
     return this.pins.has(hex(cardId));
   }
 
-  private async begin(operation: string, silent: boolean): Promise<Txn> {
-    const card = this.reader.card;
-    if (!card) {
+  /**
+   * One provider transaction: its own connection to the card (shared mode), `cardid` and `cardcf`
+   * read at the start [FSR], the connection closed at the end — a provider holds the card only for
+   * the operation, like the Base CSP's transactions [SBT].
+   */
+  private async txn<T>(operation: string, silent: boolean, fn: (t: Txn) => Promise<T>, noCache = false): Promise<T> {
+    if (!this.reader.card) {
       if (silent) throw WinError.of('NTE_SILENT_CONTEXT', operation, `no card in '${this.reader.name}' and the context may not ask for one`);
       throw WinError.of('SCARD_W_CANCELLED_BY_USER', operation, `no card in '${this.reader.name}'; nobody inserted one`);
     }
-    const { cardId, cardcf: cf } = await card.begin();
-    return { card, cardId, cf };
+    const conn = await this.reader.connect(operation);
+    try {
+      const { cardId, cardcf: cf } = await conn.port.begin();
+      return await fn({ card: conn.port, cardId, cf, noCache });
+    } finally {
+      await conn.close();
+    }
   }
 
   private cached(t: Txn, freshness: number, name: string): Uint8Array | undefined {
+    const cache = this.cache;
+    if (!cache || t.noCache) return undefined;
     try {
-      return this.scardsvr.read(t.cardId, freshness, name);
+      return cache.read(t.cardId, freshness, name);
     } catch (err) {
       if (err instanceof WinError && (err.hresult === HRESULT.SCARD_W_CACHE_ITEM_NOT_FOUND || err.hresult === HRESULT.SCARD_W_CACHE_ITEM_STALE)) return undefined;
       throw err;
@@ -113,8 +205,10 @@ export class SmartCardProvider {
   }
 
   private remember(t: Txn, freshness: number, name: string, data: Uint8Array): void {
+    const cache = this.cache;
+    if (!cache || t.noCache) return;
     try {
-      this.scardsvr.write(t.cardId, freshness, name, data);
+      cache.write(t.cardId, freshness, name, data);
     } catch (err) {
       // Too big for the cache (or no service): the provider just reads the card next time.
       if (!(err instanceof WinError)) throw err;
@@ -124,10 +218,13 @@ export class SmartCardProvider {
   /** CardReadFile through the cache: `path` like `mscp/cmapfile`. */
   private async file(t: Txn, path: string): Promise<Uint8Array | undefined> {
     const key = `Cached_GeneralFile/${path}`;
-    const hit = this.cached(t, t.cf.filesFreshness, key);
+    const freshness = cacheFreshness(this.hypotheses, t.cf, 'files');
+    const hit = this.cached(t, freshness, key);
     if (hit) return hit;
+    if (this.hypotheses.negativeCaching && this.cached(t, freshness, `${NO_FILE_PREFIX}${path}`)) return undefined;
     const raw = await t.card.readFile(path);
-    if (raw) this.remember(t, t.cf.filesFreshness, key, raw);
+    if (raw) this.remember(t, freshness, key, raw);
+    else if (this.hypotheses.negativeCaching) this.remember(t, freshness, `${NO_FILE_PREFIX}${path}`, new Uint8Array([0]));
     return raw;
   }
 
@@ -138,10 +235,11 @@ export class SmartCardProvider {
 
   private async publicKeySpki(t: Txn, index: number): Promise<Uint8Array> {
     const key = `Cached_ContainerInfo_${index.toString().padStart(2, '0')}`;
-    const hit = this.cached(t, t.cf.containersFreshness, key);
+    const freshness = cacheFreshness(this.hypotheses, t.cf, 'containers');
+    const hit = this.cached(t, freshness, key);
     if (hit) return hit;
     const spki = await t.card.publicKey(index);
-    this.remember(t, t.cf.containersFreshness, key, spki);
+    this.remember(t, freshness, key, spki);
     return spki;
   }
 
@@ -160,58 +258,63 @@ export class SmartCardProvider {
 
   /**
    * CryptAcquireContext + CryptGetUserKey (CSP) or NCryptOpenKey (KSP). A KSP key spec of 0
-   * means "whichever key the container holds".
+   * means "whichever key the container holds". `noCache`: a CRYPT_MACHINE_KEYSET context, which
+   * the smart card providers serve without their data cache [ARCH] — what doctor compares the
+   * cached acquisition with.
    */
-  async open(container: string, keySpec: number, silent: boolean): Promise<ModelKeyHandle> {
+  async open(container: string, keySpec: number, silent: boolean, noCache = false): Promise<ModelKeyHandle> {
     const op = this.api === 'CryptoAPI' ? 'CryptAcquireContext' : 'NCryptOpenKey';
-    const t = await this.begin(op, silent);
-    const records = await this.cmapfile(t);
-    const index = this.resolve(records, container, op);
-    const record = records[index]!;
-    const has = keySpec === AT_SIGNATURE ? record.sigKeyBits > 0 : keySpec === AT_KEYEXCHANGE ? record.kxKeyBits > 0 : this.api === 'CNG' && keySpec === 0;
-    if (!has) throw WinError.of('NTE_NO_KEY', this.api === 'CryptoAPI' ? 'CryptGetUserKey' : op, `container '${record.name}' has no ${keySpec === AT_SIGNATURE ? 'signature' : 'key exchange'} key`);
-    const legacySpec = keySpec !== 0 ? keySpec : record.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
-    let released = false;
-    return {
-      api: this.api,
-      keySpec: legacySpec,
-      publicKeySpki: async () => this.publicKeySpki(await this.begin(op, silent), index),
-      signHash: async (algorithm, hash) => {
-        if (released) throw WinError.of('E_INVALIDARG', 'sign', 'the key handle was released');
-        return this.sign(index, algorithm, hash, silent);
-      },
-      release: () => {
-        released = true;
-      },
-    };
+    return this.txn(op, silent, async (t) => {
+      const records = await this.cmapfile(t);
+      const index = this.resolve(records, container, op);
+      const record = records[index]!;
+      const has = keySpec === AT_SIGNATURE ? record.sigKeyBits > 0 : keySpec === AT_KEYEXCHANGE ? record.kxKeyBits > 0 : this.api === 'CNG' && keySpec === 0;
+      if (!has) throw WinError.of('NTE_NO_KEY', this.api === 'CryptoAPI' ? 'CryptGetUserKey' : op, `container '${record.name}' has no ${keySpec === AT_SIGNATURE ? 'signature' : 'key exchange'} key`);
+      const legacySpec = keySpec !== 0 ? keySpec : record.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
+      let released = false;
+      return {
+        api: this.api,
+        keySpec: legacySpec,
+        publicKeySpki: async () => this.txn(op, silent, (t2) => this.publicKeySpki(t2, index), noCache),
+        setPin: async (pin) => this.setPin(pin),
+        signHash: async (algorithm, hash) => {
+          if (released) throw WinError.of('E_INVALIDARG', 'sign', 'the key handle was released');
+          return this.sign(index, algorithm, hash, silent, noCache);
+        },
+        release: () => {
+          released = true;
+        },
+      };
+    }, noCache);
   }
 
-  private async sign(index: number, algorithm: HashAlgorithm, hash: Uint8Array, silent: boolean): Promise<Uint8Array> {
+  private async sign(index: number, algorithm: HashAlgorithm, hash: Uint8Array, silent: boolean, noCache: boolean): Promise<Uint8Array> {
     const op = this.api === 'CryptoAPI' ? 'CryptSignHash' : 'NCryptSignHash';
-    const t = await this.begin(op, silent);
-    const id = hex(t.cardId);
-    if ((await t.card.pinStatus()).triesLeft === 0) throw WinError.of('SCARD_W_CHV_BLOCKED', op);
-    let pin = this.pins.get(id);
-    if (pin === undefined) {
-      if (silent) throw WinError.of('NTE_SILENT_CONTEXT', op, 'the PIN is needed and the context may not ask for it');
-      pin = this.pinSource();
-      if (pin === undefined) throw WinError.of('SCARD_W_CANCELLED_BY_USER', op, 'the PIN dialog was cancelled');
-    }
-    try {
-      await t.card.verifyPin(pin);
-    } catch (err) {
-      if (!(err instanceof PinError)) throw err;
-      this.pins.delete(id);
-      throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
-    }
-    this.pins.set(id, pin);
-    // Straight to the card (CardSignData): no cache of the card's files on this path.
-    const signature = await t.card.signDigest(index, { hash: HASH[algorithm], digest: hash });
-    if (this.api === 'CryptoAPI') {
-      const known = createPublicKey({ key: Buffer.from(await this.publicKeySpki(t, index)), format: 'der', type: 'spki' });
-      if (!verifyPrehashed(known, HASH[algorithm], hash, signature)) throw WinError.of('NTE_BAD_SIGNATURE', op, 'the signature does not verify with the public key the provider has cached for this container');
-    }
-    return signature;
+    return this.txn(op, silent, async (t) => {
+      const id = hex(t.cardId);
+      if ((await t.card.pinStatus()).triesLeft === 0) throw WinError.of('SCARD_W_CHV_BLOCKED', op);
+      let pin = this.pins.get(id);
+      if (pin === undefined) {
+        if (silent) throw WinError.of('NTE_SILENT_CONTEXT', op, 'the PIN is needed and the context may not ask for it');
+        pin = this.pinSource();
+        if (pin === undefined) throw WinError.of('SCARD_W_CANCELLED_BY_USER', op, 'the PIN dialog was cancelled');
+      }
+      try {
+        await t.card.verifyPin(pin);
+      } catch (err) {
+        if (!(err instanceof PinError)) throw err;
+        this.pins.delete(id);
+        throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
+      }
+      this.pins.set(id, pin);
+      // Straight to the card (CardSignData): no cache of the card's files on this path.
+      const signature = await t.card.signDigest(index, { hash: HASH[algorithm], digest: hash });
+      if (this.api === 'CryptoAPI') {
+        const known = createPublicKey({ key: Buffer.from(await this.publicKeySpki(t, index)), format: 'der', type: 'spki' });
+        if (!verifyPrehashed(known, HASH[algorithm], hash, signature)) throw WinError.of('NTE_BAD_SIGNATURE', op, 'the signature does not verify with the public key the provider has cached for this container');
+      }
+      return signature;
+    }, noCache);
   }
 
   /**
@@ -220,14 +323,15 @@ export class SmartCardProvider {
    */
   async setPin(pin: string): Promise<void> {
     const op = this.api === 'CryptoAPI' ? 'CryptSetProvParam' : 'NCryptSetProperty';
-    const t = await this.begin(op, true);
-    try {
-      await t.card.verifyPin(pin);
-    } catch (err) {
-      if (!(err instanceof PinError)) throw err;
-      throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
-    }
-    this.pins.set(hex(t.cardId), pin);
+    return this.txn(op, true, async (t) => {
+      try {
+        await t.card.verifyPin(pin);
+      } catch (err) {
+        if (!(err instanceof PinError)) throw err;
+        throw WinError.of(err.code === 'PIN_BLOCKED' ? 'SCARD_W_CHV_BLOCKED' : 'SCARD_W_WRONG_CHV', op, err.message);
+      }
+      this.pins.set(hex(t.cardId), pin);
+    });
   }
 
   /**
@@ -236,13 +340,14 @@ export class SmartCardProvider {
    */
   async keyCertificate(container: string, keySpec: number, silent: boolean): Promise<Uint8Array> {
     const op = this.api === 'CryptoAPI' ? 'CryptGetKeyParam' : 'NCryptGetProperty';
-    const t = await this.begin(op, silent);
-    const records = await this.cmapfile(t);
-    const index = this.resolve(records, container, op);
-    const path = certificateFileOf(index, keySpec);
-    const raw = await this.file(t, path);
-    if (!raw) throw WinError.of('SCARD_E_FILE_NOT_FOUND', op, `container '${records[index]!.name}' has no certificate (${path})`);
-    return decodeCertificateFile(raw, path).der;
+    return this.txn(op, silent, async (t) => {
+      const records = await this.cmapfile(t);
+      const index = this.resolve(records, container, op);
+      const path = certificateFileOf(index, keySpec);
+      const raw = await this.file(t, path);
+      if (!raw) throw WinError.of('SCARD_E_FILE_NOT_FOUND', op, `container '${records[index]!.name}' has no certificate (${path})`);
+      return decodeCertificateFile(raw, path).der;
+    });
   }
 
   /**
@@ -251,30 +356,32 @@ export class SmartCardProvider {
    * the Base CSP (type 1, key spec 1 or 2) or the KSP (type 0, legacy key spec).
    */
   async userCertificates(silent: boolean): Promise<CardCertificate[]> {
-    const t = await this.begin('PP_USER_CERTSTORE', silent);
-    const out: CardCertificate[] = [];
-    const records = await this.cmapfile(t);
-    for (const [index, r] of records.entries()) {
-      if (!isValidContainer(r)) continue;
-      const spec = r.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
-      const path = certificateFileOf(index, spec);
-      const raw = await this.file(t, path);
-      if (!raw) continue;
-      const der = decodeCertificateFile(raw, path).der;
-      out.push({
-        der,
-        container: r.name,
-        info: {
-          containerName: r.name,
-          providerName: this.name,
-          providerType: this.api === 'CryptoAPI' ? PROV_TYPE.RSA_FULL : PROV_TYPE.CNG,
-          flags: 0,
-          params: [],
-          keySpec: spec,
-        },
-      });
-    }
-    return out;
+    return this.txn('PP_USER_CERTSTORE', silent, async (t) => {
+      const out: CardCertificate[] = [];
+      const records = await this.cmapfile(t);
+      for (const [index, r] of records.entries()) {
+        if (!isValidContainer(r)) continue;
+        const spec = r.kxKeyBits > 0 ? AT_KEYEXCHANGE : AT_SIGNATURE;
+        const path = certificateFileOf(index, spec);
+        const raw = await this.file(t, path);
+        if (!raw) continue;
+        const der = decodeCertificateFile(raw, path).der;
+        out.push({
+          der,
+          container: r.name,
+          isDefault: isDefaultContainer(r),
+          info: {
+            containerName: r.name,
+            providerName: this.name,
+            providerType: this.api === 'CryptoAPI' ? PROV_TYPE.RSA_FULL : PROV_TYPE.CNG,
+            flags: 0,
+            params: [],
+            keySpec: spec,
+          },
+        });
+      }
+      return out;
+    });
   }
 
 

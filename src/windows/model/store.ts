@@ -3,11 +3,14 @@
  * context properties and CryptAcquireCertificatePrivateKey, as one process sees them. Several
  * ModelCertStoreHost instances over the same directory are several processes on one machine.
  *
- * Persistence mirrors the registry: one file per certificate, named by its SHA-1 and holding the
- * serialized element (serialize.ts) Windows keeps in the `Blob` value of
- * `HKCU\Software\Microsoft\SystemCertificates\My\Certificates\<SHA1>` [wine-native-check].
+ * Persistence: one file per certificate, named by its SHA-1 and holding the serialized element
+ * (serialize.ts). On Windows the user's `My` store is a set of such files under the roaming profile,
+ * `%APPDATA%\Microsoft\SystemCertificates\My\Certificates\<SHA1>` [MIG]; Wine keeps the same
+ * element in the `Blob` value of the registry key
+ * `HKCU\Software\Microsoft\SystemCertificates\My\Certificates\<SHA1>` [wine-native-check]. The
+ * model lays its directory out like Wine's key, so the contract suite can compare the two.
  */
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
@@ -27,12 +30,24 @@ import {
 import { WinError } from '../errors.js';
 import { parseElement, parseKeyProvInfo, serializeElement, serializeKeyProvInfo, type SerializedProperty } from '../serialize.js';
 import type { AcquiredKey, CertContext, CertStore, CertStoreHost, HashAlgorithm, KeyProvInfo } from '../store.js';
+import type { HealingSource } from './hypotheses.js';
 import { NO_PROVIDERS, type ModelKeyHandle, type ModelKeyProviders } from './providers.js';
 
 /** Handle-valued properties: never copied to a store, never persisted [ADD remarks]. */
 const HANDLE_PROPS = new Set<number>([PROP.KEY_PROV_HANDLE, PROP.KEY_CONTEXT, PROP.NCRYPT_KEY_HANDLE]);
 
 export const MY_STORE_PATH = ['HKCU', 'Software', 'Microsoft', 'SystemCertificates', 'My', 'Certificates'];
+/**
+ * Where the model keeps the KEY_PROV_INFO recorded per key identifier (the store
+ * CryptGetKeyIdentifierProperty reads [KIDP]). Its real location is not documented; the model's
+ * is its own choice.
+ */
+export const KEY_IDENTIFIER_PATH = ['HKCU', 'Software', 'Microsoft', 'SystemCertificates', 'KeyIdentifiers'];
+
+/** CERT_KEY_IDENTIFIER_PROP_ID's fallback: SHA-1 of the SubjectPublicKeyInfo, upper-case hex [SCCP]. */
+export function keyIdentifier(cert: X509Certificate): string {
+  return createHash('sha1').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('hex').toUpperCase();
+}
 
 interface Property {
   data: Uint8Array;
@@ -89,17 +104,26 @@ export interface ModelCertStoreHostOptions {
   stateDir: string;
   /** The key providers installed on the machine (the smart card stack); none by default. */
   providers?: ModelKeyProviders;
+  /** Where healing finds a missing KEY_PROV_INFO (hypotheses.ts); the key identifier store by default. */
+  healing?: HealingSource;
 }
 
 export class ModelCertStoreHost implements CertStoreHost {
   readonly name: string;
   readonly stateDir: string;
   private readonly providers: ModelKeyProviders;
+  readonly healing: HealingSource;
 
   constructor(options: ModelCertStoreHostOptions) {
     this.stateDir = options.stateDir;
     this.name = `model:${options.stateDir}`;
     this.providers = options.providers ?? NO_PROVIDERS;
+    this.healing = options.healing ?? 'key-identifier';
+  }
+
+  /** The directory standing for the key identifier store. */
+  get keyIdPath(): string {
+    return join(this.stateDir, ...KEY_IDENTIFIER_PATH);
   }
 
   /** The directory standing for the `My` registry key. */
@@ -237,26 +261,34 @@ export class ModelCertStoreHost implements CertStoreHost {
     if (api === 'CryptoAPI') {
       // CryptAcquireContext rejects provider type 0 (NTE_BAD_PROV_TYPE; same under Wine).
       if (info.providerType === PROV_TYPE.CNG) throw WinError.of('NTE_BAD_PROV_TYPE', 'CryptAcquireContext', `'${info.providerName}' is a CNG provider (dwProvType 0)`);
-      return this.providers.openCsp(info.providerName, info.providerType, info.containerName, info.keySpec, silent);
+      return this.providers.openCsp(info.providerName, info.providerType, info.containerName, info.keySpec, silent, machineKeyset(info));
     }
     const ksp = info.providerType === PROV_TYPE.CNG ? info.providerName : this.providers.kspFor(info.providerName);
     if (!ksp) throw WinError.of('NTE_KEYSET_NOT_DEF', 'NCryptOpenStorageProvider', `no key storage provider serves '${info.providerName}'`);
-    return this.providers.openKsp(ksp, info.containerName, info.keySpec, silent);
+    return this.providers.openKsp(ksp, info.containerName, info.keySpec, silent, machineKeyset(info));
   }
 
   /**
-   * Model assumption for "healing" (the sources only say that without NO_HEALING the function
-   * tries to re-create a missing KEY_PROV_INFO [CACPK]): the link is recovered from the copy of
-   * the same certificate (by SHA-1) in `CurrentUser\My`. This is the one source consistent with
-   * the seed's report — acquisition works once propagation has put the certificate in the store,
-   * and fails again after that copy is deleted. A search of providers by public key
-   * (CryptFindCertificateKeyProvInfo [FIND]) would have made the seed's first attempt succeed.
+   * "Healing": without NO_HEALING the function tries to re-create a missing KEY_PROV_INFO [CACPK];
+   * the document does not say from where, so the source is a hypothesis (hypotheses.ts):
+   * `key-identifier` reads the KEY_PROV_INFO recorded for the certificate's public key [KIDP],
+   * `my-by-sha1` the copy of the same certificate in `CurrentUser\My` (assumption that fits the
+   * seed's report), `none` nothing. A search of every provider's keys
+   * (CryptFindCertificateKeyProvInfo [FIND]) is not modelled: it would have made the seed's first
+   * attempt succeed, which the seed reports it did not.
    */
   private heal(element: Element): KeyProvInfo | undefined {
-    const stored = readElementFile(join(this.myPath, element.thumbprint));
+    if (this.healing === 'none') return undefined;
+    const path = this.healing === 'my-by-sha1' ? join(this.myPath, element.thumbprint) : join(this.keyIdPath, keyIdentifier(element.certificate('CryptAcquireCertificatePrivateKey')));
+    const stored = readElementFile(path);
     const p = stored?.properties.find((x) => x.propId === PROP.KEY_PROV_INFO);
     return p ? parseKeyProvInfo(p.data) : undefined;
   }
+}
+
+/** CRYPT_MACHINE_KEYSET / NCRYPT_MACHINE_KEY_FLAG in the provider info's dwFlags [KPI]. */
+function machineKeyset(info: KeyProvInfo): boolean {
+  return (info.flags & KEY_PROV_FLAG.MACHINE_KEYSET) !== 0;
 }
 
 function acquired(handle: ModelKeyHandle, callerFree: boolean): AcquiredKey {
@@ -266,6 +298,7 @@ function acquired(handle: ModelKeyHandle, callerFree: boolean): AcquiredKey {
     api: handle.api,
     callerFree,
     signHash: (algorithm: HashAlgorithm, hash: Uint8Array) => handle.signHash(algorithm, hash),
+    setPin: (pin: string) => handle.setPin(pin),
     async release() {
       if (!callerFree || released) return;
       released = true;
@@ -337,6 +370,13 @@ class ModelCertStore implements CertStore {
     const props: SerializedProperty[] = [{ propId: PROP.SHA1_HASH, data: sha1Of(element) }];
     for (const [propId, p] of element.props) if (!p.inMemory) props.push({ propId, data: p.data });
     writeFileAtomic(join(this.path, element.thumbprint), serializeElement(element.encoded, props));
+    // The key identifier store keeps the link for the public key, beyond this certificate's life
+    // in the store (model assumption on when it is written: see heal()).
+    const info = element.props.get(PROP.KEY_PROV_INFO);
+    if (info && !info.inMemory) {
+      const keyId = keyIdentifier(element.certificate('CertAddCertificateContextToStore'));
+      writeFileAtomic(join(this.host.keyIdPath, keyId), serializeElement(element.encoded, [{ propId: PROP.KEY_PROV_INFO, data: info.data }]), { mkdir: true });
+    }
   }
 
   private load(thumbprint: string): Element | undefined {

@@ -4,7 +4,7 @@
  * (test/windows/native-wine.test.ts). Signatures: the SDK pages in docs/sources.md#crypt32-ncrypt.
  */
 import { certThumbprint } from '../../thumbprint.js';
-import { CERT_FIND_SHA1_HASH, CERT_NCRYPT_KEY_SPEC, ENCODING, PROP, STORE, type AddDisposition } from '../constants.js';
+import { AT_KEYEXCHANGE, CERT_FIND_SHA1_HASH, CERT_NCRYPT_KEY_SPEC, ENCODING, PROP, STORE, type AddDisposition } from '../constants.js';
 import { WinError } from '../errors.js';
 import type { AcquiredKey, CertContext, CertStore, CertStoreHost, HashAlgorithm, KeyProvInfo, KeyProvParam } from '../store.js';
 import { BCRYPT_PKCS1_PADDING_INFO, CERT_CONTEXT, CRYPT_DATA_BLOB, CRYPT_KEY_PROV_INFO, CRYPT_KEY_PROV_PARAM, koffi } from './structs.js';
@@ -14,6 +14,10 @@ type Handle = number | bigint;
 
 const CALG: Record<HashAlgorithm, number> = { SHA1: 0x8004, SHA256: 0x800c, SHA384: 0x800d, SHA512: 0x800e };
 const HP_HASHVAL = 2;
+/** CryptSetProvParam parameters [SPP][MGW]. */
+const PP = { KEYEXCHANGE_PIN: 32, SIGNATURE_PIN: 33 } as const;
+/** NCRYPT_PIN_PROPERTY [KSPP]. */
+const NCRYPT_PIN_PROPERTY = 'SmartCardPin';
 const BCRYPT_PAD_PKCS1 = 2;
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- koffi functions are untyped by nature */
@@ -43,6 +47,8 @@ interface Api {
   NCryptGetProperty: (h: Handle, name: string, out: Uint8Array | null, cb: number, result: number[], flags: number) => number;
   NCryptSignHash: (h: Handle, pad: object | null, hash: Uint8Array, cb: number, sig: Uint8Array | null, cbSig: number, result: number[], flags: number) => number;
   NCryptFreeObject: (h: Handle) => number;
+  CryptSetProvParam: (h: Handle, param: number, data: Uint8Array, flags: number) => number;
+  NCryptSetProperty: (h: Handle, name: string, data: Uint8Array, cb: number, flags: number) => number;
 }
 
 function bind(): Api {
@@ -76,6 +82,8 @@ function bind(): Api {
     CryptSetHashParam: f(advapi32, 'CryptSetHashParam', 'int', ['uintptr_t', 'uint32_t', 'uint8_t *', 'uint32_t']),
     CryptSignHashW: f(advapi32, 'CryptSignHashW', 'int', ['uintptr_t', 'uint32_t', 'str16', 'uint32_t', 'uint8_t *', inout('uint32_t')]),
     CryptDestroyHash: f(advapi32, 'CryptDestroyHash', 'int', ['uintptr_t']),
+    CryptSetProvParam: f(advapi32, 'CryptSetProvParam', 'int', ['uintptr_t', 'uint32_t', 'uint8_t *', 'uint32_t']),
+    NCryptSetProperty: f(ncrypt, 'NCryptSetProperty', 'int32_t', ['uintptr_t', 'str16', 'uint8_t *', 'uint32_t', 'uint32_t']),
     NCryptGetProperty: f(ncrypt, 'NCryptGetProperty', 'int32_t', ['uintptr_t', 'str16', 'uint8_t *', 'uint32_t', out('uint32_t'), 'uint32_t']),
     NCryptSignHash: f(ncrypt, 'NCryptSignHash', 'int32_t', ['uintptr_t', koffi.pointer(BCRYPT_PKCS1_PADDING_INFO), 'uint8_t *', 'uint32_t', 'uint8_t *', 'uint32_t', out('uint32_t'), 'uint32_t']),
     NCryptFreeObject: f(ncrypt, 'NCryptFreeObject', 'int32_t', ['uintptr_t']),
@@ -288,6 +296,27 @@ class NativeKey implements AcquiredKey {
     throw new WinError(this.fns.GetLastError(), operation);
   }
 
+  async setPin(pin: string): Promise<void> {
+    // The PIN in a buffer of our own, wiped after the call: it never reaches a log or argv.
+    if (this.api === 'CNG') {
+      const data = new Uint8Array(Buffer.from(`${pin}\0`, 'utf16le'));
+      try {
+        const status = this.fns.NCryptSetProperty(this.handle, NCRYPT_PIN_PROPERTY, data, data.length, 0);
+        if (status !== 0) throw new WinError(status, 'NCryptSetProperty(SmartCardPin)');
+      } finally {
+        data.fill(0);
+      }
+      return;
+    }
+    const data = new Uint8Array(Buffer.from(`${pin}\0`, 'latin1'));
+    try {
+      const param = this.keySpec === AT_KEYEXCHANGE ? PP.KEYEXCHANGE_PIN : PP.SIGNATURE_PIN;
+      if (!this.fns.CryptSetProvParam(this.handle, param, data, 0)) this.lastError('CryptSetProvParam(PP_*_PIN)');
+    } finally {
+      data.fill(0);
+    }
+  }
+
   async signHash(algorithm: HashAlgorithm, hash: Uint8Array): Promise<Uint8Array> {
     return this.api === 'CNG' ? this.signCng(algorithm, hash) : this.signCapi(algorithm, hash);
   }
@@ -343,7 +372,8 @@ class NativeStore implements CertStore {
   ) {}
 
   /**
-   * Flushes the store to the registry. Windows persists each change as it is made; Wine's
+   * Flushes the store to its backing (files under the roaming profile on Windows [MIG], the
+   * registry under Wine). Windows persists each change as it is made; Wine's
    * registry store writes only when closed or committed, so without this a second process
    * would not see an add until this one closed the store. On Windows the commit is a no-op.
    */
