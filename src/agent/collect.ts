@@ -37,6 +37,11 @@ export interface CollectOptions {
   link?: (card: MinidriverCard) => Promise<{ linked: { container: string; thumbprint: string }[] }>;
   /** Reported to the service with each delivery. */
   host?: string;
+  /**
+   * The workstation's time, which an issued certificate's validity is judged at (default: the
+   * system clock). The demo's workstations live in the service's simulated days.
+   */
+  now?: () => Date;
 }
 
 /**
@@ -80,7 +85,7 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
     const onCard = await card.readCertificate(item.container);
     if (onCard && equalBytes(onCard, der)) item.action = r.state === 'delivered' ? 'delivered-before' : 'already-on-card';
     else {
-      await card.installCertificate(der, { container: item.container });
+      await card.installCertificate(der, { container: item.container, ...(o.now ? { now: o.now() } : {}) });
       item.action = 'installed';
     }
     if (r.deliveryTicket !== null) toReport.push({ item, ticket: r.deliveryTicket });

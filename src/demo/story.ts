@@ -95,7 +95,8 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     const wsB = await workstation(emulator, 'workstation B', closers);
     machine.insert(wsB.card.minidriver());
     const user = machine.startProcess(() => pin);
-    const report = await collect(wsB.card, client, { pin, host: 'workstation-b', link: (card) => linkCard(card.minidriver(), user.host) });
+    // Workstation B's clock is the story's: the certificate was issued on (simulated) day 3.
+    const report = await collect(wsB.card, client, { pin, host: 'workstation-b', now: () => clock.now(), link: (card) => linkCard(card.minidriver(), user.host) });
     for (const item of report.items) {
       say('day 4', `workstation B collects: ${item.action} into '${item.container}', linked into CurrentUser\\My: ${item.linked}, delivery reported: ${item.reported}`, { ...item });
     }

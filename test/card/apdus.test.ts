@@ -247,7 +247,10 @@ test('CLI: card install --verify says it read the file back; without it, it does
   const plain = await cli(['card', 'install', cert, '--image', image, '--json'], env);
   assert.equal(plain.code, 0, plain.stderr);
   assert.equal(JSON.parse(plain.stdout).verified, false);
-  const verified = await cli(['card', 'install', cert, '--image', image, '--verify'], env);
+  // A renewal for the same key: the same certificate again would be 'unchanged' (nothing written, nothing to read back).
+  const renewal = join(dir, 'alice-renewed.der');
+  writeFileSync(renewal, await issueOurs(createPublicKey(gen.publicKey)));
+  const verified = await cli(['card', 'install', renewal, '--image', image, '--verify'], env);
   assert.equal(verified.code, 0, verified.stderr);
   assert.match(verified.stdout, /read back and compared/);
   const info = JSON.parse((await cli(['card', 'info', '--image', image, '--json'], env)).stdout);
