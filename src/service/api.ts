@@ -178,7 +178,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
     },
     {
       operationId: 'reportDelivery', summary: 'The agent installed and linked the certificate (needs the delivery ticket from collect).', access: 'card-holder',
-      body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: str, host: { type: 'string', maxLength: 255 }, thumbprint: { type: 'string', maxLength: 128 } } },
+      body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: str, host: { type: 'string', maxLength: 255 }, thumbprint: { type: 'string', maxLength: 128 }, agentVersion: { type: 'string', maxLength: 64 } } },
       response: [{ status: 200, description: 'delivered', schema: requestSchema }],
       handler: async (req) => service.delivered(idParam(req), req.body as DeliveryReport),
     },

@@ -492,7 +492,7 @@ export class EnrollmentService {
   async delivered(id: string, report: DeliveryReport): Promise<RequestView> {
     const r = await this.storage.getRequest(id);
     if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
-    const details = { ...(report.host ? { host: report.host } : {}), ...(report.thumbprint ? { thumbprint: report.thumbprint } : {}) };
+    const details = { ...(report.host ? { host: report.host } : {}), ...(report.thumbprint ? { thumbprint: report.thumbprint } : {}), ...(report.agentVersion ? { agentVersion: report.agentVersion } : {}) };
     const deliveredAt = await this.storage.markDelivered(id, secretHash(report.ticket), `card-holder:${r.user}`, this.now(), details);
     if (deliveredAt === undefined) throw new ServiceError('UNAUTHENTICATED', 'the delivery ticket does not match this request, or it expired: collect again');
     return this.view({ ...r, state: 'delivered', deliveredAt });

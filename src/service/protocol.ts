@@ -112,8 +112,10 @@ export interface RevokeBody {
 export interface DeliveryReport {
   /** The delivery ticket `collect` handed out with the certificate. */
   ticket: string;
+  /** The workstation's host name and the agent's version: the service keeps each one's last contact. */
   host?: string;
   thumbprint?: string;
+  agentVersion?: string;
 }
 
 // Collection by the card's holder
