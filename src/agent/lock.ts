@@ -36,7 +36,7 @@ export function acquireAgentLock(path: string): AgentLock {
       } catch {
         // Gone between our open and read: try again.
       }
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+      if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
         throw new CardlinkError('AGENT_RUNNING', `another cardlink agent (pid ${owner}) already runs with this state directory (lock ${path}); stop it first`);
       }
       // Stale (its owner is gone) or half-written: remove it and try again.

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, resolve, win32 } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { AgentConfigError, defaultConfigPath, loadAgentConfig, type ResolvedAgentConfig } from '../../agent/config.js';
@@ -164,7 +164,8 @@ const installCommand: Command = {
       force: { type: 'boolean' },
     });
     if (values.systemd === values['windows-task']) throw new UsageError('give one of --systemd or --windows-task');
-    const cmd = launch(configPath(values, io));
+    // A Windows path stays as given (the task may be written elsewhere for a Windows machine).
+    const cmd = launch(values.config !== undefined && win32.isAbsolute(values.config) ? values.config : configPath(values, io));
     const output = resolve(values.output ?? (values.systemd ? '/etc/systemd/system/cardlink-agent.service' : 'cardlink-agent.xml'));
     if (existsSync(output) && values.force !== true) {
       if (!io.confirm) throw new UsageError(`${output} exists: give --force to replace it`);
