@@ -41,6 +41,8 @@ export async function cardWithWaitingCertificates(client: ServiceClient, n: numb
 export interface RunningAgent {
   agent: Agent;
   logs: AgentLogEntry[];
+  /** performance.now() at which each entry of `logs` was logged (the benchmark's clock). */
+  loggedAt: number[];
   stop(): Promise<void>;
   /** Resolves with the first log entry (from now on) that `match` accepts. */
   next(match: (e: AgentLogEntry) => boolean, timeoutMs?: number): Promise<AgentLogEntry>;
@@ -49,6 +51,7 @@ export interface RunningAgent {
 /** Starts an agent in this process on the real pcscd, linking into a model store under `dir`. */
 export function startAgent(client: ServiceClient, dir: string, extra: Partial<AgentOptions> = {}): RunningAgent {
   const logs: AgentLogEntry[] = [];
+  const loggedAt: number[] = [];
   const waiters: { match: (e: AgentLogEntry) => boolean; resolve: (e: AgentLogEntry) => void }[] = [];
   const cache = new MemoryCardCache();
   const agent = new Agent({
@@ -61,6 +64,7 @@ export function startAgent(client: ServiceClient, dir: string, extra: Partial<Ag
     host: 'ws-test',
     log: (e) => {
       logs.push(e);
+      loggedAt.push(performance.now());
       for (const w of [...waiters]) {
         if (w.match(e)) {
           waiters.splice(waiters.indexOf(w), 1);
@@ -75,6 +79,7 @@ export function startAgent(client: ServiceClient, dir: string, extra: Partial<Ag
   return {
     agent,
     logs,
+    loggedAt,
     async stop() {
       ac.abort();
       await done;
