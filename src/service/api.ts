@@ -212,6 +212,11 @@ function apiRoutes(service: EnrollmentService): Route[] {
       handler: async (req) => service.audit(req.principal, req.query as AuditListQuery),
     },
     {
+      operationId: 'listWorkstations', summary: "Each workstation's agent: its version and last contact (from delivery reports).", access: 'operator',
+      response: [{ status: 200, description: 'workstations, most recent contact first', schema: { type: 'array', items: { type: 'object', properties: { host: str, agentVersion: nullableStr, lastContact: str, lastRequest: nullableStr } } } }],
+      handler: async (req) => service.workstations(req.principal),
+    },
+    {
       operationId: 'caCertificates', summary: 'The CA chain, PEM.', access: 'anonymous',
       response: [{ status: 200, description: 'chain', schema: { type: 'object', properties: { certificates: { type: 'array', items: str } } } }],
       handler: async () => ({ certificates: service.caCertificates().map((c) => c.toString('pem')) }),

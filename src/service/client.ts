@@ -11,6 +11,7 @@ import {
   apiPath,
   ROUTES,
   type AuditEntryView,
+  type WorkstationView,
   type AuditListQuery,
   type CaCertificates,
   type Challenge,
@@ -211,6 +212,10 @@ export class ServiceClient {
 
   audit(session: string, query: AuditListQuery = {}): Promise<AuditEntryView[]> {
     return this.value('queryAudit', { bearer: session, query });
+  }
+
+  workstations(session: string): Promise<WorkstationView[]> {
+    return this.value('listWorkstations', { bearer: session });
   }
 
   async caCertificates(): Promise<string[]> {

@@ -15,6 +15,7 @@ import {
   type CollectedRequest,
   type CreatedToken,
   type DeliveryReport,
+  type WorkstationView,
   type Health,
   type NewToken,
   type OperatorView,
@@ -524,6 +525,11 @@ export class EnrollmentService {
       nextUpdate: now + this.crlValidityMs,
     }));
     return der;
+  }
+
+  async workstations(p: Principal): Promise<WorkstationView[]> {
+    requireOperator(p);
+    return (await this.storage.workstations()).map((w) => ({ ...w, lastContact: new Date(w.lastContact).toISOString() }));
   }
 
   async audit(p: Principal, q: AuditListQuery): Promise<AuditEntryView[]> {

@@ -32,6 +32,7 @@ export const ROUTES = {
   collectChallenge: { method: 'POST', path: '/collect/challenge' },
   collect: { method: 'POST', path: '/collect' },
   queryAudit: { method: 'GET', path: '/audit' },
+  listWorkstations: { method: 'GET', path: '/workstations' },
   caCertificates: { method: 'GET', path: '/ca/certificates' },
   crl: { method: 'GET', path: '/crl' },
   openapi: { method: 'GET', path: '/openapi.json' },
@@ -220,6 +221,14 @@ export interface AuditListQuery {
   since?: string;
   until?: string;
   limit?: number;
+}
+
+/** GET /workstations: each workstation's agent as the service last heard from it (a delivery report). */
+export interface WorkstationView {
+  host: string;
+  agentVersion: string | null;
+  lastContact: string;
+  lastRequest: string | null;
 }
 
 export interface AuditEntryView {

@@ -22,7 +22,7 @@ import { RecordingTransport } from '../../src/transport/recorder.js';
 import { TransportError } from '../../src/transport/transport.js';
 import { TEST_PIN } from '../helpers/card.js';
 import { cli } from '../helpers/cli.js';
-import { BACKENDS, startTestService, tempDir, type TestService } from '../service/helpers.js';
+import { BACKENDS, login, startTestService, tempDir, type TestService } from '../service/helpers.js';
 import { cardWithWaitingCertificates, passOn } from './fixture.js';
 
 const READER = 'Test Reader 0';
@@ -120,6 +120,11 @@ describe('the always-on agent', () => {
       const c = passOf(await cold);
       assert.equal(c.kind, 'cold');
       assert.deepEqual(c.report!.items.map((i) => [i.action, i.linked]), [['installed', true], ['installed', true]]);
+      // The service saw this workstation's agent: its host name, version and last contact.
+      const seen = (await t.client.workstations(await login(t.client))).find((w) => w.host === 'ws-unit');
+      assert.equal(seen?.agentVersion, 'test');
+      assert.ok(Date.now() - Date.parse(seen!.lastContact) < 60_000);
+      assert.ok(card.requests.some((r) => r.id === seen!.lastRequest));
       h.remove();
       const callsBefore = h.calls.length;
       const warmDone = h.next(passOn(card.cardId));

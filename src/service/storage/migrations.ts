@@ -66,6 +66,14 @@ export const MIGRATIONS: Migration[] = [
       ];
     },
   },
+  {
+    version: 2,
+    name: 'workstations: each agent\'s last contact',
+    statements: () => [
+      `CREATE TABLE workstations (
+        host TEXT PRIMARY KEY, agent_version TEXT, last_contact BIGINT NOT NULL, last_request TEXT)`,
+    ],
+  },
 ];
 
 // Any fixed number: the advisory lock that keeps two starting services from migrating at once.
