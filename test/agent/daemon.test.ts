@@ -29,7 +29,7 @@ const READER = 'Test Reader 0';
 const info = (inUse = false): PcscReaderInfo => ({ name: READER, card: 'present', inUse, exclusive: false, atr: undefined });
 
 /** An agent whose reader events the test sends by hand, over an in-memory card. */
-function harness(client: ServiceClient, dir: string, emulator: () => GidsCard, extra: Partial<AgentOptions> = {}) {
+function harness(client: ServiceClient, dir: string, emulator: () => GidsCard, extra: Partial<AgentOptions> = {}, prepare: (t: RecordingTransport, index: number) => void = () => {}) {
   const logs: AgentLogEntry[] = [];
   const waiters: { match: (e: AgentLogEntry) => boolean; resolve: (e: AgentLogEntry) => void }[] = [];
   let send: (e: PcscReaderEvent) => void = () => {};
@@ -58,6 +58,7 @@ function harness(client: ServiceClient, dir: string, emulator: () => GidsCard, e
       const e = emulator();
       e.reset();
       const t = new RecordingTransport(new MemoryTransport(e));
+      prepare(t, transports.length);
       transports.push(t);
       return { card: await MinidriverCard.open(t, { cache }), close: () => t.close() };
     },
@@ -179,6 +180,36 @@ describe('the always-on agent', () => {
       assert.equal(p.ok, true);
       assert.equal(h.logs.filter((e) => e.event === 'card-busy').length, 3);
       assert.equal(h.logs.filter((e) => e.event === 'pass').length, 1, 'a busy card is not a failed pass');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test('a card pulled in the middle of a pass: no retry on its own, and the next insertion finishes the job', async () => {
+    const card = await cardWithWaitingCertificates(t.client, 3);
+    const dir = tempDir('cardlink-agent-unit-');
+    // The first pass loses the card after 60 APDUs: past the proofs, among the installs.
+    const h = harness(t.client, dir, () => card.emulator, {}, (tr, i) => i === 0 && tr.failAfter(60));
+    try {
+      const cut = h.next(passOn(card.cardId));
+      h.insert();
+      const first = passOf(await cut);
+      assert.equal(first.ok, false);
+      assert.equal(first.error?.code, 'CARD_REMOVED');
+      assert.equal(first.nextAt, null, 'nothing to do until the card is back');
+      const between = await MinidriverCard.open(new MemoryTransport(card.emulator));
+      // What the pull left: some certificates complete, one possibly half-written (the loader's business).
+      const left = await Promise.all(card.requests.map((r) => between.readCertificate(r.container).then((c) => (c ? 'complete' : 'none'), () => 'partial')));
+      assert.ok(left.includes('complete') && left.filter((x) => x === 'complete').length < 3, `pulled half-way through the installs: ${left.join(', ')}`);
+      card.emulator.reset();
+      h.remove();
+      const again = h.next(passOn(card.cardId));
+      h.insert();
+      const second = passOf(await again);
+      assert.equal(second.ok, true, JSON.stringify(second.error));
+      assert.deepEqual(second.report!.items.map((i) => [i.linked, i.reported, i.state]), [[true, true, 'delivered'], [true, true, 'delivered'], [true, true, 'delivered']]);
+      const check = await MinidriverCard.open(new MemoryTransport(card.emulator));
+      for (const r of card.requests) assert.ok(await check.readCertificate(r.container), `${r.container} has its certificate`);
     } finally {
       await h.stop();
     }
