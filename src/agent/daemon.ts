@@ -14,7 +14,7 @@ import { CardlinkError } from '../errors.js';
 import { serializeCardCf } from '../minidriver/index.js';
 import { ServiceClientError, type ServiceClient } from '../service/client.js';
 import { TransportError } from '../transport/transport.js';
-import type { PcscReaderEvent, PcscReaderInfo } from '../transport/pcsc.js';
+import type { PcscReaderEvent } from '../transport/pcsc.js';
 import { collect, type CollectReport, type CollectTimings } from './collect.js';
 import { backoffDelay } from './watch.js';
 
@@ -245,7 +245,7 @@ export class Agent {
         s.busyTries = 0;
         s.cardId = null;
         this.log('info', { event: 'card-inserted', reader: s.name });
-        this.start(s, 'inserted', e.reader);
+        this.start(s, 'inserted');
         break;
       }
       case 'card-removed': {
@@ -282,13 +282,12 @@ export class Agent {
     }, inMs);
   }
 
-  private start(s: ReaderSlot, trigger: 'inserted' | 'due', reader?: PcscReaderInfo): void {
+  private start(s: ReaderSlot, trigger: 'inserted' | 'due'): void {
     if (this.stopped) return;
     if (s.running) {
       s.again = s.again === 'inserted' ? 'inserted' : trigger;
       return;
     }
-    void reader;
     clearTimeout(s.timer);
     s.timer = undefined;
     s.nextAt = null;

@@ -287,6 +287,20 @@ describe('one agent at a time', () => {
     assert.equal(lines[0]!.event, 'started');
     assert.equal(lines.at(-1)!.event, 'stopped');
     assert.ok(!r.stdout.includes(TEST_PIN), 'the PIN never reaches the log');
+    // What it left for `agent status`: who it was, that it no longer runs, what it saw.
+    const status = await cli(['agent', 'status', '--config', config, '--json'], env);
+    assert.equal(status.code, 0, status.stderr);
+    const st = JSON.parse(status.stdout) as { running: boolean; pid: number; version: string; passes: unknown[] };
+    assert.equal(st.running, true, 'this test process (the agent ran in it) still runs');
+    assert.equal(st.pid, process.pid);
+    assert.equal(st.version, (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version);
+    assert.deepEqual(st.passes, []);
+    const text = await cli(['agent', 'status', '--config', config], env);
+    assert.match(text.stdout, /^agent \S+ on \S+, pid \d+ running since /);
+    writeFileSync(config, JSON.stringify({ server: 'https://127.0.0.1:9', stateDir: join(dir, 'never-ran') }));
+    const missing = await cli(['agent', 'status', '--config', config], env);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /no agent status in .*never-ran.*has the agent run with this configuration/);
   });
 });
 
