@@ -110,15 +110,18 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
     const linked = new Set(report.linked.map((l) => `${l.container}/${l.thumbprint.toUpperCase()}`));
     for (const i of items) i.linked = i.thumbprint !== null && linked.has(`${i.container}/${i.thumbprint}`);
   }
-  for (const { item, ticket } of toReport) {
-    // Delivered means on the card and, where a store was given, linked there too.
-    if (o.link && !item.linked) continue;
-    await timed(t, 'serviceMs', () =>
-      client.delivered(item.id, { ticket, host: o.host ?? hostname(), thumbprint: item.thumbprint!, ...(o.agentVersion ? { agentVersion: o.agentVersion } : {}) }),
-    );
-    item.reported = true;
-    item.state = 'delivered';
-  }
+  // Delivered means on the card and, where a store was given, linked there too. The reports go
+  // out together: one round trip of waiting instead of one per certificate.
+  const due = toReport.filter(({ item }) => !o.link || item.linked);
+  await timed(t, 'serviceMs', () =>
+    Promise.all(
+      due.map(async ({ item, ticket }) => {
+        await client.delivered(item.id, { ticket, host: o.host ?? hostname(), thumbprint: item.thumbprint!, ...(o.agentVersion ? { agentVersion: o.agentVersion } : {}) });
+        item.reported = true;
+        item.state = 'delivered';
+      }),
+    ),
+  );
   const waits = items.filter((i) => i.action === 'waiting' && i.retryAfter !== null).map((i) => i.retryAfter!);
   return { cardId, items, retryAfter: waits.length > 0 ? Math.min(...waits) : null };
 }
