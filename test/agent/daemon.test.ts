@@ -215,6 +215,26 @@ describe('the always-on agent', () => {
     }
   });
 
+  test('readers to watch: a card in a reader the configuration leaves out is never touched', async () => {
+    const card = await cardWithWaitingCertificates(t.client, 1);
+    const dir = tempDir('cardlink-agent-unit-');
+    const h = harness(t.client, dir, () => card.emulator, { readers: ['Other Reader'] });
+    const w = harness(t.client, dir, () => card.emulator, { readers: ['reader 0'] });
+    try {
+      const watched = w.next(passOn(card.cardId));
+      h.insert();
+      w.insert();
+      // The one that watches 'Test Reader 0' (a case-insensitive part of the name) collects...
+      assert.equal(passOf(await watched).ok, true);
+      // ...while the other has not opened the card at all.
+      assert.equal(h.transports.length, 0);
+      assert.equal(h.logs.filter((e) => e.event === 'card-inserted' || e.event === 'pass').length, 0);
+    } finally {
+      await h.stop();
+      await w.stop();
+    }
+  });
+
   test('a malformed answer from the service is logged and skipped: nothing is written to the card, a retry is scheduled', async () => {
     const card = await cardWithWaitingCertificates(t.client, 2);
     const dir = tempDir('cardlink-agent-unit-');

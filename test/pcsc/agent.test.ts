@@ -75,6 +75,12 @@ describe('the agent as a service, through pcscd + vpcd', () => {
       const first = passOf(await a.next((e) => e.event === 'pass' && e.pass.reader === SLOT.reader));
       assert.equal(first.ok, true, JSON.stringify(first.error));
       assert.deepEqual(first.report?.items, []);
+      // Waiting costs nothing: a second of it takes a small share of one core (a polling or spinning
+      // watch would take most of it).
+      const cpu0 = process.cpuUsage();
+      await new Promise((r) => setTimeout(r, 1000));
+      const cpu = process.cpuUsage(cpu0);
+      assert.ok(cpu.user + cpu.system < 200_000, `idle agent used ${(cpu.user + cpu.system) / 1000} ms of CPU in 1 s`);
       const [reader] = (await listPcscReaders()).filter((r) => r.name === SLOT.reader);
       assert.equal(reader?.inUse, false, 'pcscd shows nobody connected to the card while the agent waits');
       // Another program takes the card exclusively, without waiting: it would fail were the agent holding it.
