@@ -4,6 +4,9 @@ set -euo pipefail
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+# The agent's tests check its systemd unit (systemd-analyze verify) and Task Scheduler XML (xmllint).
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "missing packages: ${need[*]} (run as root or install them)" >&2; exit 1; fi
   apt-get update -qq

@@ -300,7 +300,15 @@ export class MinidriverCard {
   async readCertificate(nameOrIndex: string | number): Promise<Uint8Array | undefined> {
     return this.files.transaction(async () => {
       const c = await this.container(nameOrIndex);
-      return c.certificateFile ? this.files.certificate(c.certificateFile) : undefined;
+      if (!c.certificateFile) return undefined;
+      try {
+        return await this.files.certificate(c.certificateFile);
+      } catch (err) {
+        // A file-table record whose data never arrived (a card pulled during a create, FILE_DANGLING)
+        // holds no certificate: installing over it is the way on, not an error.
+        if (err instanceof CardError && err.code === 'FILE_NOT_FOUND') return undefined;
+        throw err;
+      }
     });
   }
 

@@ -22,6 +22,10 @@ const OPERATOR = {
   operator: { type: 'string', value: 'NAME', help: 'the operator to log in as', env: 'CARDLINK_OPERATOR', default: 'admin' },
 } as const satisfies OptionTable;
 
+const AGENT_CONFIG = {
+  config: { type: 'string', value: 'FILE', help: "the agent's configuration file", env: 'CARDLINK_AGENT_CONFIG', default: '$CARDLINK_HOME/agent.json' },
+} as const satisfies OptionTable;
+
 const STORE = {
   store: { type: 'string', value: 'SPEC', help: "the certificate store: 'model:DIR' (the Windows model in DIR) or, on Windows, 'native'", default: 'native on Windows' },
 } as const satisfies OptionTable;
@@ -435,6 +439,57 @@ export const specs = {
     examples: ['cardlink collect --server https://ca.example.com:8443 --cacert ca.pem --watch'],
     module: 'collect',
     handler: 'collect',
+  }),
+  agentRun: command({
+    path: ['agent', 'run'],
+    summary: 'run the workstation agent in the foreground: collect and link on every card insertion',
+    description:
+      'Waits on PC/SC reader events; on an insertion collects what the service issued for the card, installs and links it. Logs one line per event on stdout (JSON lines with --json). Stops on SIGINT or SIGTERM. One agent per state directory. The PIN comes from CARDLINK_PIN, the systemd credential cardlink-pin, or a prompt.',
+    options: AGENT_CONFIG,
+    env: ['CARDLINK_PIN', 'CREDENTIALS_DIRECTORY', 'CARDLINK_HOME'],
+    examples: ['cardlink agent run --config ~/.cardlink/agent.json'],
+    module: 'agent',
+    handler: 'run',
+  }),
+  agentInstall: command({
+    path: ['agent', 'install'],
+    summary: "write the agent's service definition: a systemd unit, or a Windows Task Scheduler task for the user's logon",
+    description:
+      "--systemd writes a hardened unit (enable it with 'systemctl daemon-reload && systemctl enable --now cardlink-agent'); --windows-task a task started at the user's logon, as that user (register it with 'schtasks /Create /XML FILE /TN cardlink-agent').",
+    options: {
+      ...AGENT_CONFIG,
+      systemd: { type: 'boolean', help: 'a systemd unit' },
+      'windows-task': { type: 'boolean', help: "a Windows Task Scheduler task for the user's logon" },
+      output: { type: 'string', value: 'FILE', help: 'where the definition is written', default: '/etc/systemd/system/cardlink-agent.service, or cardlink-agent.xml' },
+      user: { type: 'string', value: 'NAME', help: 'the account the agent runs as', default: 'the current user' },
+      'pin-credential': { type: 'string', value: 'FILE', help: 'the file systemd hands the agent as the credential cardlink-pin (LoadCredential=)' },
+      force: { type: 'boolean', help: 'replace an existing file without asking' },
+    },
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink agent install --systemd --pin-credential /etc/cardlink/pin'],
+    module: 'agent',
+    handler: 'install',
+  }),
+  agentConfigCheck: command({
+    path: ['agent', 'config', 'check'],
+    summary: "check the agent's configuration file and say what is wrong with it",
+    description:
+      'The file is JSON: {"server": "https://…", "caFile": "ca.pem", "store": "native" | "model:DIR", "readers": ["…"], "schedule": {"recheckHours": 24, "backoffFirstSeconds": 1, "backoffMaxSeconds": 300}, "stateDir": "…"}.',
+    options: AGENT_CONFIG,
+    env: ['CARDLINK_HOME'],
+    exits: { 1: 'the file has problems (each named)' },
+    examples: ['cardlink agent config check --config agent.json'],
+    module: 'agent',
+    handler: 'configCheck',
+  }),
+  agentStatus: command({
+    path: ['agent', 'status'],
+    summary: 'what the agent did last, what is due when, and its errors (from its status file)',
+    options: AGENT_CONFIG,
+    env: ['CARDLINK_HOME'],
+    examples: ['cardlink agent status --json'],
+    module: 'agent',
+    handler: 'showStatus',
   }),
   link: command({
     path: ['link'],

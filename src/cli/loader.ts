@@ -12,6 +12,7 @@ export const MODULES: Record<CommandSpec['module'], () => Promise<Record<string,
   admin: () => import('./commands/admin.js'),
   enroll: () => import('./commands/enroll.js'),
   collect: () => import('./commands/collect.js'),
+  agent: () => import('./commands/agent.js'),
   link: () => import('./commands/link.js'),
   doctor: () => import('./commands/doctor.js'),
 };

@@ -55,7 +55,7 @@ export interface CommandSpec<O extends OptionTable = OptionTable> {
    * Where the implementation is: src/cli/commands/<module>.ts, export <handler>. Loaded on demand,
    * so `cardlink --help` does not load the card or service layers.
    */
-  module: 'demo' | 'card' | 'emulate' | 'serve' | 'admin' | 'enroll' | 'collect' | 'link' | 'doctor';
+  module: 'demo' | 'card' | 'emulate' | 'serve' | 'admin' | 'enroll' | 'collect' | 'agent' | 'link' | 'doctor';
   handler: string;
 }
 
@@ -94,6 +94,8 @@ export const ENVIRONMENT: Readonly<Record<string, string>> = {
   CARDLINK_TOKEN: 'the one-time enrollment token (else asked on a terminal; never a flag)',
   CARDLINK_CA_PASSPHRASE: 'encrypts the CA and TLS keys on disk (else asked on a terminal)',
   CARDLINK_DATA: 'the service data directory, for --data',
+  CARDLINK_AGENT_CONFIG: "the agent's configuration file, for --config (default ~/.cardlink/agent.json)",
+  CREDENTIALS_DIRECTORY: "set by systemd (LoadCredential=): the agent reads its PIN from the credential cardlink-pin there when CARDLINK_PIN is unset",
   CARDLINK_TRANSPORT_KEY: 'the administrator key (48 hex digits) new cards arrive with, which enrollment replaces by each card\'s own (default 0102…08 three times)',
 };
 

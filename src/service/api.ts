@@ -300,7 +300,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
     },
     {
       operationId: 'reportDelivery', summary: 'The agent installed and linked the certificate (needs the delivery ticket from collect).', access: 'card-holder',
-      body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: text(100), host: text(255), thumbprint: text(128) } },
+      body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: text(100), host: text(255), thumbprint: text(128), agentVersion: text(64) } },
       response: [{ status: 200, description: 'delivered', schema: requestSchema }],
       handler: async (req) => service.delivered(idParam(req), req.body as DeliveryReport),
     },
@@ -340,6 +340,11 @@ function apiRoutes(service: EnrollmentService): Route[] {
         if (limit !== undefined && (limit < 1 || limit > 10_000)) throw new ServiceError('BAD_REQUEST', 'limit is between 1 and 10000');
         return service.audit(req.principal, { ...(q as AuditListQuery), limit });
       },
+    },
+    {
+      operationId: 'listWorkstations', summary: "Each workstation's agent: its version and last contact (from delivery reports).", access: 'operator',
+      response: [{ status: 200, description: 'workstations, most recent contact first', schema: { type: 'array', items: { type: 'object', properties: { host: str, agentVersion: nullableStr, lastContact: str, lastRequest: nullableStr } } } }],
+      handler: async (req) => service.workstations(req.principal),
     },
     {
       operationId: 'caCertificates', summary: 'The CA chain, PEM.', access: 'anonymous', public: true,

@@ -12,6 +12,7 @@ import {
   NEXT_CURSOR_HEADER,
   ROUTES,
   type AuditEntryView,
+  type WorkstationView,
   type AuditListQuery,
   type CaCertificates,
   type CardAdminKey,
@@ -234,6 +235,10 @@ export class ServiceClient {
 
   audit(session: string, query: AuditListQuery = {}): Promise<AuditEntryView[]> {
     return this.value('queryAudit', { bearer: session, query });
+  }
+
+  workstations(session: string): Promise<WorkstationView[]> {
+    return this.value('listWorkstations', { bearer: session });
   }
 
   async caCertificates(): Promise<string[]> {

@@ -15,6 +15,7 @@ import {
   type CollectedRequest,
   type CreatedToken,
   type DeliveryReport,
+  type WorkstationView,
   type Health,
   type NewToken,
   type OperatorView,
@@ -644,7 +645,7 @@ export class EnrollmentService {
   async delivered(id: string, report: DeliveryReport): Promise<RequestView> {
     const r = await this.storage.getRequest(id);
     if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
-    const details = { ...(report.host ? { host: report.host } : {}), ...(report.thumbprint ? { thumbprint: report.thumbprint } : {}) };
+    const details = { ...(report.host ? { host: report.host } : {}), ...(report.thumbprint ? { thumbprint: report.thumbprint } : {}), ...(report.agentVersion ? { agentVersion: report.agentVersion } : {}) };
     const deliveredAt = await this.storage.markDelivered(id, secretHash(report.ticket), `card-holder:${r.user}`, this.now(), details);
     if (deliveredAt === undefined) throw new ServiceError('UNAUTHENTICATED', 'the delivery ticket does not match this request, or it expired: collect again');
     // A delivered renewal superseded its predecessor (storage did it with the delivery): the CRL says so.
@@ -678,6 +679,11 @@ export class EnrollmentService {
       nextUpdate: now + this.crlValidityMs,
     }));
     return der;
+  }
+
+  async workstations(p: Principal): Promise<WorkstationView[]> {
+    requireOperator(p);
+    return (await this.storage.workstations()).map((w) => ({ ...w, lastContact: new Date(w.lastContact).toISOString() }));
   }
 
   async audit(p: Principal, q: AuditListQuery): Promise<AuditEntryView[]> {

@@ -33,6 +33,7 @@ export const ROUTES = {
   collectChallenge: { method: 'POST', path: '/collect/challenge' },
   collect: { method: 'POST', path: '/collect' },
   queryAudit: { method: 'GET', path: '/audit' },
+  listWorkstations: { method: 'GET', path: '/workstations' },
   caCertificates: { method: 'GET', path: '/ca/certificates' },
   crl: { method: 'GET', path: '/crl' },
   openapi: { method: 'GET', path: '/openapi.json' },
@@ -135,8 +136,10 @@ export interface RevokeBody {
 export interface DeliveryReport {
   /** The delivery ticket `collect` handed out with the certificate. */
   ticket: string;
+  /** The workstation's host name and the agent's version: the service keeps each one's last contact. */
   host?: string;
   thumbprint?: string;
+  agentVersion?: string;
 }
 
 // Collection by the card's holder
@@ -272,6 +275,14 @@ export interface AuditListQuery {
   since?: string;
   until?: string;
   limit?: number;
+}
+
+/** GET /workstations: each workstation's agent as the service last heard from it (a delivery report). */
+export interface WorkstationView {
+  host: string;
+  agentVersion: string | null;
+  lastContact: string;
+  lastRequest: string | null;
 }
 
 export interface AuditEntryView {

@@ -499,3 +499,166 @@ export class PcscTransport implements Transport {
     return e;
   }
 }
+
+// ---- reader-state events -------------------------------------------------------------------------
+
+/**
+ * The pseudo reader through which SCardGetStatusChange reports readers being attached or removed
+ * (docs/sources.md#pcsc-getstatuschange): its event state carries the reader count in the upper
+ * 16 bits in pcsc-lite, and Windows flags a change the same way.
+ */
+const PNP_NOTIFICATION = '\\\\?PnP?\\Notification';
+
+export type PcscReaderEvent =
+  /** Connected to the PC/SC service (at start, and again after it came back). */
+  | { type: 'service-up' }
+  /** The PC/SC service is gone (stopped, restarted, not installed); the watch keeps trying. */
+  | { type: 'service-down'; error: TransportError }
+  | { type: 'reader-attached'; reader: PcscReaderInfo }
+  | { type: 'reader-removed'; name: string }
+  /** A card went in, or was already in when the watch (re)connected to the service. */
+  | { type: 'card-inserted'; reader: PcscReaderInfo }
+  | { type: 'card-removed'; name: string }
+  /** Another application took or released the card (the `inUse` flag changed, no insertion). */
+  | { type: 'card-use'; reader: PcscReaderInfo };
+
+export interface PcscWatchOptions {
+  signal: AbortSignal;
+  onEvent(event: PcscReaderEvent): void;
+  /** Longest single SCardGetStatusChange; a vanished service is noticed at the latest after this. */
+  sliceMs?: number;
+  /** Wait between attempts to reach the service while it is down. */
+  reconnectMs?: number;
+}
+
+interface Seen {
+  state: number;
+  info: PcscReaderInfo;
+}
+
+/**
+ * Watches every reader through SCardGetStatusChange and reports what changed, without ever
+ * connecting to a card: nothing here holds a card handle, so other applications see the card as
+ * free. Survives the service going away (pcscd restarted, socket-activated pcscd exiting): it
+ * reports `service-down`, tries again every `reconnectMs`, and on return reports every card that is
+ * in as inserted (the service powered it up afresh). Runs until the signal aborts.
+ */
+export async function watchPcscReaders(o: PcscWatchOptions): Promise<void> {
+  const b = await loadPcscBinding();
+  const sliceMs = o.sliceMs ?? 5000;
+  const reconnectMs = o.reconnectMs ?? 250;
+  let down = false;
+  const pause = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(t);
+        o.signal.removeEventListener('abort', done);
+        resolve();
+      }
+      o.signal.addEventListener('abort', done, { once: true });
+    });
+  while (!o.signal.aborted) {
+    let ctx: BindingContext;
+    try {
+      ctx = openContext(b);
+    } catch (err) {
+      if (!down) o.onEvent({ type: 'service-down', error: toTransportError(err, 'connecting to the PC/SC service') });
+      down = true;
+      await pause(reconnectMs);
+      continue;
+    }
+    const onAbort = (): void => ctx.cancel();
+    o.signal.addEventListener('abort', onAbort, { once: true });
+    const seen = new Map<string, Seen>();
+    try {
+      const current = (): BindingReader[] => {
+        try {
+          return ctx.listReaders();
+        } catch (err) {
+          const e = toTransportError(err, 'listing readers');
+          if (e.code === 'NO_READER') return [];
+          throw e;
+        }
+      };
+      // The first listing doubles as the check that the service is really there.
+      let readers = current();
+      down = false;
+      o.onEvent({ type: 'service-up' });
+      let pnpState = 0;
+      for (;;) {
+        const names = new Set(readers.map((r) => r.name));
+        for (const [name, s] of seen) {
+          if (names.has(name)) continue;
+          seen.delete(name);
+          if (s.info.card !== 'empty') o.onEvent({ type: 'card-removed', name });
+          o.onEvent({ type: 'reader-removed', name });
+        }
+        for (const r of readers) {
+          const info = describeReader(b, r.name, r.state, r.atr);
+          const before = seen.get(r.name);
+          seen.set(r.name, { state: r.state, info });
+          if (!before) {
+            o.onEvent({ type: 'reader-attached', reader: info });
+            if (info.card !== 'empty') o.onEvent({ type: 'card-inserted', reader: info });
+            continue;
+          }
+          const wasIn = before.info.card !== 'empty';
+          const isIn = info.card !== 'empty';
+          // pcscd counts insertions and removals in the upper 16 bits: a card swapped between two
+          // looks is a removal and an insertion even though both looks saw a card.
+          const swapped = wasIn && isIn && before.state >>> 16 !== r.state >>> 16;
+          if (wasIn && (!isIn || swapped)) o.onEvent({ type: 'card-removed', name: r.name });
+          if (isIn && (!wasIn || swapped)) o.onEvent({ type: 'card-inserted', reader: info });
+          else if (isIn && before.info.inUse !== info.inUse) o.onEvent({ type: 'card-use', reader: info });
+        }
+        if (o.signal.aborted) return;
+        const watched = [...seen].map(([name, s]) => ({ name, state: s.state }));
+        watched.push({ name: PNP_NOTIFICATION, state: pnpState });
+        let changes: BindingReaderState[] | null;
+        try {
+          changes = await ctx.waitForChange(watched, sliceMs);
+        } catch (err) {
+          throw toTransportError(err, 'waiting for reader changes');
+        }
+        if (changes === null) return; // cancelled: the signal aborted
+        const pnp = changes.find((c) => c.name === PNP_NOTIFICATION);
+        // Fed back as the current state, so the next wait blocks until the reader count moves.
+        if (pnp) pnpState = pnp.state & ~CHANGED_BIT;
+        // A fresh listing rather than the per-reader answers: it also names attached readers.
+        readers = current();
+        if (changes.length === 0) checkAlive(ctx);
+      }
+    } catch (err) {
+      if (o.signal.aborted) return;
+      const e = err instanceof TransportError ? err : toTransportError(err, 'watching readers');
+      for (const [name, s] of seen) {
+        if (s.info.card !== 'empty') o.onEvent({ type: 'card-removed', name });
+        o.onEvent({ type: 'reader-removed', name });
+      }
+      if (!down) o.onEvent({ type: 'service-down', error: e });
+      down = true;
+      await pause(reconnectMs);
+    } finally {
+      o.signal.removeEventListener('abort', onAbort);
+      try {
+        ctx.close();
+      } catch {
+        // The service is gone: nothing left to release.
+      }
+    }
+  }
+}
+
+/** SCARD_STATE_CHANGED (winscard.h): set in an event state, never meant as a current state. */
+const CHANGED_BIT = 0x0002;
+
+/** After a quiet slice: a listing fails when the service went away while we waited. */
+function checkAlive(ctx: BindingContext): void {
+  try {
+    ctx.listReaders();
+  } catch (err) {
+    const e = toTransportError(err, 'listing readers');
+    if (e.code !== 'NO_READER') throw e;
+  }
+}

@@ -127,6 +127,7 @@ const CASES: Record<string, Case> = {
     },
   },
   queryAudit: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/audit') },
+  listWorkstations: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/workstations') },
   caCertificates: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/ca/certificates') },
   crl: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/crl') },
   estCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/cacerts') },

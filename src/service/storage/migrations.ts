@@ -95,6 +95,14 @@ export const MIGRATIONS: Migration[] = [
         created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)`,
     ],
   },
+  {
+    version: 4,
+    name: 'workstations: each agent\'s last contact',
+    statements: () => [
+      `CREATE TABLE workstations (
+        host TEXT PRIMARY KEY, agent_version TEXT, last_contact BIGINT NOT NULL, last_request TEXT)`,
+    ],
+  },
 ];
 
 // Any fixed number: the advisory lock that keeps two starting services from migrating at once.

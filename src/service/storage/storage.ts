@@ -557,6 +557,14 @@ export class Storage {
           await audit(tx, now, 'system', 'certificate.superseded', `serial:${String(row.renews)}`, { by: `request:${id}` });
         }
       }
+      if (typeof details.host === 'string') {
+        // The workstation's last contact: what operators look at to find agents that went quiet.
+        await tx.query(
+          'INSERT INTO workstations (host, agent_version, last_contact, last_request) VALUES (?, ?, ?, ?) ' +
+            'ON CONFLICT (host) DO UPDATE SET agent_version = excluded.agent_version, last_contact = excluded.last_contact, last_request = excluded.last_request',
+          [details.host, typeof details.agentVersion === 'string' ? details.agentVersion : null, now, id],
+        );
+      }
       return Number(row.delivered_at);
     });
   }
@@ -732,6 +740,17 @@ export class Storage {
 
   async recordAudit(at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
     await this.db.transaction((tx) => audit(tx, at, actor, action, subject, details));
+  }
+
+  /** Every workstation that reported a delivery, most recent contact first. */
+  async workstations(): Promise<{ host: string; agentVersion: string | null; lastContact: number; lastRequest: string | null }[]> {
+    const rows = await this.db.query('SELECT * FROM workstations ORDER BY last_contact DESC, host');
+    return rows.map((r) => ({
+      host: String(r.host),
+      agentVersion: r.agent_version === null ? null : String(r.agent_version),
+      lastContact: Number(r.last_contact),
+      lastRequest: r.last_request === null ? null : String(r.last_request),
+    }));
   }
 
   async queryAudit(q: AuditQuery = {}): Promise<AuditEntry[]> {

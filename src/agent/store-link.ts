@@ -1,0 +1,50 @@
+import type { MinidriverCard, MinidriverPort } from '../card/index.js';
+import { CardlinkError } from '../errors.js';
+import { openCertStoreHost } from '../windows/hosts.js';
+import { bareContainerName, linkCard } from '../windows/link.js';
+import type { AgentLinker, ExpectedLink } from './daemon.js';
+
+/**
+ * Stands in for the card while the agent only reads the store: the warm path must not touch the
+ * card, so any use of it is a bug that should fail loudly rather than open a connection.
+ */
+const NO_CARD = new Proxy(
+  {},
+  {
+    get: () => () => Promise.reject(new CardlinkError('AGENT_NO_CARD', 'the store check tried to use the card')),
+  },
+) as MinidriverPort;
+
+/** Links into the store a `--store` spec names (`native` or `model:DIR`), as `cardlink link` does. */
+export function storeLinker(spec: string, pin: () => string): AgentLinker {
+  return {
+    async link(card: MinidriverCard) {
+      const store = await openCertStoreHost(spec, card.minidriver(), pin);
+      try {
+        const report = await linkCard(card.minidriver(), store.host);
+        return { linked: report.linked.map((l) => ({ container: l.container, thumbprint: l.thumbprint.toUpperCase() })) };
+      } finally {
+        await store.close();
+      }
+    },
+    async holds(_cardId: string, expected: ExpectedLink[]) {
+      const store = await openCertStoreHost(spec, NO_CARD, pin);
+      try {
+        const my = await store.host.openCurrentUserMy();
+        try {
+          for (const e of expected) {
+            const ctx = await my.find(e.thumbprint);
+            if (!ctx) return false;
+            const info = await store.host.getKeyProvInfo(ctx);
+            if (!info || bareContainerName(info.containerName) !== e.container) return false;
+          }
+          return true;
+        } finally {
+          await my.close();
+        }
+      } finally {
+        await store.close();
+      }
+    },
+  };
+}
