@@ -1,5 +1,5 @@
 import { ServiceError } from '../errors.js';
-import type { Approval, RequestKind, RequestListQuery, RequestState } from '../protocol.js';
+import type { Approval, ProfileView, RequestKind, RequestListQuery, RequestState } from '../protocol.js';
 import type { Db, DbTx, Row } from './db.js';
 import { migrate } from './migrations.js';
 
@@ -10,16 +10,8 @@ export interface Operator {
   createdAt: number;
 }
 
-export interface Profile {
-  name: string;
-  approval: Approval;
-  validityDays: number;
-  renewalWindowDays: number;
-  supersedeGraceDays: number;
-  allowSoftwareKeys: boolean;
-  updatedAt: number;
-  updatedBy: string;
-}
+/** A profile as stored is exactly what the API shows of it. */
+export type Profile = ProfileView;
 
 export interface TokenRecord {
   id: string;
