@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
+import Database from 'better-sqlite3';
 import { openDb } from '../../src/service/storage/open.js';
+import { SqliteDb } from '../../src/service/storage/sqlite.js';
 import { migrate, MIGRATIONS } from '../../src/service/storage/migrations.js';
 import { Storage, type NewRequest } from '../../src/service/storage/storage.js';
 import { newSerial } from '../../src/service/ca/pki.js';
@@ -155,3 +157,63 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('SQLite group commit', () => {
+  test('transactions that arrive together are answered only once committed, and a failing one is rolled back alone', async () => {
+    const dir = tempDir();
+    const file = `${dir}/group.db`;
+    const db = new SqliteDb(file);
+    // A second connection sees committed rows only: what a restarted process would find.
+    const observer = new Database(file, { readonly: true });
+    try {
+      await db.query('CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)');
+      const seenAtAnswer: boolean[] = [];
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 40 }, (_, k) =>
+          db
+            .transaction(async (tx) => {
+              await tx.query('INSERT INTO t (k, v) VALUES (?, ?)', [k, `row ${k}`]);
+              // Every seventh one inserts a duplicate key after its first row: all of it must go.
+              if (k % 7 === 3) await tx.query('INSERT INTO t (k, v) VALUES (?, ?)', [k, 'again']);
+              return k;
+            })
+            .then((v) => {
+              seenAtAnswer[k] = observer.prepare('SELECT 1 FROM t WHERE k = ?').get(k) !== undefined;
+              return v;
+            }),
+        ),
+      );
+      for (const [k, o] of outcomes.entries()) {
+        if (k % 7 === 3) {
+          assert.equal(o.status, 'rejected', `transaction ${k} failed`);
+          assert.equal((o as PromiseRejectedResult).reason.code, 'CONFLICT');
+        } else {
+          assert.equal(o.status, 'fulfilled', `transaction ${k} succeeded`);
+          assert.equal(seenAtAnswer[k], true, `transaction ${k} was committed before it was answered`);
+        }
+      }
+      const keys = (observer.prepare('SELECT k FROM t ORDER BY k').all() as { k: number }[]).map((r) => r.k);
+      assert.deepEqual(keys, Array.from({ length: 40 }, (_, k) => k).filter((k) => k % 7 !== 3));
+    } finally {
+      observer.close();
+      await db.close();
+    }
+  });
+
+  test('a plain read waits for the commit of the batch it reads from', async () => {
+    const file = `${tempDir()}/read.db`;
+    const db = new SqliteDb(file);
+    const observer = new Database(file, { readonly: true });
+    try {
+      await db.query('CREATE TABLE t (k INTEGER PRIMARY KEY)');
+      const write = db.transaction(async (tx) => tx.query('INSERT INTO t (k) VALUES (1)'));
+      const rows = await db.query('SELECT k FROM t');
+      assert.deepEqual(rows, [{ k: 1 }]);
+      assert.ok(observer.prepare('SELECT 1 FROM t WHERE k = 1').get() !== undefined, 'the row the read returned was committed before the read answered');
+      await write;
+    } finally {
+      observer.close();
+      await db.close();
+    }
+  });
+});
