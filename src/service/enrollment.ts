@@ -540,7 +540,7 @@ export class EnrollmentService {
     const claim = await this.storage.claimIssuance(r.id, { serial: newSerial(), notBefore, notAfter: now + validityDays * DAY }, now, this.issueLeaseMs);
     if (!claim) return undefined;
     const csr = new x509.Pkcs10CertificateRequest(r.csr);
-    const cert = await this.ca.issue({
+    const der = await this.ca.issueDer({
       serial: claim.serial,
       notBefore: new Date(claim.notBefore),
       notAfter: new Date(claim.notAfter),
@@ -550,7 +550,7 @@ export class EnrollmentService {
       template: { kind: 'smartcard-logon', userPrincipalName: r.user },
     });
     const record: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'> = {
-      serial: claim.serial, requestId: r.id, subject: r.subject, der: Buffer.from(cert.rawData), notBefore: claim.notBefore, notAfter: claim.notAfter, issuedAt: this.now(),
+      serial: claim.serial, requestId: r.id, subject: r.subject, der: Buffer.from(der), notBefore: claim.notBefore, notAfter: claim.notAfter, issuedAt: this.now(),
     };
     return this.storage.completeIssuance(r.id, record, `ca:${this.ca.name}`);
   }

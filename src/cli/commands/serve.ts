@@ -23,7 +23,8 @@ export const serveCommand: Command = {
   path: ['serve'],
   summary: 'run the enrollment service (EST + JSON API over HTTPS, embedded CA)',
   usage:
-    'cardlink serve [--data DIR] [--db URL] [--listen HOST:PORT] [--public-url URL] [--retry-after SECONDS] [--issue-lease SECONDS] [--operator NAME] [--json]\n' +
+    'cardlink serve [--data DIR] [--db URL] [--listen HOST:PORT] [--public-url URL] [--retry-after SECONDS] [--issue-lease SECONDS] [--ca-key rsa-2048|p-256] [--operator NAME] [--json]\n' +
+    '  --ca-key       the key of the embedded CA when it is made on first start (default rsa-2048)\n' +
     '  --data DIR     CA, TLS key and SQLite database (default $CARDLINK_DATA or ~/.cardlink/service)\n' +
     '  --db URL       postgres://user@host:port/db, or sqlite:/path/file.db (default: DIR/cardlink.db)\n' +
     '  --listen       address to listen on (default 127.0.0.1:8443)\n' +
@@ -38,6 +39,7 @@ export const serveCommand: Command = {
       'public-url': { type: 'string' },
       'retry-after': { type: 'string' },
       'issue-lease': { type: 'string' },
+      'ca-key': { type: 'string' },
       operator: { type: 'string' },
     });
     const dataDir = values.data ?? io.env.CARDLINK_DATA ?? join(homedir(), '.cardlink', 'service');
@@ -46,6 +48,8 @@ export const serveCommand: Command = {
     const operatorPassword = io.env.CARDLINK_OPERATOR_PASSWORD;
     const retryAfter = positiveInt(values['retry-after'], '--retry-after');
     const lease = positiveInt(values['issue-lease'], '--issue-lease');
+    const caKey = values['ca-key'];
+    if (caKey !== undefined && caKey !== 'rsa-2048' && caKey !== 'p-256') throw new UsageError('--ca-key is rsa-2048 or p-256');
     const transportText = io.env.CARDLINK_TRANSPORT_KEY?.replace(/\s+/g, '');
     if (transportText !== undefined && transportText !== '' && !/^[0-9a-fA-F]{48}$/.test(transportText)) throw new UsageError('CARDLINK_TRANSPORT_KEY is 48 hex digits (24 bytes, 3DES)');
     // Loaded on demand: the HTTP server and database drivers are not needed by other commands.
@@ -59,6 +63,7 @@ export const serveCommand: Command = {
       ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
       ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
       ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
+      ...(caKey !== undefined ? { caKeyType: caKey } : {}),
       ...(transportText ? { transportKey: new Uint8Array(Buffer.from(transportText, 'hex')) } : {}),
       ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
       log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),
