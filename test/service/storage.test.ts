@@ -126,6 +126,22 @@ for (const backend of BACKENDS) {
       assert.equal((await storage.latestCrl())?.number, 8);
     });
 
+    test('an automatic approval claimed with its submission is issuing under a lease, and taken over like any claim once the lease ran out', async () => {
+      const { storage } = await setup();
+      const serial = newSerial();
+      const r = await storage.submitRequest(newRequest({ state: 'approved', decidedBy: 'policy' }), T0, undefined, { serial, notBefore: T0 - 1, notAfter: T0 + 9, leaseUntil: T0 + 1000 });
+      assert.deepEqual([r.state, r.serial, r.notBefore, r.notAfter], ['issuing', serial, T0 - 1, T0 + 9]);
+      const stored = (await storage.getRequest(r.id))!;
+      assert.deepEqual([stored.state, stored.serial, stored.notBefore, stored.notAfter], ['issuing', serial, T0 - 1, T0 + 9]);
+      assert.ok((await storage.allSerials()).includes(serial), 'the serial is reserved with the submission');
+      // Within the lease nobody else may issue it; after it, a takeover signs the very same serial and validity.
+      assert.equal(await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1 }, T0 + 999, 1000), undefined);
+      assert.deepEqual(await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1 }, T0 + 1001, 1000), { serial, notBefore: T0 - 1, notAfter: T0 + 9 });
+      assert.deepEqual((await storage.issuanceBacklog(T0 + 5000, T0 + 5000)).includes(r.id), true);
+      // A pending request cannot come with a claim.
+      await assert.rejects(storage.submitRequest(newRequest(), T0, undefined, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1, leaseUntil: T0 + 1 }), { code: 'INTERNAL' });
+    });
+
     test('revocation needs an issued certificate and is audited with its serial', async () => {
       const { storage } = await setup();
       const r = await storage.submitRequest(newRequest({ state: 'approved', decidedBy: 'policy' }), T0);
