@@ -200,12 +200,28 @@ const AUDIT_TEXT_MAX = 300;
 const AUDIT_DETAILS_MAX = 4000;
 const bounded = (text: string, max: number): string => (text.length <= max ? text : `${text.slice(0, max)}…`);
 
+interface NewAuditEntry {
+  at: number;
+  actor: string;
+  action: string;
+  subject: string | null;
+  details?: Record<string, unknown>;
+}
+
 export async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
-  const json = JSON.stringify(details);
-  await tx.query('INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)', [
-    at, bounded(actor, AUDIT_TEXT_MAX), action, subject === null ? null : bounded(subject, AUDIT_TEXT_MAX),
-    json.length <= AUDIT_DETAILS_MAX ? json : JSON.stringify({ truncated: json.slice(0, AUDIT_DETAILS_MAX) }),
-  ]);
+  await audits(tx, [{ at, actor, action, subject, details }]);
+}
+
+/** Several audit entries in one statement (one round trip to PostgreSQL), in order. */
+async function audits(tx: DbTx, entries: NewAuditEntry[]): Promise<void> {
+  const params = entries.flatMap((e) => {
+    const json = JSON.stringify(e.details ?? {});
+    return [
+      e.at, bounded(e.actor, AUDIT_TEXT_MAX), e.action, e.subject === null ? null : bounded(e.subject, AUDIT_TEXT_MAX),
+      json.length <= AUDIT_DETAILS_MAX ? json : JSON.stringify({ truncated: json.slice(0, AUDIT_DETAILS_MAX) }),
+    ];
+  });
+  await tx.query(`INSERT INTO audit (at, actor, action, subject, details) VALUES ${entries.map(() => '(?, ?, ?, ?, ?)').join(', ')}`, params);
 }
 
 /** What GET /requests's cursor encodes: where the previous page stopped (newest first). */
@@ -406,12 +422,14 @@ export class Storage {
           claim?.serial ?? null, claim?.notBefore ?? null, claim?.notAfter ?? null, claim?.leaseUntil ?? null,
         ],
       );
-      await audit(tx, now, req.createdBy, 'request.submitted', `request:${req.id}`, {
-        user: req.user, profile: req.profile, kind: req.kind, cardId: req.cardId, container: req.container, renews: req.renews,
-        ...(token ? { token: token.id } : {}),
-      });
-      if (token) await audit(tx, now, req.createdBy, 'token.used', `token:${token.id}`, { request: req.id });
-      if (req.state === 'approved') await audit(tx, now, req.decidedBy ?? 'policy', 'request.approved', `request:${req.id}`, { policy: 'automatic' });
+      await audits(tx, [
+        {
+          at: now, actor: req.createdBy, action: 'request.submitted', subject: `request:${req.id}`,
+          details: { user: req.user, profile: req.profile, kind: req.kind, cardId: req.cardId, container: req.container, renews: req.renews, ...(token ? { token: token.id } : {}) },
+        },
+        ...(token ? [{ at: now, actor: req.createdBy, action: 'token.used', subject: `token:${token.id}`, details: { request: req.id } }] : []),
+        ...(req.state === 'approved' ? [{ at: now, actor: req.decidedBy ?? 'policy', action: 'request.approved', subject: `request:${req.id}`, details: { policy: 'automatic' } }] : []),
+      ]);
       return {
         ...req, state, createdAt: now, updatedAt: now, decidedAt: req.decidedBy === null ? null : now, reason: null,
         serial: claim?.serial ?? null, notBefore: claim?.notBefore ?? null, notAfter: claim?.notAfter ?? null, issuedAt: null, deliveredAt: null, certificate: null,
