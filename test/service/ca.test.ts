@@ -3,9 +3,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, webcrypto, type KeyObject } from 'node:crypto';
 import { EmbeddedCa } from '../../src/service/ca/embedded.js';
-import { crlNumber, csrAttrs, newSerial, OID } from '../../src/service/ca/pki.js';
+import { crlNumber, csrAttrs, newSerial, OID, parseCsr } from '../../src/service/ca/pki.js';
 import { hashPassword, verifyPassword } from '../../src/service/auth.js';
 import { startService } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
@@ -133,6 +133,28 @@ describe('embedded CA and data directory', () => {
       ),
       { numRuns: 60 },
     );
+  });
+
+  test('a request\'s self-signature is checked over the bytes received: any changed byte of the signed part or the signature is refused', async () => {
+    const kinds = [
+      { key: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } },
+      { key: { name: 'ECDSA', namedCurve: 'P-384' }, sign: { name: 'ECDSA', hash: 'SHA-384' } },
+      { key: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, sign: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } },
+      { key: { name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, sign: { name: 'RSA-PSS', hash: 'SHA-256', saltLength: 32 } },
+    ];
+    for (const kind of kinds) {
+      const keys = (await webcrypto.subtle.generateKey(kind.key, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+      const der = new Uint8Array((await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=signed by its key', keys, signingAlgorithm: kind.sign })).rawData);
+      const parsed = await parseCsr(der);
+      assert.equal(parsed.subject, 'CN=signed by its key', `${kind.sign.name}: a good request is accepted`);
+      // Flip one bit in the subject's value (inside the signed part) and in the signature's last byte.
+      const name = Buffer.from(der).indexOf(Buffer.from('signed by its key'));
+      for (const at of [name + 3, der.length - 1]) {
+        const bad = der.slice();
+        bad[at]! ^= 0x01;
+        await assert.rejects(parseCsr(bad), { code: 'CSR_INVALID' }, `${kind.sign.name}: byte ${at} of ${der.length} changed`);
+      }
+    }
   });
 
   test('CsrAttrs and the CRL number are DER from the ASN.1 library, byte for byte what RFC 7030 and RFC 5280 want', () => {
