@@ -48,7 +48,7 @@ export class PostgresDb implements Db {
   private readonly pool: pg.Pool;
 
   constructor(url: string, options: { max?: number } = {}) {
-    this.pool = new pg.Pool({ connectionString: url, max: options.max ?? 20, types });
+    this.pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, types });
     // An idle client losing its server must not crash the process; the next query reconnects.
     this.pool.on('error', () => undefined);
   }
