@@ -87,7 +87,9 @@ for (const backend of BACKENDS) {
       assert.deepEqual([issued?.state, issued?.serial, issued?.certificate], ['issued', cert.serial, cert.der], 'the issued request as written, with its certificate');
       assert.equal(await storage.completeIssuance(r.id, cert, 'ca'), undefined, 'a second completion changes nothing');
       assert.deepEqual(await storage.getRequest(r.id), issued, 'what completeIssuance returned is what a read finds');
-      assert.equal((await storage.queryAudit({ action: 'request.issued' })).length, 1);
+      const logged = await storage.queryAudit({ action: 'request.issued' });
+      assert.deepEqual(logged.map((e) => [e.at, e.actor, e.subject, e.details]), [[T0 + 2001, 'ca', `request:${r.id}`, { serial: cert.serial, notAfter: T0 + 1 }]]);
+      assert.deepEqual((await storage.certificateHolder(cert.serial))?.der, cert.der, 'the certificate row is stored with the request');
       assert.deepEqual(await storage.allSerials(), [won[0]!.serial]);
     });
 

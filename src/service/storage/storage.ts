@@ -208,19 +208,22 @@ interface NewAuditEntry {
   details?: Record<string, unknown>;
 }
 
+/** An audit row's values (at, actor, action, subject, details), bounded. */
+function auditValues(e: NewAuditEntry): unknown[] {
+  const json = JSON.stringify(e.details ?? {});
+  return [
+    e.at, bounded(e.actor, AUDIT_TEXT_MAX), e.action, e.subject === null ? null : bounded(e.subject, AUDIT_TEXT_MAX),
+    json.length <= AUDIT_DETAILS_MAX ? json : JSON.stringify({ truncated: json.slice(0, AUDIT_DETAILS_MAX) }),
+  ];
+}
+
 export async function audit(tx: DbTx, at: number, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
   await audits(tx, [{ at, actor, action, subject, details }]);
 }
 
 /** Several audit entries in one statement (one round trip to PostgreSQL), in order. */
 async function audits(tx: DbTx, entries: NewAuditEntry[]): Promise<void> {
-  const params = entries.flatMap((e) => {
-    const json = JSON.stringify(e.details ?? {});
-    return [
-      e.at, bounded(e.actor, AUDIT_TEXT_MAX), e.action, e.subject === null ? null : bounded(e.subject, AUDIT_TEXT_MAX),
-      json.length <= AUDIT_DETAILS_MAX ? json : JSON.stringify({ truncated: json.slice(0, AUDIT_DETAILS_MAX) }),
-    ];
-  });
+  const params = entries.flatMap(auditValues);
   await tx.query(`INSERT INTO audit (at, actor, action, subject, details) VALUES ${entries.map(() => '(?, ?, ?, ?, ?)').join(', ')}`, params);
 }
 
@@ -527,6 +530,29 @@ export class Storage {
    * issuer completed it first (a takeover that signed the same serial).
    */
   async completeIssuance(id: string, cert: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'>, actor: string): Promise<RequestRecord | undefined> {
+    if (this.db.dialect === 'postgres') {
+      // The same three writes as one statement (data-modifying WITH, atomic on its own): one round
+      // trip to the server instead of five (BEGIN, three statements, COMMIT).
+      const [row] = await this.db.query(
+        `WITH done AS (
+           UPDATE requests SET state = 'issued', issued_at = CAST(? AS BIGINT), lease_until = NULL, updated_at = CAST(? AS BIGINT)
+           WHERE id = ? AND state = 'issuing' AND serial = ? RETURNING *
+         ), stored AS (
+           INSERT INTO certificates (serial, request_id, subject, der, not_before, not_after, issued_at)
+           SELECT serial, id, CAST(? AS TEXT), CAST(? AS BYTEA), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT) FROM done
+         ), logged AS (
+           INSERT INTO audit (at, actor, action, subject, details)
+           SELECT CAST(? AS BIGINT), CAST(? AS TEXT), 'request.issued', CAST(? AS TEXT), CAST(? AS TEXT) FROM done
+         )
+         SELECT * FROM done`,
+        [
+          cert.issuedAt, cert.issuedAt, id, cert.serial,
+          cert.subject, cert.der, cert.notBefore, cert.notAfter, cert.issuedAt,
+          ...auditValues({ at: cert.issuedAt, actor, action: 'request.issued', subject: `request:${id}`, details: { serial: cert.serial, notAfter: cert.notAfter } }).filter((_, i) => i !== 2),
+        ],
+      );
+      return row ? { ...toRequest(row), certificate: cert.der } : undefined;
+    }
     return this.db.transaction(async (tx) => {
       const [row] = await tx.query(
         "UPDATE requests SET state = 'issued', issued_at = ?, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'issuing' AND serial = ? RETURNING *",
