@@ -266,6 +266,7 @@ export const specs = {
       'public-url': { type: 'string', value: 'URL', help: 'the URL clients use, when not the listening address' },
       'retry-after': { type: 'string', value: 'SECONDS', help: 'how long clients wait before asking again about a pending request' },
       'issue-lease': { type: 'string', value: 'SECONDS', help: 'how long one service process holds a request it is issuing' },
+      'ca-key': { type: 'string', value: 'KEY', help: 'the key of the embedded CA, when it is made on first start', choices: ['rsa-2048', 'p-256'], default: 'rsa-2048' },
       operator: { type: 'string', value: 'NAME', help: 'the operator created from CARDLINK_OPERATOR_PASSWORD', default: 'admin' },
     },
     env: ['CARDLINK_CA_PASSPHRASE', 'CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_TRANSPORT_KEY', 'CARDLINK_HOME'],

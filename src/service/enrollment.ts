@@ -28,7 +28,7 @@ import {
   type Session,
   type TokenView,
 } from './protocol.js';
-import { CRL_REASON, type CertificateRecord, type Profile, type RequestRecord, type Storage, type TokenRecord } from './storage/storage.js';
+import { CRL_REASON, type CertificateRecord, type Claim, type Profile, type RequestRecord, type Storage, type TokenRecord } from './storage/storage.js';
 import type { OwnCertificate } from './tls.js';
 
 const HOUR = 3_600_000;
@@ -393,16 +393,29 @@ export class EnrollmentService {
     const profile = await this.storage.getProfile(p.profile);
     if (!profile) throw new ServiceError('CONFIG', `the token's profile '${p.profile}' no longer exists`);
     const auto = profile.approval === 'automatic';
+    const now = this.now();
+    const claim = auto ? this.proposeClaim(profile, now) : undefined;
     const rec = await this.storage.submitRequest(
       {
         id: randomUUID(), kind: 'enroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
         subject: userSubject(p.user).toString(), cardId: o.cardId?.toLowerCase() ?? null, container: o.container ?? null, renews: null,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
       },
-      this.now(),
+      now,
       { id: p.tokenId },
+      claim,
     );
-    return this.settle(rec, profile);
+    return claim ? this.finishClaimed(rec, claim, parsed.csr.publicKey) : this.settle(rec, profile);
+  }
+
+  /** An automatic approval's issuance claim, made with the submission (Storage.submitRequest). */
+  private proposeClaim(profile: Profile, now: number): Claim & { leaseUntil: number } {
+    return { serial: newSerial(), notBefore: now - 5 * 60_000, notAfter: now + profile.validityDays * DAY, leaseUntil: now + this.issueLeaseMs };
+  }
+
+  /** Signs and completes a request this process claimed with its submission; returns it as it now stands. */
+  private async finishClaimed(r: RequestRecord, claim: Claim, publicKey: x509.PublicKey): Promise<RequestRecord> {
+    return (await this.signAndComplete(r, claim, publicKey)) ?? (await this.storage.getRequest(r.id)) ?? r;
   }
 
   /**
@@ -462,15 +475,19 @@ export class EnrollmentService {
       container = binding.container;
     }
     const auto = profile.approval === 'automatic';
+    const submittedAt = this.now();
+    const claim = auto ? this.proposeClaim(profile, submittedAt) : undefined;
     const rec = await this.storage.submitRequest(
       {
         id: randomUUID(), kind: 'reenroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
         subject: current.subject, cardId, container, renews: p.serial,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
       },
-      this.now(),
+      submittedAt,
+      undefined,
+      claim,
     );
-    return this.outcome(await this.settle(rec, profile));
+    return this.outcome(claim ? await this.finishClaimed(rec, claim, parsed.csr.publicKey) : await this.settle(rec, profile));
   }
 
   async get(p: Principal, id: string): Promise<RequestView> {
@@ -545,18 +562,22 @@ export class EnrollmentService {
     const notBefore = now - 5 * 60_000;
     const claim = await this.storage.claimIssuance(r.id, { serial: newSerial(), notBefore, notAfter: now + validityDays * DAY }, now, this.issueLeaseMs);
     if (!claim) return undefined;
-    const csr = new x509.Pkcs10CertificateRequest(r.csr);
-    const cert = await this.ca.issue({
+    return this.signAndComplete(r, claim, new x509.Pkcs10CertificateRequest(r.csr).publicKey);
+  }
+
+  /** Signs the claimed certificate and stores it: `issuing -> issued`; undefined when another issuer completed it first. */
+  private async signAndComplete(r: RequestRecord, claim: Claim, publicKey: x509.PublicKey): Promise<RequestRecord | undefined> {
+    const der = await this.ca.issueDer({
       serial: claim.serial,
       notBefore: new Date(claim.notBefore),
       notAfter: new Date(claim.notAfter),
       // Built from the user's name as one attribute, never parsed back from a DN string.
       subject: userSubject(r.user),
-      publicKey: csr.publicKey,
+      publicKey,
       template: { kind: 'smartcard-logon', userPrincipalName: r.user },
     });
     const record: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'> = {
-      serial: claim.serial, requestId: r.id, subject: r.subject, der: Buffer.from(cert.rawData), notBefore: claim.notBefore, notAfter: claim.notAfter, issuedAt: this.now(),
+      serial: claim.serial, requestId: r.id, subject: r.subject, der: Buffer.from(der), notBefore: claim.notBefore, notAfter: claim.notAfter, issuedAt: this.now(),
     };
     return this.storage.completeIssuance(r.id, record, `ca:${this.ca.name}`);
   }

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { AdminKeyVault } from './admin-keys.js';
 import { registerApi } from './api.js';
-import { EmbeddedCa } from './ca/embedded.js';
+import { EmbeddedCa, type CaKeyType } from './ca/embedded.js';
 import { CardAdminService } from './card-admin.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import { systemClock, type Clock } from './clock.js';
@@ -41,6 +41,8 @@ export interface ServiceConfig {
   operator?: { username: string; password: string };
   /** How often to finish issuances left behind by a crash or by another process; 0 = never. */
   sweepIntervalMs?: number;
+  /** The key the embedded CA gets when it is made (first start); default rsa-2048. */
+  caKeyType?: CaKeyType;
   /** Another CA in place of the embedded one. */
   upstream?: UpstreamCa;
   log?: (line: string) => void;
@@ -113,7 +115,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
   try {
     // The CRL distribution point: from --public-url, or else from the listen address once the port is known.
     let crlUrl: string | undefined = cfg.publicUrl ? `${cfg.publicUrl.replace(/\/$/, '')}${apiPath('crl')}` : undefined;
-    const embedded = cfg.upstream ? undefined : await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now(), { crlUrl: () => crlUrl });
+    const embedded = cfg.upstream ? undefined : await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now(), { crlUrl: () => crlUrl, ...(cfg.caKeyType ? { keyType: cfg.caKeyType } : {}) });
     const ca = cfg.upstream ?? embedded!;
     const service = new EnrollmentService({
       storage, ca, clock,

@@ -3,9 +3,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, webcrypto, type KeyObject } from 'node:crypto';
 import { EmbeddedCa } from '../../src/service/ca/embedded.js';
-import { crlNumber, csrAttrs, newSerial, OID } from '../../src/service/ca/pki.js';
+import { crlNumber, csrAttrs, newSerial, OID, parseCsr } from '../../src/service/ca/pki.js';
 import { hashPassword, verifyPassword } from '../../src/service/auth.js';
 import { startService } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
@@ -93,6 +93,70 @@ describe('embedded CA and data directory', () => {
     assert.ok((await ca.issue(order)).getExtension(x509.SubjectKeyIdentifierExtension));
   });
 
+  test('the prepared-parts issuance is byte for byte what the generic @peculiar/x509 generator makes of the same order', async () => {
+    const rsaCa = await EmbeddedCa.inMemory({ name: 'CN=prepared, O=cardlink', crlUrl: 'https://ca.example.com/api/v1/crl' });
+    const ecCa = await EmbeddedCa.inMemory({ name: 'CN=prepared P-256', keyType: 'p-256' });
+    const keys = [
+      new x509.PublicKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' })),
+      new x509.PublicKey(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ type: 'spki', format: 'der' })),
+      new x509.PublicKey(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' })),
+    ];
+    const upn = fc.tuple(fc.stringMatching(/^[A-Za-z0-9._%+'-]{1,64}$/), fc.stringMatching(/^[a-z0-9]{1,20}(\.[a-z]{2,10}){0,3}$/)).map(([l, d]) => `${l}@${d}`);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          serial: fc.uint8Array({ minLength: 1, maxLength: 20 }).map((b) => Buffer.from(b).toString('hex')).filter((h) => /[1-9a-f]/.test(h)),
+          // Both sides of RFC 5280's UTCTime/GeneralizedTime switch in 2050, with milliseconds.
+          notBefore: fc.date({ min: new Date(Date.UTC(2000, 0, 1)), max: new Date(Date.UTC(2060, 0, 1)) }),
+          days: fc.integer({ min: 1, max: 3650 }),
+          key: fc.constantFrom(...keys),
+          upn: fc.option(upn, { nil: undefined }),
+          dnsNames: fc.option(fc.array(fc.stringMatching(/^[a-z0-9]{1,12}\.example\.com$/), { maxLength: 3 }), { nil: undefined }),
+          subjectKeyId: fc.boolean(),
+          ec: fc.boolean(),
+        }),
+        async (o) => {
+          const ca = o.ec ? ecCa : rsaCa;
+          const order = {
+            serial: o.serial, notBefore: o.notBefore, notAfter: new Date(o.notBefore.getTime() + o.days * 86_400_000), subject: new x509.Name([{ CN: [o.upn ?? 'nobody'] }]), publicKey: o.key,
+            template: { kind: 'smartcard-logon' as const, ...(o.upn !== undefined ? { userPrincipalName: o.upn } : {}), ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}) },
+          };
+          // issue() with a subject key identifier, issueFor() (the card tests' certificates) without one.
+          const forCard = { subject: 'CN=card test', notBefore: o.notBefore, days: o.days, ...(o.upn !== undefined ? { userPrincipalName: o.upn } : {}), ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}) };
+          const fast = new x509.X509Certificate(o.subjectKeyId ? await ca.issueDer(order) : await ca.issueFor(await keyObject(o.key), forCard));
+          const reference = await ca.generic(o.subjectKeyId ? order : { ...order, subject: 'CN=card test', serial: fast.serialNumber.toLowerCase() }, { subjectKeyId: o.subjectKeyId });
+          assert.ok(await fast.verify({ publicKey: ca.chain()[0]!.publicKey, signatureOnly: true }), 'the prepared certificate verifies under the CA key');
+          // ECDSA signatures differ each time: the signed parts must be equal; RSA PKCS#1 v1.5 gives the whole certificate.
+          if (o.ec) assert.equal(hexOf(tbsOf(fast)), hexOf(tbsOf(reference)));
+          else assert.equal(hexOf(fast.rawData), hexOf(reference.rawData));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test('a request\'s self-signature is checked over the bytes received: any changed byte of the signed part or the signature is refused', async () => {
+    const kinds = [
+      { key: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } },
+      { key: { name: 'ECDSA', namedCurve: 'P-384' }, sign: { name: 'ECDSA', hash: 'SHA-384' } },
+      { key: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, sign: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } },
+      { key: { name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, sign: { name: 'RSA-PSS', hash: 'SHA-256', saltLength: 32 } },
+    ];
+    for (const kind of kinds) {
+      const keys = (await webcrypto.subtle.generateKey(kind.key, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+      const der = new Uint8Array((await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=signed by its key', keys, signingAlgorithm: kind.sign })).rawData);
+      const parsed = await parseCsr(der);
+      assert.equal(parsed.subject, 'CN=signed by its key', `${kind.sign.name}: a good request is accepted`);
+      // Flip one bit in the subject's value (inside the signed part) and in the signature's last byte.
+      const name = Buffer.from(der).indexOf(Buffer.from('signed by its key'));
+      for (const at of [name + 3, der.length - 1]) {
+        const bad = der.slice();
+        bad[at]! ^= 0x01;
+        await assert.rejects(parseCsr(bad), { code: 'CSR_INVALID' }, `${kind.sign.name}: byte ${at} of ${der.length} changed`);
+      }
+    }
+  });
+
   test('CsrAttrs and the CRL number are DER from the ASN.1 library, byte for byte what RFC 7030 and RFC 5280 want', () => {
     // SEQUENCE { OID sha256WithRSAEncryption, OID ecdsa-with-SHA256 }
     assert.equal(csrAttrs([OID.sha256WithRSA, OID.ecdsaWithSha256]).toString('hex'), '301506092a864886f70d01010b06082a8648ce3d040302');
@@ -145,3 +209,21 @@ describe('embedded CA and data directory', () => {
     }
   });
 });
+
+function hexOf(b: ArrayBuffer): string {
+  return Buffer.from(b).toString('hex');
+}
+
+/** The tbsCertificate DER of a certificate: the first element of its outer SEQUENCE. */
+function tbsOf(cert: x509.X509Certificate): ArrayBuffer {
+  const der = new Uint8Array(cert.rawData);
+  const at = (der[1]! & 0x80) === 0 ? 2 : 2 + (der[1]! & 0x7f);
+  const lenBytes = (der[at + 1]! & 0x80) === 0 ? 0 : der[at + 1]! & 0x7f;
+  let len = lenBytes === 0 ? der[at + 1]! : 0;
+  for (let i = 0; i < lenBytes; i++) len = len * 256 + der[at + 2 + i]!;
+  return der.slice(at, at + 2 + lenBytes + len).buffer;
+}
+
+async function keyObject(pub: x509.PublicKey): Promise<KeyObject> {
+  return createPublicKey({ key: Buffer.from(pub.rawData), format: 'der', type: 'spki' });
+}

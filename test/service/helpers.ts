@@ -144,8 +144,8 @@ export interface ServeProcess {
 }
 
 /** `cardlink serve` in its own process, on a free loopback port; resolves once it listens. */
-export async function spawnServe(dataDir: string, dbUrl: string | undefined, extra: string[] = []): Promise<ServeProcess> {
-  const args = ['--import', 'tsx', 'test/service/fixtures/cli-entry.ts', 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--json', ...(dbUrl ? ['--db', dbUrl] : []), ...extra];
+export async function spawnServe(dataDir: string, dbUrl: string | undefined, extra: string[] = [], nodeArgs: string[] = []): Promise<ServeProcess> {
+  const args = [...nodeArgs, '--import', 'tsx', 'test/service/fixtures/cli-entry.ts', 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--json', ...(dbUrl ? ['--db', dbUrl] : []), ...extra];
   const child = spawn(process.execPath, args, {
     env: { ...process.env, CARDLINK_CA_PASSPHRASE: CA_PASSPHRASE, CARDLINK_OPERATOR_PASSWORD: OPERATOR.password },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -23,7 +23,7 @@ function counting(inner: Db, log: string[]): Db {
 const readsOf = (log: string[], table: string) => log.filter((sql) => /^\s*SELECT/i.test(sql) && new RegExp(`\\bFROM ${table}\\b`).test(sql));
 
 describe('the use cases read what they need once', () => {
-  test('a submit with automatic approval reads the request row twice (CSR lookup, issuance claim) and never reads it back; a list is one query', async () => {
+  test('a submit with automatic approval reads the request row once (CSR lookup; the issuance claim is made with the submission) and never reads it back; a list is one query', async () => {
     const log: string[] = [];
     const clock = new ManualClock(new Date(Date.UTC(2026, 0, 1)));
     const storage = await Storage.open(counting(openDb(undefined, tempDir()), log), clock.now().getTime());
@@ -42,7 +42,7 @@ describe('the use cases read what they need once', () => {
       assert.equal(view.state, 'issued');
       assert.match(view.certificate ?? '', /^-----BEGIN CERTIFICATE-----/);
       const reads = readsOf(log, 'requests').map((sql) => (/WHERE r\.csr_hash = \?/.test(sql) ? 'csr lookup' : /lease_until FROM requests/.test(sql) ? 'claim' : sql));
-      assert.deepEqual(reads, ['csr lookup', 'claim'], 'the CSR lookup and the claim, nothing read back');
+      assert.deepEqual(reads, ['csr lookup'], 'the CSR lookup, no separate claim, nothing read back');
       assert.deepEqual(readsOf(log, 'certificates'), [], 'the certificate just signed is not read back either');
 
       for (const p of users.slice(1)) await service.submit(p, { csr: (await softKey()).csrPem });

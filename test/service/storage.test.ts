@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
+import Database from 'better-sqlite3';
 import { openDb } from '../../src/service/storage/open.js';
+import { SqliteDb } from '../../src/service/storage/sqlite.js';
 import { migrate, MIGRATIONS } from '../../src/service/storage/migrations.js';
 import { Storage, type NewRequest } from '../../src/service/storage/storage.js';
 import { newSerial } from '../../src/service/ca/pki.js';
@@ -85,7 +87,9 @@ for (const backend of BACKENDS) {
       assert.deepEqual([issued?.state, issued?.serial, issued?.certificate], ['issued', cert.serial, cert.der], 'the issued request as written, with its certificate');
       assert.equal(await storage.completeIssuance(r.id, cert, 'ca'), undefined, 'a second completion changes nothing');
       assert.deepEqual(await storage.getRequest(r.id), issued, 'what completeIssuance returned is what a read finds');
-      assert.equal((await storage.queryAudit({ action: 'request.issued' })).length, 1);
+      const logged = await storage.queryAudit({ action: 'request.issued' });
+      assert.deepEqual(logged.map((e) => [e.at, e.actor, e.subject, e.details]), [[T0 + 2001, 'ca', `request:${r.id}`, { serial: cert.serial, notAfter: T0 + 1 }]]);
+      assert.deepEqual((await storage.certificateHolder(cert.serial))?.der, cert.der, 'the certificate row is stored with the request');
       assert.deepEqual(await storage.allSerials(), [won[0]!.serial]);
     });
 
@@ -124,6 +128,22 @@ for (const backend of BACKENDS) {
       assert.equal((await storage.latestCrl())?.number, 8);
     });
 
+    test('an automatic approval claimed with its submission is issuing under a lease, and taken over like any claim once the lease ran out', async () => {
+      const { storage } = await setup();
+      const serial = newSerial();
+      const r = await storage.submitRequest(newRequest({ state: 'approved', decidedBy: 'policy' }), T0, undefined, { serial, notBefore: T0 - 1, notAfter: T0 + 9, leaseUntil: T0 + 1000 });
+      assert.deepEqual([r.state, r.serial, r.notBefore, r.notAfter], ['issuing', serial, T0 - 1, T0 + 9]);
+      const stored = (await storage.getRequest(r.id))!;
+      assert.deepEqual([stored.state, stored.serial, stored.notBefore, stored.notAfter], ['issuing', serial, T0 - 1, T0 + 9]);
+      assert.ok((await storage.allSerials()).includes(serial), 'the serial is reserved with the submission');
+      // Within the lease nobody else may issue it; after it, a takeover signs the very same serial and validity.
+      assert.equal(await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1 }, T0 + 999, 1000), undefined);
+      assert.deepEqual(await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1 }, T0 + 1001, 1000), { serial, notBefore: T0 - 1, notAfter: T0 + 9 });
+      assert.deepEqual((await storage.issuanceBacklog(T0 + 5000, T0 + 5000)).includes(r.id), true);
+      // A pending request cannot come with a claim.
+      await assert.rejects(storage.submitRequest(newRequest(), T0, undefined, { serial: newSerial(), notBefore: T0, notAfter: T0 + 1, leaseUntil: T0 + 1 }), { code: 'INTERNAL' });
+    });
+
     test('revocation needs an issued certificate and is audited with its serial', async () => {
       const { storage } = await setup();
       const r = await storage.submitRequest(newRequest({ state: 'approved', decidedBy: 'policy' }), T0);
@@ -155,3 +175,63 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('SQLite group commit', () => {
+  test('transactions that arrive together are answered only once committed, and a failing one is rolled back alone', async () => {
+    const dir = tempDir();
+    const file = `${dir}/group.db`;
+    const db = new SqliteDb(file);
+    // A second connection sees committed rows only: what a restarted process would find.
+    const observer = new Database(file, { readonly: true });
+    try {
+      await db.query('CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)');
+      const seenAtAnswer: boolean[] = [];
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 40 }, (_, k) =>
+          db
+            .transaction(async (tx) => {
+              await tx.query('INSERT INTO t (k, v) VALUES (?, ?)', [k, `row ${k}`]);
+              // Every seventh one inserts a duplicate key after its first row: all of it must go.
+              if (k % 7 === 3) await tx.query('INSERT INTO t (k, v) VALUES (?, ?)', [k, 'again']);
+              return k;
+            })
+            .then((v) => {
+              seenAtAnswer[k] = observer.prepare('SELECT 1 FROM t WHERE k = ?').get(k) !== undefined;
+              return v;
+            }),
+        ),
+      );
+      for (const [k, o] of outcomes.entries()) {
+        if (k % 7 === 3) {
+          assert.equal(o.status, 'rejected', `transaction ${k} failed`);
+          assert.equal((o as PromiseRejectedResult).reason.code, 'CONFLICT');
+        } else {
+          assert.equal(o.status, 'fulfilled', `transaction ${k} succeeded`);
+          assert.equal(seenAtAnswer[k], true, `transaction ${k} was committed before it was answered`);
+        }
+      }
+      const keys = (observer.prepare('SELECT k FROM t ORDER BY k').all() as { k: number }[]).map((r) => r.k);
+      assert.deepEqual(keys, Array.from({ length: 40 }, (_, k) => k).filter((k) => k % 7 !== 3));
+    } finally {
+      observer.close();
+      await db.close();
+    }
+  });
+
+  test('a plain read waits for the commit of the batch it reads from', async () => {
+    const file = `${tempDir()}/read.db`;
+    const db = new SqliteDb(file);
+    const observer = new Database(file, { readonly: true });
+    try {
+      await db.query('CREATE TABLE t (k INTEGER PRIMARY KEY)');
+      const write = db.transaction(async (tx) => tx.query('INSERT INTO t (k) VALUES (1)'));
+      const rows = await db.query('SELECT k FROM t');
+      assert.deepEqual(rows, [{ k: 1 }]);
+      assert.ok(observer.prepare('SELECT 1 FROM t WHERE k = 1').get() !== undefined, 'the row the read returned was committed before the read answered');
+      await write;
+    } finally {
+      observer.close();
+      await db.close();
+    }
+  });
+});

@@ -40,6 +40,7 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
     ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
     ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
     ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
+    ...(values['ca-key'] !== undefined ? { caKeyType: values['ca-key'] as 'rsa-2048' | 'p-256' } : {}),
     ...(transportText ? { transportKey: new Uint8Array(Buffer.from(transportText, 'hex')) } : {}),
     ...(operatorPassword ? { operator: { username: values.operator ?? 'admin', password: operatorPassword } } : {}),
     log: (text) => io.stderr(`cardlink serve: ${forTerminal(text)}\n`),

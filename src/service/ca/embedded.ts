@@ -13,11 +13,27 @@ import { x509 } from '../../x509.js';
 import { ServiceError } from '../errors.js';
 import { decryptKey, encryptedPkcs8, needsRewrap } from './encrypted-key.js';
 import { crlNumber, newSerial, OID, spkiAlgorithm } from './pki.js';
+import { PreparedIssuer } from './prepared.js';
 import type { CrlOrder, IssueOrder, Template, UpstreamCa } from './upstream.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 
-const SIGNING = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
+/** The CA key types the embedded CA makes: RSA-2048 (the default) or ECDSA on P-256 (NIST SP 800-57 Part 1 gives both 112 and 128 bits of security respectively). */
+export type CaKeyType = 'rsa-2048' | 'p-256';
+export const CA_KEY_TYPES: readonly CaKeyType[] = ['rsa-2048', 'p-256'];
+
+type Signing = { name: 'RSASSA-PKCS1-v1_5'; hash: 'SHA-256' } | { name: 'ECDSA'; hash: 'SHA-256'; namedCurve: 'P-256' };
+
+/** How a CA key signs: SHA-256 with PKCS#1 v1.5 for RSA, ECDSA with SHA-256 for P-256 (RFC 5758 §3.2). */
+function signingFor(key: KeyObject): Signing {
+  if (key.asymmetricKeyType === 'rsa') return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return { name: 'ECDSA', hash: 'SHA-256', namedCurve: 'P-256' };
+  throw new ServiceError('CONFIG', `the CA key is ${key.asymmetricKeyType} ${key.asymmetricKeyDetails?.namedCurve ?? ''}: the embedded CA signs with RSA or ECDSA P-256 only`);
+}
+
+function generateCaKey(type: CaKeyType): { privateKey: KeyObject; publicKey: KeyObject } {
+  return type === 'p-256' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+}
 const CA_YEARS = 10;
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -25,7 +41,7 @@ const DAY = 24 * HOUR;
 
 async function toWebKey(key: KeyObject): Promise<CryptoKey> {
   const der = key.export({ type: 'pkcs8', format: 'der' });
-  return webcrypto.subtle.importKey('pkcs8', der, SIGNING, false, ['sign']) as Promise<CryptoKey>;
+  return webcrypto.subtle.importKey('pkcs8', der, signingFor(key), false, ['sign']) as Promise<CryptoKey>;
 }
 
 function extensionsFor(template: Template, publicKey: x509.PublicKey): x509.Extension[] {
@@ -57,7 +73,8 @@ function extensionsFor(template: Template, publicKey: x509.PublicKey): x509.Exte
 
 /** A self-signed CA certificate for certificates and CRLs only, valid CA_YEARS from an hour ago. */
 async function selfSigned(name: string, privateKey: KeyObject, publicKey: KeyObject, now: Date): Promise<x509.X509Certificate> {
-  const pub = await webcrypto.subtle.importKey('spki', publicKey.export({ type: 'spki', format: 'der' }), SIGNING, true, ['verify']);
+  const signing = signingFor(privateKey);
+  const pub = await webcrypto.subtle.importKey('spki', publicKey.export({ type: 'spki', format: 'der' }), signing, true, ['verify']);
   const notAfter = new Date(now.getTime());
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_YEARS);
   return x509.X509CertificateGenerator.create({
@@ -68,7 +85,7 @@ async function selfSigned(name: string, privateKey: KeyObject, publicKey: KeyObj
     notAfter,
     publicKey: pub,
     signingKey: await toWebKey(privateKey),
-    signingAlgorithm: SIGNING,
+    signingAlgorithm: signing,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
@@ -83,19 +100,29 @@ export interface CaOptions {
    * only later (the service's listen port).
    */
   crlUrl?: string | (() => string | undefined);
+  /** The key a new CA gets (default rsa-2048); an existing CA keeps the key it has. */
+  keyType?: CaKeyType;
 }
 
 /**
- * RSA-2048 with PKCS#1 v1.5 signatures, which are deterministic: signing the same order twice
- * gives the same bytes, which is what makes a retried issuance harmless.
+ * RSA-2048 with PKCS#1 v1.5 signatures (deterministic: signing the same order twice gives the same
+ * bytes), or ECDSA P-256, whose signatures differ each time over the very same to-be-signed
+ * certificate. Either way a retried issuance is harmless: only the issuer that completes it
+ * (storage's conditional `issuing -> issued`) stores and hands out its bytes.
  */
 export class EmbeddedCa implements UpstreamCa {
   readonly name = 'embedded';
   private constructor(
     private readonly cert: x509.X509Certificate,
     private readonly key: CryptoKey,
+    private readonly signing: Signing,
+    private readonly prepared: PreparedIssuer,
     private readonly crlUrlOption: CaOptions['crlUrl'],
   ) {}
+
+  private static async make(cert: x509.X509Certificate, key: KeyObject, crlUrl: CaOptions['crlUrl']): Promise<EmbeddedCa> {
+    return new EmbeddedCa(cert, await toWebKey(key), signingFor(key), await PreparedIssuer.create(key, cert), crlUrl);
+  }
 
   private get crlUrl(): string | undefined {
     return typeof this.crlUrlOption === 'function' ? this.crlUrlOption() : this.crlUrlOption;
@@ -103,9 +130,9 @@ export class EmbeddedCa implements UpstreamCa {
 
   /** A CA that lives in memory only, for the demo and tests. */
   static async inMemory(options: CaOptions & { name?: string; now?: Date } = {}): Promise<EmbeddedCa> {
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { privateKey, publicKey } = generateCaKey(options.keyType ?? 'rsa-2048');
     const cert = await selfSigned(options.name ?? 'CN=cardlink throwaway CA', privateKey, publicKey, options.now ?? new Date());
-    return new EmbeddedCa(cert, await toWebKey(privateKey), options.crlUrl);
+    return EmbeddedCa.make(cert, privateKey, options.crlUrl);
   }
 
   /**
@@ -114,24 +141,24 @@ export class EmbeddedCa implements UpstreamCa {
    */
   static async open(dataDir: string, passphrase: string, now: Date, options: CaOptions = {}): Promise<EmbeddedCa> {
     const dir = join(dataDir, 'ca');
-    if (!existsSync(join(dir, 'cert.pem'))) await EmbeddedCa.create(dataDir, passphrase, now);
+    if (!existsSync(join(dir, 'cert.pem'))) await EmbeddedCa.create(dataDir, passphrase, now, options.keyType ?? 'rsa-2048');
     const keyFile = join(dir, 'key.pem');
     const keyPem = readFileSync(keyFile, 'utf8');
     const key = decryptKey(keyPem, passphrase, keyFile);
     // A key an older version wrapped with weaker parameters is written again with today's.
     if (needsRewrap(keyPem)) writeFileAtomic(keyFile, encryptedPkcs8(key, passphrase));
     const cert = new x509.X509Certificate(readFileSync(join(dir, 'cert.pem'), 'utf8'));
-    return new EmbeddedCa(cert, await toWebKey(key), options.crlUrl);
+    return EmbeddedCa.make(cert, key, options.crlUrl);
   }
 
-  private static async create(dataDir: string, passphrase: string, now: Date): Promise<void> {
+  private static async create(dataDir: string, passphrase: string, now: Date, keyType: CaKeyType): Promise<void> {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // Both files are written (and fsynced) in a private directory, which then appears whole under
     // its final name: a reader never sees a certificate without its key.
     const tmp = join(dataDir, `.ca-${randomBytes(6).toString('hex')}`);
     mkdirSync(tmp, { mode: 0o700 });
     try {
-      const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const { privateKey, publicKey } = generateCaKey(keyType);
       const cert = await selfSigned(`CN=cardlink CA ${hostname()} ${randomBytes(4).toString('hex')}, O=cardlink`, privateKey, publicKey, now);
       writeFileAtomic(join(tmp, 'key.pem'), encryptedPkcs8(privateKey, passphrase));
       writeFileAtomic(join(tmp, 'cert.pem'), cert.toString('pem') + '\n');
@@ -149,11 +176,44 @@ export class EmbeddedCa implements UpstreamCa {
     return [this.cert];
   }
 
-  issue(order: IssueOrder): Promise<x509.X509Certificate> {
+  async issue(order: IssueOrder): Promise<x509.X509Certificate> {
+    return new x509.X509Certificate(await this.issueDer(order));
+  }
+
+  issueDer(order: IssueOrder): Promise<Uint8Array> {
     return this.sign(order, { subjectKeyId: true });
   }
 
-  private async sign(order: IssueOrder, o: { subjectKeyId: boolean }): Promise<x509.X509Certificate> {
+  /**
+   * Smart card logon certificates, the ones issued at volume, come from the prepared parts
+   * (prepared.ts); anything else through @peculiar/x509's generic generator.
+   */
+  private async sign(order: IssueOrder, o: { subjectKeyId: boolean }): Promise<Uint8Array> {
+    if (order.template.kind !== 'smartcard-logon') return new Uint8Array((await this.generic(order, o)).rawData);
+    try {
+      return await this.prepared.issue(
+        {
+          serial: order.serial,
+          notBefore: order.notBefore,
+          notAfter: order.notAfter,
+          subject: new Uint8Array((typeof order.subject === 'string' ? new x509.Name(order.subject) : order.subject).toArrayBuffer()),
+          spki: new Uint8Array(order.publicKey.rawData),
+          ...(order.template.userPrincipalName !== undefined ? { userPrincipalName: order.template.userPrincipalName } : {}),
+          ...(order.template.dnsNames !== undefined ? { dnsNames: order.template.dnsNames } : {}),
+          subjectKeyId: o.subjectKeyId,
+        },
+        this.crlUrl,
+      );
+    } catch (err) {
+      throw new ServiceError('CA', `the embedded CA could not sign: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * The certificate for `order` through @peculiar/x509's generic generator: the path for templates
+   * without prepared parts, and the reference the prepared path is tested against.
+   */
+  async generic(order: IssueOrder, o: { subjectKeyId: boolean } = { subjectKeyId: true }): Promise<x509.X509Certificate> {
     const extensions = extensionsFor(order.template, order.publicKey);
     if (o.subjectKeyId) extensions.push(await x509.SubjectKeyIdentifierExtension.create(order.publicKey));
     extensions.push(await x509.AuthorityKeyIdentifierExtension.create(this.cert));
@@ -168,7 +228,7 @@ export class EmbeddedCa implements UpstreamCa {
         notAfter: order.notAfter,
         publicKey: order.publicKey,
         signingKey: this.key,
-        signingAlgorithm: SIGNING,
+        signingAlgorithm: this.signing,
         extensions,
       });
     } catch (err) {
@@ -185,7 +245,7 @@ export class EmbeddedCa implements UpstreamCa {
    */
   async issueFor(publicKey: KeyObject, o: { subject: string; userPrincipalName?: string; dnsNames?: string[]; notBefore?: Date; days?: number }): Promise<Uint8Array> {
     const notBefore = o.notBefore ?? new Date();
-    const cert = await this.sign({
+    return this.sign({
       serial: newSerial(),
       notBefore,
       notAfter: new Date(notBefore.getTime() + (o.days ?? 365) * DAY),
@@ -197,7 +257,6 @@ export class EmbeddedCa implements UpstreamCa {
         ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}),
       },
     }, { subjectKeyId: false });
-    return new Uint8Array(cert.rawData);
   }
 
   async signCrl(order: CrlOrder): Promise<Buffer> {
@@ -206,7 +265,7 @@ export class EmbeddedCa implements UpstreamCa {
       thisUpdate: order.thisUpdate,
       nextUpdate: order.nextUpdate,
       signingKey: this.key,
-      signingAlgorithm: SIGNING,
+      signingAlgorithm: this.signing,
       entries: order.entries.map((e) => ({ serialNumber: e.serial, revocationDate: e.revokedAt, reason: e.reason })),
       extensions: [
         await x509.AuthorityKeyIdentifierExtension.create(this.cert),

@@ -2,9 +2,10 @@
  * The service's PKI vocabulary: the one OID table, serial numbers, PKCS#10 checking, and the few
  * ASN.1 structures EST needs, built with the @peculiar/asn1-* schema libraries (never by hand).
  */
-import { createHash, createPublicKey, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { AsnArray, AsnConvert, AsnPropTypes, AsnType, AsnTypeTypes } from '@peculiar/asn1-schema';
 import { CRLNumber, id_ce_cRLNumber, id_kp_clientAuth, id_kp_serverAuth, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
+import { readTlv } from '../../ber-tlv.js';
 import { toDer } from '../../pem.js';
 import { spkiSha256 } from '../../thumbprint.js';
 import { x509 } from '../../x509.js';
@@ -77,7 +78,7 @@ const CSR_HASHES = new Set(['SHA-256', 'SHA-384', 'SHA-512']);
  * §6.2 wants an odd exponent above 2^16; 65537 is the one cards and Windows use), 2048 to 8192
  * bits; ECDSA on P-256 or P-384.
  */
-function checkKey(spki: Uint8Array): void {
+function checkKey(spki: Uint8Array): KeyObject {
   let key;
   try {
     key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
@@ -91,11 +92,11 @@ function checkKey(spki: Uint8Array): void {
     if (bits < RSA_BITS.min) throw new ServiceError('CSR_INVALID', `RSA key of ${bits} bits: ${RSA_BITS.min} at least`);
     if (bits > RSA_BITS.max) throw new ServiceError('CSR_INVALID', `RSA key of ${bits} bits: ${RSA_BITS.max} at most`);
     if (d.publicExponent !== 65537n) throw new ServiceError('CSR_INVALID', `RSA public exponent ${String(d.publicExponent)}: only 65537 is accepted`);
-    return;
+    return key;
   }
   if (type === 'ec') {
     if (d.namedCurve !== 'prime256v1' && d.namedCurve !== 'secp384r1') throw new ServiceError('CSR_INVALID', `curve ${d.namedCurve}: use P-256 or P-384`);
-    return;
+    return key;
   }
   throw new ServiceError('CSR_INVALID', `key algorithm ${type} is not accepted (use RSA of 2048 to 8192 bits, or ECDSA P-256/P-384)`);
 }
@@ -111,12 +112,13 @@ export async function parseCsr(input: Uint8Array | string): Promise<ParsedCsr> {
   } catch (err) {
     throw new ServiceError('CSR_INVALID', `not a PKCS#10 certificate request: ${(err as Error).message}`, { cause: err });
   }
-  checkKey(new Uint8Array(csr.publicKey.rawData));
-  const hash = (csr.signatureAlgorithm as { hash?: { name?: string } } | undefined)?.hash?.name;
+  const key = checkKey(new Uint8Array(csr.publicKey.rawData));
+  const algorithm = csr.signatureAlgorithm as { name?: string; hash?: { name?: string } } | undefined;
+  const hash = algorithm?.hash?.name;
   if (hash === undefined || !CSR_HASHES.has(hash)) throw new ServiceError('CSR_INVALID', `the request is signed with ${hash ?? 'an unknown hash'}: sign it with SHA-256, SHA-384 or SHA-512`);
   let ok = false;
   try {
-    ok = await csr.verify();
+    ok = await verifySignature(csr, der, key, algorithm!.name, hash);
   } catch (err) {
     throw new ServiceError('CSR_INVALID', `cannot check the request's signature: ${(err as Error).message}`, { cause: err });
   }
@@ -128,6 +130,24 @@ export async function parseCsr(input: Uint8Array | string): Promise<ParsedCsr> {
     keyHash: spkiSha256(new Uint8Array(csr.publicKey.rawData)),
     subject: csr.subject,
   };
+}
+
+/**
+ * The request's self-signature. PKCS#1 v1.5 and ECDSA (what cards and cardlink's agent make) are
+ * checked by node:crypto on libuv's thread pool over the CertificationRequestInfo bytes exactly as
+ * received (RFC 2986 §4.2: the signature is over its DER), with the key checkKey already made;
+ * anything else (RSA-PSS) through the library's own check.
+ */
+async function verifySignature(csr: x509.Pkcs10CertificateRequest, der: Uint8Array, key: KeyObject, algorithm: string | undefined, hash: string): Promise<boolean> {
+  if (!(algorithm === 'ECDSA' && key.asymmetricKeyType === 'ec') && !(algorithm === 'RSASSA-PKCS1-v1_5' && key.asymmetricKeyType === 'rsa')) return csr.verify();
+  // CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature }
+  const outer = readTlv(der, 0);
+  const info = readTlv(der, outer.headerLength);
+  const signed = der.subarray(outer.headerLength, info.next);
+  const signature = new Uint8Array(csr.signature);
+  return new Promise<boolean>((resolve, reject) =>
+    verify(hash.replace('-', '').toLowerCase(), signed, key, signature, (err, ok) => (err ? reject(err) : resolve(ok))),
+  );
 }
 
 /** A certs-only PKCS#7 (CMS SignedData without signers, RFC 7030 §4.1.3): EST's answer format. */

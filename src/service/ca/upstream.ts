@@ -37,5 +37,7 @@ export interface UpstreamCa {
   /** Issuing CA first, then any intermediates up to (and including) the root. */
   chain(): x509.X509Certificate[];
   issue(order: IssueOrder): Promise<x509.X509Certificate>;
+  /** The same certificate as `issue`, as DER: what the service stores and hands out, without parsing it back. */
+  issueDer(order: IssueOrder): Promise<Uint8Array>;
   signCrl(order: CrlOrder): Promise<Buffer>;
 }

@@ -10,10 +10,27 @@ const types = {
     oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format),
 } as pg.CustomTypesConfig;
 
-/** `?` placeholders to PostgreSQL's `$n` (our SQL never has a literal question mark). */
-function numbered(sql: string): string {
-  let n = 0;
-  return sql.replace(/\?/g, () => `$${++n}`);
+/**
+ * A statement as pg sends it: `?` placeholders turned into PostgreSQL's `$n` (our SQL never has a
+ * literal question mark), and a name, so that each connection parses and plans it once and then
+ * only binds values (a named prepared statement, PostgreSQL's extended query protocol,
+ * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY). The SQL is
+ * the service's own, a fixed set, so the cache is bounded.
+ */
+const prepared = new Map<string, { name: string; text: string }>();
+function statement(sql: string, params: readonly unknown[]): { name?: string; text: string; values: unknown[] } {
+  // Schema changes (migrations) run once and unnamed.
+  if (!/^\s*(SELECT|INSERT|UPDATE|DELETE)\b/i.test(sql)) {
+    let n = 0;
+    return { text: sql.replace(/\?/g, () => `$${++n}`), values: params as unknown[] };
+  }
+  let s = prepared.get(sql);
+  if (!s) {
+    let n = 0;
+    s = { name: `cardlink_${prepared.size + 1}`, text: sql.replace(/\?/g, () => `$${++n}`) };
+    prepared.set(sql, s);
+  }
+  return { ...s, values: params as unknown[] };
 }
 
 function translate(err: unknown): Error {
@@ -38,7 +55,7 @@ export class PostgresDb implements Db {
 
   async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
     try {
-      const res = await this.pool.query(numbered(sql), params as unknown[]);
+      const res = await this.pool.query(statement(sql, params));
       return res.rows as T[];
     } catch (err) {
       throw translate(err);
@@ -58,7 +75,7 @@ export class PostgresDb implements Db {
         const result = await fn({
           query: async <R extends Row>(sql: string, params: readonly unknown[] = []) => {
             try {
-              return (await client.query(numbered(sql), params as unknown[])).rows as R[];
+              return (await client.query(statement(sql, params))).rows as R[];
             } catch (err) {
               throw Object.assign(translate(err), { pgCode: (err as { code?: string }).code });
             }
