@@ -4,6 +4,7 @@ import type { MinidriverCard } from '../card/index.js';
 import { pemBlock } from '../pem.js';
 import { collectMessage, ServiceClientError, type ServiceClient } from '../service/client.js';
 import { certThumbprint } from '../thumbprint.js';
+import { readCardFresh, type CardView } from '../windows/card-view.js';
 
 export type CollectAction = 'installed' | 'already-on-card' | 'waiting' | 'rejected' | 'revoked' | 'delivered-before';
 
@@ -33,8 +34,13 @@ export interface CollectReport {
 
 export interface CollectOptions {
   pin: string;
-  /** Links the card's certificates into the Windows store (and proves the links); optional. */
-  link?: (card: MinidriverCard) => Promise<{ linked: { container: string; thumbprint: string }[] }>;
+  /**
+   * Links the card's certificates into the Windows store (and proves the links); optional. It is
+   * given the card as read at the end of the card phase, and is called after the card was
+   * released: Windows' providers open their own connection to the card, which fails
+   * (SCARD_E_SHARING_VIOLATION) while the agent holds it exclusively.
+   */
+  link?: (view: CardView) => Promise<{ linked: { container: string; thumbprint: string }[] }>;
   /** Reported to the service with each delivery. */
   host?: string;
   /**
@@ -66,15 +72,36 @@ async function timed<T>(t: CollectTimings | undefined, key: keyof CollectTimings
   }
 }
 
+/** What the card phase of a collection leaves for the phase after the card was released. */
+export interface CollectedOnCard {
+  cardId: string;
+  items: CollectedItem[];
+  /** Deliveries to report (once linked, where a linker was given). */
+  toReport: { item: CollectedItem; ticket: string }[];
+  /** The card as it is after the installs, for the linker; undefined when there is nothing to link. */
+  view: CardView | undefined;
+}
+
 /**
  * For the inserted card: prove each container key to the service (one signature per container
  * over a fresh challenge), install what was issued into its container, link, and report the
- * delivery. Nothing here depends on the workstation that enrolled.
+ * delivery. Nothing here depends on the workstation that enrolled. Only for callers whose linker
+ * does not need the card released (it shares this connection); the others run `collectOnCard`,
+ * release the card, then `finishCollect`.
  */
 export async function collect(card: MinidriverCard, client: ServiceClient, o: CollectOptions): Promise<CollectReport> {
+  return finishCollect(await collectOnCard(card, client, o), client, o);
+}
+
+/**
+ * The card phase: prove the keys, install what was issued, and (with a linker) read the card for
+ * linking. Everything after it — linking through Windows' providers, reporting deliveries — runs in
+ * `finishCollect` without the card.
+ */
+export async function collectOnCard(card: MinidriverCard, client: ServiceClient, o: CollectOptions): Promise<CollectedOnCard> {
   const cardId = hex(await card.cardId()).toLowerCase();
   const containers = await card.containers();
-  if (containers.length === 0) return { cardId, items: [], retryAfter: null };
+  if (containers.length === 0) return { cardId, items: [], toReport: [], view: undefined };
   const t = o.timings;
   const challenge = await timed(t, 'serviceMs', () => client.challenge(cardId));
   await card.verifyPin(o.pin);
@@ -120,8 +147,16 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
     }
     if (r.deliveryTicket !== null) toReport.push({ item, ticket: r.deliveryTicket });
   }
-  if (o.link && items.some((i) => i.thumbprint !== null && i.action !== 'revoked')) {
-    const report = await timed(t, 'linkMs', () => o.link!(card));
+  const view = o.link && items.some((i) => i.thumbprint !== null && i.action !== 'revoked') ? await readCardFresh(card.minidriver()) : undefined;
+  return { cardId, items, toReport, view };
+}
+
+/** After the card phase, with the card released: link (where a linker was given) and report the deliveries. */
+export async function finishCollect(phase: CollectedOnCard, client: ServiceClient, o: CollectOptions): Promise<CollectReport> {
+  const { cardId, items, toReport, view } = phase;
+  const t = o.timings;
+  if (o.link && view) {
+    const report = await timed(t, 'linkMs', () => o.link!(view));
     const linked = new Set(report.linked.map((l) => `${l.container}/${l.thumbprint.toUpperCase()}`));
     for (const i of items) i.linked = i.thumbprint !== null && linked.has(`${i.container}/${i.thumbprint}`);
   }

@@ -14,8 +14,9 @@ import { CardlinkError } from '../errors.js';
 import { serializeCardCf } from '../minidriver/index.js';
 import { ServiceClientError, type ServiceClient } from '../service/client.js';
 import { TransportError } from '../transport/transport.js';
+import { readCardFresh, type CardView } from '../windows/card-view.js';
 import type { PcscReaderEvent } from '../transport/pcsc.js';
-import { collect, type CollectReport, type CollectTimings } from './collect.js';
+import { collectOnCard, finishCollect, type CollectOptions, type CollectReport, type CollectTimings } from './collect.js';
 import { backoffDelay } from './watch.js';
 
 /** One card, opened for one pass; `close` releases the connection (and resets the card). */
@@ -30,8 +31,11 @@ export interface ExpectedLink {
 }
 
 export interface AgentLinker {
-  /** Links every certificate of the card (and proves the links), as `cardlink link` does. */
-  link(card: MinidriverCard): Promise<{ linked: ExpectedLink[] }>;
+  /**
+   * Links every certificate of the card as read (and proves the links), as `cardlink link` does.
+   * Called with the card released: the providers reach the card in `reader` on their own.
+   */
+  link(view: CardView, reader: string): Promise<{ linked: ExpectedLink[] }>;
   /** Whether the store holds exactly these links for the card, checked without the card. */
   holds(cardId: string, expected: ExpectedLink[]): Promise<boolean>;
 }
@@ -353,10 +357,15 @@ export class Agent {
         if (this.o.linker && m.links.length > 0) {
           const tLink = performance.now();
           if (!(await this.o.linker.holds(cardId, m.links))) {
+            // Read the card, release it, then link: the providers open their own connection.
             opened = await this.o.openCard(s.name);
-            const report = await this.o.linker.link(opened.card);
+            const view = await readCardFresh(opened.card.minidriver());
+            const relinkedCf = hex(serializeCardCf(await opened.card.cardcf()));
+            await opened.close();
+            opened = undefined;
+            const report = await this.o.linker.link(view, s.name);
             m.links = report.linked.map((l) => ({ container: l.container, thumbprint: l.thumbprint.toUpperCase() }));
-            m.cardcf = hex(serializeCardCf(await opened.card.cardcf()));
+            m.cardcf = relinkedCf;
             record.kind = 'relinked';
           }
           timings.linkMs = performance.now() - tLink;
@@ -368,15 +377,21 @@ export class Agent {
       }
       record.kind = known ? 'due' : 'cold';
       const t: CollectTimings = { serviceMs: 0, installMs: 0, linkMs: 0 };
-      const report = await collect(card, this.o.client, {
+      const options: CollectOptions = {
         pin: this.o.pin,
         host: this.host,
         agentVersion: this.version,
         timings: t,
-        ...(this.o.linker ? { link: (c: MinidriverCard) => this.o.linker!.link(c) } : {}),
-      });
+        ...(this.o.linker ? { link: (view: CardView) => this.o.linker!.link(view, s.name) } : {}),
+      };
+      const onCard = await collectOnCard(card, this.o.client, options);
       const after = hex(serializeCardCf(await card.cardcf()));
-      timings.cardMs = performance.now() - tCard - t.serviceMs - t.installMs - t.linkMs;
+      timings.cardMs = performance.now() - tCard - t.serviceMs - t.installMs;
+      // The card is released before the store is linked: Windows' providers open their own
+      // connection to it, which fails (SCARD_E_SHARING_VIOLATION) while the agent holds it.
+      await opened.close();
+      opened = undefined;
+      const report = await finishCollect(onCard, this.o.client, options);
       Object.assign(timings, t);
       record.report = report;
       record.ok = true;

@@ -1,7 +1,9 @@
-import type { MinidriverCard, MinidriverPort } from '../card/index.js';
+import type { MinidriverPort } from '../card/index.js';
 import { CardlinkError } from '../errors.js';
 import { openCertStoreHost } from '../windows/hosts.js';
-import { bareContainerName, linkCard } from '../windows/link.js';
+import type { CardView } from '../windows/card-view.js';
+import { bareContainerName, linkView } from '../windows/link.js';
+import type { CardConnector } from '../windows/model/smartcard.js';
 import type { AgentLinker, ExpectedLink } from './daemon.js';
 
 /**
@@ -15,13 +17,17 @@ const NO_CARD = new Proxy(
   },
 ) as MinidriverPort;
 
-/** Links into the store a `--store` spec names (`native` or `model:DIR`), as `cardlink link` does. */
-export function storeLinker(spec: string, pin: () => string): AgentLinker {
+/**
+ * Links into the store a `--store` spec names (`native` or `model:DIR`), as `cardlink link` does:
+ * with the card released, the providers reaching it through `connect(reader)` (connections of
+ * their own, shared, as Windows' Base CSP and KSP open them).
+ */
+export function storeLinker(spec: string, pin: () => string, connect: (reader: string) => CardConnector): AgentLinker {
   return {
-    async link(card: MinidriverCard) {
-      const store = await openCertStoreHost(spec, card.minidriver(), pin);
+    async link(view: CardView, reader: string) {
+      const store = await openCertStoreHost(spec, connect(reader), pin);
       try {
-        const report = await linkCard(card.minidriver(), store.host);
+        const report = await linkView(view, store.host);
         return { linked: report.linked.map((l) => ({ container: l.container, thumbprint: l.thumbprint.toUpperCase() })) };
       } finally {
         await store.close();

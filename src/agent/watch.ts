@@ -8,7 +8,12 @@ export type AfterWrongPin = 'retry' | 'stop';
 export interface WatchOptions {
   /** The card in the reader, or undefined when there is none (opening must not wait for one). */
   open(): Promise<{ card: MinidriverCard; close(): Promise<void> } | undefined>;
-  pass(card: MinidriverCard): Promise<CollectReport>;
+  /**
+   * One pass on the card. It may end with what is left to do once the card is released (linking
+   * through Windows' providers, which open their own connection): the watch closes the card, then
+   * runs it.
+   */
+  pass(card: MinidriverCard): Promise<CollectReport | (() => Promise<CollectReport>)>;
   signal: AbortSignal;
   /**
    * The card refused the PIN (or it is blocked). Called with the card closed. Answer 'retry' only
@@ -83,9 +88,20 @@ export async function watch(o: WatchOptions): Promise<WatchEnd> {
     else {
       const inserted = !present;
       present = true;
+      let closed = false;
+      const close = async (): Promise<void> => {
+        if (closed) return;
+        closed = true;
+        await opened.close();
+      };
       try {
         if (inserted || now() >= nextPass) {
-          const report = await o.pass(opened.card);
+          const result = await o.pass(opened.card);
+          let report: CollectReport;
+          if (typeof result === 'function') {
+            await close();
+            report = await result();
+          } else report = result;
           failures = 0;
           o.onReport(report);
           nextPass = report.retryAfter === null ? Infinity : now() + report.retryAfter * 1000;
@@ -99,7 +115,7 @@ export async function watch(o: WatchOptions): Promise<WatchEnd> {
           o.onError(err, wait);
         }
       } finally {
-        await opened.close();
+        await close();
       }
     }
     if (wrongPin) {

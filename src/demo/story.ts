@@ -13,7 +13,7 @@ import { RecordingTransport } from '../transport/recorder.js';
 import { AT_SIGNATURE } from '../windows/constants.js';
 import { diagnose, type DoctorFinding } from '../windows/doctor.js';
 import { WinError } from '../windows/errors.js';
-import { linkCard } from '../windows/link.js';
+import { linkCard, linkView } from '../windows/link.js';
 import { ManualScheduler } from '../windows/model/clock.js';
 import { WindowsMachine } from '../windows/model/machine.js';
 import { addCardCertToStore } from '../windows/model/seed-tool.js';
@@ -96,7 +96,7 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     machine.insert(wsB.card.minidriver());
     const user = machine.startProcess(() => pin);
     // Workstation B's clock is the story's: the certificate was issued on (simulated) day 3.
-    const report = await collect(wsB.card, client, { pin, host: 'workstation-b', now: () => clock.now(), link: (card) => linkCard(card.minidriver(), user.host) });
+    const report = await collect(wsB.card, client, { pin, host: 'workstation-b', now: () => clock.now(), link: (view) => linkView(view, user.host) });
     for (const item of report.items) {
       say('day 4', `workstation B collects: ${item.action} into '${item.container}', linked into CurrentUser\\My: ${item.linked}, delivery reported: ${item.reported}`, { ...item });
     }

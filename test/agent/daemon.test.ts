@@ -20,6 +20,7 @@ import { MemoryTransport } from '../../src/transport/memory.js';
 import type { PcscReaderEvent, PcscReaderInfo } from '../../src/transport/pcsc.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
 import { TransportError } from '../../src/transport/transport.js';
+import type { CardConnector } from '../../src/windows/model/smartcard.js';
 import { TEST_PIN } from '../helpers/card.js';
 import { cli } from '../helpers/cli.js';
 import { BACKENDS, login, startTestService, tempDir, type TestService } from '../service/helpers.js';
@@ -27,6 +28,23 @@ import { cardWithWaitingCertificates, passOn } from './fixture.js';
 
 const READER = 'Test Reader 0';
 const info = (inUse = false): PcscReaderInfo => ({ name: READER, card: 'present', inUse, exclusive: false, atr: undefined });
+
+/**
+ * The providers' own connection to an in-memory card, opened per transaction as Windows' Base CSP
+ * and KSP do; `share` makes it take part in PC/SC-style sharing under the card's `name`.
+ */
+function connectTo(emulator: () => GidsCard, share?: { name: string }): () => CardConnector {
+  return () => async () => {
+    const t = share ? new MemoryTransport(emulator(), share.name, 'shared') : new MemoryTransport(emulator());
+    try {
+      const c = await MinidriverCard.open(t, { cache: new MemoryCardCache() });
+      return { port: c.minidriver(), close: () => t.close() };
+    } catch (err) {
+      await t.close();
+      throw err;
+    }
+  };
+}
 
 /** An agent whose reader events the test sends by hand, over an in-memory card. */
 function harness(client: ServiceClient, dir: string, emulator: () => GidsCard, extra: Partial<AgentOptions> = {}, prepare: (t: RecordingTransport, index: number) => void = () => {}) {
@@ -64,7 +82,7 @@ function harness(client: ServiceClient, dir: string, emulator: () => GidsCard, e
     },
     client: counted,
     pin: TEST_PIN,
-    linker: storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN),
+    linker: storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN, connectTo(emulator)),
     version: 'test',
     host: 'ws-unit',
     log: (e) => {
@@ -111,6 +129,49 @@ describe('the always-on agent', () => {
     await t.close();
   });
 
+  test("the card is released before linking: providers with their own (shared) connection prove every link, no sharing violation", async () => {
+    const card = await cardWithWaitingCertificates(t.client, 2);
+    const dir = tempDir('cardlink-agent-unit-');
+    // The agent's connection is exclusive, as openCardForPass opens it; the model machine's CSP and
+    // KSP open shared ones of their own, which fail with SCARD_E_SHARING_VIOLATION while it is held.
+    const share = { name: `agent-release-${card.cardId}` };
+    const h = harness(t.client, dir, () => card.emulator, {
+      openCard: async (): Promise<OpenedCard> => {
+        const tr = new MemoryTransport(card.emulator, share.name, 'exclusive');
+        return { card: await MinidriverCard.open(tr, { cache: new MemoryCardCache() }), close: () => tr.close() };
+      },
+      linker: storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN, connectTo(() => card.emulator, share)),
+    });
+    try {
+      const cold = h.next(passOn(card.cardId));
+      h.insert();
+      const c = passOf(await cold);
+      assert.equal(c.ok, true, JSON.stringify(c.error));
+      assert.deepEqual(c.report!.items.map((i) => [i.action, i.linked, i.reported]), [['installed', true, true], ['installed', true, true]]);
+      const expected = c.report!.items.map((i) => ({ container: i.container, thumbprint: i.thumbprint! }));
+      const linker = storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN, connectTo(() => card.emulator, share));
+      assert.equal(await linker.holds(card.cardId, expected), true);
+
+      // The re-link of the warm path too: the store lost its entries, the card is unchanged.
+      const { openCertStoreHost } = await import('../../src/windows/hosts.js');
+      const store = await openCertStoreHost(`model:${join(dir, 'store')}`, {} as never, () => TEST_PIN);
+      const my = await store.host.openCurrentUserMy();
+      for (const e of expected) await my.delete((await my.find(e.thumbprint))!);
+      await my.close();
+      await store.close();
+      assert.equal(await linker.holds(card.cardId, expected), false);
+      h.remove();
+      const relinked = h.next(passOn(card.cardId));
+      h.insert();
+      const r = passOf(await relinked);
+      assert.equal(r.kind, 'relinked', JSON.stringify(r.error));
+      assert.equal(await linker.holds(card.cardId, expected), true);
+    } finally {
+      await h.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('warm path: an unchanged card costs the cardid and cardcf reads, no service call; a store that lost a link is re-linked', async () => {
     const card = await cardWithWaitingCertificates(t.client, 2);
     const dir = tempDir('cardlink-agent-unit-');
@@ -139,7 +200,7 @@ describe('the always-on agent', () => {
 
       // Someone deleted one entry from the store: the next insertion links it again.
       const expected = c.report!.items.map((i) => ({ container: i.container, thumbprint: i.thumbprint! }));
-      const linker = storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN);
+      const linker = storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN, connectTo(() => card.emulator));
       assert.equal(await linker.holds(card.cardId, expected), true);
       const { openCertStoreHost } = await import('../../src/windows/hosts.js');
       const store = await openCertStoreHost(`model:${join(dir, 'store')}`, {} as never, () => TEST_PIN);

@@ -8,6 +8,7 @@ import { Agent, type AgentLogEntry, type AgentOptions } from '../../src/agent/da
 import { openCardForPass } from '../../src/agent/pcsc.js';
 import { storeLinker } from '../../src/agent/store-link.js';
 import { MemoryCardCache } from '../../src/card/index.js';
+import { cardConnector } from '../../src/cli/target.js';
 import type { GidsCard } from '../../src/gids/emulator/index.js';
 import type { ServiceClient } from '../../src/service/client.js';
 import { watchPcscReaders } from '../../src/transport/pcsc.js';
@@ -59,7 +60,7 @@ export function startAgent(client: ServiceClient, dir: string, extra: Partial<Ag
     openCard: (reader) => openCardForPass(reader, cache),
     client,
     pin: TEST_PIN,
-    linker: storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN),
+    linker: storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN, (reader) => cardConnector({ reader }, process.env)),
     version: 'test',
     host: 'ws-test',
     log: (e) => {

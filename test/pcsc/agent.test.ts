@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { AgentLogEntry, PassRecord } from '../../src/agent/daemon.js';
 import { storeLinker } from '../../src/agent/store-link.js';
+import { cardConnector } from '../../src/cli/target.js';
 import { GidsCard } from '../../src/gids/emulator/index.js';
 import { ServiceClient } from '../../src/service/client.js';
 import { startService } from '../../src/service/index.js';
@@ -102,7 +103,7 @@ describe('the agent as a service, through pcscd + vpcd', () => {
       );
       // The model store holds all three, tied to their containers (checked by a fresh look at the store).
       const expected = pass.report!.items.map((i) => ({ container: i.container, thumbprint: i.thumbprint! }));
-      assert.equal(await storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN).holds(card.cardId, expected), true);
+      assert.equal(await storeLinker(`model:${join(dir, 'store')}`, () => TEST_PIN, (reader) => cardConnector({ reader }, process.env)).holds(card.cardId, expected), true);
       assert.ok(ms < 10_000, `insertion to linked took ${ms} ms`);
 
       // Pulled and put back unchanged: the warm path, nothing asked of the service, nothing re-linked.

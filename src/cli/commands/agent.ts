@@ -17,6 +17,7 @@ import { watchPcscReaders } from '../../transport/pcsc.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { UsageError, emit, type CliIo } from '../io.js';
 import { readPin } from '../secrets.js';
+import { cardConnector } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
 
 function configPath(values: { config?: string | undefined }, io: CliIo): string {
@@ -97,7 +98,7 @@ export const run: HandlerOf<typeof specs.agentRun> = async ({ values }, io) => {
       openCard: (reader) => openCardForPass(reader, cache),
       client,
       pin,
-      ...(cfg.store ? { linker: storeLinker(cfg.store, () => pin) } : {}),
+      ...(cfg.store ? { linker: storeLinker(cfg.store, () => pin, (reader) => cardConnector({ reader }, io.env)) } : {}),
       readers: cfg.readers,
       recheckMs: cfg.recheckMs,
       backoff: cfg.backoff,

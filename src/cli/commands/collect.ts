@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { CardlinkError } from '../../errors.js';
-import { collect as collectFromService, type CollectReport } from '../../agent/collect.js';
+import { collectOnCard, finishCollect, type CollectOptions, type CollectReport } from '../../agent/collect.js';
 import { watch } from '../../agent/watch.js';
 import { MinidriverCard } from '../../card/index.js';
 import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
-import { linkCard } from '../../windows/link.js';
+import { linkView } from '../../windows/link.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { emit, type CliIo } from '../io.js';
 import { readPin } from '../secrets.js';
 import { forTerminal, line } from '../terminal.js';
-import { openTransport, userCardCache, withCard } from '../target.js';
+import { cardConnector, openTransport, userCardCache, withCard } from '../target.js';
 import { openClient } from './admin.js';
 
 function describe(r: CollectReport): string {
@@ -43,27 +43,34 @@ export const collect: HandlerOf<typeof specs.collect> = async ({ values }, io) =
   const fromEnv = io.env.CARDLINK_PIN !== undefined && io.env.CARDLINK_PIN !== '';
   const pin: PinSource = { current: await readPin(io), ask: fromEnv ? undefined : () => readPin(io, 'CARDLINK_PIN', 'PIN (again): ') };
   const client = openClient(values, io);
-  const pass = async (card: MinidriverCard): Promise<CollectReport> =>
-    collectFromService(card, client, {
-      pin: pin.current,
-      host: hostname(),
-      ...(spec
-        ? {
-            link: async (c: MinidriverCard) => {
-              const store = await openCertStoreHost(spec, c.minidriver(), () => pin.current);
-              try {
-                // The PIN goes to the provider of a silent context: collect runs unattended.
-                return await linkCard(c.minidriver(), store.host, { ...(pin.current !== undefined ? { pin: pin.current } : {}) });
-              } finally {
-                await store.close();
-              }
-            },
-          }
-        : {}),
-    });
+  // The PIN is read when used: the watch may have asked for a new one.
+  const options = (): CollectOptions => ({
+    pin: pin.current,
+    host: hostname(),
+    ...(spec
+      ? {
+          // Called after the card was released: the Base CSP and the KSP open their own (shared)
+          // connection to the card, which fails (SCARD_E_SHARING_VIOLATION) while collect holds it.
+          link: async (view) => {
+            const store = await openCertStoreHost(spec, cardConnector(values, io.env), () => pin.current);
+            try {
+              // The PIN goes to the provider of a silent context: collect runs unattended.
+              return await linkView(view, store.host, { pin: pin.current });
+            } finally {
+              await store.close();
+            }
+          },
+        }
+      : {}),
+  });
+  const pass = async (card: MinidriverCard): Promise<() => Promise<CollectReport>> => {
+    const o = options();
+    const onCard = await collectOnCard(card, client, o);
+    return () => finishCollect(onCard, client, o);
+  };
   try {
     if (!values.watch) {
-      const report = await withCard(values, io, pass);
+      const report = await (await withCard(values, io, pass))();
       emit(io, values.json === true, { ok: true, ...report }, () => describe(report));
       return 0;
     }
@@ -81,7 +88,7 @@ interface PinSource {
   ask: (() => Promise<string>) | undefined;
 }
 
-async function watchCards(target: { image?: string | undefined; reader?: string | undefined }, io: CliIo, pin: PinSource, pass: (card: MinidriverCard) => Promise<CollectReport>, json: boolean): Promise<void> {
+async function watchCards(target: { image?: string | undefined; reader?: string | undefined }, io: CliIo, pin: PinSource, pass: (card: MinidriverCard) => Promise<() => Promise<CollectReport>>, json: boolean): Promise<void> {
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
