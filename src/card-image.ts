@@ -82,6 +82,24 @@ export function withImagePath(e: unknown, path: string): unknown {
   return new CardImageError(e.code, `${path}: ${e.message}`, { path, cause: e.cause });
 }
 
+/**
+ * The card an emulator keeps in the image at `path`: decoded from the file, or, when there is no
+ * file and `create` is set, a blank card saved at once. Failures name the path. Both emulators
+ * open their images through this; each keeps its own format (`decode`, `blank`).
+ */
+export function loadImageCard<C>(path: string, o: { create?: boolean; decode: (bytes: Buffer) => C; blank: () => { card: C; image: Uint8Array } }): C {
+  const bytes = readImageFile(path);
+  try {
+    if (bytes !== undefined) return o.decode(bytes);
+    if (o.create !== true) throw new CardImageError('IMAGE_NOT_FOUND', `no card image at ${path}`, { path });
+    const { card, image } = o.blank();
+    saveImageFile(path, image);
+    return card;
+  } catch (e) {
+    throw withImagePath(e, path);
+  }
+}
+
 function createSealKey(home: string, path: string): void {
   try {
     mkdirSync(home, { recursive: true, mode: 0o700 });

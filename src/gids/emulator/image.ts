@@ -7,7 +7,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import {
   bytesFromHex,
-  CardImageError,
   hexOf,
   imageCorrupt as malformed,
   imageField as field,
@@ -16,13 +15,12 @@ import {
   isNumber,
   isObject,
   isString,
+  loadImageCard,
   loadSealKey,
   openSealedImage,
   parseImageJson,
-  readImageFile,
   saveImageFile as saveImage,
   sealImage,
-  withImagePath as withPath,
 } from '../../card-image.js';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../protocol/tlv.js';
 import { GidsCard, type GidsCardOptions } from './card.js';
@@ -233,24 +231,17 @@ export interface OpenCardImageOptions extends GidsCardOptions {
  */
 export function openCardImage(path: string, options: OpenCardImageOptions = {}): GidsCard {
   const sealKey = loadSealKey(options.home);
-  const bytes = readImageFile(path);
-  let card: GidsCard;
-  try {
-    if (bytes === undefined) {
-      if (options.create !== true) {
-        throw new CardImageError('IMAGE_NOT_FOUND', `no card image at ${path}`, { path });
-      }
-      card = GidsCard.blank({
+  const card = loadImageCard(path, {
+    ...(options.create !== undefined ? { create: options.create } : {}),
+    decode: (bytes) => GidsCard.fromImage(decodeCardImage(bytes, sealKey)),
+    blank: () => {
+      const blank = GidsCard.blank({
         ...(options.capacityBytes === undefined ? {} : { capacityBytes: options.capacityBytes }),
         ...(options.extendedLength === undefined ? {} : { extendedLength: options.extendedLength }),
       });
-      saveImage(path, encodeCardImage(card.toImage(), sealKey));
-    } else {
-      card = GidsCard.fromImage(decodeCardImage(bytes, sealKey));
-    }
-  } catch (e) {
-    throw withPath(e, path);
-  }
+      return { card: blank, image: encodeCardImage(blank.toImage(), sealKey) };
+    },
+  });
   card.onPersistentChange = () => saveImage(path, encodeCardImage(card.toImage(), sealKey));
   return card;
 }

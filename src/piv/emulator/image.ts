@@ -8,7 +8,6 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { encodeTlv, findTlv, parseTlvs, type Tlv } from '../../ber-tlv.js';
 import {
   bytesFromHex,
-  CardImageError,
   hexOf,
   imageCorrupt,
   imageField,
@@ -16,13 +15,12 @@ import {
   isNumber,
   isObject,
   isString,
+  loadImageCard,
   loadSealKey,
   openSealedImage,
   parseImageJson,
-  readImageFile,
   saveImageFile,
   sealImage,
-  withImagePath,
 } from '../../card-image.js';
 import { ALG, isAsymmetricAlg, isKeySlot, isSymmetricAlg, PIN_LENGTH, SYMMETRIC, type AsymmetricAlg, type SymmetricAlg } from '../protocol/constants.js';
 import { isPinBlock } from '../protocol/objects.js';
@@ -192,19 +190,14 @@ export interface OpenPivCardImageOptions extends PivCardOptions {
  */
 export function openPivCardImage(path: string, options: OpenPivCardImageOptions = {}): PivCard {
   const sealKey = loadSealKey(options.home);
-  const bytes = readImageFile(path);
-  let card: PivCard;
-  try {
-    if (bytes === undefined) {
-      if (options.create !== true) throw new CardImageError('IMAGE_NOT_FOUND', `no card image at ${path}`, { path });
-      card = PivCard.blank(options.serial === undefined ? {} : { serial: options.serial });
-      saveImageFile(path, encodePivCardImage(card.snapshot(), sealKey));
-    } else {
-      card = PivCard.fromState(decodePivCardImage(bytes, sealKey));
-    }
-  } catch (e) {
-    throw withImagePath(e, path);
-  }
+  const card = loadImageCard(path, {
+    ...(options.create !== undefined ? { create: options.create } : {}),
+    decode: (bytes) => PivCard.fromState(decodePivCardImage(bytes, sealKey)),
+    blank: () => {
+      const blank = PivCard.blank(options.serial === undefined ? {} : { serial: options.serial });
+      return { card: blank, image: encodePivCardImage(blank.snapshot(), sealKey) };
+    },
+  });
   card.onPersistentChange = (next) => saveImageFile(path, encodePivCardImage(next, sealKey));
   return card;
 }
