@@ -22,6 +22,7 @@ import { cacheFreshness } from './model/hypotheses.js';
 import type { WindowsMachine } from './model/machine.js';
 import { NO_FILE_PREFIX } from './model/smartcard.js';
 import type { CertStoreHost, KeyProvInfo } from './store.js';
+import type { RevocationList } from '../crl.js';
 
 export type DoctorCode =
   | 'NO_STORE_ENTRY'
@@ -36,7 +37,8 @@ export type DoctorCode =
   | 'PIN_BLOCKED'
   | 'DUPLICATE_ENTRY'
   | 'ACQUISITION_FAILED'
-  | 'PROOF_FAILED';
+  | 'PROOF_FAILED'
+  | 'REVOKED_CERTIFICATE';
 
 export interface DoctorFinding {
   code: DoctorCode;
@@ -91,8 +93,18 @@ export interface DoctorReport {
   }[];
   /** Where the Smart Card service cache was read from, and how many items were compared with the card. */
   serviceCache?: { source: string; compared: number; note?: string };
+  /** Which revocation list the certificates were checked against, or why they were not. */
+  revocation?: { source: string; checked: number; note?: string };
   findings: DoctorFinding[];
 }
+
+/**
+ * Where doctor learns whether a certificate was revoked: the issuing service's CRL, read by the
+ * caller (doctor itself never goes on the network), or why it could not be read.
+ */
+export type RevocationSource =
+  | { source: string; list: Pick<RevocationList, 'revocationOf'>; unavailable?: undefined }
+  | { source: string; unavailable: string; list?: undefined };
 
 /**
  * The Smart Card service's data cache as SCardReadCacheW reads it [RC]: an item is returned only
@@ -134,6 +146,8 @@ export interface DoctorOptions {
   cardCheck?: () => Promise<CheckReport>;
   /** The card PIN: with it the acquisition is followed by a proof signature (silent, PIN given to the provider). */
   pin?: string;
+  /** The issuer's revocation list: revoked certificates on the card or in the store are findings. */
+  revocation?: RevocationSource;
 }
 
 function err(name: HresultName): DoctorFinding['error'] {
@@ -303,6 +317,8 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
     });
   }
 
+  const revocation = await revocationFindings(options.revocation, view, host, byName, target, findings);
+
   const probe = options.cache ?? (options.machine ? modelCacheProbe(options.machine) : undefined);
   let serviceCache: DoctorReport['serviceCache'];
   if (probe?.unavailable) serviceCache = { source: probe.source, compared: 0, note: probe.unavailable };
@@ -317,7 +333,55 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
       fix: `${link} (no propagation needed), or start the CertPropSvc service as an administrator`,
     });
   }
-  return { cardId: hex(cardId), scinfo: scinfo(view), certificates, ...(serviceCache ? { serviceCache } : {}), findings };
+  return { cardId: hex(cardId), scinfo: scinfo(view), certificates, ...(serviceCache ? { serviceCache } : {}), ...(revocation ? { revocation } : {}), findings };
+}
+
+/**
+ * Revoked certificates that are still offered: on the card (Windows lists them at logon and a
+ * domain controller refuses them, CRYPT_E_REVOKED [CREQ]) or in CurrentUser\My pointing at one
+ * of this card's containers (applications choosing by subject may still take them).
+ */
+async function revocationFindings(
+  source: RevocationSource | undefined,
+  view: DoctorCardView,
+  host: CertStoreHost,
+  byName: Map<string, DoctorCardView['containers'][number]>,
+  target: string,
+  findings: DoctorFinding[],
+): Promise<DoctorReport['revocation']> {
+  if (!source) return undefined;
+  if (source.unavailable !== undefined) return { source: source.source, checked: 0, note: source.unavailable };
+  const cardOnly = target.replace(/\s*--store \S+/, '');
+  let checked = 0;
+  const seen = new Set<string>();
+  const flag = (cert: X509Certificate, thumbprint: string, container: string, where: 'card' | 'store'): void => {
+    checked++;
+    const r = source.list.revocationOf(cert);
+    if (!r || seen.has(`${where}:${thumbprint}`)) return;
+    seen.add(`${where}:${thumbprint}`);
+    findings.push({
+      code: 'REVOKED_CERTIFICATE',
+      container,
+      thumbprint,
+      message: `${cert.subject.split('\n').join(', ')} (serial ${cert.serialNumber}) was revoked on ${r.revokedAt.toISOString()}${r.reason ? ` (${r.reason})` : ''} but is still ${where === 'card' ? 'on the card' : 'in CurrentUser\\My'}: Windows offers it at logon and relying parties refuse it`,
+      error: err('CRYPT_E_REVOKED'),
+      fix: where === 'card' ? `cardlink card rm-cert ${cardOnly} --container ${container}, then cardlink link ${target}` : `cardlink link ${target} (drops store entries the card no longer backs)`,
+    });
+  };
+  for (const c of view.containers) if (c.certificate) flag(c.certificate.cert, c.certificate.thumbprint, c.name, 'card');
+  const my = await host.openCurrentUserMy();
+  try {
+    for (const ctx of await my.enumerate()) {
+      const info = await host.getKeyProvInfo(ctx);
+      if (!info || (info.providerName !== MS_SCARD_PROV && info.providerName !== MS_SMART_CARD_KSP)) continue;
+      const c = byName.get(bareContainerName(info.containerName));
+      if (!c || c.certificate?.thumbprint === ctx.thumbprint) continue;
+      flag(new X509Certificate(ctx.encoded), ctx.thumbprint, c.name, 'store');
+    }
+  } finally {
+    await my.close();
+  }
+  return { source: source.source, checked };
 }
 
 /**

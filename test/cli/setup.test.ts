@@ -27,3 +27,39 @@ test('RSA only is said in the README and in card gen --help', async () => {
   assert.match(help, /RSA only/);
   assert.match(help, /one of: rsa2048, rsa3072, rsa4096, rsa1024/);
 });
+
+/** Whether Node `version` (x.y.z) meets an engines range: `||` alternatives of space-joined comparators (>=, >, <=, <, ^, ~, =, x-ranges). */
+function nodeSatisfies(version: string, range: string): boolean {
+  const v = version.split('.').map(Number);
+  const cmp = (a: number[], b: number[]): number => (a[0]! - b[0]!) || (a[1]! - b[1]!) || (a[2]! - b[2]!);
+  return range.split('||').some((alt) =>
+    alt.trim().replace(/(>=|<=|>|<|=|\^|~)\s+/g, '$1').split(/\s+/).filter(Boolean).every((c) => {
+      const m = /^(>=|<=|>|<|=|\^|~)?v?(\d+|[x*])(?:\.(\d+|[x*]))?(?:\.(\d+|[x*]))?/.exec(c);
+      if (!m) throw new Error(`engines range not understood: ${range}`);
+      const [, op = '', ...parts] = m;
+      const wild = parts.findIndex((p) => p === undefined || p === 'x' || p === '*');
+      const n = parts.map((p) => (p === undefined || p === 'x' || p === '*' ? 0 : Number(p)));
+      const d = cmp(v, n);
+      switch (op) {
+        case '>=': return d >= 0;
+        case '>': return d > 0;
+        case '<=': return d <= 0;
+        case '<': return d < 0;
+        case '^': return d >= 0 && v[0] === n[0];
+        case '~': return d >= 0 && v[0] === n[0] && (wild === 1 || v[1] === n[1]);
+        default: return wild === -1 ? d === 0 : parts.slice(0, wild).every((p, i) => Number(p) === v[i]);
+      }
+    }),
+  );
+}
+
+test('every package in the lock file accepts Node 20 (no EBADENGINE on the documented version)', () => {
+  assert.equal(nodeSatisfies('20.20.2', '>=22'), false, 'the check itself can fail');
+  assert.equal(nodeSatisfies('20.20.2', '^18.17.0 || >=20.5.0'), true);
+  const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as { packages: Record<string, { engines?: { node?: string } | string[] }> };
+  const refused = Object.entries(lock.packages)
+    .filter(([, p]) => p.engines && !Array.isArray(p.engines) && p.engines.node !== undefined)
+    .filter(([, p]) => !nodeSatisfies('20.0.0', (p.engines as { node: string }).node) && !nodeSatisfies(process.versions.node, (p.engines as { node: string }).node))
+    .map(([path, p]) => `${path.replace(/^.*node_modules\//, '')} wants node ${(p.engines as { node: string }).node}`);
+  assert.deepEqual(refused, []);
+});

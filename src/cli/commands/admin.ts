@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { groupedHex, parseChallengeHex } from '../../admin-challenge.js';
 import { fromHex, hex } from '../../bytes.js';
+import { PREFIX } from '../../service/auth.js';
 import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestPage, type RequestState, type RequestView } from '../../service/client.js';
 import { REVOKE_REASONS, type HandlerOf, type specs } from '../catalog.js';
 import { required } from '../args.js';
@@ -27,15 +28,35 @@ export function openClient(values: { server?: string | undefined; cacert?: strin
   return new ServiceClient({ server, ...(ca ? { ca } : {}) });
 }
 
+/** An operator session kept in the shell's environment by `eval "$(cardlink admin login)"`. */
+function shellSession(io: CliIo): string | undefined {
+  const session = io.env.CARDLINK_SESSION;
+  if (session === undefined || session === '') return undefined;
+  if (!session.startsWith(PREFIX.session)) throw new UsageError(`CARDLINK_SESSION does not hold an operator session (it starts with ${PREFIX.session}); run: eval "$(cardlink admin login)"`);
+  return session;
+}
+
 /**
- * Logs in as an operator (password from CARDLINK_OPERATOR_PASSWORD or a prompt), runs `fn`, and
- * ends the session whatever happens.
+ * Runs `fn` as an operator: in the shell's session (CARDLINK_SESSION) when there is one, else
+ * logged in for this command alone (password from CARDLINK_OPERATOR_PASSWORD or a prompt) and
+ * logged out whatever happens.
  */
 async function asOperator<T>(values: { server?: string | undefined; cacert?: string | undefined; operator?: string | undefined }, io: CliIo, fn: (client: ServiceClient, session: string) => Promise<T>): Promise<T> {
-  const username = values.operator ?? io.env.CARDLINK_OPERATOR ?? 'admin';
-  const password = await readSecret(io, 'CARDLINK_OPERATOR_PASSWORD', `password for operator ${username}: `);
   const client = openClient(values, io);
   try {
+    const kept = shellSession(io);
+    if (kept !== undefined) {
+      try {
+        return await fn(client, kept);
+      } catch (err) {
+        if (err instanceof ServiceClientError && err.status === 401) {
+          throw new ServiceClientError(err.code, 'the operator session in CARDLINK_SESSION has expired or was ended; run: eval "$(cardlink admin login)"', { status: 401, ...(err.serviceCode ? { serviceCode: err.serviceCode } : {}), cause: err });
+        }
+        throw err;
+      }
+    }
+    const username = values.operator ?? io.env.CARDLINK_OPERATOR ?? 'admin';
+    const password = await readSecret(io, 'CARDLINK_OPERATOR_PASSWORD', `password for operator ${username}: `);
     const { token } = await client.login({ username, password });
     try {
       return await fn(client, token);
@@ -46,6 +67,34 @@ async function asOperator<T>(values: { server?: string | undefined; cacert?: str
     client.close();
   }
 }
+
+export const login: HandlerOf<typeof specs.adminLogin> = async ({ values }, io) => {
+  const username = values.operator ?? io.env.CARDLINK_OPERATOR ?? 'admin';
+  const password = await readSecret(io, 'CARDLINK_OPERATOR_PASSWORD', `password for operator ${username}: `);
+  const client = openClient(values, io);
+  try {
+    const session = await client.login({ username, password });
+    // stdout is for the shell's eval; the hint goes to stderr so it is not evaluated.
+    if (values.json !== true) io.stderr(`logged in as ${username} until ${session.expiresAt}; 'eval "$(cardlink admin logout)"' ends it\n`);
+    emit(io, values.json === true, { ok: true, operator: username, session: session.token, expiresAt: session.expiresAt }, () => `export CARDLINK_SESSION=${session.token}`);
+    return 0;
+  } finally {
+    client.close();
+  }
+};
+
+export const logout: HandlerOf<typeof specs.adminLogout> = async ({ values }, io) => {
+  const session = shellSession(io);
+  if (session === undefined) throw new UsageError('no operator session in CARDLINK_SESSION to end');
+  const client = openClient(values, io);
+  try {
+    await client.logout(session);
+  } finally {
+    client.close();
+  }
+  emit(io, values.json === true, { ok: true }, () => 'unset CARDLINK_SESSION');
+  return 0;
+};
 
 function oneId(positionals: string[]): string {
   if (positionals.length !== 1) throw new UsageError('give exactly one request id');
