@@ -15,7 +15,10 @@ import { linkCard } from '../../src/windows/link.js';
 import { ManualScheduler } from '../../src/windows/model/clock.js';
 import { WindowsMachine } from '../../src/windows/model/machine.js';
 import { bumpPivCounter, pivCardCf } from '../../src/windows/model/piv-cache.js';
-import { pivContainerName } from '../../src/card/piv-minidriver.js';
+import { pivContainerName, PivMinidriver } from '../../src/card/piv-minidriver.js';
+import { PivSession } from '../../src/piv/host/session.js';
+import { MemoryTransport } from '../../src/transport/memory.js';
+import { RecordingTransport } from '../../src/transport/recorder.js';
 import { ALG, KEY_REF } from '../../src/piv/protocol/constants.js';
 import { tempDir } from '../helpers/card.js';
 import { EXAMPLE_GUID, PIV_PIN, pivFixture, type PivFixture } from '../helpers/piv-card.js';
@@ -82,6 +85,24 @@ describe('the PIV cache rule in the model', () => {
     assert.deepEqual(await subjects(machine), ['CN=Old']);
     machine.reinsert();
     assert.deepEqual(await subjects(machine), ['CN=New']);
+  });
+
+  it('a warm listing in the same insertion costs the port\'s begin only: SELECT and the CHUID (2 APDUs)', async () => {
+    const f = await pivFixture();
+    const k = await f.gen(KEY_REF.AUTHENTICATION, ALG.RSA_2048);
+    await f.install(KEY_REF.AUTHENTICATION, k);
+    const t = new RecordingTransport(new MemoryTransport(f.card, 'counted'));
+    const dir = tempDir('cardlink-piv-machine-');
+    dirs.push(dir);
+    const machine = new WindowsMachine({ stateDir: dir, scheduler: new ManualScheduler() });
+    machines.push(machine);
+    machine.insert(new PivMinidriver(new PivSession(t)));
+    await subjects(machine);
+    const cold = t.count;
+    t.clear();
+    await subjects(machine);
+    assert.equal(t.count, 2);
+    assert.ok(cold >= 7, `cold listing read the slots (${cold} APDUs)`);
   });
 
   it('the minidriver\'s own counters live in the cache under the card GUID; moving one refreshes without re-insertion', async () => {
