@@ -243,7 +243,7 @@ export function pivMinidriver(session: PivSession, options: PivMinidriverOptions
   return new PivMinidriver(session, options);
 }
 
-/** ECDSA-Sig-Value (DER SEQUENCE of two INTEGERs, RFC 5480 §2.2) → r‖s of `size` bytes each (IEEE P1363). */
+/** ECDSA-Sig-Value (DER SEQUENCE of two INTEGERs, RFC 3279 §2.2.3) → r‖s of `size` bytes each (IEEE P1363). */
 export function ecdsaDerToRaw(der: Uint8Array, size: number): Uint8Array {
   try {
     const { tlv, next } = readTlv(der, 0);
