@@ -206,7 +206,7 @@ export function modelCacheProbe(machine: WindowsMachine): ServiceCacheProbe {
   return {
     source: 'the model Smart Card service',
     freshness: (kind, cf) => cacheFreshness(machine.hypotheses, cf, kind),
-    hostCounters: (cardId) => pivCardCf(machine.scardsvr, cardId, machine.reader.insertions),
+    hostCounters: (cardId) => pivCardCf(machine.scardsvr, cardId, machine.hypotheses.pivFreshness === 'insertion' ? machine.reader.insertions : 0),
     read: async (cardId, freshness, name) => {
       try {
         return machine.scardsvr.read(cardId, freshness, name);
@@ -240,12 +240,16 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
   const cardSeesStale = (view.check?.findings ?? []).some((f) => f.code === 'STALE_FILES_COUNTER' || f.code === 'STALE_CONTAINERS_COUNTER');
   // card check only knows about staleness it can compare with cardlink's own cache; when only
   // Windows' cache shows it, doctor --repair moves the counters itself.
+  // Under the `chuid-only` hypothesis a re-insertion refreshes nothing: only a new CHUID GUID does.
+  const chuidOnly = options.machine?.hypotheses.pivFreshness === 'chuid-only';
   const repair = piv
-    ? REINSERT
+    ? chuidOnly
+      ? `cardlink card check --repair ${cardOnly} (a new CHUID GUID: Windows reads the card afresh under it), then ${link}`
+      : REINSERT
     : cardSeesStale
       ? `cardlink card check --repair ${cardOnly}`
       : `cardlink doctor --repair ${target} (moves the cardcf counters; needs CARDLINK_PIN)`;
-  const staleCode: DoctorCode = piv ? 'PIV_NOT_REINSERTED' : 'STALE_CACHE';
+  const staleCode: DoctorCode = piv && !chuidOnly ? 'PIV_NOT_REINSERTED' : 'STALE_CACHE';
 
   for (const c of containers) {
     const cert = c.certificate;
@@ -291,7 +295,7 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
           code: stale ? staleCode : 'ACQUISITION_FAILED',
           ...at,
           message: stale
-            ? `the entry is right, but acquiring through the providers' cache fails (${acquisition.cached.name}) while an uncached acquisition (CRYPT_MACHINE_KEYSET) succeeds: Windows holds stale card data${piv ? PIV_STALE_WHY : ''}`
+            ? `the entry is right, but acquiring through the providers' cache fails (${acquisition.cached.name}) while an uncached acquisition (CRYPT_MACHINE_KEYSET) succeeds: Windows holds stale card data${staleCode === 'PIV_NOT_REINSERTED' ? PIV_STALE_WHY : ''}`
             : `the entry is right, but CryptAcquireCertificatePrivateKey fails with ${acquisition.cached.name}`,
           error: { name: (acquisition.cached.name as HresultName) in HRESULT ? (acquisition.cached.name as HresultName) : 'E_INVALIDARG', value: acquisition.cached.value },
           observed: acquisition.cached,
@@ -377,7 +381,7 @@ async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardVie
   const keysAt = probe.freshness('containers', cf);
   const counter = (which: 'files' | 'containers'): string =>
     piv ? `under the freshness its PIV minidriver keeps for this insertion (${which === 'files' ? cf.filesFreshness : cf.containersFreshness})` : `under the current ${which} counter (${which === 'files' ? cf.filesFreshness : cf.containersFreshness})`;
-  const why = piv ? PIV_STALE_WHY : '';
+  const why = staleCode === 'PIV_NOT_REINSERTED' ? PIV_STALE_WHY : '';
   let compared = 0;
   for (const [path, actual] of view.files) {
     const cached = await probe.read(view.cardId, filesAt, `Cached_GeneralFile/${path}`);

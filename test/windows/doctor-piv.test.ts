@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { diagnose, type DoctorReport } from '../../src/windows/doctor.js';
 import { linkCard } from '../../src/windows/link.js';
 import { ManualScheduler } from '../../src/windows/model/clock.js';
+import type { Hypotheses } from '../../src/windows/model/hypotheses.js';
 import { WindowsMachine } from '../../src/windows/model/machine.js';
 import { ALG, KEY_REF } from '../../src/piv/protocol/constants.js';
 import { randomBytes } from 'node:crypto';
@@ -22,10 +23,10 @@ describe('doctor on a PIV card', () => {
   const cleanups: (() => void)[] = [];
   after(() => cleanups.forEach((c) => c()));
 
-  async function linked(guid: Uint8Array | null = EXAMPLE_GUID): Promise<{ f: PivFixture; machine: WindowsMachine }> {
+  async function linked(guid: Uint8Array | null = EXAMPLE_GUID, hypotheses: Partial<Hypotheses> = {}): Promise<{ f: PivFixture; machine: WindowsMachine }> {
     const f = await pivFixture(guid);
     const dir = tempDir('cardlink-piv-doctor-');
-    const machine = new WindowsMachine({ stateDir: dir, scheduler: new ManualScheduler() });
+    const machine = new WindowsMachine({ stateDir: dir, scheduler: new ManualScheduler(), hypotheses });
     cleanups.push(() => {
       machine.shutdown();
       rmSync(dir, { recursive: true, force: true });
@@ -70,6 +71,18 @@ describe('doctor on a PIV card', () => {
     assert.ok(after.findings.some((x) => x.code === 'NO_STORE_ENTRY'), 'the new certificate still needs its link');
     await linkCard(f.port, machine.startProcess(() => PIV_PIN).host);
     assert.deepEqual((await doctor(f, machine)).findings, []);
+  });
+
+  it('under the chuid-only hypothesis the same write is STALE_CACHE, fixed by a new CHUID (re-insertion would not help)', async () => {
+    const { f, machine } = await linked(EXAMPLE_GUID, { pivFreshness: 'chuid-only' });
+    const k2 = await f.gen(KEY_REF.AUTHENTICATION, ALG.ECC_P256);
+    await f.install(KEY_REF.AUTHENTICATION, k2, 'CN=PIV Replacement');
+    machine.reinsert();
+    const report = await doctor(f, machine);
+    assert.ok(!report.findings.some((x) => x.code === 'PIV_NOT_REINSERTED'));
+    const stale = report.findings.filter((x) => x.code === 'STALE_CACHE');
+    assert.ok(stale.length > 0, JSON.stringify(report.findings, null, 2));
+    for (const s of stale) assert.equal(s.fix, `cardlink card check --repair --image piv.img (a new CHUID GUID: Windows reads the card afresh under it), then cardlink link ${TARGET}`);
   });
 
   it('PIV_CHUID_CHANGED: the entry names the container under the old GUID; link fixes it', async () => {

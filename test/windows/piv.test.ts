@@ -14,6 +14,7 @@ import { ACQUIRE, AT_KEYEXCHANGE, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } 
 import { linkCard } from '../../src/windows/link.js';
 import { ManualScheduler } from '../../src/windows/model/clock.js';
 import { WindowsMachine } from '../../src/windows/model/machine.js';
+import type { Hypotheses } from '../../src/windows/model/hypotheses.js';
 import { bumpPivCounter, pivCardCf } from '../../src/windows/model/piv-cache.js';
 import { pivContainerName, PivMinidriver } from '../../src/card/piv-minidriver.js';
 import { PivSession } from '../../src/piv/host/session.js';
@@ -39,12 +40,12 @@ describe('the PIV cache rule in the model', () => {
     machines.forEach((m) => m.shutdown());
     dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
   });
-  const setup = async (guid: Uint8Array | null = EXAMPLE_GUID): Promise<PivMachine> => {
+  const setup = async (guid: Uint8Array | null = EXAMPLE_GUID, hypotheses: Partial<Hypotheses> = {}): Promise<PivMachine> => {
     const f = await pivFixture(guid);
     const dir = tempDir('cardlink-piv-machine-');
     dirs.push(dir);
     const scheduler = new ManualScheduler();
-    const machine = new WindowsMachine({ stateDir: dir, scheduler });
+    const machine = new WindowsMachine({ stateDir: dir, scheduler, hypotheses });
     machines.push(machine);
     machine.insert(f.port);
     return { f, machine, scheduler };
@@ -73,6 +74,19 @@ describe('the PIV cache rule in the model', () => {
     assert.deepEqual(await subjects(machine), []);
     await f.install(KEY_REF.AUTHENTICATION, key, 'CN=First');
     assert.deepEqual(await subjects(machine), ['CN=First']);
+  });
+
+  it('under the chuid-only hypothesis a re-insertion refreshes nothing; a new CHUID does', async () => {
+    const { f, machine } = await setup(EXAMPLE_GUID, { pivFreshness: 'chuid-only' });
+    const k1 = await f.gen(KEY_REF.AUTHENTICATION, ALG.ECC_P256);
+    await f.install(KEY_REF.AUTHENTICATION, k1, 'CN=Old');
+    assert.deepEqual(await subjects(machine), ['CN=Old']);
+    const k2 = await f.gen(KEY_REF.AUTHENTICATION, ALG.ECC_P256);
+    await f.install(KEY_REF.AUTHENTICATION, k2, 'CN=New');
+    machine.reinsert();
+    assert.deepEqual(await subjects(machine), ['CN=Old']);
+    await f.setChuid(new Uint8Array(randomBytes(16)));
+    assert.deepEqual(await subjects(machine), ['CN=New']);
   });
 
   it('a replaced certificate: the old one is served until re-insertion', async () => {

@@ -197,7 +197,7 @@ export class SmartCardProvider {
     try {
       const { cardId, cardcf, freshnessSource } = await this.begin(conn.port, operation);
       // A card without cardcf (PIV): the minidriver's own counters on the host (piv-cache.ts).
-      const cf = freshnessSource === 'host' ? pivCardCf(this.cache, cardId, this.reader.insertions) : cardcf;
+      const cf = freshnessSource === 'host' ? pivCardCf(this.cache, cardId, this.hypotheses.pivFreshness === 'insertion' ? this.reader.insertions : 0) : cardcf;
       return await fn({ card: conn.port, cardId, cf, noCache });
     } finally {
       await conn.close();
