@@ -2,6 +2,9 @@
 // lower bounds, over the in-memory transport (APDU counts do not depend on the transport; the same
 // counts through pcscd + vpcd: `npm run bench pcsc` and test/pcsc/card-api.test.ts). Each row
 // twice: on a card that announces extended-length APDUs, and on one that takes short APDUs only.
+// Then the PIV rows (bench/piv-load.ts): install into 9A and list cold and warm, next to OpenSC's
+// piv-tool and pkcs15-tool counted at the card through pcscd + vpcd (`-- --opensc`, which starts
+// a private pcscd: run it as `flock /tmp/cardlink-pcsc.lock npm run bench load -- --opensc`).
 import { MemoryCardCache, MinidriverCard, type CardCache } from '../src/card/index.js';
 import { GidsCard } from '../src/gids/emulator/index.js';
 import { GidsSession } from '../src/gids/host/session.js';
@@ -10,6 +13,7 @@ import { encodeTlv } from '../src/gids/protocol/tlv.js';
 import { MemoryTransport } from '../src/transport/memory.js';
 import { RecordingTransport } from '../src/transport/recorder.js';
 import { EmbeddedCa } from '../src/service/ca/embedded.js';
+import { printPivRows } from './piv-load.js';
 
 const PIN = '123456';
 const ADMIN = Buffer.alloc(24, 1);
@@ -152,6 +156,7 @@ async function main(): Promise<void> {
   console.log('warm = another command read the card into the cache; cardlink wrote last = the cache holds the write mark of');
   console.log("cardlink's own previous install (the table and cmapfile are then trusted; the table is re-read before a new record).");
   console.log('target = issue 18 acceptance for the 800-byte certificate and warm ls.');
+  await printPivRows(ca, process.argv.includes('--opensc'));
 }
 
 await main();

@@ -17,3 +17,5 @@ export type { InstallOptions, InstallResult } from './install.js';
 export type { CheckReport, Finding, FindingCode, RepairReport } from './check/index.js';
 export { parseCertificate } from './certificate.js';
 export type { ParsedCertificate } from './certificate.js';
+export { PivMinidriver, pivMinidriver, pivContainerName, pivContainerSlotTag } from './piv-minidriver.js';
+export type { PivMinidriverOptions } from './piv-minidriver.js';

@@ -18,8 +18,8 @@
  * table). Caching card data is the business of the caller — the modelled Smart Card service cache
  * in `windows/model/` — never of the port, so a signature always goes to the card as it is now.
  *
- * Implementations: GIDS (`gids-minidriver.ts`). Another card application (PIV: NIST SP 800-73-4, see
- * docs/sources.md) implements this interface and nothing in `src/windows/` changes.
+ * Implementations: GIDS (`gids-minidriver.ts`) and PIV (`piv-minidriver.ts`: the slots presented
+ * as containers the way Windows' inbox PIV minidriver does, docs/piv.md).
  */
 import type { HashName } from './digest-info.js';
 import type { CardCf, KeySpec } from '../minidriver/index.js';
@@ -28,8 +28,15 @@ import type { CardCf, KeySpec } from '../minidriver/index.js';
 export interface CardFreshness {
   /** The 16-byte `cardid` (CP_CARD_GUID): the key of every card cache. */
   cardId: Uint8Array;
-  /** The `cardcf` counters (CP_CARD_FRESHNESS). */
+  /** The `cardcf` counters (CP_CARD_FRESHNESS); all zero when `freshnessSource` is `host`. */
   cardcf: CardCf;
+  /**
+   * Where the freshness counters live: `cardcf` (the default) on the card, where a writer moves
+   * them (GIDS); `host` when the card has no `cardcf` and the minidriver keeps the counters on the
+   * host itself (PIV: docs/piv.md "Freshness without cardcf"), so nothing written on the card
+   * moves them and the caller must supply its own.
+   */
+  freshnessSource?: 'cardcf' | 'host';
 }
 
 /** A valid container as CardGetContainerInfo describes it; its index is its `cmapfile` record. */
@@ -75,8 +82,17 @@ export interface MinidriverPort {
   containers(): Promise<MinidriverContainer[]>;
   /** The container's public key, SubjectPublicKeyInfo DER, read from the card. */
   publicKey(index: number): Promise<Uint8Array>;
-  /** Signs a digest with the container's key, on the card (needs the PIN verified). */
+  /**
+   * Signs a digest with the container's key, on the card (needs the PIN verified). RSA: the
+   * signature block; ECDSA: r‖s, each the size of the curve (what CardSignData and NCryptSignHash
+   * return for ECC keys).
+   */
   signDigest(index: number, request: SignDigestRequest): Promise<Uint8Array>;
+  /**
+   * CardRSADecrypt with PKCS#1 v1.5 padding (RFC 8017 §7.2.2): the plaintext of a cryptogram made
+   * for the container's RSA key (needs the PIN verified). Optional: not every port offers it.
+   */
+  rsaDecrypt?(index: number, cryptogram: Uint8Array): Promise<Uint8Array>;
   pinStatus(): Promise<PinInfo>;
   /** Presents the user PIN; a wrong or blocked PIN is a PinError (code PIN_INCORRECT / PIN_BLOCKED). */
   verifyPin(pin: string): Promise<void>;

@@ -24,7 +24,7 @@ export type CardView = CardFreshness & { containers: CardContainer[] };
 
 /** Begins a read of the card and reads its containers and their certificates. */
 export async function readCardFresh(card: MinidriverPort): Promise<CardView> {
-  const { cardId, cardcf } = await card.begin();
+  const { cardId, cardcf, freshnessSource } = await card.begin();
   const out: CardContainer[] = [];
   for (const c of await card.containers()) {
     const certificateFile = certificateFileOf(c);
@@ -32,5 +32,5 @@ export async function readCardFresh(card: MinidriverPort): Promise<CardView> {
     const certificate = raw ? parseCertificate(decodeCertificateFile(raw, certificateFile).der) : undefined;
     out.push({ ...c, certificateFile, certificate });
   }
-  return { cardId, cardcf, containers: out };
+  return { cardId, cardcf, ...(freshnessSource ? { freshnessSource } : {}), containers: out };
 }

@@ -12,7 +12,8 @@
  */
 import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
 import { equalBytes, hex } from '../bytes.js';
-import type { CheckReport, MinidriverContainer, MinidriverPort, ParsedCertificate, PinInfo } from '../card/index.js';
+import { CardlinkError } from '../errors.js';
+import { pivContainerSlotTag, type CheckReport, type MinidriverContainer, type MinidriverPort, type ParsedCertificate, type PinInfo } from '../card/index.js';
 import { MSCP_DIRECTORY, certificateFileName, parseCmapfile } from '../minidriver/index.js';
 import { ACQUIRE, AT_KEYEXCHANGE, AT_SIGNATURE, HRESULT, hresultHex, KEY_PROV_FLAG, MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE, SET_PROP, type HresultName } from './constants.js';
 import { readCardFresh, type CardContainer, type CardView } from './card-view.js';
@@ -20,6 +21,7 @@ import { WinError } from './errors.js';
 import { bareContainerName } from './link.js';
 import { cacheFreshness } from './model/hypotheses.js';
 import type { WindowsMachine } from './model/machine.js';
+import { pivCardCf } from './model/piv-cache.js';
 import { NO_FILE_PREFIX } from './model/smartcard.js';
 import type { CertStoreHost, KeyProvInfo } from './store.js';
 import type { RevocationList } from '../crl.js';
@@ -38,7 +40,13 @@ export type DoctorCode =
   | 'DUPLICATE_ENTRY'
   | 'ACQUISITION_FAILED'
   | 'PROOF_FAILED'
-  | 'REVOKED_CERTIFICATE';
+  | 'REVOKED_CERTIFICATE'
+  /** PIV: the card changed while it stayed in the reader; only a new insertion moves the PIV minidriver's freshness. */
+  | 'PIV_NOT_REINSERTED'
+  /** PIV: the CHUID GUID changed since the link, and with it every container name. */
+  | 'PIV_CHUID_CHANGED'
+  /** PIV: the card has no CHUID, so Windows' PIV minidriver has no card identity. */
+  | 'PIV_NO_CHUID';
 
 export interface DoctorFinding {
   code: DoctorCode;
@@ -75,6 +83,8 @@ export interface ScInfo {
   reader: string;
   cardId: string;
   cardcf: { pins: number; containers: number; files: number };
+  /** `cardcf`: the counters above are the card's; `host`: the card has none (PIV), the minidriver keeps them. */
+  freshnessSource: 'cardcf' | 'host';
   providers: { cryptoApi: string; cng: string };
   defaultContainer: string | undefined;
   pin: PinInfo;
@@ -118,6 +128,11 @@ export interface ServiceCacheProbe {
   read(cardId: Uint8Array, freshness: number, name: string): Promise<Uint8Array | undefined>;
   /** Why the probe could not run, when it could not (e.g. Wine's winscard). */
   readonly unavailable?: string;
+  /**
+   * For a card without `cardcf` (PIV): the counters its minidriver keeps on the host and would
+   * use now (model/piv-cache.ts). Absent: the probe cannot know them, and PIV items are not compared.
+   */
+  hostCounters?(cardId: Uint8Array): CardView['cardcf'];
 }
 
 /** What doctor reads from the card before it lets go of it. */
@@ -129,6 +144,8 @@ export interface DoctorCardView extends CardView {
   files: Map<string, Uint8Array | undefined>;
   /** The card layer's own check (`card check`), when the caller ran it. */
   check?: CheckReport;
+  /** Why the card has no identity Windows can use (a PIV card without CHUID); nothing else was read then. */
+  noIdentity?: string;
 }
 
 export interface DoctorOptions {
@@ -161,9 +178,20 @@ function outcomeOf(e: unknown): Outcome {
 
 const OK: Outcome = { name: 'S_OK', value: hresultHex(0) };
 
+/** The one fix for a PIV card's stale data in Windows: nothing written on the card moves its freshness, a new insertion does [BLOG]. */
+const REINSERT = 'remove the card from the reader and insert it again (Windows re-reads a PIV card only after a new insertion)';
+const PIV_STALE_WHY = ' — the PIV card was written while it stayed in the reader, and it has not been re-inserted since: its minidriver keeps its freshness on the host and only a new insertion moves it';
+
 /** Reads what doctor needs from the card through the minidriver port; nothing after this touches the card directly. */
 export async function readDoctorView(card: MinidriverPort, cardCheck?: () => Promise<CheckReport>): Promise<DoctorCardView> {
-  const view = await readCardFresh(card);
+  let view: CardView;
+  try {
+    view = await readCardFresh(card);
+  } catch (e) {
+    if (!(e instanceof CardlinkError && e.code === 'PIV_NO_CHUID')) throw e;
+    const empty: CardView['cardcf'] = { version: 0, pinsFreshness: 0, containersFreshness: 0, filesFreshness: 0, appFreshness: [] };
+    return { cardId: new Uint8Array(0), cardcf: empty, freshnessSource: 'host', containers: [], reader: card.name, publicKeys: new Map(), pin: await card.pinStatus(), files: new Map(), noIdentity: e.message };
+  }
   const publicKeys = new Map<number, Uint8Array>();
   for (const c of view.containers) publicKeys.set(c.index, await card.publicKey(c.index));
   const files = new Map<string, Uint8Array | undefined>();
@@ -192,6 +220,7 @@ export function modelCacheProbe(machine: WindowsMachine): ServiceCacheProbe {
   return {
     source: 'the model Smart Card service',
     freshness: (kind, cf) => cacheFreshness(machine.hypotheses, cf, kind),
+    hostCounters: (cardId) => pivCardCf(machine.scardsvr, cardId, machine.hypotheses.pivFreshness === 'insertion' ? machine.reader.insertions : 0),
     read: async (cardId, freshness, name) => {
       try {
         return machine.scardsvr.read(cardId, freshness, name);
@@ -207,6 +236,16 @@ export function modelCacheProbe(machine: WindowsMachine): ServiceCacheProbe {
 export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, options: DoctorOptions): Promise<DoctorReport> {
   const { target } = options;
   const { cardId, containers } = view;
+  if (view.noIdentity !== undefined) {
+    const finding: DoctorFinding = {
+      code: 'PIV_NO_CHUID',
+      message: `the PIV card has no CHUID: Windows' PIV minidriver names containers and keys its cache after the CHUID's GUID, so it cannot offer this card's certificates (${view.noIdentity})`,
+      error: err('SCARD_E_CARD_UNSUPPORTED'),
+      fix: `cardlink card check --repair ${target.replace(/\s*--store \S+/, '')} (writes a CHUID with a new GUID), then cardlink link ${target}`,
+    };
+    return { cardId: '', scinfo: scinfo(view), certificates: [], findings: [finding] };
+  }
+  const piv = view.freshnessSource === 'host';
   const byName = new Map(containers.map((c) => [c.name, c]));
   const findings: DoctorFinding[] = [];
   const certificates: DoctorReport['certificates'] = [];
@@ -215,7 +254,16 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
   const cardSeesStale = (view.check?.findings ?? []).some((f) => f.code === 'STALE_FILES_COUNTER' || f.code === 'STALE_CONTAINERS_COUNTER');
   // card check only knows about staleness it can compare with cardlink's own cache; when only
   // Windows' cache shows it, doctor --repair moves the counters itself.
-  const repair = cardSeesStale ? `cardlink card check --repair ${cardOnly}` : `cardlink doctor --repair ${target} (moves the cardcf counters; needs CARDLINK_PIN)`;
+  // Under the `chuid-only` hypothesis a re-insertion refreshes nothing: only a new CHUID GUID does.
+  const chuidOnly = options.machine?.hypotheses.pivFreshness === 'chuid-only';
+  const repair = piv
+    ? chuidOnly
+      ? `cardlink card check --repair ${cardOnly} (a new CHUID GUID: Windows reads the card afresh under it), then ${link}`
+      : REINSERT
+    : cardSeesStale
+      ? `cardlink card check --repair ${cardOnly}`
+      : `cardlink doctor --repair ${target} (moves the cardcf counters; needs CARDLINK_PIN)`;
+  const staleCode: DoctorCode = piv && !chuidOnly ? 'PIV_NOT_REINSERTED' : 'STALE_CACHE';
 
   for (const c of containers) {
     const cert = c.certificate;
@@ -246,7 +294,7 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
         continue;
       }
       const info = await host.getKeyProvInfo(entry);
-      const found = entryFinding(info, c, byName, cert, target);
+      const found = entryFinding(info, c, byName, cert, target, piv);
       // Always tried, as a CryptoAPI caller like the seed's tool: CryptoAPI only, key compared, no UI.
       const acquisition = await acquireAndProve(host, entry, cert, options.pin);
       if (info && !found) acquisition.uncached = await acquireUncached(host, cert, info);
@@ -258,10 +306,10 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
       if (acquisition.cached.name !== 'S_OK') {
         const stale = acquisition.uncached?.name === 'S_OK';
         findings.push({
-          code: stale ? 'STALE_CACHE' : 'ACQUISITION_FAILED',
+          code: stale ? staleCode : 'ACQUISITION_FAILED',
           ...at,
           message: stale
-            ? `the entry is right, but acquiring through the providers' cache fails (${acquisition.cached.name}) while an uncached acquisition (CRYPT_MACHINE_KEYSET) succeeds: Windows holds stale card data`
+            ? `the entry is right, but acquiring through the providers' cache fails (${acquisition.cached.name}) while an uncached acquisition (CRYPT_MACHINE_KEYSET) succeeds: Windows holds stale card data${staleCode === 'PIV_NOT_REINSERTED' ? PIV_STALE_WHY : ''}`
             : `the entry is right, but CryptAcquireCertificatePrivateKey fails with ${acquisition.cached.name}`,
           error: { name: (acquisition.cached.name as HresultName) in HRESULT ? (acquisition.cached.name as HresultName) : 'E_INVALIDARG', value: acquisition.cached.value },
           observed: acquisition.cached,
@@ -322,7 +370,8 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
   const probe = options.cache ?? (options.machine ? modelCacheProbe(options.machine) : undefined);
   let serviceCache: DoctorReport['serviceCache'];
   if (probe?.unavailable) serviceCache = { source: probe.source, compared: 0, note: probe.unavailable };
-  else if (probe) serviceCache = { source: probe.source, compared: await compareServiceCache(probe, view, findings, repair) };
+  else if (probe && piv && !probe.hostCounters) serviceCache = { source: probe.source, compared: 0, note: 'a PIV card keeps no freshness counters; the probe cannot read the ones its minidriver keeps on the host' };
+  else if (probe) serviceCache = { source: probe.source, compared: await compareServiceCache(probe, view, findings, repair, staleCode) };
 
   const machine = options.machine;
   if (machine && (!machine.certprop.running || !machine.certprop.userLoggedOn)) {
@@ -389,9 +438,14 @@ async function revocationFindings(
  * it with the card: an item kept under the counter the card shows now but with other content is
  * what every provider and propagation are served [RC][FSR].
  */
-async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardView, findings: DoctorFinding[], repair: string): Promise<number> {
-  const filesAt = probe.freshness('files', view.cardcf);
-  const keysAt = probe.freshness('containers', view.cardcf);
+async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardView, findings: DoctorFinding[], repair: string, staleCode: DoctorCode): Promise<number> {
+  const piv = view.freshnessSource === 'host';
+  const cf = piv ? probe.hostCounters!(view.cardId) : view.cardcf;
+  const filesAt = probe.freshness('files', cf);
+  const keysAt = probe.freshness('containers', cf);
+  const counter = (which: 'files' | 'containers'): string =>
+    piv ? `under the freshness its PIV minidriver keeps for this insertion (${which === 'files' ? cf.filesFreshness : cf.containersFreshness})` : `under the current ${which} counter (${which === 'files' ? cf.filesFreshness : cf.containersFreshness})`;
+  const why = staleCode === 'PIV_NOT_REINSERTED' ? PIV_STALE_WHY : '';
   let compared = 0;
   for (const [path, actual] of view.files) {
     const cached = await probe.read(view.cardId, filesAt, `Cached_GeneralFile/${path}`);
@@ -400,8 +454,8 @@ async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardVie
       if (!actual || !equalBytes(actual, cached)) {
         const isCmap = path.endsWith('/cmapfile');
         findings.push({
-          code: 'STALE_CACHE',
-          message: `${probe.source} caches ${path} under the current files counter (${view.cardcf.filesFreshness}) but the card holds ${actual ? 'other content' : 'no such file'}: propagation and the providers are served the old ${isCmap ? 'container map' : 'certificate'}`,
+          code: staleCode,
+          message: `${probe.source} caches ${path} ${counter('files')} but the card holds ${actual ? 'other content' : 'no such file'}: propagation and the providers are served the old ${isCmap ? 'container map' : 'certificate'}${why}`,
           // An old container map hides containers; an old certificate is what propagation copies
           // and KP_CERTIFICATE returns, so the one on the card is never found in the store.
           error: isCmap ? err('NTE_BAD_KEYSET') : err('CRYPT_E_NOT_FOUND'),
@@ -412,8 +466,8 @@ async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardVie
     if (actual && (await probe.read(view.cardId, filesAt, `${NO_FILE_PREFIX}${path}`))) {
       compared++;
       findings.push({
-        code: 'STALE_CACHE',
-        message: `${probe.source} remembers that ${path} does not exist, under the current files counter (${view.cardcf.filesFreshness}), but the card holds it: the certificate is never propagated`,
+        code: staleCode,
+        message: `${probe.source} remembers that ${path} does not exist, ${counter('files')}, but the card holds it: the certificate is never propagated${why}`,
         error: err('SCARD_E_FILE_NOT_FOUND'),
         fix: repair,
       });
@@ -425,9 +479,9 @@ async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardVie
     compared++;
     if (!equalBytes(cached, view.publicKeys.get(c.index)!)) {
       findings.push({
-        code: 'STALE_CACHE',
+        code: staleCode,
         container: c.name,
-        message: `${probe.source} caches a public key for container ${c.index} under the current containers counter (${view.cardcf.containersFreshness}) that is not the key on the card: the Base CSP checks signatures against it`,
+        message: `${probe.source} caches a public key for container ${c.index} ${counter('containers')} that is not the key on the card: the Base CSP checks signatures against it${why}`,
         error: err('NTE_BAD_PUBLIC_KEY'),
         fix: repair,
       });
@@ -439,8 +493,11 @@ async function compareServiceCache(probe: ServiceCacheProbe, view: DoctorCardVie
 /** CryptAcquireCertificatePrivateKey(COMPARE_KEY | SILENT) on the entry, then, given the PIN, a proof signature. */
 async function acquireAndProve(host: CertStoreHost, entry: Parameters<CertStoreHost['acquirePrivateKey']>[0], cert: ParsedCertificate, pin: string | undefined): Promise<{ cached: Outcome; uncached?: Outcome; proof?: Outcome }> {
   let key;
+  // A CryptoAPI-only caller for RSA keys (the seed's tool); a key CryptoAPI cannot hold (ECC) is
+  // only ever used by CNG callers, so doctor acquires it as they do [CACPK][ISS2517].
+  const flags = ACQUIRE.COMPARE_KEY | ACQUIRE.SILENT | (cert.publicKey.asymmetricKeyType === 'rsa' ? 0 : ACQUIRE.ALLOW_NCRYPT_KEY);
   try {
-    key = await host.acquirePrivateKey(entry, ACQUIRE.COMPARE_KEY | ACQUIRE.SILENT);
+    key = await host.acquirePrivateKey(entry, flags);
   } catch (e) {
     return { cached: outcomeOf(e) };
   }
@@ -469,7 +526,7 @@ async function acquireUncached(host: CertStoreHost, cert: ParsedCertificate, inf
   const ctx = await host.createContext(cert.der);
   try {
     await host.setKeyProvInfo(ctx, { ...info, flags: info.flags | KEY_PROV_FLAG.MACHINE_KEYSET }, SET_PROP.INHIBIT_PERSIST);
-    const key = await host.acquirePrivateKey(ctx, ACQUIRE.COMPARE_KEY | ACQUIRE.SILENT | ACQUIRE.NO_HEALING);
+    const key = await host.acquirePrivateKey(ctx, ACQUIRE.COMPARE_KEY | ACQUIRE.SILENT | ACQUIRE.NO_HEALING | (cert.publicKey.asymmetricKeyType === 'rsa' ? 0 : ACQUIRE.ALLOW_NCRYPT_KEY));
     await key.release();
     return OK;
   } catch (e) {
@@ -497,6 +554,7 @@ function scinfo(view: DoctorCardView): ScInfo {
     reader: view.reader,
     cardId: hex(view.cardId),
     cardcf: { pins: view.cardcf.pinsFreshness, containers: view.cardcf.containersFreshness, files: view.cardcf.filesFreshness },
+    freshnessSource: view.freshnessSource ?? 'cardcf',
     providers: { cryptoApi: MS_SCARD_PROV, cng: MS_SMART_CARD_KSP },
     defaultContainer: def?.name,
     pin: view.pin,
@@ -521,7 +579,7 @@ function scinfo(view: DoctorCardView): ScInfo {
 }
 
 /** What is wrong with a store entry's provider info for certificate `cert` in container `c`. */
-function entryFinding(info: KeyProvInfo | undefined, c: MinidriverContainer, byName: Map<string, CardContainer>, cert: ParsedCertificate, target: string): Omit<DoctorFinding, 'container' | 'thumbprint'> | undefined {
+function entryFinding(info: KeyProvInfo | undefined, c: MinidriverContainer, byName: Map<string, CardContainer>, cert: ParsedCertificate, target: string, piv: boolean): Omit<DoctorFinding, 'container' | 'thumbprint'> | undefined {
   const link = `cardlink link ${target}`;
   if (!info) return { code: 'NO_KEY_PROV_INFO', message: `the store entry for ${cert.subject} has no CERT_KEY_PROV_INFO_PROP_ID: nothing links it to the card (healing may still find a link elsewhere)`, error: err('CRYPT_E_NO_KEY_PROPERTY'), fix: link };
   const rsa = cert.publicKey.asymmetricKeyType === 'rsa';
@@ -537,6 +595,14 @@ function entryFinding(info: KeyProvInfo | undefined, c: MinidriverContainer, byN
   }
   const name = bareContainerName(info.containerName);
   const named = byName.get(name);
+  if (!named && piv && pivContainerSlotTag(name) !== undefined && pivContainerSlotTag(name) === pivContainerSlotTag(c.name)) {
+    return {
+      code: 'PIV_CHUID_CHANGED',
+      message: `the card's CHUID changed since this certificate was linked: Windows' PIV minidriver names containers after the CHUID's GUID, so the entry still names '${name}' while the card now calls the same slot '${c.name}'`,
+      error: err('NTE_BAD_KEYSET'),
+      fix: link,
+    };
+  }
   if (!named) return { code: 'CONTAINER_MISSING', message: `the entry names container '${name}', which is not on the card`, error: err('NTE_BAD_KEYSET'), fix: link };
   if (named.index !== c.index) {
     return { code: 'WRONG_CONTAINER', message: `the entry names container '${name}', but the certificate belongs to '${c.name}'`, error: err('NTE_BAD_PUBLIC_KEY'), fix: link };

@@ -43,6 +43,16 @@ export type FreshnessKeying = 'by-class' | 'whole-cardcf';
  */
 export type Enumeration = 'all-containers' | 'default-container-kx';
 
+/**
+ * What moves the freshness of a card without `cardcf` (PIV), whose minidriver keeps its counters
+ * on the host (piv-cache.ts):
+ * - `insertion`: the activity count derived from the reader's event counter is part of it [BLOG,
+ *   unofficial], so a new insertion refreshes every item;
+ * - `chuid-only`: only the card GUID (the CHUID's) keys the items, so nothing but a new CHUID
+ *   refreshes them (assumption: the activity count would then serve the PIN cache only).
+ */
+export type PivFreshness = 'insertion' | 'chuid-only';
+
 /** A Windows version profile: what it implies for the other parameters. */
 export type WindowsProfile = 'windows-10' | 'windows-xp';
 
@@ -54,6 +64,7 @@ export interface Hypotheses {
   cacheMode: CacheMode;
   enumeration: Enumeration;
   windows: WindowsProfile;
+  pivFreshness: PivFreshness;
 }
 
 /** The best-documented choice for each parameter: the default of every model machine. */
@@ -64,6 +75,7 @@ export const DOCUMENTED: Hypotheses = {
   cacheMode: 'global',
   enumeration: 'all-containers',
   windows: 'windows-10',
+  pivFreshness: 'insertion',
 };
 
 /** Source (a key of docs/sources.md) or "assumption" for each value. */
@@ -74,6 +86,7 @@ export const HYPOTHESIS_SOURCES: { [K in keyof Hypotheses]: Record<string, strin
   cacheMode: { global: '[DEVG] CP_CACHE_MODE_GLOBAL_CACHE', 'session-only': '[DEVG] CP_CACHE_MODE_SESSION_ONLY', 'no-cache': '[DEVG] CP_CACHE_MODE_NO_CACHE' },
   enumeration: { 'all-containers': '[CREQ] Vista and later', 'default-container-kx': '[CREQ] before Vista' },
   windows: { 'windows-10': '[CREQ] Vista and later', 'windows-xp': '[CREQ] before Vista' },
+  pivFreshness: { insertion: '[BLOG] activity count from the reader event counter', 'chuid-only': 'assumption' },
 };
 
 /** The hypotheses of a Windows version profile, on top of the documented defaults. */

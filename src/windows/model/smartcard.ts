@@ -15,6 +15,8 @@
  *   (CP_CARD_CACHE_MODE: the global cache, a per-process one cleared on removal, or none [DEVG]),
  *   whether the absence of a file is cached (`negativeCaching`; an absent file is cached under
  *   `Cached_NoFile/<path>`), which counter keys which item (`freshness`).
+ * - A card without `cardcf` (PIV) has its counters on the host, in the minidriver: a card that
+ *   stays in the reader keeps its freshness, a re-insertion moves it (piv-cache.ts) [BLOG].
  * - The minidriver (the MinidriverPort in the reader) keeps nothing between transactions (model
  *   assumption): each provider operation starts with its `begin()`, and the card application's
  *   file index is read afresh in each, so only the Base CSP/KSP data cache can go stale. A
@@ -51,6 +53,7 @@ import { WinError } from '../errors.js';
 import type { HashAlgorithm, KeyProvInfo } from '../store.js';
 import type { ModelKeyHandle } from './providers.js';
 import { cacheFreshness, DOCUMENTED, type Hypotheses } from './hypotheses.js';
+import { pivCardCf } from './piv-cache.js';
 import type { CardDataCache } from './scardsvr.js';
 
 /** The user in front of the machine: answers a PIN dialog, or undefined to cancel it. */
@@ -71,6 +74,11 @@ export type CardConnector = () => Promise<CardConnection>;
 export class CardReader {
   /** The inserted card (its identity: a re-insertion of the same card is the same object). */
   card: object | undefined;
+  /**
+   * How many insertions the reader has seen: the event count SCardGetStatusChange reports in
+   * dwEventState's upper word [BLOG], which a PIV minidriver folds into its freshness (piv-cache.ts).
+   */
+  insertions = 0;
   private connector: CardConnector | undefined;
   constructor(readonly name: string) {}
 
@@ -80,6 +88,7 @@ export class CardReader {
    */
   insert(card: MinidriverPort | CardConnector): void {
     this.card = card;
+    this.insertions++;
     this.connector = typeof card === 'function' ? card : async () => ({ port: card, close: async () => {} });
   }
 
@@ -186,10 +195,22 @@ export class SmartCardProvider {
     }
     const conn = await this.reader.connect(operation);
     try {
-      const { cardId, cardcf: cf } = await conn.port.begin();
+      const { cardId, cardcf, freshnessSource } = await this.begin(conn.port, operation);
+      // A card without cardcf (PIV): the minidriver's own counters on the host (piv-cache.ts).
+      const cf = freshnessSource === 'host' ? pivCardCf(this.cache, cardId, this.hypotheses.pivFreshness === 'insertion' ? this.reader.insertions : 0) : cardcf;
       return await fn({ card: conn.port, cardId, cf, noCache });
     } finally {
       await conn.close();
+    }
+  }
+
+  /** CardAcquireContext's reads; a PIV card without a CHUID gives the minidriver no card GUID to work with (assumption: it refuses the card). */
+  private async begin(port: MinidriverPort, operation: string): ReturnType<MinidriverPort['begin']> {
+    try {
+      return await port.begin();
+    } catch (err) {
+      if (err instanceof CardlinkError && err.code === 'PIV_NO_CHUID') throw WinError.of('SCARD_E_CARD_UNSUPPORTED', operation, err.message);
+      throw err;
     }
   }
 
