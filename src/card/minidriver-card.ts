@@ -91,158 +91,158 @@ export class MinidriverCard {
   // ---- identity and freshness ------------------------------------------------------------------
 
   /** GIDS: reads `cardid` and `cardcf` afresh (every operation starts this way). */
-  refresh(): Promise<{ cardId: Uint8Array; cardcf: CardCf }> {
+  async refresh(): Promise<{ cardId: Uint8Array; cardcf: CardCf }> {
     return this.gids('cardcf').refresh();
   }
 
   /** GIDS `cardid`; PIV the CHUID GUID. */
-  cardId(): Promise<Uint8Array> {
+  async cardId(): Promise<Uint8Array> {
     return this.app.cardId();
   }
 
-  cardcf(): Promise<CardCf> {
+  async cardcf(): Promise<CardCf> {
     return this.gids('cardcf').cardcf();
   }
 
-  info(): Promise<{ cardId: Uint8Array; cardcf: CardCf; containers: ContainerInfo[] }> {
+  async info(): Promise<{ cardId: Uint8Array; cardcf: CardCf; containers: ContainerInfo[] }> {
     return this.gids('card info').info();
   }
 
   // ---- containers ------------------------------------------------------------------------------
 
-  containers(): Promise<ContainerInfo[]> {
+  async containers(): Promise<ContainerInfo[]> {
     return this.app.containers();
   }
 
-  container(nameOrIndex: string | number): Promise<ContainerInfo> {
+  async container(nameOrIndex: string | number): Promise<ContainerInfo> {
     return this.app.container(nameOrIndex);
   }
 
   /** GIDS: a new container with an RSA key (PIN). PIV: a new key in the slot `name` names (management key). */
-  createContainer(name: string, options: CreateContainerOptions = {}): Promise<ContainerInfo & { publicKey: KeyObject }> {
+  async createContainer(name: string, options: CreateContainerOptions = {}): Promise<ContainerInfo & { publicKey: KeyObject }> {
     return this.app.createContainer(name, options);
   }
 
-  deleteContainer(name: string): Promise<{ container: ContainerInfo; certificateFile: string | undefined }> {
+  async deleteContainer(name: string): Promise<{ container: ContainerInfo; certificateFile: string | undefined }> {
     return this.gids('deleting a container').deleteContainer(name);
   }
 
-  publicKey(nameOrIndex: string | number): Promise<KeyObject> {
+  async publicKey(nameOrIndex: string | number): Promise<KeyObject> {
     return this.app.publicKey(nameOrIndex);
   }
 
-  sign(nameOrIndex: string | number, data: Uint8Array, hash: HashName = 'sha256'): Promise<Uint8Array> {
+  async sign(nameOrIndex: string | number, data: Uint8Array, hash: HashName = 'sha256'): Promise<Uint8Array> {
     return this.app.sign(nameOrIndex, data, hash);
   }
 
-  csr(nameOrIndex: string | number, subject: string, options: CsrOptions = {}): Promise<BuiltCsr> {
+  async csr(nameOrIndex: string | number, subject: string, options: CsrOptions = {}): Promise<BuiltCsr> {
     return this.app.csr(nameOrIndex, subject, options);
   }
 
-  decipher(nameOrIndex: string | number, cryptogram: Uint8Array): Promise<Uint8Array> {
+  async decipher(nameOrIndex: string | number, cryptogram: Uint8Array): Promise<Uint8Array> {
     return this.gids('decipher').decipher(nameOrIndex, cryptogram);
   }
 
   // ---- certificates ----------------------------------------------------------------------------
 
-  installCertificate(cert: Uint8Array | string, options: InstallOptions = {}): Promise<InstallResult> {
+  async installCertificate(cert: Uint8Array | string, options: InstallOptions = {}): Promise<InstallResult> {
     return this.app.installCertificate(cert, options);
   }
 
-  removeCertificate(containerName: string): Promise<{ container: ContainerInfo; file: string | undefined }> {
+  async removeCertificate(containerName: string): Promise<{ container: ContainerInfo; file: string | undefined }> {
     return this.app.removeCertificate(containerName);
   }
 
-  readCertificate(nameOrIndex: string | number): Promise<Uint8Array | undefined> {
+  async readCertificate(nameOrIndex: string | number): Promise<Uint8Array | undefined> {
     return this.app.readCertificate(nameOrIndex);
   }
 
-  check(): Promise<CheckReport> {
+  async check(): Promise<CheckReport> {
     return this.app.check();
   }
 
-  moveCounters(which: { files?: boolean; containers?: boolean }): Promise<CardCf> {
+  async moveCounters(which: { files?: boolean; containers?: boolean }): Promise<CardCf> {
     return this.gids('cardcf').moveCounters(which);
   }
 
-  repair(options: { adminKey?: Uint8Array } = {}): Promise<RepairReport> {
+  async repair(options: { adminKey?: Uint8Array } = {}): Promise<RepairReport> {
     return this.app.repair(options);
   }
 
   // ---- logical files (GIDS) and data objects (PIV) ---------------------------------------------
 
-  listFiles(): Promise<LogicalFile[]> {
+  async listFiles(): Promise<LogicalFile[]> {
     return this.gids('a file system').listFiles();
   }
 
-  readFile(path: string): Promise<Uint8Array> {
+  async readFile(path: string): Promise<Uint8Array> {
     return this.gids('a file system').readFile(path);
   }
 
-  writeFile(path: string, data: Uint8Array): Promise<void> {
+  async writeFile(path: string, data: Uint8Array): Promise<void> {
     return this.gids('a file system').writeFile(path, data);
   }
 
-  deleteFile(path: string): Promise<void> {
+  async deleteFile(path: string): Promise<void> {
     return this.gids('a file system').deleteFile(path);
   }
 
   /** PIV: the data objects the card holds (PIV has no file system). */
-  dataObjects(): Promise<PivDataObject[]> {
+  async dataObjects(): Promise<PivDataObject[]> {
     return this.piv('data objects').dataObjects();
   }
 
   // ---- PIN -------------------------------------------------------------------------------------
 
-  pinStatus(): Promise<PinState> {
+  async pinStatus(): Promise<PinState> {
     return this.app.pinStatus();
   }
 
-  verifyPin(pin: string): Promise<void> {
+  async verifyPin(pin: string): Promise<void> {
     return this.app.verifyPin(pin);
   }
 
-  changePin(oldPin: string, newPin: string): Promise<void> {
+  async changePin(oldPin: string, newPin: string): Promise<void> {
     return this.app.changePin(oldPin, newPin);
   }
 
   /** GIDS: unblocks the PIN with the administrator key and sets a new one. */
-  unblockPin(adminKey: Uint8Array, newPin: string): Promise<void> {
+  async unblockPin(adminKey: Uint8Array, newPin: string): Promise<void> {
     return this.gids('unblocking with the administrator key').unblockPin(adminKey, newPin);
   }
 
   /** PIV: unblocks the PIN with the PUK and sets a new one. */
-  unblockPinWithPuk(puk: string, newPin: string): Promise<void> {
+  async unblockPinWithPuk(puk: string, newPin: string): Promise<void> {
     return this.piv('the PUK').unblockPin(puk, newPin);
   }
 
-  changePuk(oldPuk: string, newPuk: string): Promise<void> {
+  async changePuk(oldPuk: string, newPuk: string): Promise<void> {
     return this.piv('the PUK').changePuk(oldPuk, newPuk);
   }
 
-  logout(): Promise<void> {
+  async logout(): Promise<void> {
     return this.app.logout();
   }
 
   // ---- GIDS administrator key ------------------------------------------------------------------
 
-  adminChallenge(): Promise<Uint8Array> {
+  async adminChallenge(): Promise<Uint8Array> {
     return this.gids('the administrator challenge').adminChallenge();
   }
 
-  unblockPinWithResponse(response: Uint8Array, newPin: string): Promise<void> {
+  async unblockPinWithResponse(response: Uint8Array, newPin: string): Promise<void> {
     return this.gids('the administrator challenge').unblockPinWithResponse(response, newPin);
   }
 
-  retire(adminResponse: Uint8Array, transportKey: Uint8Array, newPin: string): Promise<{ deletedContainers: string[] }> {
+  async retire(adminResponse: Uint8Array, transportKey: Uint8Array, newPin: string): Promise<{ deletedContainers: string[] }> {
     return this.gids('retiring with the administrator key').retire(adminResponse, transportKey, newPin);
   }
 
-  adminKeyWorks(adminKey: Uint8Array): Promise<boolean> {
+  async adminKeyWorks(adminKey: Uint8Array): Promise<boolean> {
     return this.gids('the administrator key').adminKeyWorks(adminKey);
   }
 
-  changeAdminKey(currentKey: Uint8Array, newKey: Uint8Array): Promise<void> {
+  async changeAdminKey(currentKey: Uint8Array, newKey: Uint8Array): Promise<void> {
     return this.gids('the administrator key').changeAdminKey(currentKey, newKey);
   }
 }
