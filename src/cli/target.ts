@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { fromHex, hex } from '../bytes.js';
+import { fromHex } from '../bytes.js';
 import { DiskCardCache, MemoryCardCache, MinidriverCard, type ManagementKey, type ManagementKeySource, type MinidriverPort } from '../card/index.js';
 import { cardImageApplication, readImageFile, withImagePath } from '../card-image.js';
 import { lockCardImage, openCardImage } from '../gids/emulator/index.js';
@@ -142,7 +142,7 @@ export function managementKeySource(io: Pick<CliIo, 'env' | 'stderr' | 'promptSe
   return async (): Promise<ManagementKey> => {
     if (args['default-mgmt-key'] === true) {
       if (alg !== ALG.TDES) throw new UsageError('--default-mgmt-key is the factory 3DES key: leave out --mgmt-alg');
-      io.stderr(`${command}: warning: using the well-known factory PIV management key (${hex(FACTORY.MANAGEMENT_KEY)}); anyone can change this card's keys and certificates with it — set a key of your own on a real card\n`);
+      io.stderr(`${command}: warning: using the well-known factory PIV management key; anyone can change this card's keys and certificates with it — set a key of your own on a real card\n`);
       return { key: FACTORY.MANAGEMENT_KEY.slice(), alg };
     }
     let text = fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined;

@@ -109,6 +109,19 @@ describe('PIV containers as Windows presents them', () => {
   });
 });
 
+describe('which application: GIDS first, then PIV', () => {
+  it('detect opens a GIDS card as GIDS, a PIV card as PIV, and names a card with neither', async () => {
+    const { GidsCard } = await import('../../src/gids/emulator/index.js');
+    const gids = await MinidriverCard.open(new MemoryTransport(GidsCard.blank()), { app: 'detect' });
+    assert.equal(gids.kind, 'gids');
+    const piv = await MinidriverCard.open(new MemoryTransport(PivCard.blank()), { app: 'detect' });
+    assert.equal(piv.kind, 'piv');
+    await assert.rejects(MinidriverCard.open(new MemoryTransport(PivCard.blank())), { code: 'NOT_GIDS' }, 'without app: GIDS only, as before');
+    const neither = { process: () => new Uint8Array([0x6a, 0x82]), reset: () => {}, atr: new Uint8Array([0x3b, 0x00]) };
+    await assert.rejects(MinidriverCard.open(new MemoryTransport(neither as unknown as PivCard), { app: 'detect' }), { code: 'NO_CARD_APPLICATION', message: /neither a GIDS nor a PIV application/ });
+  });
+});
+
 describe('PIV management key', () => {
   it('a wrong key is refused in plain terms, changes nothing, and is not counted (the right key works after many wrong ones)', async () => {
     const emulator = PivCard.blank();

@@ -52,6 +52,7 @@ describe('card commands on a PIV image', () => {
       const gen = await cli(['card', 'gen', '--image', image, '--container', '9a', ...keyArgs, '--default-mgmt-key', '--json'], env);
       assert.equal(gen.code, 0, gen.stderr);
       assert.match(gen.stderr, /warning: using the well-known factory PIV management key/);
+      assert.doesNotMatch(gen.stdout + gen.stderr, new RegExp(hex(FACTORY.MANAGEMENT_KEY), 'i'), 'not even the factory key is printed');
       const made = JSON.parse(gen.stdout);
       assert.equal(made.app, 'piv');
       assert.equal(made.container.algorithm, expect);
