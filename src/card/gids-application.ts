@@ -41,8 +41,9 @@ export interface GidsOpenOptions {
 }
 
 /**
- * The GIDS application behind MinidriverCard (card-application.ts): a GIDS card as cardlink's user sees it: containers and their keys, signatures, requests,
- * certificates, logical files, the PIN, and check/repair. It owns the write order that keeps
+ * The GIDS application behind MinidriverCard (card-application.ts): a GIDS card as cardlink's
+ * user sees it: containers and their keys, signatures, requests, certificates, logical files, the
+ * PIN, and check/repair. It owns the write order that keeps
  * `cardcf`, `cmapfile` and the key map consistent, and the cache rule (an item is valid while
  * `cardid` and its freshness counter are unchanged). `minidriver()` is the same card behind the
  * minidriver port, which is how Windows' side reaches it.

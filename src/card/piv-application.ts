@@ -317,11 +317,15 @@ export class PivApplication implements CardApplication {
   }
 
   async publicKey(nameOrIndex: string | number): Promise<KeyObject> {
-    const snap = await this.readSnapshot(false);
-    const { container, state } = await this.find(nameOrIndex, snap);
+    return (await this.keyOf(nameOrIndex)).key;
+  }
+
+  /** The container and its public key, from one read of the card. */
+  private async keyOf(nameOrIndex: string | number): Promise<{ container: ContainerInfo; slot: number; key: KeyObject }> {
+    const { container, state } = await this.find(nameOrIndex, await this.readSnapshot(false));
     const key = this.slotKey(state);
     if (!key) throw new CardError('NO_PUBLIC_KEY', `slot ${slotName(state.slot)}: its public key is unknown (a PIV card cannot return it; no certificate and no key recorded by 'cardlink card gen')`, { container: container.name });
-    return key;
+    return { container, slot: state.slot, key };
   }
 
   // ---- management key, CHUID -------------------------------------------------------------------
@@ -403,10 +407,9 @@ export class PivApplication implements CardApplication {
 
   /** Signs `data` with the slot's key: PKCS#1 v1.5 (the block built here) for RSA, ECDSA for ECC. Needs the PIN. */
   async sign(nameOrIndex: string | number, data: Uint8Array, hash: HashName = 'sha256'): Promise<Uint8Array> {
-    const key = await this.publicKey(nameOrIndex);
-    const c = await this.container(nameOrIndex);
+    const { slot, key } = await this.keyOf(nameOrIndex);
     const toSign = key.asymmetricKeyType === 'ec' ? new Uint8Array(createHash(hash).update(data).digest()) : digestInfoOf(hash, data);
-    return this.signPrepared(c.slot!, key, toSign);
+    return this.signPrepared(slot, key, toSign);
   }
 
   /** The private key operation on a DigestInfo (RSA) or a hash (ECC), with the PIN right before it for "PIN always" slots. */
@@ -418,10 +421,9 @@ export class PivApplication implements CardApplication {
   }
 
   async csr(nameOrIndex: string | number, subject: string, options: CsrOptions = {}): Promise<BuiltCsr> {
-    const c = await this.container(nameOrIndex);
-    const key = await this.publicKey(c.index);
+    const { slot, key } = await this.keyOf(nameOrIndex);
     const { buildCsr } = await import('./csr.js');
-    return buildCsr(subject, key, (toSign) => this.signPrepared(c.slot!, key, toSign), options);
+    return buildCsr(subject, key, (toSign) => this.signPrepared(slot, key, toSign), options);
   }
 
   // ---- certificates --------------------------------------------------------------------------
