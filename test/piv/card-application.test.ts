@@ -17,6 +17,7 @@ import { concat } from '../../src/bytes.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
 import { issueOurs } from '../helpers/certs.js';
+import { pivCardWithCertificate } from './helpers.js';
 
 const rightKey: ManagementKeySource = async () => ({ key: FACTORY.MANAGEMENT_KEY.slice(), alg: ALG.TDES });
 
@@ -93,6 +94,15 @@ describe('PIV containers as Windows presents them', () => {
     assert.ok(csr.der.length > 100);
     const sig = await card.sign(made.name, new Uint8Array([1, 2, 3]));
     assert.ok((await import('node:crypto')).verify('sha256', new Uint8Array([1, 2, 3]), made.publicKey, sig));
+  });
+
+  it('the test hook for the link/model half: a card with a generated key and its certificate, listed', async () => {
+    const { card, certificate, publicKey, container } = await pivCardWithCertificate();
+    const [c] = await card.containers();
+    assert.equal(c?.name, container);
+    assert.deepEqual(await card.readCertificate(container), certificate);
+    assert.equal((await card.publicKey(container)).export({ type: 'spki', format: 'pem' }), publicKey.export({ type: 'spki', format: 'pem' }));
+    assert.deepEqual((await card.check()).findings, []);
   });
 
   it('data objects stand in for files; GIDS-only operations say so', async () => {
