@@ -103,6 +103,21 @@ describe('card commands on a PIV image', () => {
     assert.equal(both.code, 2);
   });
 
+  it('without CARDLINK_MGMT_KEY the management key is asked on the terminal, without echo', async () => {
+    const { image, home } = pivImage();
+    const asked: string[] = [];
+    const promptSecret = async (question: string): Promise<string> => {
+      asked.push(question);
+      return hex(FACTORY.MANAGEMENT_KEY);
+    };
+    const gen = await cli(['card', 'gen', '--image', image, '--container', '9d', '--curve', 'p384'], { CARDLINK_HOME: home }, { promptSecret });
+    assert.equal(gen.code, 0, gen.stderr);
+    assert.deepEqual(asked, ['PIV management key (hex): ']);
+    assert.match(gen.stderr, /generated ECC P-384 key in PIV slot 9D/);
+    const status = await cli(['card', 'pin', 'status', '--image', image], { CARDLINK_HOME: home });
+    assert.match(status.stdout, /PIN status: 3 of 3 tries left \(PIV card\)/);
+  });
+
   it('files shows the data objects read-only; --app gids on a PIV image is a usage error; pin status and unblock with the PUK', async () => {
     const { image, home } = pivImage();
     const env = { CARDLINK_HOME: home };

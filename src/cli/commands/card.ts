@@ -254,7 +254,7 @@ export const pin: HandlerOf<typeof specs.cardPin> = async ({ values, positionals
     return { app: card.kind, ...(await card.pinStatus()) };
   }).finally(() => adminKey?.fill(0));
   const done = { verify: 'PIN verified', change: 'PIN changed', unblock: 'PIN unblocked and set', status: 'PIN status' }[action as 'verify'];
-  emit(io, values.json === true, { ok: true, action, app, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left`);
+  emit(io, values.json === true, { ok: true, action, app, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left` + (app === 'piv' ? ' (PIV card)' : ''));
   return 0;
 };
 
