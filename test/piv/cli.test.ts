@@ -70,6 +70,11 @@ describe('card commands on a PIV image', () => {
       assert.match(install.stdout, /installed 5FC105 for container 0 '[0-9a-f-]{36}'.*Windows sees it once the card is re-inserted/);
       assert.doesNotMatch(install.stdout + install.stderr, new RegExp(hex(FACTORY.MANAGEMENT_KEY), 'i'), 'the key from the environment is never printed');
 
+      const exported = join(home, '..', 'exported.der');
+      const exp = await cli(['card', 'export', '--image', image, '--container', '9a', '--der', '--out', exported], env);
+      assert.equal(exp.code, 0, exp.stderr);
+      assert.deepEqual(readFileSync(exported), readFileSync(certPath), 'export returns the certificate byte for byte');
+
       const ls = await cli(['card', 'ls', '--image', image], env);
       assert.equal(ls.code, 0, ls.stderr);
       assert.match(ls.stdout, /^PIV application/);
