@@ -51,13 +51,17 @@ export type { KeySpec } from '../minidriver/index.js';
 export interface ContainerInfo {
   index: number;
   name: string;
-  /** GIDS key reference (0x81 + index). */
+  /** GIDS key reference (0x81 + index); PIV: the slot. */
   keyRef: number;
   keySpec: KeySpec;
   keyBits: number;
   isDefault: boolean;
-  /** Logical path of the certificate file when the card has one for this container. */
+  /** Logical path of the certificate file when the card has one for this container (PIV: the certificate object, e.g. 5FC105). */
   certificateFile: string | undefined;
+  /** PIV: the key slot (9A, 9C, 9D, 9E, 82-95); keyRef is the same number. */
+  slot?: number;
+  /** The key algorithm as users name it ('RSA-2048', 'ECC P-256'); absent on GIDS (RSA, keyBits). */
+  algorithm?: string;
 }
 
 /** The GIDS key reference of container `index`: 0x81 + index, as OpenSC's card-gids.c assigns them. */

@@ -1,4 +1,4 @@
-import { verify, type KeyObject } from 'node:crypto';
+import { createHash, verify, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-csr';
 import { AlgorithmIdentifier, Attribute, Extensions, SubjectPublicKeyInfo, type Extension, type Name } from '@peculiar/asn1-x509';
@@ -8,6 +8,8 @@ import { parseSubject } from './dn.js';
 import { CardError } from './errors.js';
 
 const SHA256_WITH_RSA = '1.2.840.113549.1.1.11';
+/** ecdsa-with-SHA256 / -SHA384 (RFC 5758 §3.2: parameters absent). */
+const ECDSA_WITH = { sha256: '1.2.840.10045.4.3.2', sha384: '1.2.840.10045.4.3.3' } as const;
 const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 
 export interface CsrOptions {
@@ -21,9 +23,10 @@ export interface BuiltCsr {
 }
 
 /**
- * Builds a PKCS#10 request (RFC 2986) whose signature is made by `signDigestInfo` (the card,
- * PKCS#1 v1.5 over SHA-256): the private key never leaves the card. The request is checked with
- * the public key before it is returned.
+ * Builds a PKCS#10 request (RFC 2986) whose signature is made by `signDigestInfo` (the card):
+ * for an RSA key it gets the SHA-256 DigestInfo (PKCS#1 v1.5), for an ECC key (PIV) the hash
+ * itself (SHA-256 for P-256, SHA-384 for P-384) and returns a DER ECDSA-Sig-Value. The private
+ * key never leaves the card. The request is checked with the public key before it is returned.
  */
 export async function buildCsr(
   subject: string,
@@ -43,11 +46,13 @@ export async function buildCsr(
     info.attributes.push(new Attribute({ type: EXTENSION_REQUEST, values: [AsnConvert.serialize(new Extensions(options.extensions))] }));
   }
   const tbs = new Uint8Array(AsnConvert.serialize(info));
-  const signature = await signDigestInfo(digestInfoOf('sha256', tbs));
-  if (!verify('sha256', tbs, publicKey, signature)) throw new CardError('BAD_SIGNATURE', 'the card signed the request, but the signature does not verify with the container public key');
+  const ec = publicKey.asymmetricKeyType === 'ec';
+  const hash = ec && publicKey.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'sha384' : 'sha256';
+  const signature = await signDigestInfo(ec ? new Uint8Array(createHash(hash).update(tbs).digest()) : digestInfoOf('sha256', tbs));
+  if (!verify(hash, tbs, publicKey, signature)) throw new CardError('BAD_SIGNATURE', 'the card signed the request, but the signature does not verify with the container public key');
   const request = new CertificationRequest({
     certificationRequestInfo: info,
-    signatureAlgorithm: new AlgorithmIdentifier({ algorithm: SHA256_WITH_RSA, parameters: null }),
+    signatureAlgorithm: ec ? new AlgorithmIdentifier({ algorithm: ECDSA_WITH[hash] }) : new AlgorithmIdentifier({ algorithm: SHA256_WITH_RSA, parameters: null }),
     signature: signature.slice().buffer,
   });
   const der = new Uint8Array(AsnConvert.serialize(request));

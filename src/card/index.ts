@@ -3,6 +3,10 @@
 // cache policies a caller may choose. Sessions, the file table and cache items stay inside.
 export { MinidriverCard } from './minidriver-card.js';
 export type { CreateContainerOptions, LogicalFile, OpenOptions } from './minidriver-card.js';
+export type { CardApplication, CardApplicationKind, Curve, PinState } from './card-application.js';
+export { PivApplication, parseSlot, PUBLIC_KEY_RECORD } from './piv-application.js';
+export type { ManagementKey, ManagementKeySource, PivDataObject } from './piv-application.js';
+export { GidsApplication } from './gids-application.js';
 export type { ContainerInfo, KeySpec } from './card-files.js';
 export type { CardFreshness, MinidriverContainer, MinidriverPort, PinInfo, SignDigestRequest } from './minidriver-port.js';
 export { CardError } from './errors.js';

@@ -41,7 +41,13 @@ export interface InstallResult {
   /** Bytes written to the card file (header + zlib stream). */
   storedBytes: number;
   derBytes: number;
-  cardcf: { containersFreshness: number; filesFreshness: number };
+  /** GIDS: the `cardcf` counters after the write. A PIV card has no `cardcf` (docs/piv.md). */
+  cardcf?: { containersFreshness: number; filesFreshness: number };
+  /**
+   * PIV: the card identity Windows keys its cache on (the CHUID GUID, hex) and whether this
+   * install had to write the CHUID first (a card without one: new container names).
+   */
+  chuid?: { guid: string; written: boolean };
 }
 
 /**
@@ -159,7 +165,7 @@ export async function removeCertificate(files: CardFiles, containerName: string)
  */
 const CLOCK_SKEW_MS = 5 * 60_000;
 
-function refuseSurprises(parsed: ParsedCertificate, current: Uint8Array | undefined, now: Date): void {
+export function refuseSurprises(parsed: ParsedCertificate, current: Uint8Array | undefined, now: Date): void {
   const why: string[] = [];
   const from = new Date(parsed.cert.validFrom);
   const to = new Date(parsed.cert.validTo);

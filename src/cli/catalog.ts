@@ -12,6 +12,18 @@ const TARGET = {
   reader: { type: 'string', value: 'NAME', help: 'the PC/SC reader, by a unique part of its name', default: 'the only reader that holds a GIDS card' },
 } as const satisfies OptionTable;
 
+/** TARGET for the card commands that speak both card applications (docs/piv.md). */
+const CARD_TARGET = {
+  ...TARGET,
+  app: { type: 'string', value: 'APP', help: 'the card application to use', choices: ['gids', 'piv'], default: "an image's own; on a reader GIDS, else PIV" },
+} as const satisfies OptionTable;
+
+/** The PIV card management key, for the commands that write a PIV card; the key itself comes from CARDLINK_MGMT_KEY or a prompt. */
+const MGMT = {
+  'mgmt-alg': { type: 'string', value: 'ALG', help: 'PIV: the management key algorithm', choices: ['3des', 'aes128', 'aes192', 'aes256'], default: '3des' },
+  'default-mgmt-key': { type: 'boolean', help: "PIV: use the well-known factory management key (warns: anyone can change such a card)" },
+} as const satisfies OptionTable;
+
 const CONNECT = {
   server: { type: 'string', value: 'URL', help: 'the enrollment service, e.g. https://ca.example.com:8443', env: 'CARDLINK_SERVER' },
   cacert: { type: 'string', value: 'FILE', help: "trust this CA for the service's TLS certificate (serve prints its path)", env: 'CARDLINK_CACERT', default: "the system's trust store" },
@@ -72,27 +84,29 @@ export const specs = {
   cardLs: command({
     path: ['card', 'ls'],
     summary: 'list containers and their certificates (subject, issuer, validity, thumbprint)',
-    description: 'Lists the key containers (index, name, key spec, key size, default) and, for each certificate, its subject, issuer, validity and SHA-1 thumbprint, as certutil -scinfo shows them.',
-    options: TARGET,
+    description: 'Lists the key containers (index, name, key spec, key size, default) and, for each certificate, its subject, issuer, validity and SHA-1 thumbprint, as certutil -scinfo shows them. On a PIV card the containers are its key slots, named as Windows\' PIV minidriver names them (docs/piv.md).',
+    options: CARD_TARGET,
     env: ['CARDLINK_HOME'],
-    examples: ['cardlink card ls --image card.json'],
+    examples: ['cardlink card ls --image card.json', 'cardlink card ls --reader Yubico --app piv'],
     module: 'card',
     handler: 'ls',
   }),
   cardGen: command({
     path: ['card', 'gen'],
-    summary: 'create a container and generate its key on the card (RSA only)',
-    description: 'Creates a key container and has the card generate its key pair (the private key never leaves the card). GIDS keys are RSA only in cardlink. Status goes to stderr; the public key (PEM) goes to --out, or to stdout with --out -.',
+    summary: 'create a container (GIDS) or a slot key (PIV) and generate it on the card',
+    description: 'Creates a key container and has the card generate its key pair (the private key never leaves the card). GIDS keys are RSA only in cardlink. On a PIV card --container names the slot (9a, 9c, 9d, 9e, 82-95, or its container name), the key is RSA-2048 or ECC (--curve p256|p384), and the management key is needed instead of the PIN. Status goes to stderr; the public key (PEM) goes to --out, or to stdout with --out -.',
     options: {
-      ...TARGET,
+      ...CARD_TARGET,
+      ...MGMT,
       container: { type: 'string', value: 'NAME', help: 'the container name', default: "a Windows-style 'lr-<GUID>' name" },
-      alg: { type: 'string', value: 'ALG', help: 'key algorithm and size (rsa1024 is weak: only for tests)', choices: KEY_ALGORITHMS, default: 'rsa2048' },
+      alg: { type: 'string', value: 'ALG', help: 'RSA key size (rsa1024 is weak: only for tests; PIV slots take rsa2048)', choices: KEY_ALGORITHMS, default: 'rsa2048' },
       keyspec: { type: 'string', value: 'SPEC', help: 'kx: AT_KEYEXCHANGE (sign and decrypt), sig: AT_SIGNATURE', choices: ['kx', 'sig'], default: 'kx' },
+      curve: { type: 'string', value: 'CURVE', help: 'PIV: an ECC key on this curve instead of RSA (SP 800-78-4)', choices: ['p256', 'p384'] },
       default: { type: 'boolean', help: "make it the card's default container" },
       out: { type: 'string', value: 'FILE', help: "write the public key (PEM) to FILE; '-' for stdout" },
     },
-    env: PIN_ENV,
-    examples: ['cardlink card gen --image card.json --container alice --out alice.pub.pem'],
+    env: ['CARDLINK_PIN', 'CARDLINK_MGMT_KEY', 'CARDLINK_HOME'],
+    examples: ['cardlink card gen --image card.json --container alice --out alice.pub.pem', 'CARDLINK_MGMT_KEY=... cardlink card gen --image piv.json --container 9a --curve p256'],
     module: 'card',
     handler: 'gen',
   }),
@@ -101,7 +115,7 @@ export const specs = {
     summary: 'build a PKCS#10 request signed by a container key on the card',
     description: 'Builds a PKCS#10 certificate request for a container\'s key and has the card sign it. --subject is an RFC 4514 name as openssl -nameopt RFC2253 and certreq show it: the first RDN is the most specific (CN=Alice,O=Example,C=DE).',
     options: {
-      ...TARGET,
+      ...CARD_TARGET,
       container: { type: 'string', value: 'NAME', help: 'the container whose key is certified' },
       subject: { type: 'string', value: 'DN', help: 'the subject, RFC 4514: CN, O, OU, L, ST, C (2 letters), E, UID, SERIALNUMBER, DC, ...' },
       out: { type: 'string', value: 'FILE', help: 'where the request (PEM) is written' },
@@ -114,17 +128,18 @@ export const specs = {
   cardInstall: command({
     path: ['card', 'install'],
     summary: 'load a certificate into the container that holds its key, Windows-ready',
-    description: 'Loads a certificate onto the card, into the container whose key it certifies. CERT may be PEM, DER, bare base64, PKCS#7 (.p7b, PEM or DER) or a chain in any order: the certificate whose key is on the card is installed, the others are named and left out (--roots puts CA certificates into msroots). PKCS#12 is refused: keys never come from files. The same certificate again is "unchanged" and writes nothing.',
+    description: 'Loads a certificate onto the card, into the container whose key it certifies. CERT may be PEM, DER, bare base64, PKCS#7 (.p7b, PEM or DER) or a chain in any order: the certificate whose key is on the card is installed, the others are named and left out (--roots puts CA certificates into msroots). PKCS#12 is refused: keys never come from files. The same certificate again is "unchanged" and writes nothing. On a PIV card the certificate goes into the slot whose key it certifies (checked against the key cardlink recorded at gen, or the certificate there), with the management key; a card without a CHUID gets one first, and Windows sees the certificate once the card is re-inserted.',
     positionals: [{ name: 'CERT', help: 'the certificate file (PEM, DER, base64, PKCS#7 or a chain)' }],
     options: {
-      ...TARGET,
+      ...CARD_TARGET,
+      ...MGMT,
       container: { type: 'string', value: 'NAME', help: 'the container (checked against the key)', default: 'the container that holds the key' },
       default: { type: 'boolean', help: "make it the card's default container" },
       force: { type: 'boolean', help: 'install even an expired, not yet valid or CA certificate, or one older than the one it replaces' },
       roots: { type: 'boolean', help: 'also put the CA certificates of the file into mscp/msroots' },
       verify: { type: 'boolean', help: "read the file back and compare it byte for byte (the card's answer to the write is the proof otherwise)" },
     },
-    env: PIN_ENV,
+    env: ['CARDLINK_PIN', 'CARDLINK_MGMT_KEY', 'CARDLINK_HOME'],
     examples: ['cardlink card install alice.p7b --image card.json'],
     module: 'card',
     handler: 'install',
@@ -133,7 +148,7 @@ export const specs = {
     path: ['card', 'export'],
     summary: "write a container's certificate (PEM, or DER with --der)",
     options: {
-      ...TARGET,
+      ...CARD_TARGET,
       container: { type: 'string', value: 'NAME', help: 'the container whose certificate is exported' },
       der: { type: 'boolean', help: 'DER instead of PEM' },
       out: { type: 'string', value: 'FILE', help: 'write to FILE', default: 'stdout' },
@@ -146,8 +161,8 @@ export const specs = {
   cardRmCert: command({
     path: ['card', 'rm-cert'],
     summary: "delete a container's certificate (the key stays)",
-    options: { ...TARGET, container: { type: 'string', value: 'NAME', help: 'the container' } },
-    env: PIN_ENV,
+    options: { ...CARD_TARGET, ...MGMT, container: { type: 'string', value: 'NAME', help: 'the container' } },
+    env: ['CARDLINK_PIN', 'CARDLINK_MGMT_KEY', 'CARDLINK_HOME'],
     examples: ['cardlink card rm-cert --image card.json --container alice'],
     module: 'card',
     handler: 'rmCert',
@@ -164,9 +179,9 @@ export const specs = {
   }),
   cardCheck: command({
     path: ['card', 'check'],
-    summary: 'find (and with --repair fix) inconsistencies in the minidriver files',
-    options: { ...TARGET, repair: { type: 'boolean', help: 'fix what can be fixed (PIN; CARDLINK_ADMIN_KEY for what needs the administrator)' } },
-    env: ['CARDLINK_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_HOME'],
+    summary: 'find (and with --repair fix) inconsistencies in the minidriver files (GIDS) or PIV objects',
+    options: { ...CARD_TARGET, ...MGMT, repair: { type: 'boolean', help: 'fix what can be fixed (GIDS: PIN, CARDLINK_ADMIN_KEY for what needs the administrator; PIV: the management key)' } },
+    env: ['CARDLINK_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_MGMT_KEY', 'CARDLINK_HOME'],
     exits: { 1: 'findings (after --repair: findings left)', 2: 'could not check' },
     examples: ['cardlink card check --image card.json --repair'],
     module: 'card',
@@ -175,10 +190,10 @@ export const specs = {
   cardPin: command({
     path: ['card', 'pin'],
     summary: 'PIN verify | change | unblock | status',
-    description: 'verify checks the PIN (costs a try when wrong); change sets CARDLINK_NEW_PIN after the PIN; unblock sets a new PIN with the administrator key; status shows the tries left.',
+    description: 'verify checks the PIN (costs a try when wrong); change sets CARDLINK_NEW_PIN after the PIN; unblock sets a new PIN with the administrator key (GIDS) or the PUK (PIV, CARDLINK_PUK); status shows the tries left.',
     positionals: [{ name: 'ACTION', help: 'what to do', choices: ['verify', 'change', 'unblock', 'status'] }],
-    options: TARGET,
-    env: ['CARDLINK_PIN', 'CARDLINK_NEW_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_HOME'],
+    options: CARD_TARGET,
+    env: ['CARDLINK_PIN', 'CARDLINK_NEW_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_PUK', 'CARDLINK_HOME'],
     examples: ['cardlink card pin unblock --image card.json'],
     module: 'card',
     handler: 'pin',
@@ -201,8 +216,8 @@ export const specs = {
   }),
   cardFiles: command({
     path: ['card', 'files'],
-    summary: 'the logical file system with sizes',
-    options: TARGET,
+    summary: 'the logical file system with sizes (PIV: its data objects, read-only)',
+    options: CARD_TARGET,
     env: ['CARDLINK_HOME'],
     examples: ['cardlink card files --image card.json'],
     module: 'card',

@@ -85,6 +85,8 @@ export const ENVIRONMENT: Readonly<Record<string, string>> = {
   CARDLINK_PIN: 'the card PIN (else asked for on a terminal; never a flag)',
   CARDLINK_NEW_PIN: "the new PIN for pin change/unblock, card unblock and retire-card's next user (else asked twice on a terminal)",
   CARDLINK_ADMIN_KEY: "the card administrator key, 48 hex digits (3DES; else asked on a terminal); for enroll: a card's private key, replaced by the card's own",
+  CARDLINK_MGMT_KEY: 'the PIV card management key in hex (48 digits for 3DES; --mgmt-alg for AES), for PIV writes (else asked on a terminal; never a flag)',
+  CARDLINK_PUK: 'the PIV PUK, for card pin unblock on a PIV card (else asked on a terminal)',
   CARDLINK_UNBLOCK_TICKET: "the one-time ticket of 'admin unblock-ticket', for card unblock --online (else asked on a terminal; never a flag)",
   CARDLINK_HOME: 'where cardlink keeps its per-user files: card cache, image keys, service data (default ~/.cardlink)',
   CARDLINK_SERVER: 'the enrollment service URL, for --server',

@@ -16,7 +16,11 @@ export type FindingCode =
   | 'DEFAULT_INVALID'
   | 'STALE_FILES_COUNTER'
   | 'STALE_CONTAINERS_COUNTER'
-  | 'CARDID_REUSED';
+  | 'CARDID_REUSED'
+  /** PIV: no CHUID (or one without a GUID): no card identity for Windows' cache and container names. */
+  | 'CHUID_MISSING'
+  /** PIV: the key history object's on-card count disagrees with the retired slots holding certificates. */
+  | 'KEY_HISTORY_MISMATCH';
 
 export interface Finding {
   code: FindingCode;
@@ -38,8 +42,12 @@ export interface Finding {
 }
 
 export interface CheckReport {
+  /** GIDS: `cardid`; PIV: the CHUID GUID ('' without a CHUID); hex. */
   cardId: string;
-  cardcf: CardCf;
+  /** GIDS only: a PIV card has no `cardcf` (docs/piv.md). */
+  cardcf?: CardCf;
+  /** Which card application was checked (absent: GIDS, as before PIV). */
+  app?: 'gids' | 'piv';
   findings: Finding[];
 }
 

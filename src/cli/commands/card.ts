@@ -12,7 +12,7 @@ import { toPem } from '../../pem.js';
 import { certThumbprint, keyId } from '../../thumbprint.js';
 import { withProgress } from '../progress.js';
 import { readAdminKey, readNewPin, readPin, readSecret } from '../secrets.js';
-import { openTransport, withCard } from '../target.js';
+import { managementKeySource, openTransport, targetApplication, withCard } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
 
 /**
@@ -83,7 +83,17 @@ export const info: HandlerOf<typeof specs.cardInfo> = async ({ values }, io) => 
 };
 
 export function containerLine(c: ContainerInfo): string {
-  return `${String(c.index).padStart(2)}  ${forTerminal(c.name).padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  RSA-${c.keyBits}  ${c.isDefault ? 'default' : '       '}  ${forTerminal(c.certificateFile ?? '-')}`;
+  const alg = c.algorithm ?? `RSA-${c.keyBits}`;
+  return `${String(c.index).padStart(2)}  ${forTerminal(c.name).padEnd(40)} ${c.keySpec === 'kx' ? 'AT_KEYEXCHANGE' : 'AT_SIGNATURE  '}  ${alg.padEnd(8)}  ${c.isDefault ? 'default' : '       '}  ${forTerminal(c.certificateFile ?? '-')}${c.slot !== undefined ? `  slot ${slotText(c.slot)}` : ''}`;
+}
+
+function slotText(slot: number): string {
+  return slot.toString(16).toUpperCase().padStart(2, '0');
+}
+
+/** What the text output says about the application used (the JSON output has `app`). */
+function appHeader(kind: 'gids' | 'piv'): string {
+  return kind === 'piv' ? "PIV application: the containers are its key slots, named as Windows' PIV minidriver names them" : 'GIDS application';
 }
 
 /** What `card ls` shows of a certificate, as certutil -scinfo and ykman piv info do. */
@@ -111,12 +121,18 @@ function summarise(der: Uint8Array, now = new Date()): CertificateSummary {
 }
 
 export const ls: HandlerOf<typeof specs.cardLs> = async ({ values }, io) => {
-  const containers = await withCard(values, io, async (card) => {
+  const { app, containers } = await withCard(values, io, async (card) => {
     const all = await card.containers();
     const out: Array<ContainerInfo & { certificate: CertificateSummary | null }> = [];
     for (const c of all) {
-      const der = c.certificateFile ? await card.readCertificate(c.index) : undefined;
       let certificate: CertificateSummary | null = null;
+      let der: Uint8Array | undefined;
+      try {
+        der = c.certificateFile ? await card.readCertificate(c.index) : undefined;
+      } catch (err) {
+        // A PIV certificate object that does not decode is card check's finding (CERT_MALFORMED).
+        if (!(err instanceof CardError)) throw err;
+      }
       try {
         certificate = der ? summarise(der) : null;
       } catch {
@@ -124,10 +140,11 @@ export const ls: HandlerOf<typeof specs.cardLs> = async ({ values }, io) => {
       }
       out.push({ ...c, certificate });
     }
-    return out;
+    return { app: card.kind, containers: out };
   });
-  emit(io, values.json === true, { containers }, () =>
-    containers.length === 0
+  emit(io, values.json === true, { app, containers }, () =>
+    (app === 'piv' ? appHeader(app) + '\n' : '') +
+    (containers.length === 0
       ? 'no containers'
       : [
           ' #  name' + ' '.repeat(37) + 'key spec        size      default  certificate',
@@ -142,7 +159,7 @@ export const ls: HandlerOf<typeof specs.cardLs> = async ({ values }, io) => {
                 ]
               : []),
           ]),
-        ].join('\n'),
+        ].join('\n')),
   );
   return 0;
 };
@@ -150,25 +167,44 @@ export const ls: HandlerOf<typeof specs.cardLs> = async ({ values }, io) => {
 const ALGS: Record<string, 1024 | 2048 | 3072 | 4096> = { rsa1024: 1024, rsa2048: 2048, rsa3072: 3072, rsa4096: 4096 };
 
 export const gen: HandlerOf<typeof specs.cardGen> = async ({ values }, io) => {
-  // Windows' CSP names the containers it makes with a GUID, and so does enroll (agent/enroll.ts).
-  const name = values.container ?? `lr-${randomUUID()}`;
-  const bits = ALGS[values.alg ?? 'rsa2048']!;
-  const keySpec = values.keyspec ?? 'kx';
-  if (keySpec !== 'kx' && keySpec !== 'sig') throw new UsageError('--keyspec is kx or sig');
-  const pin = await readPin(io);
+  const curve = values.curve as 'p256' | 'p384' | undefined;
+  if (curve !== undefined && values.alg !== undefined) throw new UsageError('give --alg (RSA) or --curve (ECC), not both');
+  const bits = curve ? undefined : ALGS[values.alg ?? 'rsa2048'];
+  const keySpec = values.keyspec;
+  if (keySpec !== undefined && keySpec !== 'kx' && keySpec !== 'sig') throw new UsageError('--keyspec is kx or sig');
+  // GIDS wants the PIN, PIV the management key (asked only when the card turns out to be PIV).
+  let pin = targetApplication(values) === 'gids' ? await readPin(io) : undefined;
+  const managementKey = managementKeySource(io, values, 'cardlink card gen');
   const started = Date.now();
-  const created = await withCard(values, io, async (card) => {
-    await card.verifyPin(pin);
-    return withProgress(io, `generating an RSA-${bits} key on the card`, () => card.createContainer(name, { bits, keySpec, makeDefault: values.default === true }));
-  });
-  const { publicKey, ...container } = created;
+  const created = await withCard(
+    values,
+    io,
+    async (card) => {
+      if (card.kind === 'gids') {
+        if (curve) throw new UsageError(`--curve ${curve} is for PIV slots; GIDS keys are RSA (--alg rsa1024 to rsa4096)`);
+        pin ??= await readPin(io);
+        await card.verifyPin(pin);
+      }
+      // Windows' CSP names the containers it makes with a GUID, and so does enroll (agent/enroll.ts);
+      // on PIV the container is a slot, 9A (PIV Authentication, Windows' default) unless named.
+      const name = values.container ?? (card.kind === 'piv' ? '9a' : `lr-${randomUUID()}`);
+      const label = curve ? `ECC ${curve === 'p256' ? 'P-256' : 'P-384'}` : `RSA-${bits}`;
+      const made = await withProgress(io, `generating an ${label} key on the card`, () =>
+        card.createContainer(name, { ...(bits !== undefined ? { bits } : {}), ...(curve ? { curve } : {}), ...(keySpec ? { keySpec } : {}), makeDefault: values.default === true }),
+      );
+      return { app: card.kind, label, ...made };
+    },
+    { managementKey },
+  );
+  const { publicKey, app, label, ...container } = created;
   const spki = publicKey.export({ type: 'spki', format: 'pem' }).toString();
   if (values.out !== undefined && values.out !== '-') writeFileSync(values.out, spki);
   const elapsed = ((Date.now() - started) / 1000).toFixed(1);
   if (values.json === true) {
-    emit(io, true, { ok: true, container, publicKey: spki, ...(values.out !== undefined && values.out !== '-' ? { out: values.out } : {}) }, () => '');
+    emit(io, true, { ok: true, app, container, publicKey: spki, ...(values.out !== undefined && values.out !== '-' ? { out: values.out } : {}) }, () => '');
   } else {
-    io.stderr(line`generated RSA-${bits} key in container ${container.index} '${name}' (${elapsed} s)` + (values.out !== undefined && values.out !== '-' ? line`; public key in ${values.out}` : '') + '\n');
+    const where = app === 'piv' ? line`PIV slot ${slotText(container.slot!)}, container ${container.index} '${container.name}'` : line`container ${container.index} '${container.name}'`;
+    io.stderr(line`generated ${label} key in ` + where + line` (${elapsed} s)` + (values.out !== undefined && values.out !== '-' ? line`; public key in ${values.out}` : '') + '\n');
     if (values.out === '-') io.stdout(spki);
   }
   return 0;
@@ -207,15 +243,18 @@ export const pin: HandlerOf<typeof specs.cardPin> = async ({ values, positionals
   if (positionals.length !== 1 || !['verify', 'change', 'unblock', 'status'].includes(action!)) throw new UsageError('say verify, change, unblock or status');
   const oldPin = action === 'verify' || action === 'change' ? await readPin(io) : '';
   const newPin = action === 'change' || action === 'unblock' ? await readNewPin(io) : '';
-  const adminKey = action === 'unblock' ? await readAdminKey(io) : undefined;
-  const status = await withCard(values, io, async (card) => {
+  // Unblocking: GIDS with the administrator key, PIV with the PUK (800-73-4 Part 2 §3.2.3).
+  const hint = action === 'unblock' ? targetApplication(values) : undefined;
+  let adminKey = hint === 'gids' ? await readAdminKey(io) : undefined;
+  const { app, ...status } = await withCard(values, io, async (card) => {
     if (action === 'verify') await card.verifyPin(oldPin);
     else if (action === 'change') await card.changePin(oldPin, newPin);
-    else if (action === 'unblock') await card.unblockPin(adminKey!, newPin);
-    return card.pinStatus();
+    else if (action === 'unblock' && card.kind === 'piv') await card.unblockPinWithPuk(await readSecret(io, 'CARDLINK_PUK', 'PUK: '), newPin);
+    else if (action === 'unblock') await card.unblockPin((adminKey ??= await readAdminKey(io)), newPin);
+    return { app: card.kind, ...(await card.pinStatus()) };
   }).finally(() => adminKey?.fill(0));
   const done = { verify: 'PIN verified', change: 'PIN changed', unblock: 'PIN unblocked and set', status: 'PIN status' }[action as 'verify'];
-  emit(io, values.json === true, { ok: true, action, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left`);
+  emit(io, values.json === true, { ok: true, action, app, ...status }, () => `${done}: ${status.triesLeft} of ${status.tryLimit} tries left` + (app === 'piv' ? ' (PIV card)' : ''));
   return 0;
 };
 
@@ -257,7 +296,16 @@ export const unblock: HandlerOf<typeof specs.cardUnblock> = async ({ values }, i
 };
 
 export const files: HandlerOf<typeof specs.cardFiles> = async ({ values }, io) => {
-  const list = await withCard(values, io, (card) => card.listFiles());
+  const listed = await withCard(values, io, async (card) => (card.kind === 'piv' ? { app: card.kind, objects: await card.dataObjects() } : { app: card.kind, files: await card.listFiles() }));
+  if (listed.objects !== undefined) {
+    // PIV has no file system (NIST SP 800-73-4 Part 1 §3: data objects named by tag): its objects, read-only.
+    const { objects } = listed;
+    emit(io, values.json === true, { app: listed.app, files: [], objects }, () =>
+      ['PIV card: no file system; its data objects (read-only; the minidriver files Windows sees are built from them):', ...objects.map((o) => line`${String(o.size).padStart(6)}  ${o.tag.padEnd(6)}  ${o.name}`)].join('\n'),
+    );
+    return 0;
+  }
+  const list = listed.files ?? [];
   emit(io, values.json === true, { files: list }, () => list.map((f) => line`${String(f.size).padStart(6)}  ${f.path}`).join('\n'));
   return 0;
 };
@@ -317,18 +365,30 @@ export const install: HandlerOf<typeof specs.cardInstall> = async ({ values, pos
   // Loaded here: the PKCS#7 reader is only needed by install (start-up of the other commands).
   const { readCertificates, certsOnlyPkcs7, isCaCertificate } = await import('../../card/certificate-input.js');
   const certs = readCertificates(bytes, file);
-  const pinValue = await readPin(io);
+  // GIDS writes with the PIN, PIV with the management key (asked only when the card is PIV).
+  let pinValue = targetApplication(values) === 'gids' ? await readPin(io) : undefined;
+  const managementKey = managementKeySource(io, values, 'cardlink card install');
   const outcome = await withCard(values, io, async (card) => {
+    if (card.kind === 'piv' && values.roots === true) throw new UsageError('--roots writes mscp/msroots, a GIDS file: a PIV card has no file system');
     // The certificate whose key is on the card; the rest of a chain is named and left out.
     let chosen = certs[0]!;
     if (certs.length > 1) {
       const keys = new Set<string>();
-      for (const c of await card.containers()) keys.add(keyId(await card.publicKey(c.index)));
+      for (const c of await card.containers()) {
+        const key = await card.publicKey(c.index).catch((err: unknown) => {
+          if (err instanceof CardError) return undefined; // a PIV slot whose key is unknown
+          throw err;
+        });
+        if (key) keys.add(keyId(key));
+      }
       const onCard = certs.filter((c) => keys.has(c.keyId));
       chosen = onCard[0] ?? certs.find((c) => !isCaCertificate(c)) ?? chosen;
     }
     const others = certs.filter((c) => c !== chosen);
-    await card.verifyPin(pinValue);
+    if (card.kind === 'gids') {
+      pinValue ??= await readPin(io);
+      await card.verifyPin(pinValue);
+    }
     const result = await card.installCertificate(chosen.der, { ...(values.container ? { container: values.container } : {}), makeDefault: values.default === true, force: values.force === true, verify: values.verify === true });
     let roots: typeof certs = [];
     if (values.roots === true) {
@@ -342,16 +402,18 @@ export const install: HandlerOf<typeof specs.cardInstall> = async ({ values, pos
       const all = [...existing, ...roots.filter((r) => !existing.some((e) => e.thumbprint === r.thumbprint))];
       if (all.length > existing.length) await card.writeFile('mscp/msroots', certsOnlyPkcs7(all));
     }
-    return { result, chosen, others, roots };
-  });
-  const { result, chosen, others, roots } = outcome;
+    return { result, chosen, others, roots, app: card.kind };
+  }, { managementKey });
+  const { result, chosen, others, roots, app } = outcome;
+  if (result.chuid?.written) io.stderr(line`cardlink card install: the PIV card had no CHUID: wrote one (card ${result.chuid.guid}); Windows names its containers from it` + '\n');
   const describe = (c: (typeof others)[number]) => ({ subject: c.subject, thumbprint: c.thumbprint, ca: isCaCertificate(c) });
   const ignored = others.filter((o) => !roots.includes(o)).map(describe);
-  emit(io, values.json === true, { ok: true, ...result, subject: chosen.subject, thumbprint: chosen.thumbprint, ignored, roots: roots.map(describe) }, () =>
+  const freshness = result.cardcf ? line`; cardcf files counter now ${result.cardcf.filesFreshness}` : '; Windows sees it once the card is re-inserted';
+  emit(io, values.json === true, { ok: true, app, ...result, subject: chosen.subject, thumbprint: chosen.thumbprint, ignored, roots: roots.map(describe) }, () =>
     [
       result.unchanged
         ? line`unchanged: ${result.file} of container ${result.container.index} '${result.container.name}' already holds this certificate (nothing written)`
-        : line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored${result.verified ? ', read back and compared' : ''}; cardcf files counter now ${result.cardcf.filesFreshness})`,
+        : line`${result.replaced ? 'replaced' : 'installed'} ${result.file} for container ${result.container.index} '${result.container.name}' (${result.derBytes} bytes DER, ${result.storedBytes} stored${result.verified ? ', read back and compared' : ''}` + freshness + ')',
       ...roots.map((r) => line`added to mscp/msroots: ${r.subject} (${r.thumbprint})`),
       ...ignored.map((r) => line`ignored: ${r.subject} (${r.thumbprint}${r.ca ? ', a CA certificate; --roots puts it into mscp/msroots' : ''})`),
     ].join('\n'),
@@ -361,11 +423,20 @@ export const install: HandlerOf<typeof specs.cardInstall> = async ({ values, pos
 
 export const rmCert: HandlerOf<typeof specs.cardRmCert> = async ({ values }, io) => {
   const name = required(values.container, '--container');
-  const pinValue = await readPin(io);
-  const result = await withCard(values, io, async (card) => {
-    await card.verifyPin(pinValue);
-    return card.removeCertificate(name);
-  });
+  let pinValue = targetApplication(values) === 'gids' ? await readPin(io) : undefined;
+  const managementKey = managementKeySource(io, values, 'cardlink card rm-cert');
+  const result = await withCard(
+    values,
+    io,
+    async (card) => {
+      if (card.kind === 'gids') {
+        pinValue ??= await readPin(io);
+        await card.verifyPin(pinValue);
+      }
+      return { app: card.kind, ...(await card.removeCertificate(name)) };
+    },
+    { managementKey },
+  );
   emit(io, values.json === true, { ok: true, removed: result.file !== undefined, ...result }, () =>
     result.file ? line`deleted ${result.file} of container '${name}'` : line`container '${name}' has no certificate: nothing to do`,
   );
@@ -397,8 +468,9 @@ export const rmContainer: HandlerOf<typeof specs.cardRmContainer> = async ({ val
 };
 
 function reportText(report: CheckReport, repaired: boolean): string {
-  if (report.findings.length === 0) return line`card ${report.cardId}: clean`;
-  const lines = [line`card ${report.cardId}: ` + `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
+  const card = report.app === 'piv' ? line`PIV card ${report.cardId || '(no CHUID)'}` : line`card ${report.cardId}`;
+  if (report.findings.length === 0) return card + ': clean';
+  const lines = [card + ': ' + `${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}`];
   for (const f of report.findings) {
     lines.push(line`  ${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
     lines.push(line`          fix: ${f.fix}` + (repaired ? (f.fixed ? ' (done)' : ' (NOT done' + (f.failure ? line`: ${f.failure}` : '') + ')') : ''));
@@ -408,18 +480,28 @@ function reportText(report: CheckReport, repaired: boolean): string {
 
 export const check: HandlerOf<typeof specs.cardCheck> = async ({ values }, io) => {
   const repair = values.repair === true;
-  const pinValue = repair ? await readPin(io) : '';
+  // GIDS repairs with the PIN, PIV with the management key (asked only when the card is PIV).
+  let pinValue = repair && targetApplication(values) === 'gids' ? await readPin(io) : undefined;
   const adminText = repair ? io.env.CARDLINK_ADMIN_KEY : undefined;
   const adminKey = adminText && /^[0-9a-fA-F]{48}$/.test(adminText) ? fromHex(adminText) : undefined;
-  const { report, after } = await withCard(values, io, async (card) => {
-    if (!repair) return { report: await card.check(), after: undefined };
-    await card.verifyPin(pinValue);
-    const done = await card.repair(adminKey ? { adminKey } : {});
-    return { report: done.before, after: done.after };
-  });
+  const managementKey = managementKeySource(io, values, 'cardlink card check');
+  const { report, after } = await withCard(
+    values,
+    io,
+    async (card) => {
+      if (!repair) return { report: await card.check(), after: undefined };
+      if (card.kind === 'gids') {
+        pinValue ??= await readPin(io);
+        await card.verifyPin(pinValue);
+      }
+      const done = await card.repair(adminKey ? { adminKey } : {});
+      return { report: done.before, after: done.after };
+    },
+    { managementKey },
+  );
   adminKey?.fill(0);
   const remaining = after ? after.findings : report.findings;
-  emit(io, values.json === true, { ok: remaining.length === 0, cardId: report.cardId, cardcf: report.cardcf, findings: report.findings, ...(after ? { remaining: after.findings } : {}) }, () =>
+  emit(io, values.json === true, { ok: remaining.length === 0, ...(report.app ? { app: report.app } : {}), cardId: report.cardId, ...(report.cardcf ? { cardcf: report.cardcf } : {}), findings: report.findings, ...(after ? { remaining: after.findings } : {}) }, () =>
     reportText(report, repair) + (after && report.findings.length > 0 ? `\nafter repair: ${after.findings.length === 0 ? 'clean' : after.findings.map((f) => f.code).join(', ')}` : ''),
   );
   return remaining.length === 0 ? 0 : 1;
