@@ -392,6 +392,24 @@ const EST_OPERATIONS = {
   },
 };
 
+/** The revocation routes (registerRevocation), anonymous, at the root of the service and of the revocation listener. */
+const REVOCATION_OPERATIONS = {
+  [REVOCATION_PATHS.crl]: { get: { operationId: 'crlStable', summary: 'The current CRL (DER) at the path certificates name as their CRL distribution point.', 'x-access': 'anonymous', responses: { 200: { description: 'CRL', content: { 'application/pkix-crl': {} } } } } },
+  [REVOCATION_PATHS.caCertificate]: { get: { operationId: 'caCertificateDer', summary: 'The issuing CA certificate (DER): the caIssuers of authority information access.', 'x-access': 'anonymous', responses: { 200: { description: 'certificate', content: { 'application/pkix-cert': {} } } } } },
+  [REVOCATION_PATHS.ocsp]: {
+    post: {
+      operationId: 'ocspPost', summary: `OCSP (RFC 6960): a DER OCSPRequest of up to ${OCSP_BODY_LIMIT} bytes; the answer is an OCSPResponse, malformedRequest for anything unreadable.`, 'x-access': 'anonymous',
+      requestBody: { content: { [OCSP_REQUEST_TYPE]: {} } }, responses: { 200: { description: 'OCSPResponse', content: { [OCSP_RESPONSE_TYPE]: {} } } },
+    },
+  },
+  [`${REVOCATION_PATHS.ocsp}/{request}`]: {
+    get: {
+      operationId: 'ocspGet', summary: 'OCSP (RFC 6960 Appendix A.1): the DER OCSPRequest base64 (or base64url), URL-encoded, as the last path segment.', 'x-access': 'anonymous',
+      parameters: [{ name: 'request', in: 'path', required: true, schema: str }], responses: { 200: { description: 'OCSPResponse', content: { [OCSP_RESPONSE_TYPE]: {} } } },
+    },
+  },
+};
+
 /** The EST operations, each also under a CA label (RFC 7030 §3.2.2), which names a profile. */
 const EST_PATHS: Record<string, unknown> = Object.fromEntries(
   Object.entries(EST_OPERATIONS).flatMap(([path, ops]) => {
@@ -441,7 +459,7 @@ function openApiDocument(routes: Route[]): Record<string, unknown> {
     openapi: '3.1.0',
     info: { title: 'cardlink enrollment service', version: '1', description: 'EST (RFC 7030) and a JSON API to request smart card logon certificates, approve them, and collect them on any workstation where the card is inserted.' },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, basic: { type: 'http', scheme: 'basic' } } },
-    paths: { ...paths, ...EST_PATHS },
+    paths: { ...paths, ...EST_PATHS, ...REVOCATION_OPERATIONS },
   };
 }
 

@@ -20,9 +20,8 @@ import { createHash, generateKeyPairSync, sign as signData, type KeyObject } fro
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Certificate, CRLReason, Extension, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier, CRLReason, Extension, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import {
-  BasicOCSPResponse,
   CertStatus,
   id_pkix_ocsp_basic,
   id_pkix_ocsp_nonce,
@@ -37,7 +36,7 @@ import {
   type CertID,
 } from '@peculiar/asn1-ocsp';
 import { writeFileAtomic } from '../../atomic-file.js';
-import { readTlv } from '../../ber-tlv.js';
+import { encodeTlv, readTlv } from '../../ber-tlv.js';
 import { pemBlock, toPem } from '../../pem.js';
 import { x509 } from '../../x509.js';
 import { ServiceError } from '../errors.js';
@@ -78,12 +77,32 @@ export interface StatusSource {
   status(serial: string): Promise<CertificateStatus>;
 }
 
-/** What a signer makes: the key and its certificate. */
+/** What a signer makes: the key and its certificate, and the parts of every answer that depend on them alone. */
 interface Responder {
   key: KeyObject;
   cert: x509.X509Certificate;
   der: Uint8Array;
   notAfter: number;
+  /** ResponderID byKey (RFC 6960 §4.2.2.3): SHA-1 of the responder key's BIT STRING value. */
+  responderId: ResponderID;
+  /** The BasicOCSPResponse's signatureAlgorithm, DER. */
+  signatureAlgorithm: Uint8Array;
+  /** The BasicOCSPResponse's `certs [0] EXPLICIT SEQUENCE OF Certificate`, DER: the responder's certificate. */
+  certs: Uint8Array;
+}
+
+function responderOf(key: KeyObject, cert: x509.X509Certificate): Responder {
+  const der = new Uint8Array(cert.rawData);
+  const isRsa = key.asymmetricKeyType === 'rsa';
+  const keyBits = new Uint8Array(AsnConvert.parse(cert.publicKey.rawData, SubjectPublicKeyInfo).subjectPublicKey);
+  // RFC 4055 §5: NULL parameters for sha256WithRSAEncryption; RFC 5758 §3.2: none for ECDSA.
+  const algorithm = new AlgorithmIdentifier({ algorithm: isRsa ? OID.sha256WithRSA : OID.ecdsaWithSha256, ...(isRsa ? { parameters: null } : {}) });
+  return {
+    key, cert, der, notAfter: cert.notAfter.getTime(),
+    responderId: new ResponderID({ byKey: new OctetString(createHash('sha1').update(keyBits).digest()) }),
+    signatureAlgorithm: new Uint8Array(AsnConvert.serialize(algorithm)),
+    certs: encodeTlv(0xa0, encodeTlv(0x30, der)),
+  };
 }
 
 export interface ResponderKeyStore {
@@ -177,7 +196,7 @@ export class OcspResponder {
     const cert = new x509.X509Certificate(saved.certPem);
     const caCert = this.ca.chain()[0]!;
     if (cert.issuer !== caCert.subject) return undefined;
-    return { key: saved.key, cert, der: new Uint8Array(cert.rawData), notAfter: cert.notAfter.getTime() };
+    return responderOf(saved.key, cert);
   }
 
   /** A new key and certificate: key generated here, certificate from the CA, both saved before use. */
@@ -194,7 +213,7 @@ export class OcspResponder {
     const cert = new x509.X509Certificate(der);
     await this.record({ serial, subject: cert.subject, der, notBefore, notAfter });
     this.keys.save(privateKey, toPem(der, 'CERTIFICATE'));
-    return { key: privateKey, cert, der, notAfter: notAfter.getTime() };
+    return responderOf(privateKey, cert);
   }
 
   /**
@@ -202,54 +221,50 @@ export class OcspResponder {
    * request the responder cannot read gets malformedRequest, a failure of its own internalError.
    */
   async respond(request: Uint8Array): Promise<Buffer> {
-    const parsed = parseRequest(request);
-    if (parsed === undefined) return MALFORMED;
     try {
-      return await this.answer(parsed);
+      // The same request bytes without a nonce get the same answer until the CRL changes: looked
+      // up by those bytes before anything is parsed.
+      const crl = await this.source.current();
+      if (this.cache.number !== crl.number) this.cache = { number: crl.number, answers: new Map(), statuses: new Map() };
+      const raw = Buffer.from(request).toString('base64');
+      const hit = this.cache.answers.get(raw);
+      if (hit) return hit;
+      const parsed = parseRequest(request);
+      if (parsed === undefined) return MALFORMED;
+      const answer = await this.answer(parsed, crl);
+      if (parsed.nonce === undefined && parsed.certIds.length === 1) {
+        if (this.cache.answers.size >= CACHE_LIMIT) this.cache.answers.clear();
+        this.cache.answers.set(raw, answer);
+      }
+      return answer;
     } catch (err) {
       if (err instanceof ServiceError && err.code === 'STORAGE') return statusOnly(OCSPResponseStatus.tryLater);
       return statusOnly(OCSPResponseStatus.internalError);
     }
   }
 
-  private async answer(req: ParsedRequest): Promise<Buffer> {
-    const crl = await this.source.current();
-    if (this.cache.number !== crl.number) this.cache = { number: crl.number, answers: new Map(), statuses: new Map() };
-    const cacheKey = req.nonce === undefined && req.certIds.length === 1 ? req.keys[0]! : undefined;
-    if (cacheKey !== undefined) {
-      const hit = this.cache.answers.get(cacheKey);
-      if (hit) return hit;
-    }
+  private async answer(req: ParsedRequest, crl: { thisUpdate: Date; nextUpdate: Date }): Promise<Buffer> {
     const responder = await this.current();
     const responses: SingleResponse[] = [];
     for (const id of req.certIds) responses.push(new SingleResponse({ certID: id, certStatus: statusOf(await this.statusFor(id)), thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate }));
     const data = new ResponseData({
-      responderID: new ResponderID({ byKey: new OctetString(createHash('sha1').update(new Uint8Array(AsnConvert.parse(responder.cert.publicKey.rawData, SubjectPublicKeyInfo).subjectPublicKey)).digest()) }),
+      responderID: responder.responderId,
       // GeneralizedTime without fractions (RFC 5280 §4.1.2.5.2, which RFC 6960 §4.2.2.1 follows).
       producedAt: new Date(Math.floor(this.now().getTime() / 1000) * 1000),
       responses,
       ...(req.nonce ? { responseExtensions: [req.nonce] } : {}),
     });
-    const tbs = Buffer.from(AsnConvert.serialize(data));
-    const isRsa = responder.key.asymmetricKeyType === 'rsa';
+    const tbs = new Uint8Array(AsnConvert.serialize(data));
     const signature = await new Promise<Buffer>((resolve, reject) => signData('sha256', tbs, responder.key, (err, sig) => (err ? reject(err) : resolve(sig))));
     this.signed++;
-    const basic = new BasicOCSPResponse({
-      tbsResponseData: data,
-      // RFC 4055 §5: NULL parameters for sha256WithRSAEncryption; RFC 5758 §3.2: none for ECDSA.
-      signatureAlgorithm: new AlgorithmIdentifier({ algorithm: isRsa ? OID.sha256WithRSA : OID.ecdsaWithSha256, ...(isRsa ? { parameters: null } : {}) }),
-      signature: new Uint8Array(signature).buffer,
-      certs: [AsnConvert.parse(responder.der, Certificate)],
-    });
-    const response = Buffer.from(AsnConvert.serialize(new OCSPResponse({
+    // BasicOCSPResponse ::= SEQUENCE { tbsResponseData, signatureAlgorithm, signature BIT STRING,
+    // certs [0] EXPLICIT SEQUENCE OF Certificate } (RFC 6960 §4.2.1), from the library-encoded
+    // parts: the responder's fixed fields are encoded once per responder certificate.
+    const basic = encodeTlv(0x30, tbs, responder.signatureAlgorithm, encodeTlv(0x03, new Uint8Array([0]), signature), responder.certs);
+    return Buffer.from(AsnConvert.serialize(new OCSPResponse({
       responseStatus: OCSPResponseStatus.successful,
-      responseBytes: new ResponseBytes({ responseType: id_pkix_ocsp_basic, response: new OctetString(AsnConvert.serialize(basic)) }),
+      responseBytes: new ResponseBytes({ responseType: id_pkix_ocsp_basic, response: new OctetString(basic) }),
     })));
-    if (cacheKey !== undefined) {
-      if (this.cache.answers.size >= CACHE_LIMIT) this.cache.answers.clear();
-      this.cache.answers.set(cacheKey, response);
-    }
-    return response;
   }
 
   private async statusFor(id: CertID): Promise<CertificateStatus> {
@@ -274,8 +289,6 @@ function statusOf(s: CertificateStatus): CertStatus {
 
 interface ParsedRequest {
   certIds: CertID[];
-  /** Each CertID's DER as hex: the cache key of an answer about it. */
-  keys: string[];
   /** The nonce extension to echo, when the request carries one the responder accepts. */
   nonce: Extension | undefined;
 }
@@ -289,7 +302,7 @@ function parseRequest(der: Uint8Array): ParsedRequest | undefined {
     if (list.length === 0 || list.length > MAX_REQUESTS) return undefined;
     const certIds = list.map((r) => r.reqCert);
     const ext = req.tbsRequest.requestExtensions?.find((e) => e.extnID === id_pkix_ocsp_nonce);
-    return { certIds, keys: certIds.map((id) => Buffer.from(AsnConvert.serialize(id)).toString('hex')), nonce: ext && acceptableNonce(ext) ? new Extension({ extnID: id_pkix_ocsp_nonce, critical: false, extnValue: ext.extnValue }) : undefined };
+    return { certIds, nonce: ext && acceptableNonce(ext) ? new Extension({ extnID: id_pkix_ocsp_nonce, critical: false, extnValue: ext.extnValue }) : undefined };
   } catch {
     return undefined;
   }
