@@ -19,7 +19,7 @@ import { ServiceClient } from '../../src/service/client.js';
 import { ManualClock, startService, type RunningService } from '../../src/service/index.js';
 import { toPem } from '../../src/pem.js';
 import { x509 } from '../../src/x509.js';
-import { CA_PASSPHRASE, login, makeToken, OPERATOR, softKey, tempDir } from './helpers.js';
+import { BACKENDS, CA_PASSPHRASE, login, makeToken, OPERATOR, softKey, spawnServe, startTestService, tempDir } from './helpers.js';
 
 interface Issued {
   id: string;
@@ -299,6 +299,60 @@ describe('revocation relying parties can check (openssl ocsp, openssl verify -cr
       assert.equal((await again.ocsp!.certificate()).serialNumber, before);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe('revoke, hold and release by serial on every storage backend', () => {
+  for (const backend of BACKENDS) {
+    test(backend.name, async () => {
+      const t = await startTestService(backend);
+      try {
+        const op = await login(t.client);
+        const token = await makeToken(t.client, op, 'carol@example.com', 'smartcard-logon-auto');
+        const { value } = await t.client.submit(token, { csr: (await softKey('CN=carol')).csrPem });
+        const serial = value.serial!;
+        const revocation = t.svc.service.revocation;
+        assert.deepEqual(await revocation.status(serial), { status: 'good' });
+        assert.deepEqual(await revocation.status('7777'), { status: 'unknown' });
+        const n0 = (await revocation.current()).number;
+        await revocation.revoke('operator:admin', serial, 6);
+        const held = await revocation.status(serial);
+        assert.equal(held.status === 'revoked' && held.reason, 6);
+        assert.ok((await revocation.current()).number > n0, 'a hold publishes a CRL');
+        // The request stays as it was: a hold is not the end of the certificate.
+        assert.equal((await t.client.request(op, value.id)).value.state, 'issued');
+        await revocation.unhold('operator:admin', serial);
+        assert.deepEqual(await revocation.status(serial), { status: 'good' });
+        // A final reason after a hold revokes the request too.
+        await revocation.revoke('operator:admin', serial, 6);
+        assert.equal(await revocation.revoke('operator:admin', serial, 1), true);
+        const final = await revocation.status(serial);
+        assert.equal(final.status === 'revoked' && final.reason, 1);
+        assert.equal((await t.client.request(op, value.id)).value.state, 'revoked');
+        await assert.rejects(revocation.unhold('operator:admin', serial), { code: 'CONFLICT' });
+      } finally {
+        await t.close();
+      }
+    });
+  }
+});
+
+describe('cardlink serve --revocation-port', () => {
+  test('serves the CRL over plain HTTP and says where in its --json line', async () => {
+    const server = await spawnServe(tempDir(), undefined, ['--revocation-port', '0']);
+    try {
+      assert.match(server.revocationUrl!, /^http:\/\/127\.0\.0\.1:\d+$/);
+      const port = Number(new URL(server.revocationUrl!).port);
+      const crl = await http(port, 'GET', '/crl');
+      assert.equal(crl.status, 200);
+      assert.equal(crl.type, 'application/pkix-crl');
+      assert.match(execFileSync('openssl', ['crl', '-inform', 'DER', '-noout', '-lastupdate'], { input: crl.body, encoding: 'utf8' }), /lastUpdate=/);
+      // Only the revocation routes: the JSON API is not on the plain listener.
+      assert.equal((await http(port, 'GET', '/api/v1/health')).status, 404);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
     }
   });
 });
