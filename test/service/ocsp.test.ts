@@ -197,6 +197,17 @@ describe('revocation relying parties can check (openssl ocsp, openssl verify -cr
     assert.match(r2.out, /: unknown/);
   });
 
+  test('CertIDs hashed with SHA-256 are answered; with a hash the responder does not compute (SHA3-256), unknown', async () => {
+    const sha256 = await openssl(['ocsp', '-sha256', '-issuer', caFile, '-cert', certs[0]!.file, '-url', ocspUrl, '-CAfile', caFile, '-resp_text']);
+    assert.equal(sha256.status, 0, sha256.out);
+    assert.match(sha256.out, /Hash Algorithm: sha256/);
+    assert.match(sha256.out, /: good|: revoked/);
+    const sha3 = await openssl(['ocsp', '-sha3-256', '-issuer', caFile, '-cert', certs[0]!.file, '-url', ocspUrl, '-CAfile', caFile, '-resp_text']);
+    assert.equal(sha3.status, 0, sha3.out);
+    assert.match(sha3.out, /Hash Algorithm: sha3-256/);
+    assert.match(sha3.out, /: unknown/);
+  });
+
   test('the GET form (RFC 6960 Appendix A.1), base64 and base64url, answers like POST', async () => {
     const reqFile = join(dir, 'req.der');
     execFileSync('openssl', ['ocsp', '-issuer', caFile, '-cert', certs[1]!.file, '-no_nonce', '-reqout', reqFile]);
@@ -362,6 +373,27 @@ describe('the delegated responder certificate', () => {
     current: async () => ({ number: 1, thisUpdate: new Date(), nextUpdate: new Date(Date.now() + 86_400_000) }),
     status: async () => ({ status: 'good' }),
   };
+
+  test('at most maxSigning answers are signed at once: the others get tryLater, cached answers are unaffected', async () => {
+    const ca = await EmbeddedCa.inMemory();
+    const responder = new OcspResponder(ca, source, memoryKeyStore(), () => new Date(), async () => undefined, 1);
+    const d = tempDir();
+    writeFileSync(join(d, 'ca.pem'), ca.chain()[0]!.toString('pem'));
+    const make = (nonce: boolean): Buffer => {
+      execFileSync('openssl', ['ocsp', '-issuer', join(d, 'ca.pem'), '-serial', '0x42', nonce ? '-nonce' : '-no_nonce', '-reqout', join(d, 'r.der')]);
+      return readFileSync(join(d, 'r.der'));
+    };
+    const plain = make(false);
+    assert.equal(responseStatus(await responder.respond(plain)), OCSPResponseStatus.successful);
+    const nonced = Array.from({ length: 5 }, () => make(true));
+    const answers = await Promise.all([...nonced.map((r) => responder.respond(r)), responder.respond(plain)]);
+    const statuses = answers.map(responseStatus);
+    assert.equal(statuses[0], OCSPResponseStatus.successful);
+    assert.ok(statuses.slice(1, 5).every((s) => s === OCSPResponseStatus.tryLater), String(statuses));
+    assert.equal(statuses[5], OCSPResponseStatus.successful, 'the cached answer still comes');
+    // Once the signing is done, the next one is answered.
+    assert.equal(responseStatus(await responder.respond(nonced[1]!)), OCSPResponseStatus.successful);
+  });
 
   test('is issued by the CA for OCSP signing only, with ocsp-nocheck, and renewed before it expires', async () => {
     const clock = new ManualClock(new Date());

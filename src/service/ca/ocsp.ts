@@ -53,6 +53,11 @@ export const RESPONDER_RENEW_BEFORE_MS = 7 * DAY;
 export const MAX_REQUESTS = 8;
 /** RFC 8954 §2.1: nonces of up to 32 octets must be accepted. */
 export const MAX_NONCE = 32;
+/**
+ * Answers being signed at once, at most; a request beyond that gets tryLater (RFC 6960 §2.3), so a
+ * flood of nonce-carrying requests queues no unbounded work. Cached answers are not limited.
+ */
+export const MAX_SIGNING = 256;
 /** Signed answers kept per CRL; beyond it the cache starts over. */
 const CACHE_LIMIT = 100_000;
 
@@ -156,6 +161,7 @@ export function statusOnly(status: OCSPResponseStatus): Buffer {
 }
 
 export const MALFORMED = statusOnly(OCSPResponseStatus.malformedRequest);
+const TRY_LATER = statusOnly(OCSPResponseStatus.tryLater);
 
 export class OcspResponder {
   private responder: Responder | undefined;
@@ -164,6 +170,7 @@ export class OcspResponder {
   private cache: { number: number; answers: Map<string, Buffer>; statuses: Map<string, CertificateStatus> } = { number: -1, answers: new Map(), statuses: new Map() };
   /** How many answers were signed (not served from the cache): the bench and tests read it. */
   signed = 0;
+  private signing = 0;
 
   constructor(
     private readonly ca: EmbeddedCa,
@@ -172,6 +179,7 @@ export class OcspResponder {
     private readonly now: () => Date,
     /** Books a new responder certificate's serial like any other the CA issues. */
     private readonly record: (cert: { serial: string; subject: string; der: Uint8Array; notBefore: Date; notAfter: Date }) => Promise<void> = async () => undefined,
+    private readonly maxSigning = MAX_SIGNING,
   ) {
     this.hashes = issuerHashes(ca.chain()[0]!);
   }
@@ -231,14 +239,21 @@ export class OcspResponder {
       if (hit) return hit;
       const parsed = parseRequest(request);
       if (parsed === undefined) return MALFORMED;
-      const answer = await this.answer(parsed, crl);
+      if (this.signing >= this.maxSigning) return TRY_LATER;
+      this.signing++;
+      let answer: Buffer;
+      try {
+        answer = await this.answer(parsed, crl);
+      } finally {
+        this.signing--;
+      }
       if (parsed.nonce === undefined && parsed.certIds.length === 1) {
         if (this.cache.answers.size >= CACHE_LIMIT) this.cache.answers.clear();
         this.cache.answers.set(raw, answer);
       }
       return answer;
     } catch (err) {
-      if (err instanceof ServiceError && err.code === 'STORAGE') return statusOnly(OCSPResponseStatus.tryLater);
+      if (err instanceof ServiceError && err.code === 'STORAGE') return TRY_LATER;
       return statusOnly(OCSPResponseStatus.internalError);
     }
   }
