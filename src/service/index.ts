@@ -105,7 +105,7 @@ function tightenDataFiles(dataDir: string, dbUrl: string | undefined): void {
   ownerOnly(dataDir, 0o700, 'the data directory');
   const db = dbUrl === undefined || dbUrl === '' ? join(dataDir, 'cardlink.db') : dbUrl.startsWith('sqlite:') ? dbUrl.slice('sqlite:'.length) : undefined;
   if (db !== undefined && db !== ':memory:') for (const f of [db, `${db}-wal`, `${db}-shm`]) ownerOnly(f, 0o600, 'the database file');
-  for (const f of [join(dataDir, 'ca'), join(dataDir, 'ca', 'key.pem'), join(dataDir, 'tls.pem')]) ownerOnly(f, f.endsWith('ca') ? 0o700 : 0o600, 'the key file');
+  for (const f of [join(dataDir, 'ca'), join(dataDir, 'ca', 'key.pem'), join(dataDir, 'ca', 'ocsp.pem'), join(dataDir, 'tls.pem')]) ownerOnly(f, f.endsWith('ca') ? 0o700 : 0o600, 'the key file');
 }
 
 /** Loopback addresses: a CRL distribution point there serves no other machine. */
@@ -163,7 +163,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     // The delegated OCSP responder: its key beside the CA key, sealed with the same passphrase;
     // made on first use (a service nobody asks costs no key generation), renewed before it expires, its certificate booked like the TLS one.
     const ocsp = embedded
-      ? new OcspResponder(embedded, service.revocation, fileKeyStore(cfg.dataDir, cfg.passphrase), () => clock.now(), (cert) => service.recordOwnCertificate({ ...cert, der: cert.der }, 'OCSP responder'))
+      ? new OcspResponder(embedded, service.revocation, fileKeyStore(cfg.dataDir, cfg.passphrase), () => clock.now(), (cert) => service.recordOwnCertificate(cert, 'OCSP responder'))
       : undefined;
     const revocationEndpoints = { crl: () => service.crl(), caCertificate: new Uint8Array(ca.chain()[0]!.rawData), ...(ocsp ? { ocsp } : {}) };
     registerRevocation(app, revocationEndpoints);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -304,6 +304,7 @@ describe('revocation relying parties can check (openssl ocsp, openssl verify -cr
     const text = readFileSync(file, 'utf8');
     assert.match(text, /-----BEGIN ENCRYPTED PRIVATE KEY-----/);
     assert.doesNotMatch(text, /-----BEGIN PRIVATE KEY-----/);
+    assert.equal(statSync(file).mode & 0o077, 0, 'owner-only');
     const before = (await svc.ocsp!.certificate()).serialNumber;
     const again = await startService({ dataDir: join(dir, 'data'), port: 0, passphrase: CA_PASSPHRASE, sweepIntervalMs: 0 });
     try {
