@@ -279,6 +279,8 @@ export const specs = {
       db: { type: 'string', value: 'URL', help: 'postgres://user@host:port/db, or sqlite:/path/file.db', default: 'DIR/cardlink.db' },
       listen: { type: 'string', value: 'HOST:PORT', help: 'address to listen on', default: '127.0.0.1:8443' },
       'public-url': { type: 'string', value: 'URL', help: 'the URL clients use, when not the listening address' },
+      'revocation-port': { type: 'string', value: 'PORT', help: 'also serve the CRL, CA certificate and OCSP over plain HTTP on this port (relying parties fetch them over HTTP); issued certificates then point there' },
+      'revocation-url': { type: 'string', value: 'URL', help: 'the base URL relying parties reach /crl, /ocsp and /ca.crt at, when not the revocation listener (e.g. http://pki.example.com)' },
       'retry-after': { type: 'string', value: 'SECONDS', help: 'how long clients wait before asking again about a pending request' },
       'issue-lease': { type: 'string', value: 'SECONDS', help: 'how long one service process holds a request it is issuing' },
       'ca-key': { type: 'string', value: 'KEY', help: 'the key of the embedded CA, when it is made on first start', choices: ['rsa-2048', 'p-256'], default: 'rsa-2048' },

@@ -1,4 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { MALFORMED, type OcspResponder } from './ca/ocsp.js';
 import type { CardAdminService } from './card-admin.js';
 import type { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
@@ -8,7 +9,11 @@ import {
   DEFAULT_PROFILE,
   EST_PREFIX,
   NEXT_CURSOR_HEADER,
+  OCSP_BODY_LIMIT,
+  OCSP_REQUEST_TYPE,
+  OCSP_RESPONSE_TYPE,
   REQUEST_STATES,
+  REVOCATION_PATHS,
   ROUTES,
   type AuditListQuery,
   type CardAdminKeyBody,
@@ -387,6 +392,24 @@ const EST_OPERATIONS = {
   },
 };
 
+/** The revocation routes (registerRevocation), anonymous, at the root of the service and of the revocation listener. */
+const REVOCATION_OPERATIONS = {
+  [REVOCATION_PATHS.crl]: { get: { operationId: 'crlStable', summary: 'The current CRL (DER) at the path certificates name as their CRL distribution point.', 'x-access': 'anonymous', responses: { 200: { description: 'CRL', content: { 'application/pkix-crl': {} } } } } },
+  [REVOCATION_PATHS.caCertificate]: { get: { operationId: 'caCertificateDer', summary: 'The issuing CA certificate (DER): the caIssuers of authority information access.', 'x-access': 'anonymous', responses: { 200: { description: 'certificate', content: { 'application/pkix-cert': {} } } } } },
+  [REVOCATION_PATHS.ocsp]: {
+    post: {
+      operationId: 'ocspPost', summary: `OCSP (RFC 6960): a DER OCSPRequest of up to ${OCSP_BODY_LIMIT} bytes; the answer is an OCSPResponse, malformedRequest for anything unreadable.`, 'x-access': 'anonymous',
+      requestBody: { content: { [OCSP_REQUEST_TYPE]: {} } }, responses: { 200: { description: 'OCSPResponse', content: { [OCSP_RESPONSE_TYPE]: {} } } },
+    },
+  },
+  [`${REVOCATION_PATHS.ocsp}/{request}`]: {
+    get: {
+      operationId: 'ocspGet', summary: 'OCSP (RFC 6960 Appendix A.1): the DER OCSPRequest base64 (or base64url), URL-encoded, as the last path segment.', 'x-access': 'anonymous',
+      parameters: [{ name: 'request', in: 'path', required: true, schema: str }], responses: { 200: { description: 'OCSPResponse', content: { [OCSP_RESPONSE_TYPE]: {} } } },
+    },
+  },
+};
+
 /** The EST operations, each also under a CA label (RFC 7030 §3.2.2), which names a profile. */
 const EST_PATHS: Record<string, unknown> = Object.fromEntries(
   Object.entries(EST_OPERATIONS).flatMap(([path, ops]) => {
@@ -436,7 +459,7 @@ function openApiDocument(routes: Route[]): Record<string, unknown> {
     openapi: '3.1.0',
     info: { title: 'cardlink enrollment service', version: '1', description: 'EST (RFC 7030) and a JSON API to request smart card logon certificates, approve them, and collect them on any workstation where the card is inserted.' },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, basic: { type: 'http', scheme: 'basic' } } },
-    paths: { ...paths, ...EST_PATHS },
+    paths: { ...paths, ...EST_PATHS, ...REVOCATION_OPERATIONS },
   };
 }
 
@@ -454,4 +477,53 @@ export function registerApi(app: App, service: EnrollmentService, cards: CardAdm
   }
   app.get(API_PREFIX + ROUTES.openapi.path, { config: { public: true } }, async () => doc);
   return doc;
+}
+
+/** What the revocation routes serve. */
+export interface RevocationEndpoints {
+  crl(): Promise<Buffer>;
+  /** The issuing CA's certificate, DER. */
+  caCertificate: Uint8Array;
+  /** Absent with an upstream CA: its own responder answers for it. */
+  ocsp?: OcspResponder;
+}
+
+/** A GET request's path segment: the DER request, base64 (RFC 6960 Appendix A.1) or base64url, URL-encoded. */
+const OCSP_GET_RE = /^[A-Za-z0-9+/_-]+={0,2}$/;
+
+function ocspFromPath(url: string): Uint8Array | undefined {
+  const path = url.split('?')[0]!.slice(REVOCATION_PATHS.ocsp.length + 1);
+  let text: string;
+  try {
+    text = decodeURIComponent(path);
+  } catch {
+    return undefined;
+  }
+  if (text.length > Math.ceil((OCSP_BODY_LIMIT * 4) / 3) + 4 || !OCSP_GET_RE.test(text)) return undefined;
+  return Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+}
+
+/**
+ * The routes relying parties use, anonymous and read-only: the CRL at a stable path, the CA
+ * certificate, and the OCSP responder. Registered on the HTTPS service and on the plain-HTTP
+ * revocation listener alike. Whatever goes wrong with an OCSP request, the answer is an
+ * OCSPResponse (malformedRequest), never a JSON error or a 500 (RFC 6960 §2.3).
+ */
+export function registerRevocation(app: FastifyInstance | App, r: RevocationEndpoints): void {
+  const a = app as FastifyInstance;
+  const crl = async (_req: FastifyRequest, reply: FastifyReply): Promise<unknown> => reply.type('application/pkix-crl').send(await r.crl());
+  a.get(REVOCATION_PATHS.crl, { config: { public: true } }, crl);
+  a.get(REVOCATION_PATHS.caCertificate, { config: { public: true } }, async (_req, reply) => reply.type('application/pkix-cert').send(Buffer.from(r.caCertificate)));
+  if (!r.ocsp) return;
+  const ocsp = r.ocsp;
+  const malformed = (_err: unknown, _req: FastifyRequest, reply: FastifyReply): FastifyReply => reply.code(200).type(OCSP_RESPONSE_TYPE).send(MALFORMED);
+  a.addContentTypeParser(OCSP_REQUEST_TYPE, { parseAs: 'buffer', bodyLimit: OCSP_BODY_LIMIT }, (_req, body, done) => done(null, body));
+  a.post(REVOCATION_PATHS.ocsp, { config: { public: true }, bodyLimit: OCSP_BODY_LIMIT, errorHandler: malformed }, async (req, reply) => {
+    const body = Buffer.isBuffer(req.body) ? req.body : undefined;
+    return reply.type(OCSP_RESPONSE_TYPE).send(body ? await ocsp.respond(body) : MALFORMED);
+  });
+  a.get(`${REVOCATION_PATHS.ocsp}/*`, { config: { public: true }, errorHandler: malformed }, async (req, reply) => {
+    const der = ocspFromPath(req.url);
+    return reply.type(OCSP_RESPONSE_TYPE).send(der ? await ocsp.respond(der) : MALFORMED);
+  });
 }

@@ -29,6 +29,7 @@ import {
   type TokenView,
 } from './protocol.js';
 import { CRL_REASON, type CertificateRecord, type Claim, type Profile, type RequestRecord, type Storage, type TokenRecord } from './storage/storage.js';
+import { Revocation } from './revocation.js';
 import type { OwnCertificate } from './tls.js';
 
 const HOUR = 3_600_000;
@@ -150,8 +151,9 @@ export class EnrollmentService {
   private readonly challengeTtlMs: number;
   private readonly ticketTtlMs: number;
   private readonly issueLeaseMs: number;
-  private readonly crlValidityMs: number;
   private readonly throttle: LoginThrottle;
+  /** CRL and certificate status: every revocation this service makes is published through it. */
+  readonly revocation: Revocation;
 
   constructor(o: EnrollmentOptions) {
     this.throttle = { ...DEFAULT_THROTTLE, ...o.loginThrottle };
@@ -163,7 +165,7 @@ export class EnrollmentService {
     this.challengeTtlMs = o.challengeTtlMs ?? 5 * 60_000;
     this.ticketTtlMs = o.ticketTtlMs ?? 30 * DAY;
     this.issueLeaseMs = o.issueLeaseMs ?? 30_000;
-    this.crlValidityMs = o.crlValidityMs ?? 7 * DAY;
+    this.revocation = new Revocation({ storage: o.storage, ca: o.ca, clock: o.clock, ...(o.crlValidityMs !== undefined ? { crlValidityMs: o.crlValidityMs } : {}) });
   }
 
   private now(): number {
@@ -680,26 +682,13 @@ export class EnrollmentService {
     return this.ca.chain();
   }
 
-  /** The current CRL, re-signed (with the next number) when it is about to go stale. */
-  async crl(): Promise<Buffer> {
-    const latest = await this.storage.latestCrl();
-    if (latest && latest.nextUpdate - this.now() > this.crlValidityMs / 2) return latest.der;
-    return this.publishCrl();
+  /** The current CRL (revocation.ts). */
+  crl(): Promise<Buffer> {
+    return this.revocation.crl();
   }
 
-  private async publishCrl(): Promise<Buffer> {
-    const now = this.now();
-    const revoked = await this.storage.revokedCertificates();
-    const { der } = await this.storage.publishCrl(now, async (number) => ({
-      der: await this.ca.signCrl({
-        number,
-        thisUpdate: new Date(now),
-        nextUpdate: new Date(now + this.crlValidityMs),
-        entries: revoked.map((c) => ({ serial: c.serial, revokedAt: new Date(c.revokedAt!), reason: c.revocationReason ?? 0 })),
-      }),
-      nextUpdate: now + this.crlValidityMs,
-    }));
-    return der;
+  private publishCrl(): Promise<Buffer> {
+    return this.revocation.publishCrl();
   }
 
   async workstations(p: Principal): Promise<WorkstationView[]> {

@@ -1,6 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Server } from 'node:https';
+import type { Server as PlainServer } from 'node:http';
 import type { Principal } from './auth.js';
 import type { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
@@ -172,6 +173,39 @@ export function createApp(service: EnrollmentService, o: HttpOptions): App {
     }
     o.log?.(`internal error on ${req.method} ${req.url.split('?')[0]}: ${(err as Error).stack ?? String(err)}`);
     return sendError(reply, new ServiceError('INTERNAL', 'internal error: the service could not complete this request; try again'), asText);
+  });
+  return app;
+}
+
+/**
+ * The plain-HTTP listener for relying parties: CRL, CA certificate and OCSP only (api.ts
+ * registerRevocation), no credentials, small bodies. Revocation information travels over HTTP
+ * because it is signed, and because a client checking the service's own TLS certificate could
+ * not fetch it over that TLS (RFC 5280 §4.2.1.13, RFC 6960 Appendix A; Microsoft's PKI guidance
+ * likewise publishes CDP and AIA over HTTP).
+ */
+export function createRevocationApp(o: { limits?: Partial<HttpLimits>; log?: (line: string) => void; ocspPath: string; malformedOcsp: Buffer }): FastifyInstance<PlainServer> {
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...o.limits };
+  const app = Fastify({
+    logger: false,
+    // A URL the router cannot even decode: on the OCSP path still an OCSPResponse (malformedRequest).
+    frameworkErrors: (err, req, res) => {
+      const reply = res as unknown as FastifyReply;
+      if (req.url.startsWith(o.ocspPath)) return reply.code(200).type('application/ocsp-response').send(o.malformedOcsp);
+      return reply.code(400).type('text/plain; charset=utf-8').send(`${err.message}\n`);
+    },
+    bodyLimit: 4096,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: Math.min(5000, limits.idleTimeoutMs),
+  });
+  app.server.maxConnections = limits.maxConnections;
+  app.server.headersTimeout = limits.headersTimeoutMs;
+  app.setErrorHandler((err, req, reply) => {
+    const e = err as { statusCode?: number; message?: string };
+    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) return reply.code(e.statusCode).type('text/plain; charset=utf-8').send(`${e.message ?? 'bad request'}\n`);
+    o.log?.(`internal error on ${req.method} ${req.url.split('?')[0]}: ${(err as Error).stack ?? String(err)}`);
+    return reply.code(500).type('text/plain; charset=utf-8').send('internal error\n');
   });
   return app;
 }

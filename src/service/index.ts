@@ -5,14 +5,16 @@ import { join } from 'node:path';
 import { AdminKeyVault } from './admin-keys.js';
 import { registerApi } from './api.js';
 import { EmbeddedCa, type CaKeyType } from './ca/embedded.js';
+import { fileKeyStore, MALFORMED, OcspResponder } from './ca/ocsp.js';
 import { CardAdminService } from './card-admin.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import { systemClock, type Clock } from './clock.js';
 import { EnrollmentService, type LoginThrottle } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import { registerEst } from './est.js';
-import { createApp, type HttpLimits } from './http.js';
-import { apiPath } from './protocol.js';
+import { createApp, createRevocationApp, type HttpLimits } from './http.js';
+import { registerRevocation } from './api.js';
+import { apiPath, REVOCATION_PATHS } from './protocol.js';
 import { openStorage } from './storage/open.js';
 import { ensureTlsCertificate } from './tls.js';
 
@@ -33,6 +35,14 @@ export interface ServiceConfig {
    * Without it the point is derived from the listen address (with a warning when that is loopback).
    */
   publicUrl?: string;
+  /**
+   * A plain-HTTP listener on `host` for relying parties (CRL, CA certificate, OCSP); 0 picks a
+   * free port. Issued certificates then point at it (CRL distribution point and authority
+   * information access) rather than at the HTTPS service.
+   */
+  revocationPort?: number;
+  /** The base URL relying parties reach the revocation endpoints at (default: the revocation listener, or the service's URL). */
+  revocationUrl?: string;
   /** Timeouts, connection cap and body limit (http.ts HttpLimits; defaults there). */
   limits?: Partial<HttpLimits>;
   /** Failed-login lockout (enrollment.ts LoginThrottle; defaults there). */
@@ -55,6 +65,11 @@ export interface ServiceConfig {
 export interface RunningService {
   url: string;
   port: number;
+  /** The plain-HTTP revocation listener's URL and port, when one was asked for. */
+  revocationUrl?: string;
+  revocationPort?: number;
+  /** The OCSP responder (embedded CA only). */
+  ocsp?: OcspResponder;
   caCertPath: string;
   caCertPem: string;
   service: EnrollmentService;
@@ -90,7 +105,7 @@ function tightenDataFiles(dataDir: string, dbUrl: string | undefined): void {
   ownerOnly(dataDir, 0o700, 'the data directory');
   const db = dbUrl === undefined || dbUrl === '' ? join(dataDir, 'cardlink.db') : dbUrl.startsWith('sqlite:') ? dbUrl.slice('sqlite:'.length) : undefined;
   if (db !== undefined && db !== ':memory:') for (const f of [db, `${db}-wal`, `${db}-shm`]) ownerOnly(f, 0o600, 'the database file');
-  for (const f of [join(dataDir, 'ca'), join(dataDir, 'ca', 'key.pem'), join(dataDir, 'tls.pem')]) ownerOnly(f, f.endsWith('ca') ? 0o700 : 0o600, 'the key file');
+  for (const f of [join(dataDir, 'ca'), join(dataDir, 'ca', 'key.pem'), join(dataDir, 'ca', 'ocsp.pem'), join(dataDir, 'tls.pem')]) ownerOnly(f, f.endsWith('ca') ? 0o700 : 0o600, 'the key file');
 }
 
 /** Loopback addresses: a CRL distribution point there serves no other machine. */
@@ -113,9 +128,19 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
   // The composition root: storage is opened here and handed to the use cases, which alone use it.
   const storage = await openStorage(cfg.dbUrl, cfg.dataDir, clock.now().getTime());
   try {
-    // The CRL distribution point: from --public-url, or else from the listen address once the port is known.
-    let crlUrl: string | undefined = cfg.publicUrl ? `${cfg.publicUrl.replace(/\/$/, '')}${apiPath('crl')}` : undefined;
-    const embedded = cfg.upstream ? undefined : await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now(), { crlUrl: () => crlUrl, ...(cfg.caKeyType ? { keyType: cfg.caKeyType } : {}) });
+    // Where certificates send relying parties: the revocation listener (or --revocation-url), else
+    // --public-url, else the listen address once the port is known.
+    const trim = (u: string): string => u.replace(/\/$/, '');
+    let revocationBase: string | undefined = cfg.revocationUrl ? trim(cfg.revocationUrl) : undefined;
+    let serviceBase: string | undefined = cfg.publicUrl ? trim(cfg.publicUrl) : undefined;
+    const urls = (): { crl?: string; ocsp?: string; caIssuers?: string } => {
+      if (revocationBase !== undefined) return { crl: revocationBase + REVOCATION_PATHS.crl, ocsp: revocationBase + REVOCATION_PATHS.ocsp, caIssuers: revocationBase + REVOCATION_PATHS.caCertificate };
+      if (serviceBase !== undefined) return { crl: serviceBase + apiPath('crl'), ocsp: serviceBase + REVOCATION_PATHS.ocsp, caIssuers: serviceBase + REVOCATION_PATHS.caCertificate };
+      return {};
+    };
+    const embedded = cfg.upstream ? undefined : await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now(), {
+      crlUrl: () => urls().crl, aia: () => urls(), ...(cfg.caKeyType ? { keyType: cfg.caKeyType } : {}),
+    });
     const ca = cfg.upstream ?? embedded!;
     const service = new EnrollmentService({
       storage, ca, clock,
@@ -135,15 +160,36 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     const app = createApp(service, { tls, clientCa: caCertPem, ...(cfg.log ? { log: cfg.log } : {}), ...(cfg.limits ? { limits: cfg.limits } : {}) });
     registerEst(app, service);
     const openapi = registerApi(app, service, cardAdmin);
+    // The delegated OCSP responder: its key beside the CA key, sealed with the same passphrase;
+    // made on first use (a service nobody asks costs no key generation), renewed before it expires, its certificate booked like the TLS one.
+    const ocsp = embedded
+      ? new OcspResponder(embedded, service.revocation, fileKeyStore(cfg.dataDir, cfg.passphrase), () => clock.now(), (cert) => service.recordOwnCertificate(cert, 'OCSP responder'))
+      : undefined;
+    const revocationEndpoints = { crl: () => service.crl(), caCertificate: new Uint8Array(ca.chain()[0]!.rawData), ...(ocsp ? { ocsp } : {}) };
+    registerRevocation(app, revocationEndpoints);
+    const revocationApp = cfg.revocationPort !== undefined ? createRevocationApp({ ocspPath: REVOCATION_PATHS.ocsp, malformedOcsp: MALFORMED, ...(cfg.limits ? { limits: cfg.limits } : {}), ...(cfg.log ? { log: cfg.log } : {}) }) : undefined;
+    if (revocationApp) registerRevocation(revocationApp, revocationEndpoints);
     await service.sweep();
     await app.listen({ host, port: cfg.port ?? 8443 });
     const port = (app.server.address() as AddressInfo).port;
     const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
-    if (crlUrl === undefined) {
-      // On every address: the name the TLS certificate carries for this machine; otherwise the address itself.
-      const crlHost = host === '0.0.0.0' || host === '::' ? hostname() : urlHost;
-      crlUrl = `https://${crlHost}:${port}${apiPath('crl')}`;
-      if (isLoopback(host)) warn(`the service listens on loopback only (${host}), so the CRL distribution point in its certificates (${crlUrl}) serves this machine alone: give --public-url with the address clients use`);
+    // On every address: the name the TLS certificate carries for this machine; otherwise the address itself.
+    const reachableHost = host === '0.0.0.0' || host === '::' ? hostname() : urlHost;
+    let revocationPort: number | undefined;
+    if (revocationApp) {
+      try {
+        await revocationApp.listen({ host, port: cfg.revocationPort });
+      } catch (err) {
+        await app.close();
+        throw new ServiceError('CONFIG', `the revocation listener cannot listen on ${urlHost}:${cfg.revocationPort}: ${(err as Error).message}`, { cause: err });
+      }
+      revocationPort = (revocationApp.server.address() as AddressInfo).port;
+      revocationBase ??= `http://${reachableHost}:${revocationPort}`;
+    }
+    if (serviceBase === undefined) {
+      serviceBase = `https://${reachableHost}:${port}`;
+      const crlUrl = urls().crl!;
+      if (isLoopback(host) && cfg.revocationUrl === undefined) warn(`the service listens on loopback only (${host}), so the CRL distribution point in its certificates (${crlUrl}) serves this machine alone: give --public-url with the address clients use`);
     }
     const sweepMs = cfg.sweepIntervalMs ?? 5000;
     let sweeping = false;
@@ -164,8 +210,11 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
       cardAdmin,
       openapi,
       warnings,
+      ...(revocationApp ? { revocationUrl: `http://${urlHost}:${revocationPort}`, revocationPort } : {}),
+      ...(ocsp ? { ocsp } : {}),
       close: async () => {
         if (timer) clearInterval(timer);
+        await revocationApp?.close();
         await app.close();
         await service.close();
       },

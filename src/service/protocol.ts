@@ -49,6 +49,19 @@ export const ROUTES = {
 
 export type OperationId = keyof typeof ROUTES;
 
+/**
+ * Where relying parties fetch revocation information, at the root of the service and of its
+ * plain-HTTP revocation listener (RFC 5280 §4.2.1.13 and §4.2.2.1 expect http URIs; RFC 6960
+ * Appendix A has OCSP over HTTP): the CRL (DER, application/pkix-crl), the OCSP responder (POST
+ * application/ocsp-request, or GET /ocsp/<base64 of the DER request>), and the CA certificate
+ * (DER, application/pkix-cert) that certificates name as caIssuers.
+ */
+export const REVOCATION_PATHS = { crl: '/crl', ocsp: '/ocsp', caCertificate: '/ca.crt' } as const;
+export const OCSP_REQUEST_TYPE = 'application/ocsp-request';
+export const OCSP_RESPONSE_TYPE = 'application/ocsp-response';
+/** The largest OCSP request accepted: one for MAX_REQUESTS certificates with a nonce and a signature is well under it. */
+export const OCSP_BODY_LIMIT = 4096;
+
 /** The absolute path of an operation, its `:name` parameters filled in (URL-encoded). */
 export function apiPath(op: OperationId, params: Record<string, string> = {}): string {
   return API_PREFIX + ROUTES[op].path.replace(/:([A-Za-z]+)/g, (_, name: string) => {

@@ -205,6 +205,25 @@ const CASES: Record<string, Case> = {
     },
     check: (w, r) => assert.equal((json(r) as { state: string }).state, 'retired'),
   },
+  // Issue 13: revocation for relying parties, anonymous whatever credentials come along.
+  crlStable: {
+    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/crl'),
+    check: (_w, r) => assert.equal(r.headers['content-type'], 'application/pkix-crl'),
+  },
+  caCertificateDer: {
+    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/ca.crt'),
+    check: (_w, r) => assert.equal(r.headers['content-type'], 'application/pkix-cert'),
+  },
+  ocspPost: {
+    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    call: (c, w) => c.t.client.raw('POST', '/ocsp', { ...auth(c, w), body: Buffer.from('not a request'), contentType: 'application/ocsp-request' }),
+    // An OCSPResponse with status malformedRequest: SEQUENCE { ENUMERATED 1 }.
+    check: (_w, r) => assert.equal(r.body.toString('hex'), '30030a0101'),
+  },
+  ocspGet: {
+    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/ocsp/MAA='),
+    check: (_w, r) => assert.equal(r.headers['content-type'], 'application/ocsp-response'),
+  },
   rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
 };
 

@@ -94,7 +94,7 @@ describe('embedded CA and data directory', () => {
   });
 
   test('the prepared-parts issuance is byte for byte what the generic @peculiar/x509 generator makes of the same order', async () => {
-    const rsaCa = await EmbeddedCa.inMemory({ name: 'CN=prepared, O=cardlink', crlUrl: 'https://ca.example.com/api/v1/crl' });
+    const rsaCa = await EmbeddedCa.inMemory({ name: 'CN=prepared, O=cardlink', crlUrl: 'https://ca.example.com/api/v1/crl', aia: { ocsp: 'http://ca.example.com/ocsp', caIssuers: 'http://ca.example.com/ca.crt' } });
     const ecCa = await EmbeddedCa.inMemory({ name: 'CN=prepared P-256', keyType: 'p-256' });
     const keys = [
       new x509.PublicKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' })),
@@ -114,18 +114,27 @@ describe('embedded CA and data directory', () => {
           dnsNames: fc.option(fc.array(fc.stringMatching(/^[a-z0-9]{1,12}\.example\.com$/), { maxLength: 3 }), { nil: undefined }),
           subjectKeyId: fc.boolean(),
           ec: fc.boolean(),
+          sid: fc.option(fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 4, maxLength: 4 }).map((n) => `S-1-5-21-${n.join('-')}`), { nil: undefined }),
         }),
         async (o) => {
           const ca = o.ec ? ecCa : rsaCa;
           const order = {
             serial: o.serial, notBefore: o.notBefore, notAfter: new Date(o.notBefore.getTime() + o.days * 86_400_000), subject: new x509.Name([{ CN: [o.upn ?? 'nobody'] }]), publicKey: o.key,
-            template: { kind: 'smartcard-logon' as const, ...(o.upn !== undefined ? { userPrincipalName: o.upn } : {}), ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}) },
+            template: {
+              kind: 'smartcard-logon' as const, ...(o.upn !== undefined ? { userPrincipalName: o.upn } : {}), ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}),
+              ...(o.sid !== undefined ? { sid: o.sid } : {}),
+            },
           };
           // issue() with a subject key identifier, issueFor() (the card tests' certificates) without one.
-          const forCard = { subject: 'CN=card test', notBefore: o.notBefore, days: o.days, ...(o.upn !== undefined ? { userPrincipalName: o.upn } : {}), ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}) };
+          const forCard = {
+            subject: 'CN=card test', notBefore: o.notBefore, days: o.days, ...(o.upn !== undefined ? { userPrincipalName: o.upn } : {}), ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}),
+            ...(o.sid !== undefined ? { sid: o.sid } : {}),
+          };
           const fast = new x509.X509Certificate(o.subjectKeyId ? await ca.issueDer(order) : await ca.issueFor(await keyObject(o.key), forCard));
           const reference = await ca.generic(o.subjectKeyId ? order : { ...order, subject: 'CN=card test', serial: fast.serialNumber.toLowerCase() }, { subjectKeyId: o.subjectKeyId });
           assert.ok(await fast.verify({ publicKey: ca.chain()[0]!.publicKey, signatureOnly: true }), 'the prepared certificate verifies under the CA key');
+          assert.equal(fast.getExtension(OID.ntdsCaSecurity) !== null, o.sid !== undefined, 'the SID extension is there exactly when a SID is given');
+          assert.equal(fast.getExtension(x509.AuthorityInfoAccessExtension) !== null, !o.ec, 'authority information access when the CA has URLs');
           // ECDSA signatures differ each time: the signed parts must be equal; RSA PKCS#1 v1.5 gives the whole certificate.
           if (o.ec) assert.equal(hexOf(tbsOf(fast)), hexOf(tbsOf(reference)));
           else assert.equal(hexOf(fast.rawData), hexOf(reference.rawData));

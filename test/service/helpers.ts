@@ -139,6 +139,8 @@ export function randomCardId(): string {
 export interface ServeProcess {
   child: ChildProcess;
   url: string;
+  /** The plain-HTTP revocation listener, when serve was given --revocation-port. */
+  revocationUrl?: string;
   /** Resolves when the process has exited. */
   exited: Promise<number | null>;
 }
@@ -154,14 +156,14 @@ export async function spawnServe(dataDir: string, dbUrl: string | undefined, ext
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
+  const started = await new Promise<{ url: string; revocationUrl?: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start in 60 s: ${err}`)), 60_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const line = out.split('\n').find((l) => l.startsWith('{"ok":true'));
       if (line) {
         clearTimeout(timer);
-        resolve((JSON.parse(line) as { url: string }).url);
+        resolve(JSON.parse(line) as { url: string; revocationUrl?: string });
       }
     });
     void exited.then((code) => {
@@ -169,7 +171,7 @@ export async function spawnServe(dataDir: string, dbUrl: string | undefined, ext
       reject(new Error(`serve exited (${code}) before listening: ${out} ${err}`));
     });
   });
-  return { child, url, exited };
+  return { child, url: started.url, ...(started.revocationUrl !== undefined ? { revocationUrl: started.revocationUrl } : {}), exited };
 }
 
 /** Runs `fn` over `items` with at most `concurrency` at a time; results in input order. */

@@ -27,6 +27,10 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
   const operatorPassword = io.env.CARDLINK_OPERATOR_PASSWORD;
   const retryAfter = positiveInt(values['retry-after'], '--retry-after');
   const lease = positiveInt(values['issue-lease'], '--issue-lease');
+  const revocationPort = values['revocation-port'];
+  if (revocationPort !== undefined && (!/^\d{1,5}$/.test(revocationPort) || Number(revocationPort) > 65535)) throw new UsageError(`--revocation-port ${revocationPort}: expected a port number, e.g. 8080`);
+  const revocationUrl = values['revocation-url'];
+  if (revocationUrl !== undefined && !/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(revocationUrl)) throw new UsageError(`--revocation-url ${revocationUrl}: expected an http URL, e.g. http://pki.example.com`);
   const transportText = io.env.CARDLINK_TRANSPORT_KEY?.replace(/\s+/g, '');
   if (transportText !== undefined && transportText !== '' && !/^[0-9a-fA-F]{48}$/.test(transportText)) throw new UsageError('CARDLINK_TRANSPORT_KEY is 48 hex digits (24 bytes, 3DES)');
   // Loaded on demand: the HTTP server and database drivers are not needed by other commands.
@@ -38,6 +42,8 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
     passphrase,
     ...(values.db !== undefined ? { dbUrl: values.db } : {}),
     ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
+    ...(revocationPort !== undefined ? { revocationPort: Number(revocationPort) } : {}),
+    ...(revocationUrl !== undefined ? { revocationUrl } : {}),
     ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
     ...(lease !== undefined ? { issueLeaseMs: lease * 1000 } : {}),
     ...(values['ca-key'] !== undefined ? { caKeyType: values['ca-key'] as 'rsa-2048' | 'p-256' } : {}),
@@ -52,9 +58,9 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
         `Stop serve, set CARDLINK_OPERATOR_PASSWORD and start it again to create '${forTerminal(operator)}' (--operator NAME for another name).\n`,
     );
   }
-  const facts = { url: running.url, caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
+  const facts = { url: running.url, ...(running.revocationUrl ? { revocationUrl: running.revocationUrl } : {}), caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
   if (values.json) io.stdout(JSON.stringify({ ok: true, ...facts }) + '\n');
-  else io.stdout(`listening on ${facts.url}\nCA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
+  else io.stdout(`listening on ${facts.url}\n${running.revocationUrl ? `revocation (CRL, OCSP) on ${running.revocationUrl}\n` : ''}CA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off('SIGINT', stop);

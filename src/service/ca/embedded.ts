@@ -12,8 +12,8 @@ import { syncDirectory, writeFileAtomic } from '../../atomic-file.js';
 import { x509 } from '../../x509.js';
 import { ServiceError } from '../errors.js';
 import { decryptKey, encryptedPkcs8, needsRewrap } from './encrypted-key.js';
-import { crlNumber, newSerial, OID, spkiAlgorithm } from './pki.js';
-import { PreparedIssuer } from './prepared.js';
+import { checkDomainSid, crlNumber, newSerial, OID, sidExtensionValue, spkiAlgorithm } from './pki.js';
+import { authorityInfoAccessParams, PreparedIssuer, type CaUrls } from './prepared.js';
 import type { CrlOrder, IssueOrder, Template, UpstreamCa } from './upstream.js';
 
 type CryptoKey = webcrypto.CryptoKey;
@@ -45,6 +45,17 @@ async function toWebKey(key: KeyObject): Promise<CryptoKey> {
 }
 
 function extensionsFor(template: Template, publicKey: x509.PublicKey): x509.Extension[] {
+  if (template.kind === 'ocsp-responder') {
+    // RFC 6960 §4.2.2.2: a delegated responder is named by id-kp-OCSPSigning; §4.2.2.2.1: with
+    // id-pkix-ocsp-nocheck (value NULL) relying parties trust it for its lifetime without
+    // checking its own status, so it is kept short and renewed (ocsp.ts).
+    return [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([OID.ocspSigning]),
+      new x509.Extension(OID.ocspNoCheck, false, new Uint8Array([0x05, 0x00])),
+    ];
+  }
   // keyEncipherment only where the key can encipher: an rsaEncryption key (RFC 5280 §4.2.1.3),
   // not an RSASSA-PSS one, which RFC 4055 §1.2 limits to signatures.
   const isRsa = spkiAlgorithm(publicKey.rawData) === OID.rsaEncryption;
@@ -59,6 +70,7 @@ function extensionsFor(template: Template, publicKey: x509.PublicKey): x509.Exte
       ...common,
       new x509.ExtendedKeyUsageExtension([OID.clientAuth, OID.smartcardLogon]),
       ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names)] : []),
+      ...(template.sid !== undefined ? [new x509.Extension(OID.ntdsCaSecurity, false, sidExtensionValue(template.sid))] : []),
     ];
   }
   return [
@@ -94,12 +106,16 @@ async function selfSigned(name: string, privateKey: KeyObject, publicKey: KeyObj
   });
 }
 
+type Later<T> = T | (() => T);
+
 export interface CaOptions {
   /**
    * Puts a CRL distribution point in every issued certificate; a function when the URL is known
    * only later (the service's listen port).
    */
-  crlUrl?: string | (() => string | undefined);
+  crlUrl?: Later<string | undefined>;
+  /** Puts authority information access (OCSP responder, CA certificate) in every issued certificate; a function likewise. */
+  aia?: Later<{ ocsp?: string; caIssuers?: string } | undefined>;
   /** The key a new CA gets (default rsa-2048); an existing CA keeps the key it has. */
   keyType?: CaKeyType;
 }
@@ -117,22 +133,29 @@ export class EmbeddedCa implements UpstreamCa {
     private readonly key: CryptoKey,
     private readonly signing: Signing,
     private readonly prepared: PreparedIssuer,
-    private readonly crlUrlOption: CaOptions['crlUrl'],
+    private readonly options: CaOptions,
+    /** The CA key's type: what a delegated OCSP responder key is made as, too. */
+    readonly keyType: CaKeyType,
   ) {}
 
-  private static async make(cert: x509.X509Certificate, key: KeyObject, crlUrl: CaOptions['crlUrl']): Promise<EmbeddedCa> {
-    return new EmbeddedCa(cert, await toWebKey(key), signingFor(key), await PreparedIssuer.create(key, cert), crlUrl);
+  private static async make(cert: x509.X509Certificate, key: KeyObject, options: CaOptions): Promise<EmbeddedCa> {
+    const keyType: CaKeyType = key.asymmetricKeyType === 'ec' ? 'p-256' : 'rsa-2048';
+    return new EmbeddedCa(cert, await toWebKey(key), signingFor(key), await PreparedIssuer.create(key, cert), options, keyType);
   }
 
-  private get crlUrl(): string | undefined {
-    return typeof this.crlUrlOption === 'function' ? this.crlUrlOption() : this.crlUrlOption;
+  /** The URLs issued certificates point relying parties at, as they stand now. */
+  private get urls(): CaUrls {
+    const later = <T>(v: Later<T>): T => (typeof v === 'function' ? (v as () => T)() : v);
+    const crl = later(this.options.crlUrl);
+    const aia = later(this.options.aia);
+    return { ...(crl !== undefined ? { crl } : {}), ...(aia?.ocsp !== undefined ? { ocsp: aia.ocsp } : {}), ...(aia?.caIssuers !== undefined ? { caIssuers: aia.caIssuers } : {}) };
   }
 
   /** A CA that lives in memory only, for the demo and tests. */
   static async inMemory(options: CaOptions & { name?: string; now?: Date } = {}): Promise<EmbeddedCa> {
     const { privateKey, publicKey } = generateCaKey(options.keyType ?? 'rsa-2048');
     const cert = await selfSigned(options.name ?? 'CN=cardlink throwaway CA', privateKey, publicKey, options.now ?? new Date());
-    return EmbeddedCa.make(cert, privateKey, options.crlUrl);
+    return EmbeddedCa.make(cert, privateKey, options);
   }
 
   /**
@@ -148,7 +171,7 @@ export class EmbeddedCa implements UpstreamCa {
     // A key an older version wrapped with weaker parameters is written again with today's.
     if (needsRewrap(keyPem)) writeFileAtomic(keyFile, encryptedPkcs8(key, passphrase));
     const cert = new x509.X509Certificate(readFileSync(join(dir, 'cert.pem'), 'utf8'));
-    return EmbeddedCa.make(cert, key, options.crlUrl);
+    return EmbeddedCa.make(cert, key, options);
   }
 
   private static async create(dataDir: string, passphrase: string, now: Date, keyType: CaKeyType): Promise<void> {
@@ -190,6 +213,7 @@ export class EmbeddedCa implements UpstreamCa {
    */
   private async sign(order: IssueOrder, o: { subjectKeyId: boolean }): Promise<Uint8Array> {
     if (order.template.kind !== 'smartcard-logon') return new Uint8Array((await this.generic(order, o)).rawData);
+    if (order.template.sid !== undefined) checkDomainSid(order.template.sid);
     try {
       return await this.prepared.issue(
         {
@@ -200,9 +224,10 @@ export class EmbeddedCa implements UpstreamCa {
           spki: new Uint8Array(order.publicKey.rawData),
           ...(order.template.userPrincipalName !== undefined ? { userPrincipalName: order.template.userPrincipalName } : {}),
           ...(order.template.dnsNames !== undefined ? { dnsNames: order.template.dnsNames } : {}),
+          ...(order.template.sid !== undefined ? { sid: order.template.sid } : {}),
           subjectKeyId: o.subjectKeyId,
         },
-        this.crlUrl,
+        this.urls,
       );
     } catch (err) {
       throw new ServiceError('CA', `the embedded CA could not sign: ${(err as Error).message}`, { cause: err });
@@ -217,8 +242,11 @@ export class EmbeddedCa implements UpstreamCa {
     const extensions = extensionsFor(order.template, order.publicKey);
     if (o.subjectKeyId) extensions.push(await x509.SubjectKeyIdentifierExtension.create(order.publicKey));
     extensions.push(await x509.AuthorityKeyIdentifierExtension.create(this.cert));
-    const crlUrl = this.crlUrl;
-    if (crlUrl !== undefined) extensions.push(new x509.CRLDistributionPointsExtension([crlUrl]));
+    // A delegated OCSP responder's certificate is checked by nobody (id-pkix-ocsp-nocheck): no pointers to revocation.
+    const urls: CaUrls = order.template.kind === 'ocsp-responder' ? {} : this.urls;
+    if (urls.crl !== undefined) extensions.push(new x509.CRLDistributionPointsExtension([urls.crl]));
+    const aia = authorityInfoAccessParams(urls);
+    if (aia !== undefined) extensions.push(new x509.AuthorityInfoAccessExtension(aia));
     try {
       return await x509.X509CertificateGenerator.create({
         serialNumber: order.serial,
@@ -243,7 +271,7 @@ export class EmbeddedCa implements UpstreamCa {
    * which Windows logon does not need): the card tests and `bench load` count the APDUs and bytes
    * of installing exactly these certificates, and those numbers must stay comparable.
    */
-  async issueFor(publicKey: KeyObject, o: { subject: string; userPrincipalName?: string; dnsNames?: string[]; notBefore?: Date; days?: number }): Promise<Uint8Array> {
+  async issueFor(publicKey: KeyObject, o: { subject: string; userPrincipalName?: string; dnsNames?: string[]; sid?: string; notBefore?: Date; days?: number }): Promise<Uint8Array> {
     const notBefore = o.notBefore ?? new Date();
     return this.sign({
       serial: newSerial(),
@@ -255,6 +283,7 @@ export class EmbeddedCa implements UpstreamCa {
         kind: 'smartcard-logon',
         ...(o.userPrincipalName !== undefined ? { userPrincipalName: o.userPrincipalName } : {}),
         ...(o.dnsNames !== undefined ? { dnsNames: o.dnsNames } : {}),
+        ...(o.sid !== undefined ? { sid: o.sid } : {}),
       },
     }, { subjectKeyId: false });
   }

@@ -5,7 +5,7 @@
 import { createHash, createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { AsnArray, AsnConvert, AsnPropTypes, AsnType, AsnTypeTypes } from '@peculiar/asn1-schema';
 import { CRLNumber, id_ce_cRLNumber, id_kp_clientAuth, id_kp_serverAuth, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
-import { readTlv } from '../../ber-tlv.js';
+import { encodeTlv, readTlv } from '../../ber-tlv.js';
 import { toDer } from '../../pem.js';
 import { spkiSha256 } from '../../thumbprint.js';
 import { x509 } from '../../x509.js';
@@ -22,7 +22,71 @@ export const OID = {
   /** rsaEncryption (RFC 8017 appendix C): the one RSA key type that may encipher. */
   rsaEncryption: '1.2.840.113549.1.1.1',
   crlNumber: id_ce_cRLNumber,
+  /** id-kp-OCSPSigning (RFC 6960 §4.2.2.2): the EKU of a delegated OCSP responder. */
+  ocspSigning: '1.3.6.1.5.5.7.3.9',
+  /** id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties do not check the responder's own status. */
+  ocspNoCheck: '1.3.6.1.5.5.7.48.1.5',
+  /** szOID_NTDS_CA_SECURITY_EXT (Microsoft KB5014754): the account's SID in a certificate. */
+  ntdsCaSecurity: '1.3.6.1.4.1.311.25.2',
+  /** szOID_NTDS_OBJECTSID: the otherName type inside that extension, whose value is the SID as text. */
+  ntdsObjectSid: '1.3.6.1.4.1.311.25.2.1',
 } as const;
+
+/**
+ * A domain account's SID as the SID extension takes it: S-1-5-21, the three sub-authorities of
+ * the domain identifier, then the relative identifier, each a 32-bit unsigned decimal (MS-DTYP
+ * §2.4.2.1 gives the S-1-IdentifierAuthority-SubAuthority… string form; §2.4.2.4 the well-known
+ * S-1-5-21 domain prefix). Only users of a domain are mapped, so nothing else is accepted.
+ */
+const SID_RE = /^S-1-5-21(?:-(?:0|[1-9][0-9]{0,9})){4}$/;
+
+export function isDomainSid(value: string): boolean {
+  return SID_RE.test(value) && value.split('-').slice(3).every((n) => Number(n) <= 0xffffffff);
+}
+
+/** The checked SID, or a typed error in the operator's terms. */
+export function checkDomainSid(value: string): string {
+  if (!isDomainSid(value)) throw new ServiceError('BAD_REQUEST', `'${value.slice(0, 80)}' is not a domain account SID: expected S-1-5-21-<domain>-<domain>-<domain>-<RID>, e.g. S-1-5-21-3623811015-3361044348-30300820-1013`);
+  return value;
+}
+
+/**
+ * The value of the SID extension (Microsoft KB5014754, as AD CS writes it): a SEQUENCE holding
+ * one otherName [0] { szOID_NTDS_OBJECTSID, [0] EXPLICIT OCTET STRING of the SID's ASCII text }.
+ */
+export function sidExtensionValue(sid: string): Uint8Array {
+  checkDomainSid(sid);
+  const value = encodeTlv(0xa0, encodeTlv(0x04, Buffer.from(sid, 'ascii')));
+  return encodeTlv(0x30, encodeTlv(0xa0, derOid(OID.ntdsObjectSid), value));
+}
+
+/** An OID's DER (X.690 §8.19). */
+export function derOid(dotted: string): Uint8Array {
+  const arcs = dotted.split('.').map(Number);
+  const bytes: number[] = [];
+  for (const arc of [arcs[0]! * 40 + arcs[1]!, ...arcs.slice(2)]) {
+    const chunk = [arc & 0x7f];
+    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
+    bytes.push(...chunk);
+  }
+  return encodeTlv(0x06, new Uint8Array(bytes));
+}
+
+/**
+ * The explicit strong mapping an operator puts in the user's altSecurityIdentities when the
+ * certificate carries no SID (Microsoft KB5014754, "Issuer and serial number", the one strong
+ * X509 mapping that needs nothing but the certificate): `X509:<I>` + the issuer's RDNs in the
+ * order they are encoded (the root-most first, the reverse of the RFC 4514 string) + `<SR>` + the
+ * serial number's bytes in reverse order as hex. KB5014754's own example: issuer
+ * `CN=CONTOSO-DC-CA, DC=contoso, DC=com`, serial `2B0000000011AC0000000012` give
+ * `X509:<I>DC=com,DC=contoso,CN=CONTOSO-DC-CA<SR>1200000000AC11000000002B`.
+ */
+export function strongMapping(der: Uint8Array): string {
+  const cert = new x509.X509Certificate(der);
+  const rdns = cert.issuerName.toJSON().map((rdn) => Object.entries(rdn).map(([type, values]) => values.map((v) => `${type}=${v}`).join('+')).join('+'));
+  const serial = Buffer.from(cert.serialNumber.length % 2 === 1 ? `0${cert.serialNumber}` : cert.serialNumber, 'hex');
+  return `X509:<I>${rdns.join(',')}<SR>${Buffer.from(serial).reverse().toString('hex').toUpperCase()}`;
+}
 
 /**
  * The subject of a user's certificate: one RDN, CN = the user principal name, built from the

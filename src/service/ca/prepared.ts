@@ -12,28 +12,17 @@ import { createHash, sign, type KeyObject } from 'node:crypto';
 import { encodeTlv } from '../../ber-tlv.js';
 import { concat, fromHex } from '../../bytes.js';
 import { x509 } from '../../x509.js';
-import { OID, spkiAlgorithm } from './pki.js';
+import { derOid, OID, sidExtensionValue, spkiAlgorithm } from './pki.js';
 
 const SEQUENCE = 0x30;
 const INTEGER = 0x02;
 const BIT_STRING = 0x03;
 const OCTET_STRING = 0x04;
-const OBJECT_IDENTIFIER = 0x06;
 const UTF8_STRING = 0x0c;
 const UTC_TIME = 0x17;
 const GENERALIZED_TIME = 0x18;
 
-/** An OID's DER (X.690 §8.19). */
-function oid(dotted: string): Uint8Array {
-  const arcs = dotted.split('.').map(Number);
-  const bytes: number[] = [];
-  for (const arc of [arcs[0]! * 40 + arcs[1]!, ...arcs.slice(2)]) {
-    const chunk = [arc & 0x7f];
-    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
-    bytes.push(...chunk);
-  }
-  return encodeTlv(OBJECT_IDENTIFIER, new Uint8Array(bytes));
-}
+const oid = derOid;
 
 /** A positive INTEGER from lowercase hex, minimal (X.690 §8.3.2). */
 function positiveInteger(hexDigits: string): Uint8Array {
@@ -88,6 +77,17 @@ function lastBitString(spki: Uint8Array): Uint8Array {
   return spki.subarray(bits.start, bits.end);
 }
 
+/** The SID extension (Microsoft KB5014754), non-critical: a DC that does not know it ignores it. */
+function sidExtension(sid: string): Uint8Array {
+  return encodeTlv(SEQUENCE, oid(OID.ntdsCaSecurity), encodeTlv(OCTET_STRING, sidExtensionValue(sid)));
+}
+
+/** The authority information access extension's parameters for @peculiar/x509, OCSP first; undefined when neither URL is known. */
+export function authorityInfoAccessParams(urls: CaUrls): { ocsp?: string[]; caIssuers?: string[] } | undefined {
+  if (urls.ocsp === undefined && urls.caIssuers === undefined) return undefined;
+  return { ...(urls.ocsp !== undefined ? { ocsp: [urls.ocsp] } : {}), ...(urls.caIssuers !== undefined ? { caIssuers: [urls.caIssuers] } : {}) };
+}
+
 export interface PreparedOrder {
   serial: string;
   notBefore: Date;
@@ -98,7 +98,19 @@ export interface PreparedOrder {
   spki: Uint8Array;
   userPrincipalName?: string;
   dnsNames?: readonly string[];
+  /** The user's domain SID for the SID extension (pki.ts sidExtensionValue), already checked. */
+  sid?: string;
   subjectKeyId: boolean;
+}
+
+/** Where relying parties find the CA's revocation information and its certificate (all optional). */
+export interface CaUrls {
+  /** CRL distribution point (RFC 5280 §4.2.1.13). */
+  crl?: string;
+  /** Authority information access: the OCSP responder (RFC 5280 §4.2.2.1, RFC 6960). */
+  ocsp?: string;
+  /** Authority information access: the issuing CA's certificate, DER (RFC 5280 §4.2.2.1). */
+  caIssuers?: string;
 }
 
 /** The fixed parts of a smart card logon certificate from one CA, and the signing of them. */
@@ -110,6 +122,7 @@ export class PreparedIssuer {
   private readonly fixedOther: Uint8Array;
   private readonly authorityKeyId: Uint8Array;
   private crlPoint: { url: string; der: Uint8Array } | undefined;
+  private aia: { key: string; der: Uint8Array } | undefined;
 
   /** `fixed` are the extensions the generic path makes (embedded.ts extensionsFor), encoded once by it. */
   private constructor(
@@ -146,13 +159,16 @@ export class PreparedIssuer {
   }
 
   /** The signed certificate's DER. */
-  async issue(order: PreparedOrder, crlUrl: string | undefined): Promise<Uint8Array> {
+  async issue(order: PreparedOrder, urls: CaUrls): Promise<Uint8Array> {
     // keyEncipherment only for an rsaEncryption key (embedded.ts extensionsFor says why).
     const fixed = spkiAlgorithm(order.spki) === OID.rsaEncryption ? this.fixedRsa : this.fixedOther;
     const names = order.userPrincipalName !== undefined || (order.dnsNames?.length ?? 0) > 0 ? [subjectAltName(order.userPrincipalName, order.dnsNames ?? [])] : [];
     const extensions = encodeTlv(
       0xa3,
-      encodeTlv(SEQUENCE, fixed, ...names, ...(order.subjectKeyId ? [subjectKeyIdentifier(order.spki)] : []), this.authorityKeyId, ...(crlUrl === undefined ? [] : [this.crlDistributionPoint(crlUrl)])),
+      encodeTlv(
+        SEQUENCE, fixed, ...names, ...(order.sid === undefined ? [] : [sidExtension(order.sid)]), ...(order.subjectKeyId ? [subjectKeyIdentifier(order.spki)] : []), this.authorityKeyId,
+        ...(urls.crl === undefined ? [] : [this.crlDistributionPoint(urls.crl)]), ...this.authorityInfoAccess(urls),
+      ),
     );
     const tbs = encodeTlv(
       SEQUENCE,
@@ -167,6 +183,14 @@ export class PreparedIssuer {
     );
     const signature = await new Promise<Buffer>((resolve, reject) => sign('sha256', tbs, this.key, (err, sig) => (err ? reject(err) : resolve(sig))));
     return encodeTlv(SEQUENCE, tbs, this.signatureAlgorithm, encodeTlv(BIT_STRING, new Uint8Array([0]), signature));
+  }
+
+  private authorityInfoAccess(urls: CaUrls): Uint8Array[] {
+    const params = authorityInfoAccessParams(urls);
+    if (params === undefined) return [];
+    const key = `${urls.ocsp ?? ''} ${urls.caIssuers ?? ''}`;
+    if (this.aia?.key !== key) this.aia = { key, der: new Uint8Array(new x509.AuthorityInfoAccessExtension(params).rawData) };
+    return [this.aia.der];
   }
 
   private crlDistributionPoint(url: string): Uint8Array {

@@ -6,8 +6,16 @@ import type { x509 } from '../../x509.js';
  * names to grow a certificate to a given size.
  */
 export type Template =
-  | { kind: 'smartcard-logon'; userPrincipalName?: string; dnsNames?: string[] }
-  | { kind: 'tls-server'; dnsNames: string[]; ipAddresses: string[] };
+  | {
+      kind: 'smartcard-logon';
+      userPrincipalName?: string;
+      dnsNames?: string[];
+      /** The user's domain SID (S-1-5-21-…): adds the SID extension domain controllers map strongly (Microsoft KB5014754). */
+      sid?: string;
+    }
+  | { kind: 'tls-server'; dnsNames: string[]; ipAddresses: string[] }
+  /** The delegated OCSP responder's own certificate (RFC 6960 §4.2.2.2). */
+  | { kind: 'ocsp-responder' };
 
 export interface IssueOrder {
   /** Lowercase hex, reserved in storage before signing so it can never be handed out twice. */

@@ -231,7 +231,7 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
 }
 
 /** RFC 5280 §5.3.1 CRLReason codes the service acts on. */
-export const CRL_REASON = { keyCompromise: 1, superseded: 4 } as const;
+export const CRL_REASON = { keyCompromise: 1, superseded: 4, cessationOfOperation: 5, certificateHold: 6 } as const;
 
 /**
  * Everything the enrollment service keeps, over SQLite or PostgreSQL. Every state change is one
@@ -635,6 +635,53 @@ export class Storage {
     return (await this.db.query('SELECT * FROM certificates WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial')).map(toCertificate);
   }
 
+  /**
+   * What an OCSP responder needs to know of a serial (RFC 6960 §2.2): whether this CA issued it,
+   * and whether and why it is revoked; undefined when it never issued it.
+   */
+  async certificateStatus(serial: string): Promise<{ revokedAt: number | null; reason: number | null; notAfter: number } | undefined> {
+    const [r] = await this.db.query('SELECT revoked_at, revocation_reason, not_after FROM certificates WHERE serial = ?', [serial]);
+    return r ? { revokedAt: num(r.revoked_at), reason: num(r.revocation_reason), notAfter: Number(r.not_after) } : undefined;
+  }
+
+  /**
+   * Revokes a certificate by serial (revocation.ts). certificateHold (6) marks the certificate
+   * only and leaves its request as it is, since a hold can be released; a permanent reason
+   * revokes the request too where there is one, and may replace a hold (RFC 5280 §5.3.1).
+   * Returns 'unknown' for a serial never issued, 'unchanged' when it was revoked already.
+   */
+  async revokeCertificate(serial: string, reason: number, actor: string, now: number): Promise<'revoked' | 'unchanged' | 'unknown'> {
+    return this.db.transaction(async (tx) => {
+      const [cert] = await tx.query('SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?', [serial]);
+      if (!cert) return 'unknown';
+      const held = cert.revoked_at !== null && Number(cert.revocation_reason) === CRL_REASON.certificateHold;
+      if (cert.revoked_at !== null && !(held && reason !== CRL_REASON.certificateHold)) return 'unchanged';
+      if (reason === CRL_REASON.certificateHold) {
+        await tx.query('UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revoked_by = ? WHERE serial = ? AND revoked_at IS NULL', [now, reason, actor, serial]);
+        await audit(tx, now, actor, 'certificate.held', `serial:${serial}`, {});
+        return 'revoked';
+      }
+      const [req] = await tx.query("SELECT id FROM requests WHERE serial = ? AND state IN ('issued', 'delivered')", [serial]);
+      if (req) await revokeIn(tx, String(req.id), reason, actor, now, { byCertificate: true, ...(held ? { wasHeld: true } : {}) });
+      else await tx.query('UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revoked_by = ? WHERE serial = ?', [now, reason, actor, serial]);
+      await audit(tx, now, actor, 'certificate.revoked', `serial:${serial}`, { reason, ...(held ? { wasHeld: true } : {}) });
+      return 'revoked';
+    });
+  }
+
+  /** Releases a certificateHold: the certificate is valid again (its entry leaves the next CRL). False when it was not on hold. */
+  async unholdCertificate(serial: string, actor: string, now: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query(
+        'UPDATE certificates SET revoked_at = NULL, revocation_reason = NULL, revoked_by = NULL WHERE serial = ? AND revoked_at IS NOT NULL AND revocation_reason = ? RETURNING serial',
+        [serial, CRL_REASON.certificateHold],
+      );
+      if (rows.length === 0) return false;
+      await audit(tx, now, actor, 'certificate.released', `serial:${serial}`, {});
+      return true;
+    });
+  }
+
   async allSerials(): Promise<string[]> {
     return (await this.db.query<{ serial: string }>('SELECT serial FROM serials ORDER BY serial')).map((r) => String(r.serial));
   }
@@ -751,6 +798,12 @@ export class Storage {
       await audit(tx, now, 'system', 'crl.published', `crl:${number}`, { nextUpdate });
       return { number, der };
     });
+  }
+
+  /** The latest CRL's number and times, without its bytes: what an OCSP answer is made under. */
+  async latestCrlInfo(): Promise<{ number: number; thisUpdate: number; nextUpdate: number } | undefined> {
+    const [r] = await this.db.query('SELECT number, this_update, next_update FROM crls ORDER BY number DESC LIMIT 1');
+    return r ? { number: Number(r.number), thisUpdate: Number(r.this_update), nextUpdate: Number(r.next_update) } : undefined;
   }
 
   async latestCrl(): Promise<{ number: number; thisUpdate: number; nextUpdate: number; der: Buffer } | undefined> {
