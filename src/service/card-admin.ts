@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { adminChallengeResponse, parseChallengeHex } from '../admin-challenge.js';
 import { hex } from '../bytes.js';
 import type { AdminKeyVault } from './admin-keys.js';
-import { actorName, newSecret, secretHash, type Principal } from './auth.js';
+import { actorName, newSecret, requireOperator, secretHash, type Principal } from './auth.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
 import type { CardAdminKey, MasterKeyRotation, RetireAnswer, UnblockResponse, UnblockTicket } from './protocol.js';
@@ -31,11 +31,6 @@ export interface CardAdminOptions {
 function cardIdOf(text: string): string {
   if (!CARD_ID_RE.test(text)) throw new ServiceError('BAD_REQUEST', 'a cardid is 32 hex digits');
   return text.toLowerCase();
-}
-
-function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
-  if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
-  if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
 }
 
 /** The enrolling user's own token, still unspent: the only caller that may write a card's key. */

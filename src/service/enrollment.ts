@@ -1,7 +1,7 @@
 import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { toPem } from '../pem.js';
 import { x509 } from '../x509.js';
-import { actorName, hashPassword, newSecret, PREFIX, secretHash, verifyPassword, type Principal } from './auth.js';
+import { actorName, hashPassword, newSecret, PREFIX, requireOperator, secretHash, verifyPassword, type Principal } from './auth.js';
 import { isUserPrincipalName, newSerial, parseCsr, userSubject, type ParsedCsr } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import type { Clock } from './clock.js';
@@ -102,11 +102,6 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 const CARD_ID_RE = /^[0-9a-fA-F]{32}$/;
 /** Operator names as createOperator allows them; a login with anything else is refused before it is looked up or written. */
 const OPERATOR_NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
-
-function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
-  if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
-  if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
-}
 
 /** Users see their own requests only, and a foreign request is "not found" rather than "forbidden". */
 function canSee(p: Principal, r: RequestRecord): boolean {
