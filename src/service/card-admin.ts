@@ -22,6 +22,8 @@ export interface CardAdminOptions {
   storage: Storage;
   vault: AdminKeyVault;
   clock: Clock;
+  /** Called after a retirement revoked certificates: publishes the CRL (EnrollmentService.publishCrl). */
+  revocationsChanged?: () => Promise<unknown>;
   /** Unblock responses per card per hour (operator and ticket together); default 5. */
   unblockLimitPerHour?: number;
   /** Default lifetime of an unblock ticket; default 1 hour. */
@@ -46,8 +48,10 @@ export class CardAdminService {
   private readonly clock: Clock;
   private readonly limitPerHour: number;
   private readonly ticketTtlMs: number;
+  private readonly revocationsChanged: () => Promise<unknown>;
 
   constructor(o: CardAdminOptions) {
+    this.revocationsChanged = o.revocationsChanged ?? (async () => undefined);
     this.cards = new CardKeyStorage(o.storage);
     this.vault = o.vault;
     this.clock = o.clock;
@@ -143,7 +147,9 @@ export class CardAdminService {
     if (!card || card.keyVersion === 0) throw new ServiceError('NOT_FOUND', `card ${cardId} has no key of this service`);
     const challengeHash = createHash('sha256').update(challenge).digest('hex');
     if ((await this.cards.unblockResponsesSince(cardId, 0)).some((r) => r.challengeHash === challengeHash)) throw new ServiceError('CONFLICT', 'this challenge was answered already');
-    if (!(await this.cards.retire(cardId, challengeHash, actorName(p), this.now()))) throw new ServiceError('CONFLICT', `card ${cardId} is ${card.state}: only an active or retired card can be retired`);
+    const retired = await this.cards.retire(cardId, challengeHash, actorName(p), this.now());
+    if (!retired) throw new ServiceError('CONFLICT', `card ${cardId} is ${card.state}: only an active or retired card can be retired`);
+    if (retired.revoked.length > 0) await this.revocationsChanged();
     await this.cards.recordUnblockResponse(cardId, challengeHash, card.keyVersion, 'operator', actorName(p), this.now());
     const key = this.vault.cardKey(cardId, card.keyVersion);
     const response = adminChallengeResponse(key, challenge);

@@ -6,7 +6,8 @@ import type { x509 } from '../../x509.js';
  * names to grow a certificate to a given size.
  */
 export type Template =
-  | { kind: 'smartcard-logon'; userPrincipalName?: string; dnsNames?: string[] }
+  /** `sid`: the user's SID for the SID extension (KB5014754 strong mapping), when the operator gave one. */
+  | { kind: 'smartcard-logon'; userPrincipalName?: string; dnsNames?: string[]; sid?: string }
   | { kind: 'tls-server'; dnsNames: string[]; ipAddresses: string[] };
 
 export interface IssueOrder {
