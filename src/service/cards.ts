@@ -183,8 +183,9 @@ export class CardService {
         if (!(reason in LOST_REASON_CODES)) throw new ServiceError('BAD_REQUEST', 'reason is keyCompromise or cessationOfOperation');
         const ttl = body.ttlSeconds ?? REPLACEMENT_TOKEN_TTL_S;
         if (!Number.isInteger(ttl) || ttl < 60 || ttl > 30 * 86_400) throw new ServiceError('BAD_REQUEST', 'ttlSeconds must be between 60 and 2592000 (30 days)');
-        // The replacement names the same account: same profile and SID as the card's newest credential.
-        const newest = (await this.cards.credentials(card.cardId)).pop();
+        // The replacement names the same account: same profile and SID as the card's newest certificate (or request, when none was issued).
+        const credentials = await this.cards.credentials(card.cardId);
+        const newest = credentials.filter((c) => c.certificate !== null).pop() ?? credentials.pop();
         const profile = body.temporary === true ? TEMPORARY_PROFILE : newest?.profile === TEMPORARY_PROFILE ? DEFAULT_PROFILE : (newest?.profile ?? DEFAULT_PROFILE);
         if (!(await this.storage.getProfile(profile))) throw new ServiceError('CONFIG', `the replacement's profile '${profile}' does not exist`);
         const secret = newSecret('enrollment');
