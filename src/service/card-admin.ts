@@ -13,6 +13,7 @@ import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
 import type { CardAdminKey, MasterKeyRotation, RetireAnswer, UnblockResponse, UnblockTicket } from './protocol.js';
 import { CardKeyStorage, type CardKeyRecord } from './storage/card-keys.js';
+import { CardStorage } from './storage/cards.js';
 import type { Storage } from './storage/storage.js';
 
 const HOUR = 3_600_000;
@@ -44,6 +45,7 @@ function requireEnrollingUser(p: Principal): asserts p is Extract<Principal, { k
 
 export class CardAdminService {
   private readonly cards: CardKeyStorage;
+  private readonly records: CardStorage;
   private readonly vault: AdminKeyVault;
   private readonly clock: Clock;
   private readonly limitPerHour: number;
@@ -53,6 +55,7 @@ export class CardAdminService {
   constructor(o: CardAdminOptions) {
     this.revocationsChanged = o.revocationsChanged ?? (async () => undefined);
     this.cards = new CardKeyStorage(o.storage);
+    this.records = new CardStorage(o.storage);
     this.vault = o.vault;
     this.clock = o.clock;
     this.limitPerHour = o.unblockLimitPerHour ?? 5;
@@ -173,6 +176,9 @@ export class CardAdminService {
     const card = await this.cards.get(cardId);
     if (!card) throw new ServiceError('NOT_FOUND', `card ${cardId} is not managed by this service`);
     if (card.state !== 'active') throw new ServiceError('CONFLICT', `card ${cardId} is ${card.state}, not active: no unblock`);
+    // The card's life cycle record (issue 13) too: a lost, suspended or retired card is not unblocked.
+    const record = await this.records.get(cardId);
+    if (record && record.state !== 'active') throw new ServiceError('CONFLICT', `card ${cardId} is ${record.state}, not active: no unblock`);
     return card;
   }
 

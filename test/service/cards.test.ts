@@ -151,6 +151,20 @@ for (const backend of BACKENDS) describe(`cards on ${backend.name}: records, lif
     await assert.rejects(enroll({ user: alice.user, token: token.token }), refusedWith(401, /already used/));
   });
 
+  test('a card that is not active gets no unblock response', async () => {
+    const user = `unblock-${backend.name}@example.com`;
+    const { token } = await t.client.createToken(op, { user, profile: 'smartcard-logon-auto' });
+    const cardId = randomCardId();
+    const key = await t.client.cardAdminKey(token, cardId);
+    await t.client.confirmCardAdminKey(token, cardId, key.keyVersion);
+    await t.client.submit(token, { csr: (await softKey()).csrPem, cardId, container: 'c1' });
+    assert.match((await t.client.unblockResponse(op, cardId, '0102030405060708')).response, /^[0-9A-F]{16}$/);
+    await t.client.transitionCard(op, cardId, { action: 'suspend' });
+    await assert.rejects(t.client.unblockResponse(op, cardId, '1102030405060708'), refusedWith(409, /is suspended, not active: no unblock/));
+    await t.client.transitionCard(op, cardId, { action: 'lost', reason: 'keyCompromise' });
+    await assert.rejects(t.client.unblockResponse(op, cardId, '2102030405060708'), refusedWith(409, /is lost, not active: no unblock/));
+  });
+
   test('lost defaults to keyCompromise; --temporary gives a temporary-card token whose certificate lives 14 days', async () => {
     const bob = await enroll();
     const moved = await t.client.transitionCard(op, bob.cardId, { action: 'lost', temporary: true });
