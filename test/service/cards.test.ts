@@ -165,6 +165,25 @@ for (const backend of BACKENDS) describe(`cards on ${backend.name}: records, lif
     await assert.rejects(t.client.unblockResponse(op, cardId, '2102030405060708'), refusedWith(409, /is lost, not active: no unblock/));
   });
 
+  test("retire-card's challenge wipe moves the card record to retired too, revoking its certificates, in one audit entry", async () => {
+    const user = `wipe-${backend.name}@example.com`;
+    const { token } = await t.client.createToken(op, { user, profile: 'smartcard-logon-auto' });
+    const cardId = randomCardId();
+    const key = await t.client.cardAdminKey(token, cardId);
+    await t.client.confirmCardAdminKey(token, cardId, key.keyVersion);
+    const { value: request } = await t.client.submit(token, { csr: (await softKey()).csrPem, cardId, container: 'c1' });
+    const answer = await t.client.retireCard(op, cardId, '0a0b0c0d0e0f1011');
+    assert.equal(answer.state, 'retired');
+    const card = await t.client.card(op, cardId);
+    assert.equal(card.state, 'retired');
+    assert.deepEqual(card.credentials.map((c) => [c.serial, c.status, c.revocationReason]), [[request.serial, 'revoked', 'cessationOfOperation']]);
+    assert.equal(crlEntries(await t.client.crl()).get(request.serial!), 5, 'published at once');
+    const retired = card.history.filter((h) => h.action === 'card.retired');
+    assert.equal(retired.length, 1);
+    assert.deepEqual([retired[0]!.actor, retired[0]!.details.from, retired[0]!.details.to], ['operator:admin', 'active', 'retired']);
+    assert.match(String(retired[0]!.details.challengeHash), /^[0-9a-f]{64}$/);
+  });
+
   test('lost defaults to keyCompromise; --temporary gives a temporary-card token whose certificate lives 14 days', async () => {
     const bob = await enroll();
     const moved = await t.client.transitionCard(op, bob.cardId, { action: 'lost', temporary: true });
