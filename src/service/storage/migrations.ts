@@ -117,6 +117,8 @@ export const MIGRATIONS: Migration[] = [
         created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, replaced_by TEXT, replaces TEXT)`,
       'CREATE INDEX cards_user ON cards(user_name)',
       'CREATE INDEX cards_created ON cards(created_at, card_id)',
+      // Expiry reporting reads certificates by their end.
+      'CREATE INDEX certificates_not_after ON certificates(not_after)',
       // The user's security identifier (S-1-5-21-…) an operator gave with the token; requests carry it to the CA, renewals inherit it.
       'ALTER TABLE tokens ADD COLUMN sid TEXT',
       // A replacement token (card lost) names the card it replaces: the card it enrolls is recorded as the replacement.
