@@ -50,6 +50,11 @@ export const REVOKE_REASONS = ['0 unspecified', '1 keyCompromise', '2 cACompromi
 
 const REQUEST_STATES = ['pending', 'approved', 'issuing', 'issued', 'delivered', 'rejected', 'revoked'] as const;
 
+/** The card life cycle (src/service/storage/cards.ts CARD_MOVES): states, moves, and the reasons a lost card is revoked with. */
+export const CARD_STATES = ['active', 'suspended', 'lost', 'retired'] as const;
+export const CARD_ACTIONS = ['lost', 'suspend', 'resume', 'retire'] as const;
+export const LOST_REASONS = ['keyCompromise', 'cessationOfOperation'] as const;
+
 const PIN_ENV = ['CARDLINK_PIN', 'CARDLINK_HOME'] as const;
 
 export const specs = {
@@ -319,9 +324,10 @@ export const specs = {
       user: { type: 'string', value: 'UPN', help: 'the user the token enrolls, e.g. alice@example.com' },
       profile: { type: 'string', value: 'NAME', help: 'the certificate profile: smartcard-logon (an operator approves) or smartcard-logon-auto (issued at once), or one the operators made', default: 'smartcard-logon' },
       ttl: { type: 'string', value: 'SECONDS', help: 'how long the token is valid' },
+      sid: { type: 'string', value: 'SID', help: "the user's security identifier (S-1-5-21-…, from Get-ADUser): the certificates carry it in the SID extension, the strong mapping domain controllers require (KB5014754); renewals keep it" },
     },
     env: ['CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_SESSION'],
-    examples: ['cardlink admin token --server https://127.0.0.1:8443 --cacert ca.pem --user alice@example.com'],
+    examples: ['cardlink admin token --server https://127.0.0.1:8443 --cacert ca.pem --user alice@example.com --sid S-1-5-21-1004336348-1177238915-682003330-1105'],
     module: 'admin',
     handler: 'token',
   }),
@@ -349,6 +355,51 @@ export const specs = {
     examples: ['cardlink admin requests --state pending'],
     module: 'admin',
     handler: 'requests',
+  }),
+  adminCards: command({
+    path: ['admin', 'cards'],
+    summary: 'list the cards the service knows: user, state, since when (says when more match)',
+    options: {
+      ...OPERATOR,
+      user: { type: 'string', value: 'UPN', help: "only this user's cards" },
+      state: { type: 'string', value: 'STATE', help: 'only cards in this state', choices: CARD_STATES },
+      limit: { type: 'string', value: 'N', help: 'show at most N rows', default: '100' },
+      all: { type: 'boolean', help: 'show every row' },
+    },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin cards --user alice@example.com'],
+    module: 'admin',
+    handler: 'cards',
+  }),
+  adminCard: command({
+    path: ['admin', 'card'],
+    summary: 'show a card (its credentials, strong mappings and history), or move it: lost, suspend, resume, retire',
+    description:
+      "Without ACTION: the card's record, each credential (request, certificate serial, status, validity, container) with either the SID its certificate carries or the X509:<I>…<SR>… mapping to put in the user's altSecurityIdentities, and the card's history. lost revokes every certificate of the card (--reason) and prints the user's replacement enrollment token, once (--temporary: the short-lived temporary-card profile); suspend puts its certificates on hold (certificateHold) and resume takes the hold off; retire revokes them for good (cessationOfOperation). lost and retire ask first (--yes without a terminal).",
+    positionals: [
+      { name: 'ID', help: 'the card id (32 hex digits, as admin cards lists it)' },
+      { name: 'ACTION', help: 'what to do with the card', choices: CARD_ACTIONS, optional: true },
+    ],
+    options: {
+      ...OPERATOR,
+      reason: { type: 'string', value: 'REASON', help: 'lost: the RFC 5280 revocation reason', choices: LOST_REASONS, default: 'keyCompromise' },
+      temporary: { type: 'boolean', help: 'lost: the replacement token is for the temporary-card profile (14 days, issued at once, not renewed)' },
+      yes: { type: 'boolean', help: 'lost, retire: do not ask (needed without a terminal)' },
+    },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    exits: { 1: 'declined at the question: nothing done' },
+    examples: ['cardlink admin card 0123456789abcdef0123456789abcdef lost --reason cessationOfOperation --temporary --yes'],
+    module: 'admin',
+    handler: 'card',
+  }),
+  adminExpiring: command({
+    path: ['admin', 'expiring'],
+    summary: 'certificates valid now that expire within N days, with card, user, profile, days left and renewal state',
+    options: { ...OPERATOR, days: { type: 'string', value: 'N', help: 'the horizon in days (0 to 3650)', default: '30' } },
+    env: ['CARDLINK_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin expiring --days 30 --json'],
+    module: 'admin',
+    handler: 'expiring',
   }),
   adminApprove: command({
     path: ['admin', 'approve'],

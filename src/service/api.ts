@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MALFORMED, type OcspResponder } from './ca/ocsp.js';
 import type { CardAdminService } from './card-admin.js';
+import type { CardService } from './cards.js';
 import type { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import type { App } from './http.js';
@@ -17,6 +18,11 @@ import {
   ROUTES,
   type AuditListQuery,
   type CardAdminKeyBody,
+  type CardListQuery,
+  type CardTransitionBody,
+  CARD_ACTIONS,
+  CARD_STATES,
+  LOST_REASONS,
   type ChallengeBody,
   type ConfirmCardAdminKeyBody,
   type NewUnblockTicket,
@@ -75,7 +81,10 @@ const requestSchema: Schema = {
 };
 const tokenSchema: Schema = {
   type: 'object',
-  properties: { id: str, user: str, profile: str, createdBy: str, createdAt: str, expiresAt: str, usedAt: nullableStr, requestId: nullableStr, revokedAt: nullableStr },
+  properties: {
+    id: str, user: str, profile: str, createdBy: str, createdAt: str, expiresAt: str, usedAt: nullableStr, requestId: nullableStr, revokedAt: nullableStr,
+    sid: nullableStr, replacesCard: nullableStr,
+  },
 };
 const profileSchema: Schema = {
   type: 'object',
@@ -167,6 +176,89 @@ function cardAdminRoutes(cards: CardAdminService): Route[] {
   ];
 }
 
+const cardSchema: Schema = {
+  type: 'object',
+  properties: { cardId: str, user: str, state: { type: 'string', enum: CARD_STATES }, createdAt: str, updatedAt: str, replacedBy: nullableStr, replaces: nullableStr },
+};
+const cardDetailSchema: Schema = {
+  type: 'object',
+  properties: {
+    ...(cardSchema.properties as object),
+    credentials: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          requestId: str, kind: str, requestState: str, profile: str, container: nullableStr, subject: str, serial: nullableStr,
+          status: { type: ['string', 'null'], enum: ['good', 'on-hold', 'revoked', 'expired', 'not-yet-valid', null] }, revocationReason: nullableStr,
+          notBefore: nullableStr, notAfter: nullableStr, sidExtension: { type: ['string', 'null'], description: 'the SID in the certificate (1.3.6.1.4.1.311.25.2)' },
+          strongMapping: { type: ['string', 'null'], description: 'X509:<I>issuer<SR>serial for altSecurityIdentities (KB5014754)' },
+        },
+      },
+    },
+    history: { type: 'array', items: { type: 'object', properties: { at: str, actor: str, action: str, details: { type: 'object', additionalProperties: true } } } },
+  },
+};
+const cardParam = (req: FastifyRequest): string => (req.params as { id: string }).id;
+
+/** Issue 13: cards as records, their life cycle, expiry reporting. */
+function cardRoutes(cards: CardService): Route[] {
+  return [
+    {
+      operationId: 'listCards',
+      summary: `Cards, newest first, one page (limit, default 1000): all of them for operators, their own for users. When more follow, the ${NEXT_CURSOR_HEADER} header holds the cursor of the next page.`,
+      access: 'user-or-operator',
+      query: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          user: text(256), state: { type: 'string', enum: CARD_STATES }, limit: digits('1 to 10000, default 1000'),
+          cursor: text(200, { pattern: '^[A-Za-z0-9_-]+$', description: `the ${NEXT_CURSOR_HEADER} of the previous page` }),
+        },
+      },
+      response: [{ status: 200, description: 'cards', schema: { type: 'array', items: cardSchema } }],
+      handler: async (req, reply) => {
+        const q = req.query as Record<string, string | undefined>;
+        const limit = intOf(q.limit);
+        if (limit !== undefined && (limit < 1 || limit > 10_000)) throw new ServiceError('BAD_REQUEST', 'limit is between 1 and 10000');
+        const page = await cards.list(req.principal, { ...(q as CardListQuery), limit });
+        if (page.next !== null) reply.header(NEXT_CURSOR_HEADER, page.next);
+        return page.cards;
+      },
+    },
+    {
+      operationId: 'getCard', summary: 'One card: its record, its credentials (requests and certificates, with status and the strong mapping) and its history (404 for a card of another user).', access: 'user-or-operator',
+      response: [{ status: 200, description: 'card', schema: cardDetailSchema }, { status: 404, description: 'no such card (or not yours)' }],
+      handler: async (req) => cards.show(req.principal, cardParam(req)),
+    },
+    {
+      operationId: 'transitionCard',
+      summary: "Moves a card through its life cycle: lost (revokes its certificates, keyCompromise or cessationOfOperation, and makes the user's replacement enrollment token, shown once), suspend (certificateHold), resume (hold removed), retire (revoked, cessationOfOperation). Audited.",
+      access: 'operator',
+      body: {
+        type: 'object', required: ['action'], additionalProperties: false,
+        properties: {
+          action: { type: 'string', enum: CARD_ACTIONS }, reason: { type: 'string', enum: LOST_REASONS, description: 'lost only; default keyCompromise' },
+          temporary: { type: 'boolean', description: 'lost only: the replacement token is for the temporary-card profile' }, ttlSeconds: { type: 'integer', description: 'lost only: the replacement token\'s lifetime' },
+        },
+      },
+      response: [
+        { status: 200, description: 'moved', schema: { type: 'object', properties: { card: cardDetailSchema, from: str, to: str, revoked: { type: 'array', items: str }, held: { type: 'array', items: str }, released: { type: 'array', items: str }, replacementToken: { type: ['object', 'null'], properties: { ...(tokenSchema.properties as object), token: str } } } } },
+        { status: 409, description: 'the move does not apply to the card in its state' },
+      ],
+      handler: async (req) => cards.transition(req.principal, cardParam(req), req.body as CardTransitionBody),
+    },
+    {
+      operationId: 'expiringCertificates', summary: 'Certificates valid now that expire within `days` days, soonest first: card, user, profile, days left, and whether a renewal is waiting or issued.', access: 'operator',
+      query: { type: 'object', required: ['days'], additionalProperties: false, properties: { days: digits('0 to 3650') } },
+      response: [{
+        status: 200, description: 'certificates',
+        schema: { type: 'array', items: { type: 'object', properties: { serial: str, requestId: str, cardId: nullableStr, container: nullableStr, user: str, profile: str, notAfter: str, daysLeft: { type: 'integer' }, renewal: { type: 'string', enum: ['none', 'waiting', 'issued'] }, renewalRequestId: nullableStr } } },
+      }],
+      handler: async (req) => cards.expiring(req.principal, Number((req.query as { days: string }).days)),
+    },
+  ];
+}
+
 function apiRoutes(service: EnrollmentService): Route[] {
   return [
     {
@@ -225,7 +317,10 @@ function apiRoutes(service: EnrollmentService): Route[] {
       operationId: 'createToken', summary: 'A one-time, expiring enrollment token for a user (shown once).', access: 'operator',
       body: {
         type: 'object', required: ['user'], additionalProperties: false,
-        properties: { user: UPN, profile: text(64, { default: DEFAULT_PROFILE }), ttlSeconds: { type: 'integer' } },
+        properties: {
+          user: UPN, profile: text(64, { default: DEFAULT_PROFILE }), ttlSeconds: { type: 'integer' },
+          sid: text(100, { description: "the user's SID, S-1-5-21-…: the certificates carry it in the SID extension (KB5014754 strong mapping)" }),
+        },
       },
       response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { ...(tokenSchema.properties as object), token: str } } }],
       handler: async (req, reply) => {
@@ -463,8 +558,8 @@ function openApiDocument(routes: Route[]): Record<string, unknown> {
   };
 }
 
-export function registerApi(app: App, service: EnrollmentService, cards: CardAdminService): Record<string, unknown> {
-  const routes = [...apiRoutes(service), ...cardAdminRoutes(cards)];
+export function registerApi(app: App, service: EnrollmentService, cards: CardAdminService, cardRecords: CardService): Record<string, unknown> {
+  const routes = [...apiRoutes(service), ...cardAdminRoutes(cards), ...cardRoutes(cardRecords)];
   const doc = openApiDocument(routes);
   for (const r of routes) {
     app.route({

@@ -64,3 +64,9 @@ export function actorName(p: Principal): string {
       return `user:${p.user} (certificate ${p.serial})`;
   }
 }
+
+/** Throws unless an operator asks: 401 for nobody, 403 for a user. The one check every operator-only use case makes. */
+export function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
+  if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
+  if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
+}

@@ -8,11 +8,12 @@ import { createHash } from 'node:crypto';
 import { adminChallengeResponse, parseChallengeHex } from '../admin-challenge.js';
 import { hex } from '../bytes.js';
 import type { AdminKeyVault } from './admin-keys.js';
-import { actorName, newSecret, secretHash, type Principal } from './auth.js';
+import { actorName, newSecret, requireOperator, secretHash, type Principal } from './auth.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
 import type { CardAdminKey, MasterKeyRotation, RetireAnswer, UnblockResponse, UnblockTicket } from './protocol.js';
 import { CardKeyStorage, type CardKeyRecord } from './storage/card-keys.js';
+import { CardStorage } from './storage/cards.js';
 import type { Storage } from './storage/storage.js';
 
 const HOUR = 3_600_000;
@@ -22,6 +23,8 @@ export interface CardAdminOptions {
   storage: Storage;
   vault: AdminKeyVault;
   clock: Clock;
+  /** Called after a retirement revoked certificates: publishes the CRL (EnrollmentService.publishCrl). */
+  revocationsChanged?: () => Promise<unknown>;
   /** Unblock responses per card per hour (operator and ticket together); default 5. */
   unblockLimitPerHour?: number;
   /** Default lifetime of an unblock ticket; default 1 hour. */
@@ -33,11 +36,6 @@ function cardIdOf(text: string): string {
   return text.toLowerCase();
 }
 
-function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
-  if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
-  if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
-}
-
 /** The enrolling user's own token, still unspent: the only caller that may write a card's key. */
 function requireEnrollingUser(p: Principal): asserts p is Extract<Principal, { kind: 'enrollment-token' }> {
   if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'an enrollment token is needed');
@@ -47,13 +45,17 @@ function requireEnrollingUser(p: Principal): asserts p is Extract<Principal, { k
 
 export class CardAdminService {
   private readonly cards: CardKeyStorage;
+  private readonly records: CardStorage;
   private readonly vault: AdminKeyVault;
   private readonly clock: Clock;
   private readonly limitPerHour: number;
   private readonly ticketTtlMs: number;
+  private readonly revocationsChanged: () => Promise<unknown>;
 
   constructor(o: CardAdminOptions) {
+    this.revocationsChanged = o.revocationsChanged ?? (async () => undefined);
     this.cards = new CardKeyStorage(o.storage);
+    this.records = new CardStorage(o.storage);
     this.vault = o.vault;
     this.clock = o.clock;
     this.limitPerHour = o.unblockLimitPerHour ?? 5;
@@ -148,7 +150,9 @@ export class CardAdminService {
     if (!card || card.keyVersion === 0) throw new ServiceError('NOT_FOUND', `card ${cardId} has no key of this service`);
     const challengeHash = createHash('sha256').update(challenge).digest('hex');
     if ((await this.cards.unblockResponsesSince(cardId, 0)).some((r) => r.challengeHash === challengeHash)) throw new ServiceError('CONFLICT', 'this challenge was answered already');
-    if (!(await this.cards.retire(cardId, challengeHash, actorName(p), this.now()))) throw new ServiceError('CONFLICT', `card ${cardId} is ${card.state}: only an active or retired card can be retired`);
+    const retired = await this.cards.retire(cardId, challengeHash, actorName(p), this.now());
+    if (!retired) throw new ServiceError('CONFLICT', `card ${cardId} is ${card.state}: only an active or retired card can be retired`);
+    if (retired.revoked.length > 0) await this.revocationsChanged();
     await this.cards.recordUnblockResponse(cardId, challengeHash, card.keyVersion, 'operator', actorName(p), this.now());
     const key = this.vault.cardKey(cardId, card.keyVersion);
     const response = adminChallengeResponse(key, challenge);
@@ -172,6 +176,9 @@ export class CardAdminService {
     const card = await this.cards.get(cardId);
     if (!card) throw new ServiceError('NOT_FOUND', `card ${cardId} is not managed by this service`);
     if (card.state !== 'active') throw new ServiceError('CONFLICT', `card ${cardId} is ${card.state}, not active: no unblock`);
+    // The card's life cycle record (issue 13) too: a lost, suspended or retired card is not unblocked.
+    const record = await this.records.get(cardId);
+    if (record && record.state !== 'active') throw new ServiceError('CONFLICT', `card ${cardId} is ${record.state}, not active: no unblock`);
     return card;
   }
 

@@ -16,6 +16,13 @@ import {
   type AuditListQuery,
   type CaCertificates,
   type CardAdminKey,
+  type CardDetail,
+  type CardListQuery,
+  type CardPage,
+  type CardTransition,
+  type CardTransitionBody,
+  type CardView,
+  type ExpiringCertificate,
   type Challenge,
   type CollectBody,
   type CollectedRequest,
@@ -288,6 +295,29 @@ export class ServiceClient {
 
   rotateAdminMasterKey(session: string): Promise<MasterKeyRotation> {
     return this.value('rotateAdminMasterKey', { bearer: session });
+  }
+
+  // Cards as records and their life cycle
+
+  /** One page of cards, newest first (all for an operator, the user's own with a token); pass `next` as `cursor` for the page after it. */
+  async cardPage(bearer: string, query: CardListQuery = {}): Promise<CardPage> {
+    const res = await this.call<CardView[]>('listCards', { bearer, query });
+    const next = res.headers[NEXT_CURSOR_HEADER];
+    return { cards: res.value, next: typeof next === 'string' && next.length > 0 ? next : null };
+  }
+
+  card(bearer: string, cardId: string): Promise<CardDetail> {
+    return this.value('getCard', { bearer, params: { id: cardId } });
+  }
+
+  /** Operator: lost, suspend, resume or retire a card; lost answers with the user's replacement token. */
+  transitionCard(session: string, cardId: string, body: CardTransitionBody): Promise<CardTransition> {
+    return this.value('transitionCard', { bearer: session, params: { id: cardId }, json: body });
+  }
+
+  /** Operator: certificates valid now that expire within `days` days. */
+  expiringCertificates(session: string, days: number): Promise<ExpiringCertificate[]> {
+    return this.value('expiringCertificates', { bearer: session, query: { days } });
   }
 
   // Plumbing

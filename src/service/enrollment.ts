@@ -1,8 +1,8 @@
 import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { toPem } from '../pem.js';
 import { x509 } from '../x509.js';
-import { actorName, hashPassword, newSecret, PREFIX, secretHash, verifyPassword, type Principal } from './auth.js';
-import { isUserPrincipalName, newSerial, parseCsr, userSubject, type ParsedCsr } from './ca/pki.js';
+import { actorName, hashPassword, newSecret, PREFIX, requireOperator, secretHash, verifyPassword, type Principal } from './auth.js';
+import { isDomainSid, isUserPrincipalName, newSerial, parseCsr, userSubject, type ParsedCsr } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
@@ -27,7 +27,9 @@ import {
   type RequestView,
   type Session,
   type TokenView,
+  TEMPORARY_PROFILE,
 } from './protocol.js';
+import { CardStorage } from './storage/cards.js';
 import { CRL_REASON, type CertificateRecord, type Claim, type Profile, type RequestRecord, type Storage, type TokenRecord } from './storage/storage.js';
 import { Revocation } from './revocation.js';
 import type { OwnCertificate } from './tls.js';
@@ -71,6 +73,10 @@ const RENEWAL = { renewalWindowDays: 30, supersedeGraceDays: 7, allowSoftwareKey
 const DEFAULT_PROFILES: Omit<Profile, 'updatedAt' | 'updatedBy'>[] = [
   { name: 'smartcard-logon', approval: 'operator', validityDays: 365, ...RENEWAL },
   { name: 'smartcard-logon-auto', approval: 'automatic', validityDays: 365, ...RENEWAL },
+  // A lost card's stand-in (issue 13): its tokens are made only by an operator marking a card lost,
+  // an act that already checked the user, so issuance is automatic; 14 days covers the wait for
+  // a permanent card, and a renewal window of 0 means it is replaced, never renewed.
+  { name: TEMPORARY_PROFILE, approval: 'automatic', validityDays: 14, renewalWindowDays: 0, supersedeGraceDays: 0, allowSoftwareKeys: false },
 ];
 
 /** RFC 5280 §5.3.1 names of the CRLReason codes, for messages. */
@@ -103,11 +109,6 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 const CARD_ID_RE = /^[0-9a-fA-F]{32}$/;
 /** Operator names as createOperator allows them; a login with anything else is refused before it is looked up or written. */
 const OPERATOR_NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
-
-function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
-  if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
-  if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
-}
 
 /** Users see their own requests only, and a foreign request is "not found" rather than "forbidden". */
 function canSee(p: Principal, r: RequestRecord): boolean {
@@ -144,6 +145,7 @@ const HAS_CERTIFICATE: ReadonlySet<RequestState> = new Set(['issued', 'delivered
  */
 export class EnrollmentService {
   private readonly storage: Storage;
+  private readonly cards: CardStorage;
   private readonly ca: UpstreamCa;
   private readonly clock: Clock;
   private readonly retryAfterSeconds: number;
@@ -158,6 +160,7 @@ export class EnrollmentService {
   constructor(o: EnrollmentOptions) {
     this.throttle = { ...DEFAULT_THROTTLE, ...o.loginThrottle };
     this.storage = o.storage;
+    this.cards = new CardStorage(o.storage);
     this.ca = o.ca;
     this.clock = o.clock;
     this.retryAfterSeconds = o.retryAfterSeconds ?? 3600;
@@ -323,18 +326,24 @@ export class EnrollmentService {
       throw new ServiceError('BAD_REQUEST', 'user is not a user principal name like alice@example.com (local@domain, at most 256 characters, no spaces, commas, quotes or control characters)');
     }
     if (!(await this.storage.getProfile(o.profile))) throw new ServiceError('BAD_REQUEST', `no profile '${o.profile}'`);
+    if (o.sid !== undefined && !isDomainSid(o.sid)) {
+      throw new ServiceError('BAD_REQUEST', "sid is a domain account's security identifier, S-1-5-21-<three domain numbers>-<RID> (as Get-ADUser shows it), e.g. S-1-5-21-1004336348-1177238915-682003330-1105");
+    }
     const ttl = o.ttlSeconds ?? 86_400;
     if (ttl < 60 || ttl > 30 * 86_400) throw new ServiceError('BAD_REQUEST', 'ttlSeconds must be between 60 and 2592000 (30 days)');
     const token = newSecret('enrollment');
     const now = this.now();
-    const rec: TokenRecord = { id: randomUUID(), user: o.user, profile: o.profile, createdBy: actorName(p), createdAt: now, expiresAt: now + ttl * 1000, usedAt: null, requestId: null, revokedAt: null };
+    const rec: TokenRecord = {
+      id: randomUUID(), user: o.user, profile: o.profile, createdBy: actorName(p), createdAt: now, expiresAt: now + ttl * 1000, usedAt: null, requestId: null, revokedAt: null,
+      sid: o.sid ?? null, replacesCard: null,
+    };
     await this.storage.createToken(rec, secretHash(token));
-    return { ...this.tokenView(rec), token };
+    return { ...tokenView(rec), token };
   }
 
   async listTokens(p: Principal): Promise<TokenView[]> {
     requireOperator(p);
-    return (await this.storage.listTokens()).map((t) => this.tokenView(t));
+    return (await this.storage.listTokens()).map(tokenView);
   }
 
   /** An operator withdraws an unused enrollment token: it can no longer enroll. */
@@ -345,14 +354,7 @@ export class EnrollmentService {
     if (!r.changed && r.token.revokedAt === null) {
       throw new ServiceError('CONFLICT', `token ${id} was already used for request ${r.token.requestId}: reject or revoke that request instead`);
     }
-    return this.tokenView(r.token);
-  }
-
-  private tokenView(t: TokenRecord): TokenView {
-    return {
-      id: t.id, user: t.user, profile: t.profile, createdBy: t.createdBy, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt)!, usedAt: iso(t.usedAt),
-      requestId: t.requestId, revokedAt: iso(t.revokedAt),
-    };
+    return tokenView(r.token);
   }
 
   // Requests
@@ -476,6 +478,10 @@ export class EnrollmentService {
       cardId = binding.cardId;
       container = binding.container;
     }
+    if (current.cardId !== null) {
+      const card = await this.cards.get(current.cardId);
+      if (card && card.state !== 'active') await refuse(`card ${current.cardId} is ${card.state}: its certificates are not renewed${card.state === 'suspended' ? ' until an operator resumes it' : ''}`);
+    }
     const auto = profile.approval === 'automatic';
     const submittedAt = this.now();
     const claim = auto ? this.proposeClaim(profile, submittedAt) : undefined;
@@ -484,6 +490,8 @@ export class EnrollmentService {
         id: randomUUID(), kind: 'reenroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
         subject: current.subject, cardId, container, renews: p.serial,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
+        // The renewal names the same account: it keeps the SID of the certificate it renews.
+        sid: current.sid,
       },
       submittedAt,
       undefined,
@@ -576,7 +584,7 @@ export class EnrollmentService {
       // Built from the user's name as one attribute, never parsed back from a DN string.
       subject: userSubject(r.user),
       publicKey,
-      template: { kind: 'smartcard-logon', userPrincipalName: r.user },
+      template: { kind: 'smartcard-logon', userPrincipalName: r.user, ...(r.sid !== null ? { sid: r.sid } : {}) },
     });
     const record: Omit<CertificateRecord, 'revokedAt' | 'revocationReason'> = {
       serial: claim.serial, requestId: r.id, subject: r.subject, der: Buffer.from(der), notBefore: claim.notBefore, notAfter: claim.notAfter, issuedAt: this.now(),
@@ -645,6 +653,10 @@ export class EnrollmentService {
     if (!(await this.storage.consumeChallenge(secretHash(o.nonce), cardId, this.now()))) {
       throw new ServiceError('UNAUTHENTICATED', 'the challenge is unknown, used or expired: ask for a new one');
     }
+    const card = await this.cards.get(cardId);
+    if (card && (card.state === 'suspended' || card.state === 'lost')) {
+      throw new ServiceError('FORBIDDEN', `card ${cardId} is ${card.state}: nothing is handed out for it${card.state === 'suspended' ? ' until an operator resumes it' : ''}`);
+    }
     const out: CollectedRequest[] = [];
     for (const proof of o.proofs) {
       const signature = Buffer.from(proof.signature, 'base64');
@@ -687,7 +699,8 @@ export class EnrollmentService {
     return this.revocation.crl();
   }
 
-  private publishCrl(): Promise<Buffer> {
+  /** Signs and stores a new CRL from the revocations as they now stand (holds included, released holds left out). */
+  publishCrl(): Promise<Buffer> {
     return this.revocation.publishCrl();
   }
 
@@ -707,6 +720,13 @@ export class EnrollmentService {
     const entries = await this.storage.queryAudit({ ...q, since: time(q.since, 'since'), until: time(q.until, 'until') });
     return entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
   }
+}
+
+export function tokenView(t: TokenRecord): TokenView {
+  return {
+    id: t.id, user: t.user, profile: t.profile, createdBy: t.createdBy, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt)!, usedAt: iso(t.usedAt),
+    requestId: t.requestId, revokedAt: iso(t.revokedAt), sid: t.sid, replacesCard: t.replacesCard,
+  };
 }
 
 function profileView(p: Profile): ProfileView {

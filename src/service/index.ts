@@ -7,6 +7,7 @@ import { registerApi } from './api.js';
 import { EmbeddedCa, type CaKeyType } from './ca/embedded.js';
 import { fileKeyStore, MALFORMED, OcspResponder } from './ca/ocsp.js';
 import { CardAdminService } from './card-admin.js';
+import { CardService } from './cards.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import { systemClock, type Clock } from './clock.js';
 import { EnrollmentService, type LoginThrottle } from './enrollment.js';
@@ -74,6 +75,7 @@ export interface RunningService {
   caCertPem: string;
   service: EnrollmentService;
   cardAdmin: CardAdminService;
+  cards: CardService;
   openapi: Record<string, unknown>;
   /** What start-up found worth telling the operator (also sent to `log`). */
   warnings: string[];
@@ -151,7 +153,10 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     await service.ensureDefaults();
     // The card administrator master keys sit beside the CA key, sealed with the same passphrase.
     const vault = AdminKeyVault.open(cfg.dataDir, cfg.passphrase, () => clock.now(), cfg.transportKey);
-    const cardAdmin = new CardAdminService({ storage, vault, clock, ...(cfg.unblockLimitPerHour !== undefined ? { unblockLimitPerHour: cfg.unblockLimitPerHour } : {}) });
+    // Every revocation the card life cycle makes reaches relying parties through the one CRL publisher.
+    const revocationsChanged = (): Promise<Buffer> => service.publishCrl();
+    const cardAdmin = new CardAdminService({ storage, vault, clock, revocationsChanged, ...(cfg.unblockLimitPerHour !== undefined ? { unblockLimitPerHour: cfg.unblockLimitPerHour } : {}) });
+    const cards = new CardService({ storage, clock, revocationsChanged });
     if (cfg.operator) await service.ensureOperator(cfg.operator.username, cfg.operator.password);
     // The TLS certificate always comes from the embedded CA key in the data directory.
     const tlsCa = embedded ?? (await EmbeddedCa.open(cfg.dataDir, cfg.passphrase, clock.now()));
@@ -159,7 +164,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     const caCertPem = ca.chain().map((c) => c.toString('pem')).join('\n') + '\n';
     const app = createApp(service, { tls, clientCa: caCertPem, ...(cfg.log ? { log: cfg.log } : {}), ...(cfg.limits ? { limits: cfg.limits } : {}) });
     registerEst(app, service);
-    const openapi = registerApi(app, service, cardAdmin);
+    const openapi = registerApi(app, service, cardAdmin, cards);
     // The delegated OCSP responder: its key beside the CA key, sealed with the same passphrase;
     // made on first use (a service nobody asks costs no key generation), renewed before it expires, its certificate booked like the TLS one.
     const ocsp = embedded
@@ -208,6 +213,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
       caCertPem,
       service,
       cardAdmin,
+      cards,
       openapi,
       warnings,
       ...(revocationApp ? { revocationUrl: `http://${urlHost}:${revocationPort}`, revocationPort } : {}),

@@ -45,6 +45,11 @@ export const ROUTES = {
   unblockResponseWithTicket: { method: 'POST', path: '/cards/unblock-response/ticket' },
   rotateAdminMasterKey: { method: 'POST', path: '/admin-keys/rotate' },
   retireCard: { method: 'POST', path: '/cards/retire' },
+  // Cards as records and their life cycle (issue 13)
+  listCards: { method: 'GET', path: '/cards' },
+  getCard: { method: 'GET', path: '/cards/:id' },
+  transitionCard: { method: 'POST', path: '/cards/:id/transitions' },
+  expiringCertificates: { method: 'GET', path: '/certificates/expiring' },
 } as const satisfies Record<string, { method: Method; path: string }>;
 
 export type OperationId = keyof typeof ROUTES;
@@ -256,9 +261,16 @@ export interface NewToken {
   /** Default `DEFAULT_PROFILE`. */
   profile?: string;
   ttlSeconds?: number;
+  /**
+   * The user's security identifier in the directory, S-1-5-21-<domain>-<RID>: the CA puts it in the
+   * SID extension, the strong mapping domain controllers enforce (KB5014754). Renewals keep it.
+   */
+  sid?: string;
 }
 
 export const DEFAULT_PROFILE = 'smartcard-logon';
+/** The built-in profile of a lost card's stand-in: short-lived, issued at once, never renewed. */
+export const TEMPORARY_PROFILE = 'temporary-card';
 
 export interface TokenView {
   id: string;
@@ -271,6 +283,10 @@ export interface TokenView {
   requestId: string | null;
   /** When an operator revoked it (it can no longer enroll), or null. */
   revokedAt: string | null;
+  /** The SID its certificates carry, or null. */
+  sid: string | null;
+  /** The lost card this token replaces, or null. */
+  replacesCard: string | null;
 }
 
 /** A new token: its secret is in the answer once and nowhere else. */
@@ -410,4 +426,118 @@ export interface RetireAnswer {
   keyVersion: number;
   transportKey: string;
   state: 'retired';
+}
+
+// Cards as records and their life cycle (issue 13)
+
+/**
+ * active -> suspended -> active (certificateHold and its removal), active/suspended -> lost
+ * (revoked, a replacement token issued), any -> retired (revoked, the card handed back). The
+ * allowed moves are one table, CARD_MOVES in cards.ts.
+ */
+export type CardState = 'active' | 'suspended' | 'lost' | 'retired';
+export const CARD_STATES: readonly CardState[] = ['active', 'suspended', 'lost', 'retired'];
+export type CardAction = 'lost' | 'suspend' | 'resume' | 'retire';
+export const CARD_ACTIONS: readonly CardAction[] = ['lost', 'suspend', 'resume', 'retire'];
+/** The RFC 5280 §5.3.1 reasons a lost card's certificates may be revoked with. */
+export type LostReason = 'keyCompromise' | 'cessationOfOperation';
+export const LOST_REASONS: readonly LostReason[] = ['keyCompromise', 'cessationOfOperation'];
+
+export interface CardView {
+  /** The card's 16-byte cardid, lower-case hex. */
+  cardId: string;
+  user: string;
+  state: CardState;
+  createdAt: string;
+  updatedAt: string;
+  /** The card that replaced this lost one, and the one this card replaces. */
+  replacedBy: string | null;
+  replaces: string | null;
+}
+
+/** GET /cards query: newest first, one page (the next page's cursor in the x-next-cursor header). */
+export interface CardListQuery {
+  user?: string;
+  state?: CardState;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface CardPage {
+  cards: CardView[];
+  next: string | null;
+}
+
+/** good; on-hold (certificateHold, the card is suspended); revoked; expired; not yet valid. */
+export type CertificateStatus = 'good' | 'on-hold' | 'revoked' | 'expired' | 'not-yet-valid';
+
+/** One credential of a card: a request bound to it, with its certificate once issued. */
+export interface CardCredential {
+  requestId: string;
+  kind: RequestKind;
+  requestState: RequestState;
+  profile: string;
+  container: string | null;
+  subject: string;
+  serial: string | null;
+  status: CertificateStatus | null;
+  /** RFC 5280 reason name, for a revoked or held certificate. */
+  revocationReason: string | null;
+  notBefore: string | null;
+  notAfter: string | null;
+  /** The SID the certificate's SID extension (1.3.6.1.4.1.311.25.2) carries, or null when it has none. */
+  sidExtension: string | null;
+  /** The explicit mapping for the user's altSecurityIdentities (KB5014754): X509:<I>issuer<SR>serial, bytes reversed. */
+  strongMapping: string | null;
+}
+
+export interface CardHistoryEntry {
+  at: string;
+  actor: string;
+  action: string;
+  details: Record<string, unknown>;
+}
+
+/** GET /cards/:id: the record, its credentials (oldest first) and its history (the audit entries about it, oldest first). */
+export interface CardDetail extends CardView {
+  credentials: CardCredential[];
+  history: CardHistoryEntry[];
+}
+
+/** POST /cards/:id/transitions. */
+export interface CardTransitionBody {
+  action: CardAction;
+  /** lost only: the revocation reason, default keyCompromise. */
+  reason?: LostReason;
+  /** lost only: the replacement token is for the temporary-card profile. */
+  temporary?: boolean;
+  /** lost only: how long the replacement token is valid; default 7 days. */
+  ttlSeconds?: number;
+}
+
+export interface CardTransition {
+  card: CardDetail;
+  from: CardState;
+  to: CardState;
+  /** Serials revoked (lost, retire), put on hold (suspend) or released from hold (resume) by this move. */
+  revoked: string[];
+  held: string[];
+  released: string[];
+  /** lost: the user's replacement enrollment token, its secret shown once. */
+  replacementToken: CreatedToken | null;
+}
+
+/** GET /certificates/expiring?days=N: valid certificates whose end is within N days, soonest first. */
+export interface ExpiringCertificate {
+  serial: string;
+  requestId: string;
+  cardId: string | null;
+  container: string | null;
+  user: string;
+  profile: string;
+  notAfter: string;
+  daysLeft: number;
+  /** none; waiting (a renewal request is pending or being issued); issued (the successor exists). */
+  renewal: 'none' | 'waiting' | 'issued';
+  renewalRequestId: string | null;
 }

@@ -28,7 +28,8 @@ export async function cardWithWaitingCertificates(client: ServiceClient, n: numb
   const requests: WaitingCard['requests'] = [];
   let cardId = '';
   for (let i = 0; i < n; i++) {
-    const token = await makeToken(client, bearer, `user${i}@example.com`);
+    // One card, one user (issue 13: another user's enrollment on an active card is refused).
+    const token = await makeToken(client, bearer, 'cardholder@example.com');
     const r = await enroll(t.card, client, { token, pin: TEST_PIN, bits: o.bits ?? 2048 });
     cardId = r.cardId;
     if (o.approve !== false) await client.approve(bearer, r.requestId);

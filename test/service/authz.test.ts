@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { CollectedRequest, HttpResult, RequestView } from '../../src/service/client.js';
+import type { CardDetail, CardTransition, CardView, CollectedRequest, HttpResult, RequestView } from '../../src/service/client.js';
 import { BACKENDS, login, makeToken, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
 
 type Who = 'anonymous' | 'user' | 'otherUser' | 'operator';
@@ -225,6 +225,33 @@ const CASES: Record<string, Case> = {
     check: (_w, r) => assert.equal(r.headers['content-type'], 'application/ocsp-response'),
   },
   rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
+  // Issue 13: cards as records. Alice's and Bob's cards were made by their enrollments.
+  listCards: {
+    expect: { anonymous: 401, user: 200, otherUser: 200, operator: 200 },
+    call: (c, w) => get(c, w, '/api/v1/cards?limit=10000'),
+    check: (w, r, c) => {
+      // Every test's parties are alice@ and bob@: a user sees all of their own cards, none of the other's.
+      const cards = json(r) as CardView[];
+      const ids = cards.map((v) => v.cardId);
+      const users = new Set(cards.map((v) => v.user));
+      if (w === 'user') assert.ok(ids.includes(c.alice.cardId) && !ids.includes(c.bob.cardId) && users.size === 1 && users.has('alice@example.com'), JSON.stringify([...users]));
+      if (w === 'otherUser') assert.ok(ids.includes(c.bob.cardId) && !ids.includes(c.alice.cardId) && users.size === 1 && users.has('bob@example.com'), JSON.stringify([...users]));
+      if (w === 'operator') assert.ok(ids.includes(c.alice.cardId) && ids.includes(c.bob.cardId));
+    },
+  },
+  getCard: {
+    // Bob gets "not found" for Alice's card: its existence does not leak.
+    expect: { anonymous: 401, user: 200, otherUser: 404, operator: 200 },
+    call: (c, w) => get(c, w, `/api/v1/cards/${c.alice.cardId}`),
+    check: (w, r, c) => assert.deepEqual((json(r) as CardDetail).credentials.map((x) => x.requestId), [c.alice.request.id]),
+  },
+  transitionCard: {
+    // Only operators move cards; the users' attempts leave Alice's card active (the operator's call finds it so).
+    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    call: (c, w) => c.t.client.raw('POST', `/api/v1/cards/${c.alice.cardId}/transitions`, { ...auth(c, w), json: { action: 'suspend' } }),
+    check: (w, r) => assert.deepEqual([(json(r) as CardTransition).from, (json(r) as CardTransition).to], ['active', 'suspended']),
+  },
+  expiringCertificates: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/certificates/expiring?days=30') },
 };
 
 function randomChallenge(): string {

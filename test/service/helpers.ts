@@ -126,6 +126,22 @@ export async function softKey(subject = 'CN=someone'): Promise<SoftKey> {
   return { keys, csrPem: csr.toString('pem'), csrDer: new Uint8Array(csr.rawData) };
 }
 
+/** A software key's private half as PEM, for a TLS client (EST re-enrollment). */
+export async function pkcs8Pem(key: SoftKey): Promise<string> {
+  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key.keys.privateKey));
+  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END PRIVATE KEY-----\n`;
+}
+
+/** A renewal request by a new key, optionally carrying a card binding (protocol.ts renewalBinding). */
+export async function renewalCsr(user: string, binding?: string): Promise<SoftKey> {
+  const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${user}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    ...(binding ? { attributes: [new x509.ChallengePasswordAttribute(binding)] } : {}),
+  });
+  return { keys, csrPem: csr.toString('pem'), csrDer: new Uint8Array(csr.rawData) };
+}
+
 /** What an agent sends to prove it holds the key of a container. */
 export async function proofFor(key: SoftKey, nonce: string, cardId: string, container: string): Promise<{ container: string; signature: string }> {
   const sig = await webcrypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, key.keys.privateKey, collectMessage(nonce, cardId, container));

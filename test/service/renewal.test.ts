@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { webcrypto } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { renewalBinding, ServiceClient, type HttpResult, type RequestView } from '../../src/service/client.js';
 import { ManualClock } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
-import { BACKENDS, login, makeToken, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
+import { BACKENDS, login, makeToken, pkcs8Pem, proofFor, randomCardId, renewalCsr, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
 
 const DAY = 86_400_000;
 const PROFILE = 'smartcard-logon-auto';
@@ -17,21 +16,6 @@ interface Holder {
   request: RequestView;
   cardId: string;
   container: string;
-}
-
-async function pkcs8Pem(key: SoftKey): Promise<string> {
-  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key.keys.privateKey));
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END PRIVATE KEY-----\n`;
-}
-
-/** A renewal request by a new key, optionally carrying a card binding (protocol.ts renewalBinding). */
-async function renewalCsr(user: string, binding?: string): Promise<SoftKey> {
-  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: `CN=${user}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    ...(binding ? { attributes: [new x509.ChallengePasswordAttribute(binding)] } : {}),
-  });
-  return { keys, csrPem: csr.toString('pem'), csrDer: new Uint8Array(csr.rawData) };
 }
 
 for (const backend of BACKENDS) describe(`renewal ends on ${backend.name}: window, once per certificate, superseded, cascade on key compromise, same card`, () => {

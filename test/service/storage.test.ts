@@ -7,6 +7,7 @@ import { openDb } from '../../src/service/storage/open.js';
 import { SqliteDb } from '../../src/service/storage/sqlite.js';
 import { migrate, MIGRATIONS } from '../../src/service/storage/migrations.js';
 import { Storage, type NewRequest } from '../../src/service/storage/storage.js';
+import { CARD_MOVES, CardStorage } from '../../src/service/storage/cards.js';
 import { newSerial } from '../../src/service/ca/pki.js';
 import { BACKENDS, tempDir, type Backend } from './helpers.js';
 
@@ -157,6 +158,59 @@ for (const backend of BACKENDS) {
       const [entry] = await storage.queryAudit({ action: 'request.revoked' });
       assert.deepEqual(entry?.details, { serial: claim.serial, reason: 1 });
       assert.equal(entry?.actor, 'op');
+    });
+
+    test('migration 5 backfills cards from issue 14 card keys and from requests, lower-case, owned by the newest request', async () => {
+      const { dbUrl, cleanup } = await backend.open();
+      const db = openDb(dbUrl, tempDir());
+      opened.push({ close: async () => (await db.close(), await cleanup()) });
+      // A database as version 4 left it.
+      await db.transaction(async (tx) => {
+        await tx.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+        for (const m of MIGRATIONS.filter((x) => x.version <= 4)) {
+          for (const sql of m.statements(db.dialect)) await tx.query(sql);
+          await tx.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, T0]);
+        }
+        await tx.query("INSERT INTO profiles (name, approval, validity_days, updated_at, updated_by) VALUES ('p', 'operator', 30, 0, 't')");
+        const request = (id: string, user: string, card: string | null, at: number) =>
+          tx.query("INSERT INTO requests (id, kind, user_name, profile, csr, csr_hash, key_hash, subject, card_id, container, state, created_at, created_by, updated_at) VALUES (?, 'enroll', ?, 'p', ?, ?, 'k', 'CN=x', ?, 'c1', 'pending', ?, 't', ?)", [id, user, Buffer.from('x'), `h${id}`, card, at, at]);
+        await request('r1', 'old@example.com', 'AA'.repeat(16), T0 + 1);
+        await request('r2', 'new@example.com', 'aa'.repeat(16), T0 + 2);
+        await request('r3', 'solo@example.com', 'bb'.repeat(16), T0 + 3);
+        await request('r4', 'nocard@example.com', null, T0 + 4);
+        await tx.query("INSERT INTO card_keys (card_id, user_name, state, key_version, created_at, updated_at) VALUES (?, 'keyed@example.com', 'retired', 1, ?, ?)", ['cc'.repeat(16), T0, T0 + 9]);
+        await tx.query("INSERT INTO card_keys (card_id, user_name, state, key_version, pending_version, created_at, updated_at) VALUES (?, 'half@example.com', 'rekeying', 0, 1, ?, ?)", ['dd'.repeat(16), T0, T0]);
+      });
+      assert.deepEqual(await migrate(db, T0 + 10), MIGRATIONS.filter((m) => m.version > 4).map((m) => m.version));
+      const cards = await db.query('SELECT card_id, user_name, state, created_at FROM cards ORDER BY card_id');
+      assert.deepEqual(cards.map((c) => [c.card_id, c.user_name, c.state, Number(c.created_at)]), [
+        ['aa'.repeat(16), 'new@example.com', 'active', T0 + 1],
+        ['bb'.repeat(16), 'solo@example.com', 'active', T0 + 3],
+        ['cc'.repeat(16), 'keyed@example.com', 'retired', T0],
+      ]);
+      assert.deepEqual((await db.query("SELECT card_id FROM requests WHERE id = 'r1'"))[0]!.card_id, 'aa'.repeat(16), 'one case everywhere');
+    });
+
+    test('a card move is one conditional transition: of two racing operators one wins, and revocations come with it', async () => {
+      const { storage } = await setup();
+      const cards = new CardStorage(storage);
+      await storage.createToken({ id: 't1', user: 'alice@example.com', profile: 'p', createdBy: 'op', createdAt: T0, expiresAt: T0 + 1000, usedAt: null, requestId: null }, 'hash1');
+      const cardId = 'ab'.repeat(16);
+      const r = await storage.submitRequest(newRequest({ state: 'approved', decidedBy: 'policy', cardId, container: 'c1' }), T0, { id: 't1' });
+      const claim = (await storage.claimIssuance(r.id, { serial: newSerial(), notBefore: T0, notAfter: T0 + 100_000 }, T0, 1000))!;
+      await storage.completeIssuance(r.id, { serial: claim.serial, requestId: r.id, subject: 'CN=a', der: Buffer.from([1]), notBefore: T0, notAfter: T0 + 100_000, issuedAt: T0 }, 'ca');
+      assert.equal((await cards.get(cardId))?.state, 'active');
+      const results = await Promise.all([
+        cards.transition(cardId, CARD_MOVES.lost.from, 'lost', { revoke: 1 }, 'op1', T0 + 5),
+        cards.transition(cardId, CARD_MOVES.suspend.from, 'suspended', { hold: true }, 'op2', T0 + 5),
+      ]);
+      const won = results.filter((x) => x !== undefined);
+      assert.equal(won.length, 1);
+      const revoked = await storage.revokedCertificates();
+      assert.deepEqual(revoked.map((c) => c.serial), [claim.serial]);
+      assert.equal(revoked[0]!.revocationReason, won[0]!.card.state === 'lost' ? 1 : 6);
+      const entries = await storage.queryAudit({ subject: `card:${cardId}` });
+      assert.deepEqual(entries.map((e) => e.action), ['card.created', `card.${won[0]!.card.state}`]);
     });
 
     test('audit queries filter by subject, actor and time (property)', async () => {

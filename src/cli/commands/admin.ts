@@ -2,7 +2,20 @@ import { readFileSync } from 'node:fs';
 import { groupedHex, parseChallengeHex } from '../../admin-challenge.js';
 import { fromHex, hex } from '../../bytes.js';
 import { PREFIX } from '../../service/auth.js';
-import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestPage, type RequestState, type RequestView } from '../../service/client.js';
+import {
+  ServiceClient,
+  ServiceClientError,
+  type AuditListQuery,
+  type CardAction,
+  type CardDetail,
+  type CardState,
+  type CardTransition,
+  type CardView,
+  type LostReason,
+  type RequestPage,
+  type RequestState,
+  type RequestView,
+} from '../../service/client.js';
 import { REVOKE_REASONS, type HandlerOf, type specs } from '../catalog.js';
 import { required } from '../args.js';
 import { emit, UsageError, type CliIo } from '../io.js';
@@ -104,10 +117,11 @@ function oneId(positionals: string[]): string {
 export const token: HandlerOf<typeof specs.adminToken> = async ({ values }, io) => {
   const user = required(values.user, '--user');
   if (values.ttl !== undefined && !/^\d+$/.test(values.ttl)) throw new UsageError('--ttl takes a whole number of seconds');
+  // The service checks the SID strictly and says what one looks like.
   const created = await asOperator(values, io, (client, session) =>
-    client.createToken(session, { user, ...(values.profile ? { profile: values.profile } : {}), ...(values.ttl ? { ttlSeconds: Number(values.ttl) } : {}) }),
+    client.createToken(session, { user, ...(values.profile ? { profile: values.profile } : {}), ...(values.ttl ? { ttlSeconds: Number(values.ttl) } : {}), ...(values.sid ? { sid: values.sid } : {}) }),
   );
-  emit(io, values.json === true, { ok: true, ...created }, () => line`${created.token}\nfor ${created.user}, profile ${created.profile}, one use, expires ${created.expiresAt}`);
+  emit(io, values.json === true, { ok: true, ...created }, () => line`${created.token}\nfor ${created.user}, profile ${created.profile}, one use, expires ${created.expiresAt}` + (created.sid ? line`\nits certificates carry the SID ${created.sid}` : ''));
   return 0;
 };
 
@@ -124,27 +138,43 @@ export async function fetchRequestPages(
   page: (cursor: string | undefined, limit: number) => Promise<RequestPage>,
   o: { limit: number; all: boolean },
 ): Promise<{ items: RequestView[]; truncated: boolean; nextCursor: string | null }> {
-  const items: RequestView[] = [];
+  return fetchPages(async (cursor, limit) => {
+    const got = await page(cursor, limit);
+    return { items: got.requests, next: got.next };
+  }, o);
+}
+
+/** fetchRequestPages for any paged listing (requests, cards). */
+export async function fetchPages<T>(
+  page: (cursor: string | undefined, limit: number) => Promise<{ items: T[]; next: string | null }>,
+  o: { limit: number; all: boolean },
+): Promise<{ items: T[]; truncated: boolean; nextCursor: string | null }> {
+  const items: T[] = [];
   let cursor: string | undefined;
   for (;;) {
     const want = o.all ? PAGE_SIZE : Math.min(PAGE_SIZE, o.limit - items.length);
     const got = await page(cursor, want);
-    const room = o.all ? got.requests.length : o.limit - items.length;
-    items.push(...got.requests.slice(0, room));
-    const leftOnPage = got.requests.length > room;
+    const room = o.all ? got.items.length : o.limit - items.length;
+    items.push(...got.items.slice(0, room));
+    const leftOnPage = got.items.length > room;
     if (got.next === null && !leftOnPage) return { items, truncated: false, nextCursor: null };
     if (!o.all && items.length >= o.limit) return { items, truncated: true, nextCursor: leftOnPage ? null : got.next };
     if (got.next === null) return { items, truncated: false, nextCursor: null };
     // A page that brings nothing new while promising more would loop for ever.
-    if (got.requests.length === 0 || got.next === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
+    if (got.items.length === 0 || got.next === cursor) throw new ServiceClientError('SERVICE_BAD_ANSWER', 'the service returned an empty page with a cursor to more');
     cursor = got.next;
   }
 }
 
-export const requests: HandlerOf<typeof specs.adminRequests> = async ({ values }, io) => {
+/** --limit and --all of a listing: how many rows to show. */
+function listLimit(values: { limit?: string | undefined; all?: boolean | undefined }): number {
   if (values.limit !== undefined && (!/^\d+$/.test(values.limit) || Number(values.limit) < 1)) throw new UsageError('--limit takes a whole number of rows, at least 1');
   if (values.limit !== undefined && values.all) throw new UsageError('give --limit or --all, not both');
-  const limit = values.limit !== undefined ? Number(values.limit) : DEFAULT_REQUEST_LIMIT;
+  return values.limit !== undefined ? Number(values.limit) : DEFAULT_REQUEST_LIMIT;
+}
+
+export const requests: HandlerOf<typeof specs.adminRequests> = async ({ values }, io) => {
+  const limit = listLimit(values);
   // The service checks the state name and answers 400 with the list of states.
   const query = { ...(values.state ? { state: values.state as RequestState } : {}), ...(values.user ? { user: values.user } : {}) };
   const result = await asOperator(values, io, (client, session) =>
@@ -293,5 +323,121 @@ export const retireCard: HandlerOf<typeof specs.adminRetireCard> = async ({ valu
     return 1;
   }
   emit(io, values.json === true, { ok: true, retired: true, ...result }, () => line`card ${result.cardId} retired: ${result.deletedContainers.length} container(s) deleted, transport key and the new initial PIN set; it can be enrolled again`);
+  return 0;
+};
+
+// Cards as records and their life cycle (issue 13)
+
+function cardIdArgument(text: string): string {
+  const card = text.replace(/[\s-]+/g, '');
+  if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('ID is the card id, 32 hex digits (see cardlink admin cards)');
+  return card.toLowerCase();
+}
+
+export const cards: HandlerOf<typeof specs.adminCards> = async ({ values }, io) => {
+  const limit = listLimit(values);
+  const query = { ...(values.state ? { state: values.state as CardState } : {}), ...(values.user ? { user: values.user } : {}) };
+  const result = await asOperator(values, io, (client, session) =>
+    fetchPages<CardView>(async (cursor, n) => {
+      const page = await client.cardPage(session, { ...query, limit: n, ...(cursor !== undefined ? { cursor } : {}) });
+      return { items: page.cards, next: page.next };
+    }, { limit, all: values.all === true }),
+  );
+  const rows = result.items;
+  emit(io, values.json === true, { ok: true, cards: rows, truncated: result.truncated, ...(result.nextCursor !== null ? { nextCursor: result.nextCursor } : {}) }, () => {
+    if (rows.length === 0) return 'no cards';
+    const lines = [`${'CARD'.padEnd(32)}  ${'STATE'.padEnd(9)}  ${'SINCE'.padEnd(24)}  USER`];
+    for (const c of rows) lines.push(line`${c.cardId}  ${c.state.padEnd(9)}  ${c.updatedAt.padEnd(24)}  ${c.user}` + (c.replacedBy ? line`  replaced by ${c.replacedBy}` : ''));
+    if (result.truncated) lines.push(`(first ${rows.length} shown; more match: --limit N for more, --all for every one)`);
+    return lines.join('\n');
+  });
+  return 0;
+};
+
+/** A card as header rows, its credentials with their strong mapping, and its history (times ISO 8601, untrusted text escaped). */
+export function cardText(c: CardDetail): string {
+  const out = [
+    line`card      ${c.cardId}`,
+    line`user      ${c.user}`,
+    line`state     ${c.state}`,
+    line`created   ${c.createdAt}`,
+    line`updated   ${c.updatedAt}`,
+    ...(c.replaces ? [line`replaces  ${c.replaces}`] : []),
+    ...(c.replacedBy ? [line`replaced  by ${c.replacedBy}`] : []),
+    '',
+    `credentials (${c.credentials.length}):`,
+  ];
+  for (const k of c.credentials) {
+    out.push(line`  request ${k.requestId}  ${k.kind} ${k.requestState}  profile ${k.profile}  container ${k.container ?? '-'}`);
+    if (k.serial === null) continue;
+    out.push(line`    serial ${k.serial}  ${k.status ?? ''}${k.revocationReason ? ` (${k.revocationReason})` : ''}  valid ${k.notBefore} to ${k.notAfter}`);
+    out.push(line`    subject ${k.subject}`);
+    if (k.sidExtension !== null) out.push(line`    SID extension present (${k.sidExtension}): domain controllers map it to the account strongly`);
+    else if (k.strongMapping !== null) {
+      out.push(line`    strong mapping ${k.strongMapping}`);
+      out.push("    no SID extension: put the mapping above in the user's altSecurityIdentities (KB5014754), or issue with 'admin token --sid'");
+    }
+  }
+  out.push('', `history (${c.history.length}):`);
+  for (const h of c.history) out.push(line`  ${h.at}  ${h.actor}  ${h.action}  ${JSON.stringify(isoTimes(h.details))}`);
+  return out.join('\n');
+}
+
+const CONFIRM_ACTIONS: ReadonlySet<CardAction> = new Set(['lost', 'retire']);
+
+export const card: HandlerOf<typeof specs.adminCard> = async ({ values, positionals }, io) => {
+  const cardId = cardIdArgument(positionals[0]!);
+  const action = positionals[1] as CardAction | undefined;
+  if (action !== 'lost' && (values.reason !== undefined || values.temporary === true)) throw new UsageError('--reason and --temporary go with lost only');
+  if (action === undefined) {
+    if (values.yes === true) throw new UsageError('--yes goes with lost or retire');
+    const shown = await asOperator(values, io, (client, session) => client.card(session, cardId));
+    emit(io, values.json === true, { ok: true, card: shown }, () => cardText(shown));
+    return 0;
+  }
+  const confirm = values.yes === true || !CONFIRM_ACTIONS.has(action) ? undefined : io.confirm;
+  if (CONFIRM_ACTIONS.has(action) && values.yes !== true && !confirm) {
+    throw new UsageError(`${action === 'lost' ? 'marking a card lost' : 'retiring a card'} revokes its certificates for good: add --yes to confirm (there is no terminal to ask on)`);
+  }
+  const moved = await asOperator(values, io, async (client, session): Promise<CardTransition | undefined> => {
+    if (confirm) {
+      const current = await client.card(session, cardId);
+      const live = current.credentials.filter((k) => k.status === 'good' || k.status === 'on-hold').length;
+      const question = action === 'lost'
+        ? line`Mark card ${cardId} of ${current.user} lost, revoke its ${live} valid certificate(s) (${values.reason ?? 'keyCompromise'}) and make a replacement token?`
+        : line`Retire card ${cardId} of ${current.user} and revoke its ${live} valid certificate(s) (cessationOfOperation)? This cannot be undone.`;
+      if (!(await confirm(question))) return undefined;
+    }
+    return client.transitionCard(session, cardId, {
+      action, ...(values.reason ? { reason: values.reason as LostReason } : {}), ...(values.temporary === true ? { temporary: true } : {}),
+    });
+  });
+  if (!moved) {
+    emit(io, values.json === true, { ok: false, moved: false }, () => 'nothing done');
+    return 1;
+  }
+  emit(io, values.json === true, { ok: true, ...moved }, () => {
+    const out = [line`card ${cardId}: ${moved.from} -> ${moved.to}`];
+    if (moved.revoked.length > 0) out.push(line`revoked: ${moved.revoked.join(', ')}`);
+    if (moved.held.length > 0) out.push(line`on hold (certificateHold): ${moved.held.join(', ')}`);
+    if (moved.released.length > 0) out.push(line`hold removed, good again: ${moved.released.join(', ')}`);
+    const t = moved.replacementToken;
+    if (t) out.push(line`replacement enrollment token for ${t.user} (shown once), profile ${t.profile}, expires ${t.expiresAt}:`, line`${t.token}`);
+    return out.join('\n');
+  });
+  return 0;
+};
+
+export const expiring: HandlerOf<typeof specs.adminExpiring> = async ({ values }, io) => {
+  const daysText = values.days ?? '30';
+  if (!/^\d{1,4}$/.test(daysText) || Number(daysText) > 3650) throw new UsageError('--days takes a whole number of days, 0 to 3650');
+  const days = Number(daysText);
+  const rows = await asOperator(values, io, (client, session) => client.expiringCertificates(session, days));
+  emit(io, values.json === true, { ok: true, days, certificates: rows }, () => {
+    if (rows.length === 0) return `no certificate expires within ${days} days`;
+    const lines = [`${'DAYS'.padStart(4)}  ${'EXPIRES'.padEnd(24)}  ${'SERIAL'.padEnd(32)}  ${'CARD'.padEnd(32)}  RENEWAL  USER  PROFILE`];
+    for (const r of rows) lines.push(line`${String(r.daysLeft).padStart(4)}  ${r.notAfter.padEnd(24)}  ${r.serial.padEnd(32)}  ${(r.cardId ?? '-').padEnd(32)}  ${r.renewal.padEnd(7)}  ${r.user}  ${r.profile}`);
+    return lines.join('\n');
+  });
   return 0;
 };

@@ -73,22 +73,6 @@ export function derOid(dotted: string): Uint8Array {
 }
 
 /**
- * The explicit strong mapping an operator puts in the user's altSecurityIdentities when the
- * certificate carries no SID (Microsoft KB5014754, "Issuer and serial number", the one strong
- * X509 mapping that needs nothing but the certificate): `X509:<I>` + the issuer's RDNs in the
- * order they are encoded (the root-most first, the reverse of the RFC 4514 string) + `<SR>` + the
- * serial number's bytes in reverse order as hex. KB5014754's own example: issuer
- * `CN=CONTOSO-DC-CA, DC=contoso, DC=com`, serial `2B0000000011AC0000000012` give
- * `X509:<I>DC=com,DC=contoso,CN=CONTOSO-DC-CA<SR>1200000000AC11000000002B`.
- */
-export function strongMapping(der: Uint8Array): string {
-  const cert = new x509.X509Certificate(der);
-  const rdns = cert.issuerName.toJSON().map((rdn) => Object.entries(rdn).map(([type, values]) => values.map((v) => `${type}=${v}`).join('+')).join('+'));
-  const serial = Buffer.from(cert.serialNumber.length % 2 === 1 ? `0${cert.serialNumber}` : cert.serialNumber, 'hex');
-  return `X509:<I>${rdns.join(',')}<SR>${Buffer.from(serial).reverse().toString('hex').toUpperCase()}`;
-}
-
-/**
  * The subject of a user's certificate: one RDN, CN = the user principal name, built from the
  * attribute so that no character of the name can add an attribute or an RDN (a DN string
  * `CN=${upn}` would let `eve@example.com,CN=Administrator` do both).

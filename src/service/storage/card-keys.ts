@@ -5,6 +5,7 @@
  * change is one transaction with its audit entry, transitions are conditional UPDATEs.
  */
 import type { Db } from './db.js';
+import { CARD_MOVES, RETIREMENT_EFFECTS, transitionIn } from './cards.js';
 import { audit, type Storage } from './storage.js';
 
 export type CardKeyState = 'rekeying' | 'active' | 'retired';
@@ -80,13 +81,20 @@ export class CardKeyStorage {
     });
   }
 
-  /** The card leaves its user: no more unblock responses; any user may enroll it again. */
-  async retire(cardId: string, challengeHash: string, actor: string, now: number): Promise<boolean> {
+  /**
+   * The card leaves its user: no more unblock responses; any user may enroll it again. Its card
+   * record moves to `retired` in the same transaction, its certificates revoked (cardRetirement);
+   * `revoked` lists their serials, for the caller to publish a CRL.
+   */
+  async retire(cardId: string, challengeHash: string, actor: string, now: number): Promise<{ revoked: string[] } | undefined> {
     return this.db.transaction(async (tx) => {
       const rows = await tx.query("UPDATE card_keys SET state = 'retired', pending_version = NULL, updated_at = ? WHERE card_id = ? AND state IN ('active', 'retired') RETURNING key_version", [now, cardId]);
-      if (rows.length === 0) return false;
-      await audit(tx, now, actor, 'card.retired', `card:${cardId}`, { challengeHash, keyVersion: Number(rows[0]!.key_version) });
-      return true;
+      if (rows.length === 0) return undefined;
+      const details = { challengeHash, keyVersion: Number(rows[0]!.key_version) };
+      // One card.retired entry either way: the record's move when there is one to move, else the key's.
+      const moved = await transitionIn(tx, cardId, CARD_MOVES.retire.from, CARD_MOVES.retire.to, RETIREMENT_EFFECTS, actor, now, details);
+      if (!moved) await audit(tx, now, actor, 'card.retired', `card:${cardId}`, details);
+      return { revoked: moved?.revoked ?? [] };
     });
   }
 

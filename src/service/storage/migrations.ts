@@ -103,6 +103,40 @@ export const MIGRATIONS: Migration[] = [
         host TEXT PRIMARY KEY, agent_version TEXT, last_contact BIGINT NOT NULL, last_request TEXT)`,
     ],
   },
+  {
+    version: 5,
+    name: 'cards as records, SIDs for strong certificate mapping, replacement tokens',
+    statements: () => [
+      // One case everywhere: card ids are lower-case hex (submit lowercased them already; this catches any older row).
+      'UPDATE requests SET card_id = LOWER(card_id) WHERE card_id IS NOT NULL',
+      // A card's history is not a second table: it is the audit log's rows with subject card:<id>,
+      // where issue 14 already writes re-keys, unblocks and retirements, so the two cannot disagree.
+      `CREATE TABLE cards (
+        card_id TEXT PRIMARY KEY, user_name TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'suspended', 'lost', 'retired')),
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, replaced_by TEXT, replaces TEXT)`,
+      'CREATE INDEX cards_user ON cards(user_name)',
+      'CREATE INDEX cards_created ON cards(created_at, card_id)',
+      // Expiry reporting reads certificates by their end.
+      'CREATE INDEX certificates_not_after ON certificates(not_after)',
+      // The user's security identifier (S-1-5-21-…) an operator gave with the token; requests carry it to the CA, renewals inherit it.
+      'ALTER TABLE tokens ADD COLUMN sid TEXT',
+      // A replacement token (card lost) names the card it replaces: the card it enrolls is recorded as the replacement.
+      'ALTER TABLE tokens ADD COLUMN replaces_card TEXT',
+      'ALTER TABLE requests ADD COLUMN sid TEXT',
+      // Backfill: the cards issue 14 keyed (active or retired) ...
+      `INSERT INTO cards (card_id, user_name, state, created_at, updated_at)
+       SELECT card_id, user_name, CASE WHEN state = 'retired' THEN 'retired' ELSE 'active' END, created_at, updated_at
+       FROM card_keys WHERE state IN ('active', 'retired')`,
+      // ... and every other card a request was bound to, owned by the user of its newest request.
+      `INSERT INTO cards (card_id, user_name, state, created_at, updated_at)
+       SELECT r.card_id, r.user_name, 'active', (SELECT MIN(f.created_at) FROM requests f WHERE f.card_id = r.card_id), r.updated_at
+       FROM requests r
+       WHERE r.card_id IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM cards k WHERE k.card_id = r.card_id)
+         AND NOT EXISTS (SELECT 1 FROM requests n WHERE n.card_id = r.card_id AND (n.created_at > r.created_at OR (n.created_at = r.created_at AND n.id > r.id)))`,
+    ],
+  },
 ];
 
 // Any fixed number: the advisory lock that keeps two starting services from migrating at once.

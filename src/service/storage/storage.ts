@@ -23,7 +23,14 @@ export interface TokenRecord {
   usedAt: number | null;
   requestId: string | null;
   revokedAt: number | null;
+  /** The user's Windows SID (S-1-5-21-…) for the certificate's strong mapping (KB5014754), when an operator gave it. */
+  sid: string | null;
+  /** The card this token replaces (it was marked lost), or null. */
+  replacesCard: string | null;
 }
+
+/** A token as created: the SID and the replaced card are optional. */
+export type NewTokenRecord = Omit<TokenRecord, 'revokedAt' | 'sid' | 'replacesCard'> & Partial<Pick<TokenRecord, 'sid' | 'replacesCard'>>;
 
 export interface RequestRecord {
   id: string;
@@ -51,6 +58,8 @@ export interface RequestRecord {
   deliveredAt: number | null;
   /** The issued certificate's DER as the CA signed it (joined from `certificates`), once there is one. */
   certificate: Buffer | null;
+  /** The user's SID the CA is given for this certificate (from the token, or inherited by a renewal). */
+  sid: string | null;
 }
 
 export interface CertificateRecord {
@@ -103,6 +112,8 @@ export interface NewRequest {
   state: 'pending' | 'approved';
   createdBy: string;
   decidedBy: string | null;
+  /** A renewal's SID, inherited from the certificate it renews; a first request takes its token's. */
+  sid?: string | null;
 }
 
 export interface Claim {
@@ -114,7 +125,8 @@ export interface Claim {
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 
-function toRequest(r: Row): RequestRecord {
+/** A `requests` row (joined with its certificate's DER as certificate_der) as a record. */
+export function toRequest(r: Row): RequestRecord {
   return {
     id: String(r.id),
     kind: r.kind as RequestKind,
@@ -140,6 +152,7 @@ function toRequest(r: Row): RequestRecord {
     issuedAt: num(r.issued_at),
     deliveredAt: num(r.delivered_at),
     certificate: r.certificate_der === null || r.certificate_der === undefined ? null : Buffer.from(r.certificate_der as Uint8Array),
+    sid: str(r.sid),
   };
 }
 
@@ -157,6 +170,8 @@ function toToken(r: Row): TokenRecord {
     usedAt: num(r.used_at),
     requestId: str(r.request_id),
     revokedAt: num(r.revoked_at),
+    sid: str(r.sid),
+    replacesCard: str(r.replaces_card),
   };
 }
 
@@ -351,14 +366,8 @@ export class Storage {
 
   // Enrollment tokens
 
-  async createToken(t: Omit<TokenRecord, 'revokedAt'>, tokenHash: string): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      await tx.query(
-        'INSERT INTO tokens (id, token_hash, user_name, profile, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-        [t.id, tokenHash, t.user, t.profile, t.createdBy, t.createdAt, t.expiresAt],
-      );
-      await audit(tx, t.createdAt, t.createdBy, 'token.created', `token:${t.id}`, { user: t.user, profile: t.profile, expiresAt: t.expiresAt });
-    });
+  async createToken(t: NewTokenRecord, tokenHash: string): Promise<void> {
+    await this.db.transaction((tx) => insertTokenIn(tx, t, tokenHash));
   }
 
   async tokenByHash(tokenHash: string): Promise<TokenRecord | undefined> {
@@ -398,23 +407,27 @@ export class Storage {
   async submitRequest(req: NewRequest, now: number, token?: { id: string }, claim?: Claim & { leaseUntil: number }): Promise<RequestRecord> {
     if (claim && req.state !== 'approved') throw new ServiceError('INTERNAL', 'only an approved request is claimed for issuance when it is submitted');
     return this.db.transaction(async (tx) => {
+      let sid = req.sid ?? null;
       if (token) {
         const spent = await tx.query(
-          'UPDATE tokens SET used_at = ?, request_id = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING id',
+          'UPDATE tokens SET used_at = ?, request_id = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING id, sid, replaces_card',
           [now, req.id, token.id, now],
         );
         if (spent.length === 0) throw new ServiceError('TOKEN_INVALID', 'the enrollment token was already used, revoked or has expired: ask an operator for a new one');
+        sid = str(spent[0]!.sid) ?? sid;
+        // A first enrollment with a card makes (or takes over) the card's record, in the same transaction.
+        if (req.kind === 'enroll' && req.cardId !== null) await enrollCardIn(tx, req.cardId, req.user, str(spent[0]!.replaces_card), req.createdBy, now);
       }
       if (claim) await tx.query('INSERT INTO serials (serial, reserved_at, purpose) VALUES (?, ?, ?)', [claim.serial, now, `request:${req.id}`]);
       const state = claim ? 'issuing' : req.state;
       await tx.query(
         `INSERT INTO requests (id, kind, user_name, profile, csr, csr_hash, key_hash, subject, card_id, container, renews,
-           state, created_at, created_by, updated_at, decided_by, decided_at, serial, not_before, not_after, lease_until)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           state, created_at, created_by, updated_at, decided_by, decided_at, serial, not_before, not_after, lease_until, sid)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           req.id, req.kind, req.user, req.profile, req.csr, req.csrHash, req.keyHash, req.subject, req.cardId, req.container,
           req.renews, state, now, req.createdBy, now, req.decidedBy, req.decidedBy === null ? null : now,
-          claim?.serial ?? null, claim?.notBefore ?? null, claim?.notAfter ?? null, claim?.leaseUntil ?? null,
+          claim?.serial ?? null, claim?.notBefore ?? null, claim?.notAfter ?? null, claim?.leaseUntil ?? null, sid,
         ],
       );
       await audits(tx, [
@@ -427,7 +440,7 @@ export class Storage {
       ]);
       return {
         ...req, state, createdAt: now, updatedAt: now, decidedAt: req.decidedBy === null ? null : now, reason: null,
-        serial: claim?.serial ?? null, notBefore: claim?.notBefore ?? null, notAfter: claim?.notAfter ?? null, issuedAt: null, deliveredAt: null, certificate: null,
+        serial: claim?.serial ?? null, notBefore: claim?.notBefore ?? null, notAfter: claim?.notAfter ?? null, issuedAt: null, deliveredAt: null, certificate: null, sid,
       };
     });
   }
@@ -861,8 +874,49 @@ export class Storage {
   }
 }
 
+/** A new enrollment token, audited, inside a transaction (operators' tokens and a lost card's replacement). */
+export async function insertTokenIn(tx: DbTx, t: NewTokenRecord, tokenHash: string): Promise<void> {
+  await tx.query(
+    'INSERT INTO tokens (id, token_hash, user_name, profile, created_by, created_at, expires_at, sid, replaces_card) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    [t.id, tokenHash, t.user, t.profile, t.createdBy, t.createdAt, t.expiresAt, t.sid ?? null, t.replacesCard ?? null],
+  );
+  await audit(tx, t.createdAt, t.createdBy, 'token.created', `token:${t.id}`, {
+    user: t.user, profile: t.profile, expiresAt: t.expiresAt, ...(t.sid ? { sid: t.sid } : {}), ...(t.replacesCard ? { replacesCard: t.replacesCard } : {}),
+  });
+}
+
+/**
+ * The card record of a first enrollment: made for a card new to the service, handed to the new
+ * user when it was retired, kept when it is already this user's. Another user's card, a lost card
+ * and a suspended one are refused (the whole submission rolls back).
+ */
+async function enrollCardIn(tx: DbTx, cardId: string, user: string, replaces: string | null, actor: string, now: number): Promise<void> {
+  const made = await tx.query(
+    "INSERT INTO cards (card_id, user_name, state, created_at, updated_at, replaces) VALUES (?, ?, 'active', ?, ?, ?) ON CONFLICT (card_id) DO NOTHING RETURNING card_id",
+    [cardId, user, now, now, replaces],
+  );
+  if (made.length > 0) {
+    await audit(tx, now, actor, 'card.created', `card:${cardId}`, { user, ...(replaces ? { replaces } : {}) });
+  } else {
+    const [card] = await tx.query('SELECT * FROM cards WHERE card_id = ?', [cardId]);
+    const state = String(card!.state);
+    if (state === 'retired') {
+      await tx.query("UPDATE cards SET user_name = ?, state = 'active', replaces = ?, replaced_by = NULL, updated_at = ? WHERE card_id = ? AND state = 'retired'", [user, replaces, now, cardId]);
+      await audit(tx, now, actor, 'card.reissued', `card:${cardId}`, { from: 'retired', to: 'active', user, previousUser: String(card!.user_name), ...(replaces ? { replaces } : {}) });
+    } else if (String(card!.user_name) !== user) {
+      throw new ServiceError('FORBIDDEN', `card ${cardId} belongs to another user: an operator must retire it before it is enrolled again`);
+    } else if (state !== 'active') {
+      throw new ServiceError('CONFLICT', `card ${cardId} is ${state}: ${state === 'lost' ? 'a lost card is not enrolled again; retire it first if it was found' : 'resume it before enrolling on it'}`);
+    }
+  }
+  if (replaces !== null && replaces !== cardId) {
+    await tx.query('UPDATE cards SET replaced_by = ?, updated_at = ? WHERE card_id = ?', [cardId, now, replaces]);
+    await audit(tx, now, actor, 'card.replaced', `card:${replaces}`, { by: cardId });
+  }
+}
+
 /** issued/delivered -> revoked inside a transaction, the certificate marked for the CRL. */
-async function revokeIn(tx: DbTx, requestId: string, reason: number, actor: string, now: number, details: Record<string, unknown>): Promise<RequestRecord | undefined> {
+export async function revokeIn(tx: DbTx, requestId: string, reason: number, actor: string, now: number, details: Record<string, unknown>): Promise<RequestRecord | undefined> {
   const [row] = await tx.query("UPDATE requests SET state = 'revoked', updated_at = ? WHERE id = ? AND state IN ('issued', 'delivered') RETURNING *", [now, requestId]);
   if (!row) return undefined;
   const serial = String(row.serial);
