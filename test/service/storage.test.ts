@@ -230,6 +230,27 @@ for (const backend of BACKENDS) {
   });
 }
 
+describe('PostgreSQL durability', () => {
+  test('every connection commits synchronously, even on a database whose default is asynchronous commit', async () => {
+    const pgBackend = BACKENDS.find((b) => b.name === 'postgres')!;
+    const { dbUrl, cleanup } = await pgBackend.open();
+    const admin = openDb(dbUrl, tempDir());
+    const name = new URL(dbUrl!).pathname.slice(1);
+    await admin.query(`ALTER DATABASE ${name} SET synchronous_commit = off`);
+    await admin.close();
+    const db = openDb(dbUrl, tempDir());
+    try {
+      const [row] = await db.query<{ synchronous_commit: string }>('SHOW synchronous_commit');
+      assert.equal(row?.synchronous_commit, 'on');
+      const [inTx] = await db.transaction((tx) => tx.query<{ synchronous_commit: string }>('SHOW synchronous_commit'));
+      assert.equal(inTx?.synchronous_commit, 'on');
+    } finally {
+      await db.close();
+      await cleanup();
+    }
+  });
+});
+
 describe('SQLite group commit', () => {
   test('transactions that arrive together are answered only once committed, and a failing one is rolled back alone', async () => {
     const dir = tempDir();
