@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { adminChallengeResponse, parseChallengeHex } from '../admin-challenge.js';
 import { hex } from '../bytes.js';
 import type { AdminKeyVault } from './admin-keys.js';
-import { actorName, newSecret, secretHash, type Principal } from './auth.js';
+import { actorName, newSecret, requireOperator, secretHash, type Principal } from './auth.js';
 import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
 import type { CardAdminKey, MasterKeyRotation, RetireAnswer, UnblockResponse, UnblockTicket } from './protocol.js';
@@ -33,10 +33,6 @@ function cardIdOf(text: string): string {
   return text.toLowerCase();
 }
 
-function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
-  if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
-  if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
-}
 
 /** The enrolling user's own token, still unspent: the only caller that may write a card's key. */
 function requireEnrollingUser(p: Principal): asserts p is Extract<Principal, { kind: 'enrollment-token' }> {
@@ -108,13 +104,13 @@ export class CardAdminService {
 
   /** The help desk's answer to a card's challenge: operators only, active cards only, limited, audited. */
   async unblockResponse(p: Principal, cardIdText: string, challengeText: string): Promise<UnblockResponse> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     return this.respond(cardIdText, challengeText, 'operator', actorName(p));
   }
 
   /** An operator hands a user a one-time ticket to unblock this card online. */
   async createUnblockTicket(p: Principal, cardIdText: string, ttlSeconds?: number): Promise<UnblockTicket> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     const cardId = cardIdOf(cardIdText);
     await this.activeCard(cardId);
     const ttl = ttlSeconds === undefined ? this.ticketTtlMs : ttlSeconds * 1000;
@@ -141,7 +137,7 @@ export class CardAdminService {
    * transport key back and wipe the card. Audited; the same challenge is never answered twice.
    */
   async retireCard(p: Principal, cardIdText: string, challengeText: string): Promise<RetireAnswer> {
-    requireOperator(p);
+    requireOperator(p, 'admin');
     const cardId = cardIdOf(cardIdText);
     const challenge = parseChallenge(challengeText);
     const card = await this.cards.get(cardId);
@@ -157,7 +153,7 @@ export class CardAdminService {
   }
 
   async rotateMasterKey(p: Principal): Promise<MasterKeyRotation> {
-    requireOperator(p);
+    requireOperator(p, 'admin');
     const from = this.vault.currentVersion();
     const keyVersion = this.vault.rotate();
     await this.cardsAudit(actorName(p), 'admin-key.rotated', { from, to: keyVersion });

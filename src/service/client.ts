@@ -27,6 +27,7 @@ import {
   type MasterKeyRotation,
   type NewToken,
   type OperationId,
+  type NewOperator,
   type OperatorView,
   type ProfileChange,
   type ProfileView,
@@ -153,7 +154,8 @@ export class ServiceClient {
     await this.call('logout', { bearer: session });
   }
 
-  createOperator(session: string, credentials: Credentials): Promise<OperatorView> {
+  /** A new operator (a viewer unless `role` says otherwise; admin only). */
+  createOperator(session: string, credentials: NewOperator): Promise<OperatorView> {
     return this.value('createOperator', { bearer: session, json: credentials });
   }
 

@@ -1,7 +1,7 @@
 import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { toPem } from '../pem.js';
 import { x509 } from '../x509.js';
-import { actorName, hashPassword, newSecret, PREFIX, secretHash, verifyPassword, type Principal } from './auth.js';
+import { actorName, hashPassword, isOperatorRole, newSecret, PREFIX, requireOperator, secretHash, verifyPassword, type OperatorRole, type Principal } from './auth.js';
 import { isUserPrincipalName, newSerial, parseCsr, userSubject, type ParsedCsr } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import type { Clock } from './clock.js';
@@ -99,14 +99,24 @@ export interface EnrollmentOutcome {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
+/** An ISO 8601 date-time of a query to milliseconds; undefined stays undefined. */
+function isoTime(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) throw new ServiceError('BAD_REQUEST', `${name} is an ISO 8601 date-time`);
+  return ms;
+}
+
+/** How long a console (browser) session lives: `absoluteMs` at most, `idleMs` without use. */
+export interface ConsoleSessionLimits {
+  absoluteMs: number;
+  idleMs: number;
+}
+
 const CARD_ID_RE = /^[0-9a-fA-F]{32}$/;
 /** Operator names as createOperator allows them; a login with anything else is refused before it is looked up or written. */
 const OPERATOR_NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
 
-function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
-  if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
-  if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
-}
 
 /** Users see their own requests only, and a foreign request is "not found" rather than "forbidden". */
 function canSee(p: Principal, r: RequestRecord): boolean {
@@ -200,7 +210,8 @@ export class EnrollmentService {
   async ensureOperator(username: string, password: string): Promise<boolean> {
     if (await this.storage.findOperator(username)) return false;
     try {
-      await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, 'system');
+      // The operator made at first start sets everything else up: an admin.
+      await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now(), role: 'admin' }, 'system');
       return true;
     } catch (err) {
       // Another process starting on the same database made it first.
@@ -216,7 +227,7 @@ export class EnrollmentService {
    * operator and per source address; a locked operator or address is refused (429) without the
    * password being checked, until the lockout ends, even with the right password.
    */
-  async login(username: string, password: string, source = 'unknown'): Promise<Session> {
+  async login(username: string, password: string, source = 'unknown', console?: ConsoleSessionLimits): Promise<Session> {
     // Nothing that could not be an operator's name reaches storage or the audit log.
     if (!OPERATOR_NAME_RE.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
     if (password.length > 1024) throw new ServiceError('BAD_REQUEST', 'a password has at most 1024 characters');
@@ -238,9 +249,10 @@ export class EnrollmentService {
     }
     const token = newSecret('session');
     const now = this.now();
+    const ttl = console?.absoluteMs ?? this.sessionTtlMs;
     await this.storage.loginSucceeded(`operator:${op.username}`, now);
-    await this.storage.createSession(secretHash(token), op, now, now + this.sessionTtlMs);
-    return { token, expiresAt: new Date(now + this.sessionTtlMs).toISOString() };
+    await this.storage.createSession(secretHash(token), op, now, now + ttl, console?.idleMs);
+    return { token, expiresAt: new Date(now + ttl).toISOString() };
   }
 
   async logout(p: Principal): Promise<void> {
@@ -253,7 +265,7 @@ export class EnrollmentService {
     if (secret.startsWith(PREFIX.session)) {
       const hash = secretHash(secret);
       const op = await this.storage.sessionOperator(hash, this.now());
-      return op ? { kind: 'operator', username: op.username, sessionHash: hash } : undefined;
+      return op ? { kind: 'operator', username: op.username, role: op.role, sessionHash: hash } : undefined;
     }
     if (secret.startsWith(PREFIX.enrollment)) {
       const t = await this.storage.tokenByHash(secretHash(secret));
@@ -285,11 +297,29 @@ export class EnrollmentService {
     return { refused };
   }
 
-  async createOperator(p: Principal, username: string, password: string): Promise<OperatorView> {
-    requireOperator(p);
+  /** A new operator; least privilege unless asked: a `viewer`. */
+  async createOperator(p: Principal, username: string, password: string, role: OperatorRole = 'viewer'): Promise<OperatorView> {
+    requireOperator(p, 'admin');
     if (!OPERATOR_NAME_RE.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
-    await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, actorName(p));
-    return { username };
+    if (!isOperatorRole(role)) throw new ServiceError('BAD_REQUEST', 'an operator role is viewer, approver or admin');
+    await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now(), role }, actorName(p));
+    return { username, role };
+  }
+
+  /**
+   * The calling operator's new password, after the current one is proven; every session of the
+   * operator ends (OWASP Session Management: renew/invalidate sessions on a password change),
+   * the calling one too.
+   */
+  async changePassword(p: Principal, current: string, next: string): Promise<void> {
+    requireOperator(p);
+    const op = await this.storage.findOperator(p.username);
+    if (!op || current.length > 1024 || !(await verifyPassword(current, op.passwordHash))) {
+      await this.storage.recordAudit(this.now(), actorName(p), 'operator.password-refused', `operator:${p.username}`);
+      throw new ServiceError('UNAUTHENTICATED', 'the current password is not right');
+    }
+    if (next.length > 1024) throw new ServiceError('BAD_REQUEST', 'a password has at most 1024 characters');
+    await this.storage.changePassword(op.id, await hashPassword(next), actorName(p), this.now());
   }
 
   // Profiles and tokens
@@ -300,7 +330,7 @@ export class EnrollmentService {
   }
 
   async updateProfile(p: Principal, name: string, change: ProfileChange): Promise<ProfileView> {
-    requireOperator(p);
+    requireOperator(p, 'admin');
     if (change.validityDays !== undefined && (change.validityDays < 1 || change.validityDays > 3650)) {
       throw new ServiceError('BAD_REQUEST', 'validityDays must be between 1 and 3650');
     }
@@ -316,7 +346,7 @@ export class EnrollmentService {
   }
 
   async createToken(p: Principal, o: Required<Pick<NewToken, 'user' | 'profile'>> & NewToken): Promise<CreatedToken> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     if (!isUserPrincipalName(o.user)) {
       throw new ServiceError('BAD_REQUEST', 'user is not a user principal name like alice@example.com (local@domain, at most 256 characters, no spaces, commas, quotes or control characters)');
     }
@@ -337,7 +367,7 @@ export class EnrollmentService {
 
   /** An operator withdraws an unused enrollment token: it can no longer enroll. */
   async revokeToken(p: Principal, id: string): Promise<TokenView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     const r = await this.storage.revokeToken(id, actorName(p), this.now());
     if (!r) throw new ServiceError('NOT_FOUND', `no token ${id}`);
     if (!r.changed && r.token.revokedAt === null) {
@@ -490,6 +520,14 @@ export class EnrollmentService {
     return this.outcome(claim ? await this.finishClaimed(rec, claim, parsed.csr.publicKey) : await this.settle(rec, profile));
   }
 
+  /** The PKCS#10 request as submitted (PEM), for an operator to inspect its subject and extensions. */
+  async csr(p: Principal, id: string): Promise<string> {
+    requireOperator(p);
+    const r = await this.storage.getRequest(id);
+    if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
+    return toPem(r.csr, 'CERTIFICATE REQUEST');
+  }
+
   async get(p: Principal, id: string): Promise<RequestView> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'authentication needed');
     const r = await this.storage.getRequest(id);
@@ -504,17 +542,18 @@ export class EnrollmentService {
 
   async page(p: Principal, q: RequestListQuery = {}): Promise<RequestPage> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'authentication needed');
-    const page = await this.storage.requestPage(p.kind === 'operator' ? q : { ...q, user: p.user });
+    const dated = { ...q, since: isoTime(q.since, 'since'), until: isoTime(q.until, 'until') };
+    const page = await this.storage.requestPage(p.kind === 'operator' ? dated : { ...dated, user: p.user });
     return { requests: page.requests.filter((r) => canSee(p, r)).map((r) => this.view(r)), next: page.next };
   }
 
   async approve(p: Principal, id: string): Promise<RequestView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     return this.view(await this.settle(await this.decide(p, id, 'approved', null)));
   }
 
   async reject(p: Principal, id: string, reason: string): Promise<RequestView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     return this.view(await this.decide(p, id, 'rejected', reason));
   }
 
@@ -527,7 +566,7 @@ export class EnrollmentService {
   }
 
   async revoke(p: Principal, id: string, reason: number): Promise<RequestView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     if (!Number.isInteger(reason) || reason < 0 || reason > 10 || reason === 7) throw new ServiceError('BAD_REQUEST', 'reason is an RFC 5280 CRLReason code (0-6, 8-10)');
     // Key compromise: whoever held the key may have renewed with it, so its renewals go too.
     const revoked = await this.storage.revoke(id, reason, actorName(p), this.now(), reason === CRL_REASON.keyCompromise);
@@ -707,15 +746,10 @@ export class EnrollmentService {
     return (await this.storage.workstations()).map((w) => ({ ...w, lastContact: new Date(w.lastContact).toISOString() }));
   }
 
-  async audit(p: Principal, q: AuditListQuery): Promise<AuditEntryView[]> {
+  /** The audit log, oldest first (the API) or `newestFirst` (the console). */
+  async audit(p: Principal, q: AuditListQuery & { newestFirst?: boolean }): Promise<AuditEntryView[]> {
     requireOperator(p);
-    const time = (iso: string | undefined, name: string): number | undefined => {
-      if (iso === undefined) return undefined;
-      const ms = Date.parse(iso);
-      if (Number.isNaN(ms)) throw new ServiceError('BAD_REQUEST', `${name} is an ISO 8601 date-time`);
-      return ms;
-    };
-    const entries = await this.storage.queryAudit({ ...q, since: time(q.since, 'since'), until: time(q.until, 'until') });
+    const entries = await this.storage.queryAudit({ ...q, since: isoTime(q.since, 'since'), until: isoTime(q.until, 'until') });
     return entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
   }
 }

@@ -103,6 +103,18 @@ export const MIGRATIONS: Migration[] = [
         host TEXT PRIMARY KEY, agent_version TEXT, last_contact BIGINT NOT NULL, last_request TEXT)`,
     ],
   },
+  {
+    version: 6,
+    name: 'operator roles and console sessions',
+    statements: () => [
+      // Operators made before roles existed could do everything: they stay able to.
+      "ALTER TABLE operators ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'",
+      // A console session also ends after idle_ms without use (API sessions keep NULL: absolute expiry only).
+      'ALTER TABLE sessions ADD COLUMN idle_ms BIGINT',
+      'ALTER TABLE sessions ADD COLUMN last_seen_at BIGINT',
+      'CREATE INDEX sessions_operator ON sessions(operator_id)',
+    ],
+  },
 ];
 
 // Any fixed number: the advisory lock that keeps two starting services from migrating at once.

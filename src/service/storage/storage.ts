@@ -1,3 +1,4 @@
+import type { OperatorRole } from '../auth.js';
 import { ServiceError } from '../errors.js';
 import type { Approval, ProfileView, RequestKind, RequestListQuery, RequestState } from '../protocol.js';
 import type { Db, DbTx, Row } from './db.js';
@@ -8,6 +9,11 @@ export interface Operator {
   username: string;
   passwordHash: string;
   createdAt: number;
+  role: OperatorRole;
+}
+
+function toOperator(r: Row): Operator {
+  return { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at), role: String(r.role) as OperatorRole };
 }
 
 /** A profile as stored is exactly what the API shows of it. */
@@ -81,11 +87,16 @@ export interface AuditQuery {
   since?: number;
   until?: number;
   limit?: number;
+  /** Newest entries first (the console); default oldest first. */
+  newestFirst?: boolean;
 }
 
 /** The API's query, and the container a card holder proves a key for. */
-export interface RequestQuery extends RequestListQuery {
+export interface RequestQuery extends Omit<RequestListQuery, 'since' | 'until'> {
   container?: string;
+  /** Submitted at or after / before, ms since the epoch. */
+  since?: number;
+  until?: number;
 }
 
 export interface NewRequest {
@@ -254,10 +265,10 @@ export class Storage {
 
   async createOperator(op: Operator, actor: string): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.query('INSERT INTO operators (id, username, password_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)', [
-        op.id, op.username, op.passwordHash, op.createdAt, actor,
+      await tx.query('INSERT INTO operators (id, username, password_hash, created_at, created_by, role) VALUES (?, ?, ?, ?, ?, ?)', [
+        op.id, op.username, op.passwordHash, op.createdAt, actor, op.role,
       ]);
-      await audit(tx, op.createdAt, actor, 'operator.created', `operator:${op.username}`);
+      await audit(tx, op.createdAt, actor, 'operator.created', `operator:${op.username}`, { role: op.role });
     });
   }
 
@@ -268,23 +279,43 @@ export class Storage {
 
   async findOperator(username: string): Promise<Operator | undefined> {
     const [r] = await this.db.query('SELECT * FROM operators WHERE username = ?', [username]);
-    return r ? { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at) } : undefined;
+    return r ? toOperator(r) : undefined;
   }
 
-  async createSession(tokenHash: string, op: Operator, now: number, expiresAt: number): Promise<void> {
+  /**
+   * A session ends at `expiresAt` whatever happens; with `idleMs` (console sessions) also after
+   * that long without use.
+   */
+  async createSession(tokenHash: string, op: Operator, now: number, expiresAt: number, idleMs?: number): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.query('INSERT INTO sessions (token_hash, operator_id, created_at, expires_at) VALUES (?, ?, ?, ?)', [tokenHash, op.id, now, expiresAt]);
-      await audit(tx, now, `operator:${op.username}`, 'session.started', `operator:${op.username}`, { expiresAt });
+      await tx.query('INSERT INTO sessions (token_hash, operator_id, created_at, expires_at, idle_ms, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)', [
+        tokenHash, op.id, now, expiresAt, idleMs ?? null, now,
+      ]);
+      await audit(tx, now, `operator:${op.username}`, 'session.started', `operator:${op.username}`, { expiresAt, ...(idleMs !== undefined ? { idleMs, console: true } : {}) });
     });
   }
 
+  /** The operator of a live session; a use of a session with an idle expiry moves that expiry on. */
   async sessionOperator(tokenHash: string, now: number): Promise<Operator | undefined> {
     const [r] = await this.db.query(
-      `SELECT o.* FROM sessions s JOIN operators o ON o.id = s.operator_id
-       WHERE s.token_hash = ? AND s.expires_at > ? AND s.ended_at IS NULL`,
-      [tokenHash, now],
+      `SELECT o.*, s.idle_ms FROM sessions s JOIN operators o ON o.id = s.operator_id
+       WHERE s.token_hash = ? AND s.expires_at > ? AND s.ended_at IS NULL AND (s.idle_ms IS NULL OR s.last_seen_at + s.idle_ms > ?)`,
+      [tokenHash, now, now],
     );
-    return r ? { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at) } : undefined;
+    if (!r) return undefined;
+    if (r.idle_ms !== null && r.idle_ms !== undefined) await this.db.query('UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? AND last_seen_at < ?', [now, tokenHash, now]);
+    return toOperator(r);
+  }
+
+  /** A new password ends every session of the operator, in the same transaction. */
+  async changePassword(operatorId: string, passwordHash: string, actor: string, now: number): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const [op] = await tx.query('UPDATE operators SET password_hash = ? WHERE id = ? RETURNING username', [passwordHash, operatorId]);
+      if (!op) throw new ServiceError('NOT_FOUND', 'no such operator');
+      const ended = await tx.query('UPDATE sessions SET ended_at = ? WHERE operator_id = ? AND ended_at IS NULL RETURNING token_hash', [now, operatorId]);
+      await audit(tx, now, actor, 'operator.password-changed', `operator:${String(op.username)}`, { sessionsEnded: ended.length });
+      return ended.length;
+    });
   }
 
   async endSession(tokenHash: string, actor: string, now: number): Promise<void> {
@@ -457,6 +488,7 @@ export class Storage {
       REQUEST,
       [
         ['r.state = ?', q.state], ['r.user_name = ?', q.user], ['r.card_id = ?', q.cardId], ['r.container = ?', q.container],
+        ['r.created_at >= ?', q.since], ['r.created_at < ?', q.until],
         ['(r.created_at < ? OR (r.created_at = ? AND r.id < ?))', after && [after.createdAt, after.createdAt, after.id]],
       ],
       'r.created_at DESC, r.id DESC',
@@ -796,7 +828,7 @@ export class Storage {
   }
 
   async queryAudit(q: AuditQuery = {}): Promise<AuditEntry[]> {
-    const { sql, params } = selectWhere('SELECT * FROM audit', [['actor = ?', q.actor], ['action = ?', q.action], ['subject = ?', q.subject], ['at >= ?', q.since], ['at < ?', q.until]], 'id', q.limit);
+    const { sql, params } = selectWhere('SELECT * FROM audit', [['actor = ?', q.actor], ['action = ?', q.action], ['subject = ?', q.subject], ['at >= ?', q.since], ['at < ?', q.until]], q.newestFirst ? 'id DESC' : 'id', q.limit);
     return (await this.db.query(sql, params)).map((r) => ({
       id: Number(r.id),
       at: Number(r.at),
