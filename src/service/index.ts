@@ -8,7 +8,8 @@ import { EmbeddedCa, type CaKeyType } from './ca/embedded.js';
 import { CardAdminService } from './card-admin.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import { systemClock, type Clock } from './clock.js';
-import { EnrollmentService, type LoginThrottle } from './enrollment.js';
+import { EnrollmentService, type ConsoleSessionLimits, type LoginThrottle } from './enrollment.js';
+import { registerConsole } from './console/routes.js';
 import { ServiceError } from './errors.js';
 import { registerEst } from './est.js';
 import { createApp, type HttpLimits } from './http.js';
@@ -50,10 +51,14 @@ export interface ServiceConfig {
   transportKey?: Uint8Array;
   /** Unblock responses per card per hour; default 5. */
   unblockLimitPerHour?: number;
+  /** Operator console sessions: idle and absolute expiry (console/session.ts defaults). */
+  consoleSession?: Partial<ConsoleSessionLimits>;
 }
 
 export interface RunningService {
   url: string;
+  /** The operator console's address. */
+  consoleUrl: string;
   port: number;
   caCertPath: string;
   caCertPem: string;
@@ -135,6 +140,8 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     const app = createApp(service, { tls, clientCa: caCertPem, ...(cfg.log ? { log: cfg.log } : {}), ...(cfg.limits ? { limits: cfg.limits } : {}) });
     registerEst(app, service);
     const openapi = registerApi(app, service, cardAdmin);
+    // The operator console: same origin, TLS and use cases as the API (issue 15).
+    registerConsole(app, { service, cards: cardAdmin, ...(cfg.consoleSession ? { session: cfg.consoleSession } : {}) });
     await service.sweep();
     await app.listen({ host, port: cfg.port ?? 8443 });
     const port = (app.server.address() as AddressInfo).port;
@@ -157,6 +164,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     timer?.unref();
     return {
       url: `https://${urlHost}:${port}`,
+      consoleUrl: `https://${urlHost}:${port}/console/`,
       port,
       caCertPath: join(cfg.dataDir, 'ca', 'cert.pem'),
       caCertPem,
