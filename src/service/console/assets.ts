@@ -53,8 +53,8 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; overflow-wrap: anywhe
   header.top .who { margin-left: 0; }
   table.cards-on-phone thead { display: none; }
   table.cards-on-phone tr { display: block; border: 1px solid var(--line); margin-bottom: .8rem; }
-  table.cards-on-phone td { display: grid; grid-template-columns: 9rem 1fr; border: 0; }
-  table.cards-on-phone td::before { content: attr(data-label); font-weight: 600; }
+  table.cards-on-phone td { display: block; position: relative; padding-left: 8.5rem; border: 0; min-height: 2rem; }
+  table.cards-on-phone td::before { content: attr(data-label); position: absolute; left: .5rem; width: 7.5rem; font: 600 1rem/1.45 system-ui, sans-serif; }
   dl.facts { grid-template-columns: 1fr; }
 }
 `;
@@ -100,6 +100,9 @@ export const CONSOLE_JS = `
   document.addEventListener('htmx:load', function (e) { enhance(e.target); });
 })();
 `;
+
+/** A plain card shape, so the browser does not ask for /favicon.ico (a 404 in every console log). */
+export const FAVICON_SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect x="2" y="6" width="28" height="20" rx="3" fill="#102a43"/><rect x="6" y="12" width="8" height="7" rx="1" fill="#f0a30a"/></svg>';
 
 const require = createRequire(import.meta.url);
 let htmx: string | undefined;

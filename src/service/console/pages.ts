@@ -45,6 +45,7 @@ export function layout(title: string, ctx: PageContext, body: Html): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="htmx-config" content='{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true}'>
 <title>${title} · cardlink console</title>
+<link rel="icon" href="${ASSETS}/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="${ASSETS}/console.css">
 <script src="${ASSETS}/htmx.min.js" defer></script>
 <script src="${ASSETS}/console.js" defer></script>

@@ -15,7 +15,7 @@ import { ServiceError } from '../errors.js';
 import type { App } from '../http.js';
 import { DEFAULT_PROFILE, REQUEST_STATES, type AuditEntryView, type RequestListQuery, type RequestState, type RequestView } from '../protocol.js';
 import { x509 } from '../../x509.js';
-import { CONSOLE_CSS, CONSOLE_JS, htmxSource } from './assets.js';
+import { CONSOLE_CSS, CONSOLE_JS, FAVICON_SVG, htmxSource } from './assets.js';
 import { html } from './html.js';
 import * as pages from './pages.js';
 import { checkStateChange, CONSOLE_PATH, CONSOLE_SESSION_DEFAULTS, COOKIE_OPTIONS, csrfToken, SESSION_COOKIE, sessionSecret } from './session.js';
@@ -135,7 +135,8 @@ export function registerConsole(app: App, o: ConsoleOptions): void {
       if (err instanceof SignInNeeded) {
         if (req.headers['hx-request']) return reply.code(401).header('hx-redirect', `${CONSOLE_PATH}/login?done=expired`).send();
         const next = req.method === 'GET' ? req.url : `${CONSOLE_PATH}/pending`;
-        return reply.redirect(`${CONSOLE_PATH}/login?done=expired&next=${encodeURIComponent(next)}`, 303);
+        // "Your session ended" only to whoever had one; a first visit just sees the sign-in page.
+        return reply.redirect(`${CONSOLE_PATH}/login?${sessionSecret(req) ? 'done=expired&' : ''}next=${encodeURIComponent(next)}`, 303);
       }
       const e = err instanceof ServiceError ? err : (err as { statusCode?: number }).statusCode === 413
         ? new ServiceError('TOO_LARGE', 'the form is too large')
@@ -157,6 +158,7 @@ export function registerConsole(app: App, o: ConsoleOptions): void {
     c.get(`${pages.ASSETS}/htmx.min.js`, asset('text/javascript; charset=utf-8', htmxSource));
     c.get(`${pages.ASSETS}/console.js`, asset('text/javascript; charset=utf-8', () => CONSOLE_JS));
     c.get(`${pages.ASSETS}/console.css`, asset('text/css; charset=utf-8', () => CONSOLE_CSS));
+    c.get(`${pages.ASSETS}/favicon.svg`, asset('image/svg+xml', () => FAVICON_SVG));
 
     c.get(`${CONSOLE_PATH}/`, async (_req, reply) => reply.redirect(`${CONSOLE_PATH}/pending`, 303));
 

@@ -41,7 +41,9 @@ function ownOrigin(req: FastifyRequest): string {
  */
 export function checkStateChange(req: FastifyRequest, secret: string | undefined): void {
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== ownOrigin(req)) throw new ServiceError('FORBIDDEN', 'this form was sent from another site: the console accepts changes from its own pages only');
+  // With Referrer-Policy: no-referrer a browser sends `Origin: null` even for its own forms, so
+  // `null` proves nothing either way: Sec-Fetch-Site and the token decide then.
+  if (origin !== undefined && origin !== 'null' && origin !== ownOrigin(req)) throw new ServiceError('FORBIDDEN', 'this form was sent from another site: the console accepts changes from its own pages only');
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin') throw new ServiceError('FORBIDDEN', 'this form was sent from another site: the console accepts changes from its own pages only');
   if (secret === undefined) return;
