@@ -192,3 +192,40 @@ describe('escaping and CSV', () => {
     assert.equal(csv, 'id,at,actor,action,subject,details\r\n1,2026-12-04T10:00:00.000Z,"\'=HYPERLINK(""x"")","a,b",,"{""reason"":""line\\nbreak \\""q\\""""}"\r\n');
   });
 });
+
+describe('cardlink demo --keep', () => {
+  test('prints the console URL and a one-time operator password that signs in; the service stops on the stop signal', { timeout: 180_000 }, async () => {
+    const { main } = await import('../../src/cli/main.js');
+    const { readFileSync } = await import('node:fs');
+    const dir = tempDir('cardlink-demo-keep-');
+    const stop = new AbortController();
+    let stdout = '';
+    let signedIn = 0;
+    let loginStatus = 0;
+    let storyUserShown = false;
+    const finished = main(['demo', '--keep', '--json', '--dir', dir], {
+      stdout: (t) => {
+        stdout += t;
+        if (!stdout.includes('"console"') || signedIn !== 0) return;
+        signedIn = 1;
+        const out = JSON.parse(stdout) as { ok: boolean; console: { url: string; caCertificate: string; username: string; password: string } };
+        const base = new URL(out.console.url).origin;
+        const b = { base, ca: readFileSync(out.console.caCertificate, 'utf8') };
+        void send(b, 'POST', '/console/login', { form: { username: out.console.username, password: out.console.password }, headers: { origin: base } })
+          .then(async (a) => {
+            loginStatus = a.status;
+            const requests = await send(b, 'GET', '/console/requests', { cookie: sessionCookie(a).pair });
+            storyUserShown = requests.body.includes('demo.user@example.com');
+          })
+          .finally(() => stop.abort());
+      },
+      stderr: () => undefined,
+      env: { PATH: process.env.PATH ?? '', HOME: dir, CARDLINK_HOME: `${dir}/home` },
+      signal: stop.signal,
+    });
+    assert.equal(await finished, 0, stdout);
+    assert.equal(signedIn, 1, 'the console facts were printed');
+    assert.equal(loginStatus, 303, 'the printed password signs in');
+    assert.ok(storyUserShown, "the story's requests are in the console");
+  });
+});
