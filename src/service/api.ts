@@ -69,7 +69,7 @@ const requestSchema: Schema = {
   properties: {
     id: str, kind: str, user: str, profile: str, state: { type: 'string', enum: REQUEST_STATES }, subject: str, cardId: nullableStr, container: nullableStr,
     createdAt: str, decidedBy: nullableStr, decidedAt: nullableStr, reason: nullableStr, serial: nullableStr, notBefore: nullableStr,
-    notAfter: nullableStr, issuedAt: nullableStr, deliveredAt: nullableStr, certificate: { type: ['string', 'null'], description: 'PEM, once issued' },
+    notAfter: nullableStr, issuedAt: nullableStr, deliveredAt: nullableStr, submittedFrom: { type: ['string', 'null'], description: 'client address the request came from' }, certificate: { type: ['string', 'null'], description: 'PEM, once issued' },
     retryAfter: { type: ['integer', 'null'], description: 'seconds to wait before asking again' },
   },
 };
@@ -256,7 +256,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
       response: [{ status: 200, description: 'issued', schema: requestSchema }, { status: 202, description: 'waiting (see Retry-After)', schema: requestSchema }],
       handler: async (req, reply) => {
-        const view = await service.submit(req.principal, req.body as SubmitBody);
+        const view = await service.submit(req.principal, req.body as SubmitBody, req.ip);
         return pendingStatus(reply, view).send(view);
       },
     },

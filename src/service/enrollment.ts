@@ -386,16 +386,16 @@ export class EnrollmentService {
   // Requests
 
   /** The JSON API's submit: a new request with an enrollment token, or the same request again. */
-  async submit(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }): Promise<RequestView> {
-    return this.view(await this.submitRecord(p, o));
+  async submit(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }, source?: string): Promise<RequestView> {
+    return this.view(await this.submitRecord(p, o, source));
   }
 
   /** EST simpleenroll (RFC 7030 §4.2.1): the same use case, answered with the stored DER. */
-  async simpleEnroll(p: Principal, csr: Uint8Array | string, label?: string): Promise<EnrollmentOutcome> {
+  async simpleEnroll(p: Principal, csr: Uint8Array | string, label?: string, source?: string): Promise<EnrollmentOutcome> {
     if (label !== undefined && p.kind === 'enrollment-token' && label !== p.profile) {
       throw new ServiceError('FORBIDDEN', `the enrollment token is for profile '${p.profile}', not for CA label '${label}'`);
     }
-    return this.outcome(await this.submitRecord(p, { csr }));
+    return this.outcome(await this.submitRecord(p, { csr }, source));
   }
 
   /** Whether an EST CA label (RFC 7030 §3.2.2) names a profile: labels are profile names. */
@@ -407,7 +407,7 @@ export class EnrollmentService {
    * A new request with an enrollment token, or the same request again: sending the identical CSR
    * returns the request it made, with its certificate once there is one.
    */
-  private async submitRecord(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }): Promise<RequestRecord> {
+  private async submitRecord(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }, source?: string): Promise<RequestRecord> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'an enrollment token is needed to submit a request');
     if (p.kind !== 'enrollment-token') throw new ServiceError('FORBIDDEN', 'requests are submitted with an enrollment token');
     const parsed = await parseCsr(o.csr);
@@ -430,6 +430,7 @@ export class EnrollmentService {
         id: randomUUID(), kind: 'enroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
         subject: userSubject(p.user).toString(), cardId: o.cardId?.toLowerCase() ?? null, container: o.container ?? null, renews: null,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
+        submittedFrom: source?.slice(0, 64) ?? null,
       },
       now,
       { id: p.tokenId },
@@ -455,7 +456,7 @@ export class EnrollmentService {
    * keys, only for a new key bound to the same card (renewalBinding in protocol.ts). Every refusal
    * says why, in the answer and in the audit log.
    */
-  async simpleReenroll(p: Principal, csrInput: Uint8Array | string, label?: string): Promise<EnrollmentOutcome> {
+  async simpleReenroll(p: Principal, csrInput: Uint8Array | string, label?: string, source?: string): Promise<EnrollmentOutcome> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 're-enrollment needs the current certificate as TLS client certificate');
     if (p.kind !== 'certificate') throw new ServiceError('FORBIDDEN', 're-enrollment needs the current certificate as TLS client certificate');
     const parsed = await parseCsr(csrInput);
@@ -512,6 +513,7 @@ export class EnrollmentService {
         id: randomUUID(), kind: 'reenroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
         subject: current.subject, cardId, container, renews: p.serial,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
+        submittedFrom: source?.slice(0, 64) ?? null,
       },
       submittedAt,
       undefined,
@@ -645,6 +647,7 @@ export class EnrollmentService {
       id: r.id, kind: r.kind, user: r.user, profile: r.profile, state: r.state, subject: r.subject, cardId: r.cardId, container: r.container,
       createdAt: iso(r.createdAt)!, decidedBy: r.decidedBy, decidedAt: iso(r.decidedAt), reason: r.reason, serial: cert ? r.serial : null,
       notBefore: cert ? iso(r.notBefore) : null, notAfter: cert ? iso(r.notAfter) : null, issuedAt: iso(r.issuedAt), deliveredAt: iso(r.deliveredAt),
+      submittedFrom: r.submittedFrom,
       certificate: cert ? toPem(cert, 'CERTIFICATE') : null,
       retryAfter: this.retryAfter(r.state),
     };

@@ -87,6 +87,8 @@ export interface RequestView {
   notAfter: string | null;
   issuedAt: string | null;
   deliveredAt: string | null;
+  /** The client address the request came from, when the service knows it (requests from before migration 6 have none). */
+  submittedFrom?: string | null;
   /** PEM, once issued. */
   certificate: string | null;
   /** Seconds to wait before asking again, while the request waits for a decision or the CA. */

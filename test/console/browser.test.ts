@@ -60,7 +60,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
     mkdirSync(SHOTS, { recursive: true });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
     // The service's certificate comes from its own CA, which this throwaway browser profile does not know.
-    ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+    ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 }, timezoneId: 'Europe/Berlin', locale: 'en-GB' });
     await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(url).origin });
     page = await ctx.newPage();
     page.on('dialog', (d) => {
@@ -105,6 +105,13 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
     await row.waitFor();
     assert.match(await row.innerText(), /alice@example\.com/);
     assert.match(await row.innerText(), /RSA 2048/);
+    assert.match(await row.innerText(), /from 127\.0\.0\.1, with an enrollment token/);
+    // The operator's time zone in the text (the script rewrote the server's UTC), UTC in the title.
+    const submitted = row.locator('time');
+    const title = (await submitted.getAttribute('title'))!;
+    assert.match(title, /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/);
+    await page.waitForFunction(`document.querySelector('tr[data-request="${id}"] time').textContent !== ${JSON.stringify(title)}`);
+    assert.match(await submitted.innerText(), /CET|CEST|GMT\+[12]/);
     await row.getByRole('link', { name: 'Approve the request of alice@example.com' }).click();
     await page.getByRole('button', { name: 'Approve the request of alice@example.com' }).click();
     await page.waitForURL(/done=approved/);

@@ -121,7 +121,7 @@ export function pendingList(rows: PendingRow[], version: string, canDecide: bool
 <td data-label="Profile">${r.profile}</td>
 <td data-label="Card" class="mono wrap">${r.cardId ?? 'no card'}<br>${r.container ?? ''}</td>
 <td data-label="Key" class="wrap">${key.description}<br><span class="mono" title="SHA-256 of the public key">${key.fingerprint.slice(0, 16)}…</span></td>
-<td data-label="Submitted">${time(r.createdAt)}<br><span class="muted">by ${r.kind === 'reenroll' ? 'the current certificate' : 'an enrollment token'}</span></td>
+<td data-label="Submitted">${time(r.createdAt)}<br><span class="muted">from ${r.submittedFrom ?? 'an unknown address'}, with ${r.kind === 'reenroll' ? 'the current certificate' : 'an enrollment token'}</span></td>
 <td data-label="Actions"><div class="actions"><a href="/console/requests/${r.id}">Details<span class="skip"> of request ${r.id}</span></a>
 ${canDecide
     ? html`<a class="button" href="/console/requests/${r.id}/approve" aria-label="Approve the request of ${r.user}">Approve</a>
@@ -203,7 +203,7 @@ export function requestDetail(r: RequestView, csrPem: string, history: AuditEntr
   }
   return html`<dl class="facts"><dt>Request</dt><dd class="mono">${r.id}</dd><dt>State</dt><dd>${stateBadge(r.state)}</dd><dt>User</dt><dd>${r.user}</dd><dt>Profile</dt><dd>${r.profile}</dd>
 <dt>Kind</dt><dd>${r.kind === 'reenroll' ? 'renewal' : 'first enrollment'}</dd><dt>Card</dt><dd class="mono">${r.cardId ? html`<a href="/console/cards/${r.cardId}">${r.cardId}</a>` : '—'}</dd><dt>Container</dt><dd class="mono">${r.container ?? '—'}</dd>
-<dt>Submitted</dt><dd>${time(r.createdAt)}</dd><dt>Decided</dt><dd>${r.decidedBy ? html`${time(r.decidedAt)} by ${r.decidedBy}` : '—'}</dd>${r.reason ? html`<dt>Reason</dt><dd data-testid="reason">${r.reason}</dd>` : ''}</dl>
+<dt>Submitted</dt><dd>${time(r.createdAt)} from ${r.submittedFrom ?? 'an unknown address'}</dd><dt>Decided</dt><dd>${r.decidedBy ? html`${time(r.decidedAt)} by ${r.decidedBy}` : '—'}</dd>${r.reason ? html`<dt>Reason</dt><dd data-testid="reason">${r.reason}</dd>` : ''}</dl>
 <div class="actions">${canDecide && r.state === 'pending' ? html`<a class="button" href="/console/requests/${r.id}/approve">Approve</a><a class="button danger" href="/console/requests/${r.id}/reject">Reject</a>` : ''}
 ${canRevoke && (r.state === 'issued' || r.state === 'delivered') ? html`<a class="button danger" href="/console/requests/${r.id}/revoke">Revoke the certificate</a>` : ''}</div>
 <h2>Certificate request</h2>${csrFacts}

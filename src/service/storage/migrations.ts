@@ -113,6 +113,8 @@ export const MIGRATIONS: Migration[] = [
       'ALTER TABLE sessions ADD COLUMN idle_ms BIGINT',
       'ALTER TABLE sessions ADD COLUMN last_seen_at BIGINT',
       'CREATE INDEX sessions_operator ON sessions(operator_id)',
+      // Where a request came from (the client's address), for the operator who decides it.
+      'ALTER TABLE requests ADD COLUMN submitted_from TEXT',
     ],
   },
 ];

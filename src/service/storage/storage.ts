@@ -55,6 +55,8 @@ export interface RequestRecord {
   notAfter: number | null;
   issuedAt: number | null;
   deliveredAt: number | null;
+  /** The address the request was submitted from, when known. */
+  submittedFrom: string | null;
   /** The issued certificate's DER as the CA signed it (joined from `certificates`), once there is one. */
   certificate: Buffer | null;
 }
@@ -114,6 +116,7 @@ export interface NewRequest {
   state: 'pending' | 'approved';
   createdBy: string;
   decidedBy: string | null;
+  submittedFrom?: string | null;
 }
 
 export interface Claim {
@@ -150,6 +153,7 @@ function toRequest(r: Row): RequestRecord {
     notAfter: num(r.not_after),
     issuedAt: num(r.issued_at),
     deliveredAt: num(r.delivered_at),
+    submittedFrom: str(r.submitted_from),
     certificate: r.certificate_der === null || r.certificate_der === undefined ? null : Buffer.from(r.certificate_der as Uint8Array),
   };
 }
@@ -440,12 +444,12 @@ export class Storage {
       const state = claim ? 'issuing' : req.state;
       await tx.query(
         `INSERT INTO requests (id, kind, user_name, profile, csr, csr_hash, key_hash, subject, card_id, container, renews,
-           state, created_at, created_by, updated_at, decided_by, decided_at, serial, not_before, not_after, lease_until)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           state, created_at, created_by, updated_at, decided_by, decided_at, serial, not_before, not_after, lease_until, submitted_from)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           req.id, req.kind, req.user, req.profile, req.csr, req.csrHash, req.keyHash, req.subject, req.cardId, req.container,
           req.renews, state, now, req.createdBy, now, req.decidedBy, req.decidedBy === null ? null : now,
-          claim?.serial ?? null, claim?.notBefore ?? null, claim?.notAfter ?? null, claim?.leaseUntil ?? null,
+          claim?.serial ?? null, claim?.notBefore ?? null, claim?.notAfter ?? null, claim?.leaseUntil ?? null, req.submittedFrom ?? null,
         ],
       );
       await audits(tx, [
@@ -459,6 +463,7 @@ export class Storage {
       return {
         ...req, state, createdAt: now, updatedAt: now, decidedAt: req.decidedBy === null ? null : now, reason: null,
         serial: claim?.serial ?? null, notBefore: claim?.notBefore ?? null, notAfter: claim?.notAfter ?? null, issuedAt: null, deliveredAt: null, certificate: null,
+        submittedFrom: req.submittedFrom ?? null,
       };
     });
   }
