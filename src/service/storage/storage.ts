@@ -316,7 +316,11 @@ export class Storage {
     return this.db.transaction(async (tx) => {
       const [op] = await tx.query('UPDATE operators SET password_hash = ? WHERE id = ? RETURNING username', [passwordHash, operatorId]);
       if (!op) throw new ServiceError('NOT_FOUND', 'no such operator');
-      const ended = await tx.query('UPDATE sessions SET ended_at = ? WHERE operator_id = ? AND ended_at IS NULL RETURNING token_hash', [now, operatorId]);
+      // The sessions still alive: expired ones are dead already and are not counted.
+      const ended = await tx.query(
+        'UPDATE sessions SET ended_at = ? WHERE operator_id = ? AND ended_at IS NULL AND expires_at > ? AND (idle_ms IS NULL OR last_seen_at + idle_ms > ?) RETURNING token_hash',
+        [now, operatorId, now, now],
+      );
       await audit(tx, now, actor, 'operator.password-changed', `operator:${String(op.username)}`, { sessionsEnded: ended.length });
       return ended.length;
     });
