@@ -119,6 +119,33 @@ describe('console security (direct requests)', () => {
     assert.equal((await client.profiles(op)).find((p) => p.name === 'smartcard-logon')!.validityDays, 200);
   });
 
+  test('help desk: an approver gets the unblock response and a ticket for an active card; a viewer is refused', async () => {
+    const cardId = randomCardId();
+    const token = await makeToken(client, op, 'ulla@example.com');
+    const key = await client.cardAdminKey(token, cardId);
+    if (!key.upToDate) await client.confirmCardAdminKey(token, cardId, key.keyVersion);
+    const headers = { origin: new URL(svc.url).origin };
+    const viewer = await signIn(b, VIEWER.username, VIEWER.password);
+    const vPage = await send(b, 'GET', `/console/cards/${cardId}`, { cookie: viewer });
+    assert.doesNotMatch(vPage.body, /unblock-response/, 'no unblock form for a viewer');
+    const refused = await send(b, 'POST', `/console/cards/${cardId}/unblock-response`, { cookie: viewer, form: { challenge: '0011223344556677', _csrf: csrfOf(vPage.body) }, headers });
+    assert.equal(refused.status, 403);
+    const approver = await signIn(b, APPROVER.username, APPROVER.password);
+    const aCsrf = csrfOf((await send(b, 'GET', `/console/cards/${cardId}`, { cookie: approver })).body);
+    const noToken = await send(b, 'POST', `/console/cards/${cardId}/unblock-response`, { cookie: approver, form: { challenge: '0011223344556677' }, headers });
+    assert.equal(noToken.status, 403);
+    const answered = await send(b, 'POST', `/console/cards/${cardId}/unblock-response`, { cookie: approver, form: { challenge: '0011223344556677', _csrf: aCsrf }, headers });
+    assert.equal(answered.status, 200, answered.body.slice(0, 400));
+    assert.match(answered.body, /id="card-secret-value">[0-9A-F]{16}</);
+    const again = await send(b, 'POST', `/console/cards/${cardId}/unblock-response`, { cookie: approver, form: { challenge: '0011223344556677', _csrf: aCsrf }, headers });
+    assert.equal(again.status, 409, 'each challenge is answered once');
+    const ticket = await send(b, 'POST', `/console/cards/${cardId}/unblock-ticket`, { cookie: approver, form: { _csrf: aCsrf }, headers });
+    assert.equal(ticket.status, 200);
+    assert.match(ticket.body, /id="card-secret-value">clu_[A-Za-z0-9_-]{43}</);
+    const audit = await client.audit(op, { actor: 'operator:arno' });
+    assert.ok(audit.some((e) => e.action.includes('unblock')), JSON.stringify(audit.map((e) => e.action)));
+  });
+
   test('failed sign-ins lock the operator out (with audit entries), even with the right password afterwards', async () => {
     const headers = { origin: new URL(svc.url).origin };
     const user = { username: 'lucy', password: 'lucy password 1234' };

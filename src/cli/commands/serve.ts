@@ -52,9 +52,9 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
         `Stop serve, set CARDLINK_OPERATOR_PASSWORD and start it again to create '${forTerminal(operator)}' (--operator NAME for another name).\n`,
     );
   }
-  const facts = { url: running.url, caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
+  const facts = { url: running.url, console: running.consoleUrl, caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
   if (values.json) io.stdout(JSON.stringify({ ok: true, ...facts }) + '\n');
-  else io.stdout(`listening on ${facts.url}\nCA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
+  else io.stdout(`listening on ${facts.url}\noperator console: ${facts.console}\nCA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off('SIGINT', stop);

@@ -277,14 +277,33 @@ export function cardsList(cards: { cardId: string; user: string; requests: numbe
 <tbody>${cards.map((c) => html`<tr><td data-label="Card" class="mono wrap"><a href="/console/cards/${c.cardId}">${c.cardId}</a></td><td data-label="User" class="wrap">${c.user}</td><td data-label="Requests">${c.requests}</td><td data-label="Latest">${stateBadge(c.latest.state)} ${time(c.latest.createdAt)}</td></tr>`)}</tbody></table></div>`;
 }
 
-export function cardDetail(cardId: string, requests: RequestView[], canRevoke: boolean): Html {
+/** What the help desk hands over once: an unblock response or ticket (never stored in the clear, never shown again). */
+export interface CardSecret {
+  label: string;
+  value: string;
+  note: Html;
+}
+
+export function cardDetail(cardId: string, requests: RequestView[], canAct: boolean, ctx: PageContext, shown?: CardSecret): Html {
+  const unblock = canAct
+    ? html`<h2>PIN blocked: unblock</h2>
+${shown ? html`<section aria-labelledby="card-secret"><h3 id="card-secret">${shown.label}</h3><p class="secret mono" id="card-secret-value">${shown.value}</p>
+<p><button type="button" data-copy="card-secret-value" data-status="card-copy-status" hidden>Copy</button> <span id="card-copy-status" role="status"></span></p>${shown.note}</section>` : ''}
+<form class="stack" method="post" action="/console/cards/${cardId}/unblock-response">${csrfField(ctx)}
+<div><label for="challenge">Challenge the user reads from the card (16 hex digits)</label><input id="challenge" name="challenge" type="text" required maxlength="40" autocomplete="off" pattern="[0-9A-Fa-f ]{16,40}"></div>
+<div><button type="submit">Get the response to read out</button></div></form>
+<form class="stack" method="post" action="/console/cards/${cardId}/unblock-ticket">${csrfField(ctx)}
+<p>Or let the user unblock online with <span class="mono">cardlink card unblock --online</span>: a one-time ticket, valid one hour.</p>
+<div><button type="submit" class="secondary">Make an unblock ticket</button></div></form>`
+    : '';
   return html`<dl class="facts"><dt>Card ID</dt><dd class="mono">${cardId}</dd><dt>User</dt><dd>${requests[0]?.user ?? '—'}</dd></dl>
 <p class="muted" id="card-lifecycle">Card life-cycle actions (lost, suspend, resume) appear here when the service keeps card records (issue 13).</p>
+${unblock}
 <h2>Certificates and requests on this card</h2>
 ${requests.length === 0 ? html`<p class="empty">No requests were made with this card.</p>` : html`<div class="table-wrap"><table class="cards-on-phone"><thead><tr><th scope="col">Request</th><th scope="col">Container</th><th scope="col">State</th><th scope="col">Serial</th><th scope="col">Valid until</th><th scope="col">Actions</th></tr></thead>
 <tbody>${requests.map((r) => html`<tr><td data-label="Request" class="mono"><a href="/console/requests/${r.id}">${r.id.slice(0, 8)}</a></td><td data-label="Container" class="mono">${r.container ?? '—'}</td><td data-label="State">${stateBadge(r.state)}</td>
 <td data-label="Serial" class="mono wrap">${r.serial ?? '—'}</td><td data-label="Valid until">${time(r.notAfter)}</td>
-<td data-label="Actions">${canRevoke && (r.state === 'issued' || r.state === 'delivered') ? html`<a class="button danger" href="/console/requests/${r.id}/revoke">Revoke</a>` : ''}</td></tr>`)}</tbody></table></div>`}`;
+<td data-label="Actions">${canAct && (r.state === 'issued' || r.state === 'delivered') ? html`<a class="button danger" href="/console/requests/${r.id}/revoke">Revoke</a>` : ''}</td></tr>`)}</tbody></table></div>`}`;
 }
 
 export function loginForm(next: string): Html {

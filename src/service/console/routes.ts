@@ -339,14 +339,34 @@ ${res.next ? html`<a href="/console/requests?${keep.toString()}">Next page</a>` 
         }
         return pages.cardsList([...byCard.values()]);
       }));
-    c.get(`${CONSOLE_PATH}/cards/:cardId`, async (req, reply) =>
-      page(req, reply, 'Card', `${CONSOLE_PATH}/cards`, async (_ctx, p) => {
-        const cardId = (req.params as { cardId: string }).cardId.toLowerCase();
-        if (!CARD_RE.test(cardId)) throw new ServiceError('NOT_FOUND', 'a card ID is 32 hex digits');
+    const cardIdOf = (req: FastifyRequest): string => {
+      const cardId = (req.params as { cardId: string }).cardId.toLowerCase();
+      if (!CARD_RE.test(cardId)) throw new ServiceError('NOT_FOUND', 'a card ID is 32 hex digits');
+      return cardId;
+    };
+    const cardPage = (req: FastifyRequest, reply: FastifyReply, shown?: (p: OperatorPrincipal, cardId: string) => Promise<pages.CardSecret>) =>
+      page(req, reply, 'Card', `${CONSOLE_PATH}/cards`, async (ctx, p) => {
+        const cardId = cardIdOf(req);
+        const secret = shown ? await shown(p, cardId) : undefined;
         const { requests } = await service.page(p, { cardId, limit: 500 });
-        void cards; // CardAdminService: unblock and retire need the card at a workstation (cardlink admin), not the console.
-        return pages.cardDetail(cardId, requests, atLeast(p, 'approver'));
-      }));
+        return pages.cardDetail(cardId, requests, atLeast(p, 'approver'), ctx, secret);
+      });
+    c.get(`${CONSOLE_PATH}/cards/:cardId`, async (req, reply) => cardPage(req, reply));
+    // Help desk (issue 14): answers shown in this one page and nowhere else, like a new token.
+    c.post(`${CONSOLE_PATH}/cards/:cardId/unblock-response`, async (req, reply) => {
+      checkStateChange(req, sessionSecret(req));
+      return cardPage(req, reply, async (p, cardId) => {
+        const r = await cards.unblockResponse(p, cardId, form(req).challenge ?? '');
+        return { label: `Response to challenge ${r.challenge}`, value: r.response, note: html`<p>Read it out to the user, who types it into <span class="mono">cardlink card unblock</span>. It opens this card for this challenge only.</p>` };
+      });
+    });
+    c.post(`${CONSOLE_PATH}/cards/:cardId/unblock-ticket`, async (req, reply) => {
+      checkStateChange(req, sessionSecret(req));
+      return cardPage(req, reply, async (p, cardId) => {
+        const t = await cards.createUnblockTicket(p, cardId);
+        return { label: 'Unblock ticket (shown once)', value: t.ticket, note: html`<p>Give it to the user for <span class="mono">cardlink card unblock --online</span>; it works once, until ${pages.time(t.expiresAt)}.</p>` };
+      });
+    });
 
     // Audit log
     const auditQuery = (req: FastifyRequest, limit: number) => {
