@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { requireOperator } from './auth.js';
 import type { CardAdminService } from './card-admin.js';
 import type { EnrollmentService } from './enrollment.js';
 import { ServiceError } from './errors.js';
@@ -462,7 +463,13 @@ export function registerApi(app: App, service: EnrollmentService, cards: CardAdm
       url: API_PREFIX + ROUTES[r.operationId].path,
       schema: { ...(r.body ? { body: r.body } : {}), ...(r.query ? { querystring: r.query } : {}) },
       config: { public: r.public === true },
-      handler: r.handler,
+      // The route's role is checked here as well as in its use case: a use case that forgot its role cannot open a route.
+      handler: r.access === 'operator'
+        ? async (req: FastifyRequest, reply: FastifyReply) => {
+            requireOperator(req.principal, r.role);
+            return r.handler(req, reply);
+          }
+        : r.handler,
     });
   }
   app.get(API_PREFIX + ROUTES.openapi.path, { config: { public: true } }, async () => doc);
