@@ -146,6 +146,25 @@ describe('console security (direct requests)', () => {
     assert.ok(audit.some((e) => e.action.includes('unblock')), JSON.stringify(audit.map((e) => e.action)));
   });
 
+  test('the requests page filters by state, user and date, and says what to do when nothing matches', async () => {
+    const cookie = await signIn(b, VIEWER.username, VIEWER.password);
+    const id = await pendingRequest();
+    const day = clock.now().toISOString().slice(0, 10);
+    const next = new Date(clock.now().getTime() + 86_400_000).toISOString().slice(0, 10);
+    const rowsOf = (body: string) => [...body.matchAll(/<a href="\/console\/requests\/([0-9a-f-]{36})">/g)].map((m) => m[1]);
+    const all = await send(b, 'GET', `/console/requests?state=pending&user=mallory%40example.com&since=${day}&until=${day}`, { cookie });
+    assert.equal(all.status, 200);
+    assert.ok(rowsOf(all.body).includes(id));
+    for (const q of [`state=rejected&user=mallory%40example.com`, `user=nobody%40example.com`, `since=${next}`]) {
+      const none = await send(b, 'GET', `/console/requests?${q}`, { cookie });
+      assert.ok(!rowsOf(none.body).includes(id), q);
+    }
+    assert.match((await send(b, 'GET', `/console/requests?since=${next}`, { cookie })).body, /No requests match these filters/);
+    const bad = await send(b, 'GET', '/console/requests?since=yesterday', { cookie });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body, /Submitted from: give a date like 2026-12-04/);
+  });
+
   test('failed sign-ins lock the operator out (with audit entries), even with the right password afterwards', async () => {
     const headers = { origin: new URL(svc.url).origin };
     const user = { username: 'lucy', password: 'lucy password 1234' };
