@@ -7,6 +7,8 @@ command -v curl >/dev/null || need+=(curl)
 # The agent's tests check its systemd unit (systemd-analyze verify) and Task Scheduler XML (xmllint).
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
+# The operator console tests drive Debian's Chromium through playwright-core (test/console/browser.test.ts).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "missing packages: ${need[*]} (run as root or install them)" >&2; exit 1; fi
   apt-get update -qq

@@ -62,8 +62,11 @@ export const specs = {
     path: ['demo'],
     summary: 'run the seed story on an emulated card (no reader or server needed)',
     description: 'Runs the whole story (card, service, enrollment, approval, collection, Windows link) on an emulated card and a service on loopback, and prints each step.',
-    options: { dir: { type: 'string', value: 'DIR', help: 'keep the demo files (card image, service data) in DIR', default: 'a new temporary directory' } },
-    examples: ['cardlink demo --dir /tmp/story'],
+    options: {
+      dir: { type: 'string', value: 'DIR', help: 'keep the demo files (card image, service data) in DIR', default: 'a new temporary directory' },
+      keep: { type: 'boolean', help: "keep the story's service running afterwards and print the operator console's URL and a one-time operator password, until Ctrl-C" },
+    },
+    examples: ['cardlink demo --dir /tmp/story', 'cardlink demo --keep'],
     module: 'demo',
     handler: 'demo',
   }),

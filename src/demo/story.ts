@@ -39,7 +39,16 @@ export interface StoryStep {
  * approves days later, workstation B (its own cache and Windows store) that collects, installs,
  * links and signs; then, side by side, a certificate loaded the seed's way and what happens to it.
  */
-export async function runStory(dir: string, onStep: (s: StoryStep) => void): Promise<StoryStep[]> {
+/** The story's service, kept running for a newcomer to click through in the operator console (`demo --keep`). */
+export interface KeptService {
+  url: string;
+  consoleUrl: string;
+  caCertificate: string;
+  /** A console operator made for this run (admin), with a password shown to the newcomer once. */
+  operator: { username: string; password: string };
+}
+
+export async function runStory(dir: string, onStep: (s: StoryStep) => void, o: { whileKept?: (kept: KeptService) => Promise<void> } = {}): Promise<StoryStep[]> {
   const steps: StoryStep[] = [];
   const say = (step: string, text: string, detail: Record<string, unknown> = {}): void => {
     const s = { step, text, detail };
@@ -175,6 +184,12 @@ export async function runStory(dir: string, onStep: (s: StoryStep) => void): Pro
     const retry = await seedTool();
     if (retry.thumbprint !== thumb(renewed)) throw new Error(`the seed tool should get the renewed certificate after the repair, got ${retry.thumbprint ?? retry.name}`);
     say('seed tool', `after check --repair the seed's addCardCertToStore succeeds at the first try with the renewed certificate (${retry.thumbprint.slice(0, 16)}…): the repair fixed the stale cache`, { thumbprint: retry.thumbprint, renewed: true });
+    if (o.whileKept) {
+      // Its own operator, not the story's: this password is the one the newcomer is shown.
+      const console = { username: 'demo', password: randomBytes(15).toString('base64url') };
+      await service.service.ensureOperator(console.username, console.password);
+      await o.whileKept({ url: service.url, consoleUrl: service.consoleUrl, caCertificate: service.caCertPath, operator: console });
+    }
     return steps;
   } finally {
     adminKey.fill(0);

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { requireOperator } from './auth.js';
 import { MALFORMED, type OcspResponder } from './ca/ocsp.js';
 import type { CardAdminService } from './card-admin.js';
 import type { CardService } from './cards.js';
@@ -8,6 +9,9 @@ import type { App } from './http.js';
 import {
   API_PREFIX,
   DEFAULT_PROFILE,
+  OPERATOR_ROLES,
+  type NewOperator,
+  type OperatorRole,
   EST_PREFIX,
   NEXT_CURSOR_HEADER,
   OCSP_BODY_LIMIT,
@@ -51,6 +55,8 @@ interface Route {
   operationId: Exclude<OperationId, 'openapi'>;
   summary: string;
   access: Access;
+  /** For operator routes: the least role that may call it (the use case checks it; this documents it). */
+  role?: OperatorRole;
   body?: Schema;
   query?: Schema;
   response: { status: number; description: string; schema?: Schema; contentType?: string }[];
@@ -75,7 +81,7 @@ const requestSchema: Schema = {
   properties: {
     id: str, kind: str, user: str, profile: str, state: { type: 'string', enum: REQUEST_STATES }, subject: str, cardId: nullableStr, container: nullableStr,
     createdAt: str, decidedBy: nullableStr, decidedAt: nullableStr, reason: nullableStr, serial: nullableStr, notBefore: nullableStr,
-    notAfter: nullableStr, issuedAt: nullableStr, deliveredAt: nullableStr, certificate: { type: ['string', 'null'], description: 'PEM, once issued' },
+    notAfter: nullableStr, issuedAt: nullableStr, deliveredAt: nullableStr, submittedFrom: { type: ['string', 'null'], description: 'client address the request came from' }, certificate: { type: ['string', 'null'], description: 'PEM, once issued' },
     retryAfter: { type: ['integer', 'null'], description: 'seconds to wait before asking again' },
   },
 };
@@ -133,7 +139,7 @@ function cardAdminRoutes(cards: CardAdminService): Route[] {
       },
     },
     {
-      operationId: 'unblockResponse', summary: "The response to a card's unblock challenge (help desk): active cards only, each challenge once, a few per card per hour, audited.", access: 'operator',
+      operationId: 'unblockResponse', summary: "The response to a card's unblock challenge (help desk): active cards only, each challenge once, a few per card per hour, audited.", access: 'operator', role: 'approver',
       body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
       response: [{ status: 200, description: 'response', schema: unblockResponseSchema }, { status: 409, description: 'card not active, or challenge answered already' }, { status: 429, description: 'too many responses for this card' }],
       handler: async (req) => {
@@ -142,7 +148,7 @@ function cardAdminRoutes(cards: CardAdminService): Route[] {
       },
     },
     {
-      operationId: 'createUnblockTicket', summary: 'A one-time ticket (shown once) with which the user unblocks this card online.', access: 'operator',
+      operationId: 'createUnblockTicket', summary: 'A one-time ticket (shown once) with which the user unblocks this card online.', access: 'operator', role: 'approver',
       body: { type: 'object', required: ['cardId'], additionalProperties: false, properties: { cardId: cardIdProp, ttlSeconds: { type: 'integer' } } },
       response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { cardId: str, ticket: str, expiresAt: str } } }],
       handler: async (req, reply) => {
@@ -160,12 +166,12 @@ function cardAdminRoutes(cards: CardAdminService): Route[] {
       },
     },
     {
-      operationId: 'rotateAdminMasterKey', summary: 'A new administrator master key version; every card is re-keyed to it on its next enrollment.', access: 'operator',
+      operationId: 'rotateAdminMasterKey', summary: 'A new administrator master key version; every card is re-keyed to it on its next enrollment.', access: 'operator', role: 'admin',
       response: [{ status: 200, description: 'rotated', schema: { type: 'object', properties: { keyVersion: { type: 'integer' } } } }],
       handler: async (req) => cards.rotateMasterKey(req.principal),
     },
     {
-      operationId: 'retireCard', summary: "Retires a card whose user left: no more unblock; the response to the card's challenge and the transport key, so the operator's workstation wipes it. Audited.", access: 'operator',
+      operationId: 'retireCard', summary: "Retires a card whose user left: no more unblock; the response to the card's challenge and the transport key, so the operator's workstation wipes it. Audited.", access: 'operator', role: 'admin',
       body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
       response: [{ status: 200, description: 'retired', schema: { type: 'object', properties: { cardId: str, response: str, keyVersion: { type: 'integer' }, transportKey: str, state: str } } }, { status: 409, description: 'not active, or challenge answered already' }],
       handler: async (req) => {
@@ -232,8 +238,8 @@ function cardRoutes(cards: CardService): Route[] {
     },
     {
       operationId: 'transitionCard',
-      summary: "Moves a card through its life cycle: lost (revokes its certificates, keyCompromise or cessationOfOperation, and makes the user's replacement enrollment token, shown once), suspend (certificateHold), resume (hold removed), retire (revoked, cessationOfOperation). Audited.",
-      access: 'operator',
+      summary: "Moves a card through its life cycle: lost (revokes its certificates, keyCompromise or cessationOfOperation, and makes the user's replacement enrollment token, shown once), suspend (certificateHold), resume (hold removed), retire (revoked, cessationOfOperation; admin only). Audited.",
+      access: 'operator', role: 'approver',
       body: {
         type: 'object', required: ['action'], additionalProperties: false,
         properties: {
@@ -248,7 +254,7 @@ function cardRoutes(cards: CardService): Route[] {
       handler: async (req) => cards.transition(req.principal, cardParam(req), req.body as CardTransitionBody),
     },
     {
-      operationId: 'expiringCertificates', summary: 'Certificates valid now that expire within `days` days, soonest first: card, user, profile, days left, and whether a renewal is waiting or issued.', access: 'operator',
+      operationId: 'expiringCertificates', summary: 'Certificates valid now that expire within `days` days, soonest first: card, user, profile, days left, and whether a renewal is waiting or issued.', access: 'operator', role: 'viewer',
       query: { type: 'object', required: ['days'], additionalProperties: false, properties: { days: digits('0 to 3650') } },
       response: [{
         status: 200, description: 'certificates',
@@ -280,7 +286,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      operationId: 'logout', summary: 'Ends the calling operator session.', access: 'operator',
+      operationId: 'logout', summary: 'Ends the calling operator session.', access: 'operator', role: 'viewer',
       response: [{ status: 204, description: 'ended' }],
       handler: async (req, reply) => {
         await service.logout(req.principal);
@@ -288,21 +294,24 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      operationId: 'createOperator', summary: 'Adds an operator account.', access: 'operator',
-      body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: text(64, { minLength: 1 }), password: text(1024, { minLength: 12 }) } },
-      response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { username: str } } }],
+      operationId: 'createOperator', summary: 'Adds an operator account.', access: 'operator', role: 'admin',
+      body: {
+        type: 'object', required: ['username', 'password'], additionalProperties: false,
+        properties: { username: text(64, { minLength: 1 }), password: text(1024, { minLength: 12 }), role: { type: 'string', enum: OPERATOR_ROLES, description: 'default viewer' } },
+      },
+      response: [{ status: 201, description: 'created', schema: { type: 'object', properties: { username: str, role: str } } }],
       handler: async (req, reply) => {
-        const b = req.body as Credentials;
-        return reply.code(201).send(await service.createOperator(req.principal, b.username, b.password));
+        const b = req.body as NewOperator;
+        return reply.code(201).send(await service.createOperator(req.principal, b.username, b.password, b.role));
       },
     },
     {
-      operationId: 'listProfiles', summary: 'Certificate profiles and their approval policy.', access: 'operator',
+      operationId: 'listProfiles', summary: 'Certificate profiles and their approval policy.', access: 'operator', role: 'viewer',
       response: [{ status: 200, description: 'profiles', schema: { type: 'array', items: profileSchema } }],
       handler: async (req) => service.profiles(req.principal),
     },
     {
-      operationId: 'updateProfile', summary: "Changes a profile's approval policy (automatic or operator) or validity.", access: 'operator',
+      operationId: 'updateProfile', summary: "Changes a profile's approval policy (automatic or operator) or validity.", access: 'operator', role: 'admin',
       body: {
         type: 'object', additionalProperties: false,
         properties: {
@@ -314,7 +323,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
       handler: async (req) => service.updateProfile(req.principal, (req.params as { name: string }).name, req.body as ProfileChange),
     },
     {
-      operationId: 'createToken', summary: 'A one-time, expiring enrollment token for a user (shown once).', access: 'operator',
+      operationId: 'createToken', summary: 'A one-time, expiring enrollment token for a user (shown once).', access: 'operator', role: 'approver',
       body: {
         type: 'object', required: ['user'], additionalProperties: false,
         properties: {
@@ -329,12 +338,12 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      operationId: 'listTokens', summary: 'Enrollment tokens (never their secrets).', access: 'operator',
+      operationId: 'listTokens', summary: 'Enrollment tokens (never their secrets).', access: 'operator', role: 'viewer',
       response: [{ status: 200, description: 'tokens', schema: { type: 'array', items: tokenSchema } }],
       handler: async (req) => service.listTokens(req.principal),
     },
     {
-      operationId: 'revokeToken', summary: 'Revokes an unused enrollment token: it can no longer enroll (409 when it was used already).', access: 'operator',
+      operationId: 'revokeToken', summary: 'Revokes an unused enrollment token: it can no longer enroll (409 when it was used already).', access: 'operator', role: 'approver',
       response: [{ status: 200, description: 'revoked', schema: tokenSchema }, { status: 404, description: 'no such token' }, { status: 409, description: 'used already' }],
       handler: async (req) => service.revokeToken(req.principal, idParam(req, 'token')),
     },
@@ -348,7 +357,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
       response: [{ status: 200, description: 'issued', schema: requestSchema }, { status: 202, description: 'waiting (see Retry-After)', schema: requestSchema }],
       handler: async (req, reply) => {
-        const view = await service.submit(req.principal, req.body as SubmitBody);
+        const view = await service.submit(req.principal, req.body as SubmitBody, req.ip);
         return pendingStatus(reply, view).send(view);
       },
     },
@@ -360,6 +369,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
         type: 'object', additionalProperties: false,
         properties: {
           state: { type: 'string', enum: REQUEST_STATES }, user: text(256), cardId: CARD_ID, limit: digits('1 to 10000, default 1000'),
+          since: { type: 'string', format: 'date-time', maxLength: 40, description: 'submitted at or after' }, until: { type: 'string', format: 'date-time', maxLength: 40, description: 'submitted before' },
           cursor: text(200, { pattern: '^[A-Za-z0-9_-]+$', description: `the ${NEXT_CURSOR_HEADER} of the previous page` }),
         },
       },
@@ -382,18 +392,18 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      operationId: 'approveRequest', summary: 'Approves a pending request; the CA issues at once.', access: 'operator',
+      operationId: 'approveRequest', summary: 'Approves a pending request; the CA issues at once.', access: 'operator', role: 'approver',
       response: [{ status: 200, description: 'approved and issued', schema: requestSchema }, { status: 409, description: 'not pending' }],
       handler: async (req) => service.approve(req.principal, idParam(req)),
     },
     {
-      operationId: 'rejectRequest', summary: 'Rejects a pending request.', access: 'operator',
+      operationId: 'rejectRequest', summary: 'Rejects a pending request.', access: 'operator', role: 'approver',
       body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: text(500, { minLength: 1 }) } },
       response: [{ status: 200, description: 'rejected', schema: requestSchema }, { status: 409, description: 'not pending' }],
       handler: async (req) => service.reject(req.principal, idParam(req), (req.body as RejectBody).reason),
     },
     {
-      operationId: 'revokeRequest', summary: "Revokes a request's certificate and publishes a new CRL.", access: 'operator',
+      operationId: 'revokeRequest', summary: "Revokes a request's certificate and publishes a new CRL.", access: 'operator', role: 'approver',
       body: { type: 'object', additionalProperties: false, properties: { reason: { type: 'integer', default: 0, description: 'RFC 5280 CRLReason' } } },
       response: [{ status: 200, description: 'revoked', schema: requestSchema }, { status: 409, description: 'nothing issued to revoke' }],
       handler: async (req) => service.revoke(req.principal, idParam(req), (req.body as RevokeBody | undefined)?.reason ?? 0),
@@ -425,7 +435,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
       handler: async (req) => service.collect(req.body as CollectBody),
     },
     {
-      operationId: 'queryAudit', summary: 'The audit log of every state change: who, when, what.', access: 'operator',
+      operationId: 'queryAudit', summary: 'The audit log of every state change: who, when, what.', access: 'operator', role: 'viewer',
       query: {
         type: 'object', additionalProperties: false,
         properties: {
@@ -442,7 +452,7 @@ function apiRoutes(service: EnrollmentService): Route[] {
       },
     },
     {
-      operationId: 'listWorkstations', summary: "Each workstation's agent: its version and last contact (from delivery reports).", access: 'operator',
+      operationId: 'listWorkstations', summary: "Each workstation's agent: its version and last contact (from delivery reports).", access: 'operator', role: 'viewer',
       response: [{ status: 200, description: 'workstations, most recent contact first', schema: { type: 'array', items: { type: 'object', properties: { host: str, agentVersion: nullableStr, lastContact: str, lastRequest: nullableStr } } } }],
       handler: async (req) => service.workstations(req.principal),
     },
@@ -537,12 +547,13 @@ function openApiDocument(routes: Route[]): Record<string, unknown> {
         : { description: res.description, ...(res.contentType ? { content: { [res.contentType]: {} } } : {}) };
     }
     if (r.access !== 'anonymous') responses[401] = { description: 'not authenticated', content: { 'application/json': { schema: errorSchema } } };
-    if (r.access === 'operator') responses[403] = { description: 'not an operator', content: { 'application/json': { schema: errorSchema } } };
+    if (r.access === 'operator') responses[403] = { description: `not an operator, or one below the ${r.role ?? 'viewer'} role`, content: { 'application/json': { schema: errorSchema } } };
     (paths[path] ??= {})[method.toLowerCase()] = {
       operationId: r.operationId,
       summary: r.summary,
-      description: `Access: ${ACCESS_TEXT[r.access]}.`,
+      description: `Access: ${ACCESS_TEXT[r.access]}${r.role ? `, role ${r.role} or above` : ''}.`,
       'x-access': r.access,
+      ...(r.role ? { 'x-role': r.role } : {}),
       ...(r.access === 'operator' || r.access === 'user-or-operator' || r.access === 'enrollment-token' ? { security: [{ bearer: [] }] } : {}),
       ...(params.length + query.length > 0 ? { parameters: [...params, ...query] } : {}),
       ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: r.body } } } } : {}),
@@ -560,6 +571,9 @@ function openApiDocument(routes: Route[]): Record<string, unknown> {
 
 export function registerApi(app: App, service: EnrollmentService, cards: CardAdminService, cardRecords: CardService): Record<string, unknown> {
   const routes = [...apiRoutes(service), ...cardAdminRoutes(cards), ...cardRoutes(cardRecords)];
+  // Every operator route says which role it needs, so the console, the API and the tests agree.
+  const unroled = routes.filter((r) => r.access === 'operator' && r.role === undefined).map((r) => r.operationId);
+  if (unroled.length > 0) throw new ServiceError('INTERNAL', `operator routes without a minimum role: ${unroled.join(', ')}`);
   const doc = openApiDocument(routes);
   for (const r of routes) {
     app.route({
@@ -567,7 +581,13 @@ export function registerApi(app: App, service: EnrollmentService, cards: CardAdm
       url: API_PREFIX + ROUTES[r.operationId].path,
       schema: { ...(r.body ? { body: r.body } : {}), ...(r.query ? { querystring: r.query } : {}) },
       config: { public: r.public === true },
-      handler: r.handler,
+      // The route's role is checked here as well as in its use case: a use case that forgot its role cannot open a route.
+      handler: r.access === 'operator'
+        ? async (req: FastifyRequest, reply: FastifyReply) => {
+            requireOperator(req.principal, r.role);
+            return r.handler(req, reply);
+          }
+        : r.handler,
     });
   }
   app.get(API_PREFIX + ROUTES.openapi.path, { config: { public: true } }, async () => doc);

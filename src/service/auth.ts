@@ -1,5 +1,6 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { ServiceError } from './errors.js';
+import { OPERATOR_ROLES, type OperatorRole } from './protocol.js';
 
 // scrypt cost: about 0.1 s and 32 MiB per guess, so a stolen table is slow to attack.
 const N = 1 << 15;
@@ -45,10 +46,22 @@ export function secretHash(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex');
 }
 
-/** Who is asking, as established by the HTTP layer. */
+/**
+ * What an operator may do, each role including the ones before it: a `viewer` reads (requests,
+ * tokens, audit, profiles), an `approver` also decides requests, hands out enrollment tokens and
+ * answers help-desk calls, an `admin` also changes policy (profiles), operators and card keys.
+ */
+export type { OperatorRole };
+export { OPERATOR_ROLES };
+
+export function isOperatorRole(text: unknown): text is OperatorRole {
+  return typeof text === 'string' && (OPERATOR_ROLES as readonly string[]).includes(text);
+}
+
+/** Who is asking, as established by the HTTP layer (API bearer or console cookie). */
 export type Principal =
   | { kind: 'anonymous' }
-  | { kind: 'operator'; username: string; sessionHash: string }
+  | { kind: 'operator'; username: string; role: OperatorRole; sessionHash: string }
   | { kind: 'enrollment-token'; tokenId: string; user: string; profile: string; requestId: string | null; usable: boolean }
   | { kind: 'certificate'; serial: string; user: string; requestId: string };
 
@@ -65,8 +78,17 @@ export function actorName(p: Principal): string {
   }
 }
 
-/** Throws unless an operator asks: 401 for nobody, 403 for a user. The one check every operator-only use case makes. */
-export function requireOperator(p: Principal): asserts p is Extract<Principal, { kind: 'operator' }> {
+export type OperatorPrincipal = Extract<Principal, { kind: 'operator' }>;
+
+/**
+ * The one authorisation check of every operator use case, whichever door (API or console) the
+ * call came through: an operator session whose role is at least `minimumRole` (default `viewer`,
+ * any operator).
+ */
+export function requireOperator(p: Principal, minimumRole: OperatorRole = 'viewer'): asserts p is OperatorPrincipal {
   if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'log in as an operator first');
   if (p.kind !== 'operator') throw new ServiceError('FORBIDDEN', 'only operators may do this');
+  if (OPERATOR_ROLES.indexOf(p.role) < OPERATOR_ROLES.indexOf(minimumRole)) {
+    throw new ServiceError('FORBIDDEN', `this needs the ${minimumRole} role; operator ${p.username} is a ${p.role}`);
+  }
 }

@@ -36,6 +36,7 @@ function cardIdOf(text: string): string {
   return text.toLowerCase();
 }
 
+
 /** The enrolling user's own token, still unspent: the only caller that may write a card's key. */
 function requireEnrollingUser(p: Principal): asserts p is Extract<Principal, { kind: 'enrollment-token' }> {
   if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'an enrollment token is needed');
@@ -110,13 +111,13 @@ export class CardAdminService {
 
   /** The help desk's answer to a card's challenge: operators only, active cards only, limited, audited. */
   async unblockResponse(p: Principal, cardIdText: string, challengeText: string): Promise<UnblockResponse> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     return this.respond(cardIdText, challengeText, 'operator', actorName(p));
   }
 
   /** An operator hands a user a one-time ticket to unblock this card online. */
   async createUnblockTicket(p: Principal, cardIdText: string, ttlSeconds?: number): Promise<UnblockTicket> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     const cardId = cardIdOf(cardIdText);
     await this.activeCard(cardId);
     const ttl = ttlSeconds === undefined ? this.ticketTtlMs : ttlSeconds * 1000;
@@ -143,7 +144,7 @@ export class CardAdminService {
    * transport key back and wipe the card. Audited; the same challenge is never answered twice.
    */
   async retireCard(p: Principal, cardIdText: string, challengeText: string): Promise<RetireAnswer> {
-    requireOperator(p);
+    requireOperator(p, 'admin');
     const cardId = cardIdOf(cardIdText);
     const challenge = parseChallenge(challengeText);
     const card = await this.cards.get(cardId);
@@ -161,7 +162,7 @@ export class CardAdminService {
   }
 
   async rotateMasterKey(p: Principal): Promise<MasterKeyRotation> {
-    requireOperator(p);
+    requireOperator(p, 'admin');
     const from = this.vault.currentVersion();
     const keyVersion = this.vault.rotate();
     await this.cardsAudit(actorName(p), 'admin-key.rotated', { from, to: keyVersion });

@@ -146,7 +146,8 @@ export class CardService {
    * who, when, from, to and why. A move the table does not allow is refused, saying why.
    */
   async transition(p: Principal, cardIdText: string, body: CardTransitionBody): Promise<CardTransition> {
-    requireOperator(p);
+    // The help desk (approver) marks cards lost, suspends and resumes them; retiring one ends it for good, like the card wipe (retireCard): admin.
+    requireOperator(p, body.action === 'retire' ? 'admin' : 'approver');
     const cardId = cardIdOf(cardIdText);
     const move = CARD_MOVES[body.action as CardAction] as (typeof CARD_MOVES)[CardAction] | undefined;
     if (!move) throw new ServiceError('BAD_REQUEST', `action is one of ${Object.keys(CARD_MOVES).join(', ')}`);

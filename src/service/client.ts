@@ -34,6 +34,7 @@ import {
   type MasterKeyRotation,
   type NewToken,
   type OperationId,
+  type NewOperator,
   type OperatorView,
   type ProfileChange,
   type ProfileView,
@@ -160,7 +161,8 @@ export class ServiceClient {
     await this.call('logout', { bearer: session });
   }
 
-  createOperator(session: string, credentials: Credentials): Promise<OperatorView> {
+  /** A new operator (a viewer unless `role` says otherwise; admin only). */
+  createOperator(session: string, credentials: NewOperator): Promise<OperatorView> {
     return this.value('createOperator', { bearer: session, json: credentials });
   }
 

@@ -1,7 +1,7 @@
 import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { toPem } from '../pem.js';
 import { x509 } from '../x509.js';
-import { actorName, hashPassword, newSecret, PREFIX, requireOperator, secretHash, verifyPassword, type Principal } from './auth.js';
+import { actorName, hashPassword, isOperatorRole, newSecret, PREFIX, requireOperator, secretHash, verifyPassword, type OperatorRole, type Principal } from './auth.js';
 import { isDomainSid, isUserPrincipalName, newSerial, parseCsr, userSubject, type ParsedCsr } from './ca/pki.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import type { Clock } from './clock.js';
@@ -106,9 +106,24 @@ export interface EnrollmentOutcome {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
+/** An ISO 8601 date-time of a query to milliseconds; undefined stays undefined. */
+function isoTime(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) throw new ServiceError('BAD_REQUEST', `${name} is an ISO 8601 date-time`);
+  return ms;
+}
+
+/** How long a console (browser) session lives: `absoluteMs` at most, `idleMs` without use. */
+export interface ConsoleSessionLimits {
+  absoluteMs: number;
+  idleMs: number;
+}
+
 const CARD_ID_RE = /^[0-9a-fA-F]{32}$/;
 /** Operator names as createOperator allows them; a login with anything else is refused before it is looked up or written. */
 const OPERATOR_NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
+
 
 /** Users see their own requests only, and a foreign request is "not found" rather than "forbidden". */
 function canSee(p: Principal, r: RequestRecord): boolean {
@@ -205,7 +220,8 @@ export class EnrollmentService {
   async ensureOperator(username: string, password: string): Promise<boolean> {
     if (await this.storage.findOperator(username)) return false;
     try {
-      await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, 'system');
+      // The operator made at first start sets everything else up: an admin.
+      await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now(), role: 'admin' }, 'system');
       return true;
     } catch (err) {
       // Another process starting on the same database made it first.
@@ -221,7 +237,7 @@ export class EnrollmentService {
    * operator and per source address; a locked operator or address is refused (429) without the
    * password being checked, until the lockout ends, even with the right password.
    */
-  async login(username: string, password: string, source = 'unknown'): Promise<Session> {
+  async login(username: string, password: string, source = 'unknown', console?: ConsoleSessionLimits): Promise<Session> {
     // Nothing that could not be an operator's name reaches storage or the audit log.
     if (!OPERATOR_NAME_RE.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
     if (password.length > 1024) throw new ServiceError('BAD_REQUEST', 'a password has at most 1024 characters');
@@ -243,9 +259,10 @@ export class EnrollmentService {
     }
     const token = newSecret('session');
     const now = this.now();
+    const ttl = console?.absoluteMs ?? this.sessionTtlMs;
     await this.storage.loginSucceeded(`operator:${op.username}`, now);
-    await this.storage.createSession(secretHash(token), op, now, now + this.sessionTtlMs);
-    return { token, expiresAt: new Date(now + this.sessionTtlMs).toISOString() };
+    await this.storage.createSession(secretHash(token), op, now, now + ttl, console?.idleMs);
+    return { token, expiresAt: new Date(now + ttl).toISOString() };
   }
 
   async logout(p: Principal): Promise<void> {
@@ -258,7 +275,7 @@ export class EnrollmentService {
     if (secret.startsWith(PREFIX.session)) {
       const hash = secretHash(secret);
       const op = await this.storage.sessionOperator(hash, this.now());
-      return op ? { kind: 'operator', username: op.username, sessionHash: hash } : undefined;
+      return op ? { kind: 'operator', username: op.username, role: op.role, sessionHash: hash } : undefined;
     }
     if (secret.startsWith(PREFIX.enrollment)) {
       const t = await this.storage.tokenByHash(secretHash(secret));
@@ -290,11 +307,29 @@ export class EnrollmentService {
     return { refused };
   }
 
-  async createOperator(p: Principal, username: string, password: string): Promise<OperatorView> {
-    requireOperator(p);
+  /** A new operator; least privilege unless asked: a `viewer`. */
+  async createOperator(p: Principal, username: string, password: string, role: OperatorRole = 'viewer'): Promise<OperatorView> {
+    requireOperator(p, 'admin');
     if (!OPERATOR_NAME_RE.test(username)) throw new ServiceError('BAD_REQUEST', 'an operator name is 1 to 64 letters, digits, or . _ @ -');
-    await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now() }, actorName(p));
-    return { username };
+    if (!isOperatorRole(role)) throw new ServiceError('BAD_REQUEST', 'an operator role is viewer, approver or admin');
+    await this.storage.createOperator({ id: randomUUID(), username, passwordHash: await hashPassword(password), createdAt: this.now(), role }, actorName(p));
+    return { username, role };
+  }
+
+  /**
+   * The calling operator's new password, after the current one is proven; every session of the
+   * operator ends (OWASP Session Management: renew/invalidate sessions on a password change),
+   * the calling one too.
+   */
+  async changePassword(p: Principal, current: string, next: string): Promise<void> {
+    requireOperator(p);
+    const op = await this.storage.findOperator(p.username);
+    if (!op || current.length > 1024 || !(await verifyPassword(current, op.passwordHash))) {
+      await this.storage.recordAudit(this.now(), actorName(p), 'operator.password-refused', `operator:${p.username}`);
+      throw new ServiceError('UNAUTHENTICATED', 'the current password is not right');
+    }
+    if (next.length > 1024) throw new ServiceError('BAD_REQUEST', 'a password has at most 1024 characters');
+    await this.storage.changePassword(op.id, await hashPassword(next), actorName(p), this.now());
   }
 
   // Profiles and tokens
@@ -305,7 +340,7 @@ export class EnrollmentService {
   }
 
   async updateProfile(p: Principal, name: string, change: ProfileChange): Promise<ProfileView> {
-    requireOperator(p);
+    requireOperator(p, 'admin');
     if (change.validityDays !== undefined && (change.validityDays < 1 || change.validityDays > 3650)) {
       throw new ServiceError('BAD_REQUEST', 'validityDays must be between 1 and 3650');
     }
@@ -321,7 +356,7 @@ export class EnrollmentService {
   }
 
   async createToken(p: Principal, o: Required<Pick<NewToken, 'user' | 'profile'>> & NewToken): Promise<CreatedToken> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     if (!isUserPrincipalName(o.user)) {
       throw new ServiceError('BAD_REQUEST', 'user is not a user principal name like alice@example.com (local@domain, at most 256 characters, no spaces, commas, quotes or control characters)');
     }
@@ -348,7 +383,7 @@ export class EnrollmentService {
 
   /** An operator withdraws an unused enrollment token: it can no longer enroll. */
   async revokeToken(p: Principal, id: string): Promise<TokenView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     const r = await this.storage.revokeToken(id, actorName(p), this.now());
     if (!r) throw new ServiceError('NOT_FOUND', `no token ${id}`);
     if (!r.changed && r.token.revokedAt === null) {
@@ -360,16 +395,16 @@ export class EnrollmentService {
   // Requests
 
   /** The JSON API's submit: a new request with an enrollment token, or the same request again. */
-  async submit(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }): Promise<RequestView> {
-    return this.view(await this.submitRecord(p, o));
+  async submit(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }, source?: string): Promise<RequestView> {
+    return this.view(await this.submitRecord(p, o, source));
   }
 
   /** EST simpleenroll (RFC 7030 §4.2.1): the same use case, answered with the stored DER. */
-  async simpleEnroll(p: Principal, csr: Uint8Array | string, label?: string): Promise<EnrollmentOutcome> {
+  async simpleEnroll(p: Principal, csr: Uint8Array | string, label?: string, source?: string): Promise<EnrollmentOutcome> {
     if (label !== undefined && p.kind === 'enrollment-token' && label !== p.profile) {
       throw new ServiceError('FORBIDDEN', `the enrollment token is for profile '${p.profile}', not for CA label '${label}'`);
     }
-    return this.outcome(await this.submitRecord(p, { csr }));
+    return this.outcome(await this.submitRecord(p, { csr }, source));
   }
 
   /** Whether an EST CA label (RFC 7030 §3.2.2) names a profile: labels are profile names. */
@@ -381,7 +416,7 @@ export class EnrollmentService {
    * A new request with an enrollment token, or the same request again: sending the identical CSR
    * returns the request it made, with its certificate once there is one.
    */
-  private async submitRecord(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }): Promise<RequestRecord> {
+  private async submitRecord(p: Principal, o: { csr: Uint8Array | string; cardId?: string; container?: string }, source?: string): Promise<RequestRecord> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'an enrollment token is needed to submit a request');
     if (p.kind !== 'enrollment-token') throw new ServiceError('FORBIDDEN', 'requests are submitted with an enrollment token');
     const parsed = await parseCsr(o.csr);
@@ -404,6 +439,7 @@ export class EnrollmentService {
         id: randomUUID(), kind: 'enroll', user: p.user, profile: profile.name, csr: parsed.der, csrHash: parsed.csrHash, keyHash: parsed.keyHash,
         subject: userSubject(p.user).toString(), cardId: o.cardId?.toLowerCase() ?? null, container: o.container ?? null, renews: null,
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
+        submittedFrom: source?.slice(0, 64) ?? null,
       },
       now,
       { id: p.tokenId },
@@ -429,7 +465,7 @@ export class EnrollmentService {
    * keys, only for a new key bound to the same card (renewalBinding in protocol.ts). Every refusal
    * says why, in the answer and in the audit log.
    */
-  async simpleReenroll(p: Principal, csrInput: Uint8Array | string, label?: string): Promise<EnrollmentOutcome> {
+  async simpleReenroll(p: Principal, csrInput: Uint8Array | string, label?: string, source?: string): Promise<EnrollmentOutcome> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 're-enrollment needs the current certificate as TLS client certificate');
     if (p.kind !== 'certificate') throw new ServiceError('FORBIDDEN', 're-enrollment needs the current certificate as TLS client certificate');
     const parsed = await parseCsr(csrInput);
@@ -492,12 +528,21 @@ export class EnrollmentService {
         state: auto ? 'approved' : 'pending', createdBy: actorName(p), decidedBy: auto ? `policy:${profile.name}` : null,
         // The renewal names the same account: it keeps the SID of the certificate it renews.
         sid: current.sid,
+        submittedFrom: source?.slice(0, 64) ?? null,
       },
       submittedAt,
       undefined,
       claim,
     );
     return this.outcome(claim ? await this.finishClaimed(rec, claim, parsed.csr.publicKey) : await this.settle(rec, profile));
+  }
+
+  /** The PKCS#10 request as submitted (PEM), for an operator to inspect its subject and extensions. */
+  async csr(p: Principal, id: string): Promise<string> {
+    requireOperator(p);
+    const r = await this.storage.getRequest(id);
+    if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
+    return toPem(r.csr, 'CERTIFICATE REQUEST');
   }
 
   async get(p: Principal, id: string): Promise<RequestView> {
@@ -514,17 +559,18 @@ export class EnrollmentService {
 
   async page(p: Principal, q: RequestListQuery = {}): Promise<RequestPage> {
     if (p.kind === 'anonymous') throw new ServiceError('UNAUTHENTICATED', 'authentication needed');
-    const page = await this.storage.requestPage(p.kind === 'operator' ? q : { ...q, user: p.user });
+    const dated = { ...q, since: isoTime(q.since, 'since'), until: isoTime(q.until, 'until') };
+    const page = await this.storage.requestPage(p.kind === 'operator' ? dated : { ...dated, user: p.user });
     return { requests: page.requests.filter((r) => canSee(p, r)).map((r) => this.view(r)), next: page.next };
   }
 
   async approve(p: Principal, id: string): Promise<RequestView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     return this.view(await this.settle(await this.decide(p, id, 'approved', null)));
   }
 
   async reject(p: Principal, id: string, reason: string): Promise<RequestView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     return this.view(await this.decide(p, id, 'rejected', reason));
   }
 
@@ -537,7 +583,7 @@ export class EnrollmentService {
   }
 
   async revoke(p: Principal, id: string, reason: number): Promise<RequestView> {
-    requireOperator(p);
+    requireOperator(p, 'approver');
     if (!Number.isInteger(reason) || reason < 0 || reason > 10 || reason === 7) throw new ServiceError('BAD_REQUEST', 'reason is an RFC 5280 CRLReason code (0-6, 8-10)');
     // Key compromise: whoever held the key may have renewed with it, so its renewals go too.
     const revoked = await this.storage.revoke(id, reason, actorName(p), this.now(), reason === CRL_REASON.keyCompromise);
@@ -616,6 +662,7 @@ export class EnrollmentService {
       id: r.id, kind: r.kind, user: r.user, profile: r.profile, state: r.state, subject: r.subject, cardId: r.cardId, container: r.container,
       createdAt: iso(r.createdAt)!, decidedBy: r.decidedBy, decidedAt: iso(r.decidedAt), reason: r.reason, serial: cert ? r.serial : null,
       notBefore: cert ? iso(r.notBefore) : null, notAfter: cert ? iso(r.notAfter) : null, issuedAt: iso(r.issuedAt), deliveredAt: iso(r.deliveredAt),
+      submittedFrom: r.submittedFrom,
       certificate: cert ? toPem(cert, 'CERTIFICATE') : null,
       retryAfter: this.retryAfter(r.state),
     };
@@ -709,15 +756,10 @@ export class EnrollmentService {
     return (await this.storage.workstations()).map((w) => ({ ...w, lastContact: new Date(w.lastContact).toISOString() }));
   }
 
-  async audit(p: Principal, q: AuditListQuery): Promise<AuditEntryView[]> {
+  /** The audit log, oldest first (the API) or `newestFirst` (the console). */
+  async audit(p: Principal, q: AuditListQuery & { newestFirst?: boolean }): Promise<AuditEntryView[]> {
     requireOperator(p);
-    const time = (iso: string | undefined, name: string): number | undefined => {
-      if (iso === undefined) return undefined;
-      const ms = Date.parse(iso);
-      if (Number.isNaN(ms)) throw new ServiceError('BAD_REQUEST', `${name} is an ISO 8601 date-time`);
-      return ms;
-    };
-    const entries = await this.storage.queryAudit({ ...q, since: time(q.since, 'since'), until: time(q.until, 'until') });
+    const entries = await this.storage.queryAudit({ ...q, since: isoTime(q.since, 'since'), until: isoTime(q.until, 'until') });
     return entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
   }
 }

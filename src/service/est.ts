@@ -65,8 +65,8 @@ export function registerEst(app: App, service: EnrollmentService): void {
       return reply.code(200).type('application/csrattrs').send(base64Lines(csrAttrs([OID.sha256WithRSA, OID.ecdsaWithSha256])));
     });
 
-    app.post(`${base}/simpleenroll`, async (req, reply) => answer(reply, await service.simpleEnroll(req.principal, csrBody(req.body), await labelOf(service, req))));
+    app.post(`${base}/simpleenroll`, async (req, reply) => answer(reply, await service.simpleEnroll(req.principal, csrBody(req.body), await labelOf(service, req), req.ip)));
 
-    app.post(`${base}/simplereenroll`, async (req, reply) => answer(reply, await service.simpleReenroll(req.principal, csrBody(req.body), await labelOf(service, req))));
+    app.post(`${base}/simplereenroll`, async (req, reply) => answer(reply, await service.simpleReenroll(req.principal, csrBody(req.body), await labelOf(service, req), req.ip)));
   }
 }

@@ -10,7 +10,8 @@ import { CardAdminService } from './card-admin.js';
 import { CardService } from './cards.js';
 import type { UpstreamCa } from './ca/upstream.js';
 import { systemClock, type Clock } from './clock.js';
-import { EnrollmentService, type LoginThrottle } from './enrollment.js';
+import { EnrollmentService, type ConsoleSessionLimits, type LoginThrottle } from './enrollment.js';
+import { registerConsole } from './console/routes.js';
 import { ServiceError } from './errors.js';
 import { registerEst } from './est.js';
 import { createApp, createRevocationApp, type HttpLimits } from './http.js';
@@ -61,10 +62,14 @@ export interface ServiceConfig {
   transportKey?: Uint8Array;
   /** Unblock responses per card per hour; default 5. */
   unblockLimitPerHour?: number;
+  /** Operator console sessions: idle and absolute expiry (console/session.ts defaults). */
+  consoleSession?: Partial<ConsoleSessionLimits>;
 }
 
 export interface RunningService {
   url: string;
+  /** The operator console's address. */
+  consoleUrl: string;
   port: number;
   /** The plain-HTTP revocation listener's URL and port, when one was asked for. */
   revocationUrl?: string;
@@ -174,6 +179,8 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     registerRevocation(app, revocationEndpoints);
     const revocationApp = cfg.revocationPort !== undefined ? createRevocationApp({ ocspPath: REVOCATION_PATHS.ocsp, malformedOcsp: MALFORMED, ...(cfg.limits ? { limits: cfg.limits } : {}), ...(cfg.log ? { log: cfg.log } : {}) }) : undefined;
     if (revocationApp) registerRevocation(revocationApp, revocationEndpoints);
+    // The operator console: same origin, TLS and use cases as the API (issue 15).
+    registerConsole(app, { service, cards: cardAdmin, ...(cfg.consoleSession ? { session: cfg.consoleSession } : {}) });
     await service.sweep();
     await app.listen({ host, port: cfg.port ?? 8443 });
     const port = (app.server.address() as AddressInfo).port;
@@ -208,6 +215,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     timer?.unref();
     return {
       url: `https://${urlHost}:${port}`,
+      consoleUrl: `https://${urlHost}:${port}/console/`,
       port,
       caCertPath: join(cfg.dataDir, 'ca', 'cert.pem'),
       caCertPem,

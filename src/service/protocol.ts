@@ -105,6 +105,8 @@ export interface RequestView {
   notAfter: string | null;
   issuedAt: string | null;
   deliveredAt: string | null;
+  /** The client address the request came from, when the service knows it (requests from before migration 6 have none). */
+  submittedFrom?: string | null;
   /** PEM, once issued. */
   certificate: string | null;
   /** Seconds to wait before asking again, while the request waits for a decision or the CA. */
@@ -124,6 +126,9 @@ export interface RequestListQuery {
   state?: RequestState;
   user?: string;
   cardId?: string;
+  /** Submitted at or after `since` and before `until` (ISO 8601 date-times). */
+  since?: string;
+  until?: string;
   limit?: number;
   /** Where the previous page stopped: the `next` of a RequestPage. */
   cursor?: string;
@@ -222,8 +227,18 @@ export interface Session {
   expiresAt: string;
 }
 
+/** viewer < approver < admin; each role may do what the ones before it may (auth.ts requireOperator). */
+export const OPERATOR_ROLES = ['viewer', 'approver', 'admin'] as const;
+export type OperatorRole = (typeof OPERATOR_ROLES)[number];
+
 export interface OperatorView {
   username: string;
+  role: OperatorRole;
+}
+
+/** POST /operators: a new operator, `viewer` unless a role is given. */
+export interface NewOperator extends Credentials {
+  role?: OperatorRole;
 }
 
 export type Approval = 'automatic' | 'operator';

@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { CardDetail, CardTransition, CardView, CollectedRequest, HttpResult, RequestView } from '../../src/service/client.js';
-import { BACKENDS, login, makeToken, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
+import { BACKENDS, login, makeToken, OPERATOR, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
 
-type Who = 'anonymous' | 'user' | 'otherUser' | 'operator';
-const WHO: Who[] = ['anonymous', 'user', 'otherUser', 'operator'];
+/** The operator roles (issue 15): viewer < approver < admin; `admin` is the operator made at first start. */
+type Who = 'anonymous' | 'user' | 'otherUser' | 'viewer' | 'approver' | 'admin';
+const WHO: Who[] = ['anonymous', 'user', 'otherUser', 'viewer', 'approver', 'admin'];
+const isOperator = (w: Who): boolean => w === 'viewer' || w === 'approver' || w === 'admin';
 
 /**
  * Per route: the status each caller gets, and optionally a check of what it saw. The routes are
@@ -31,43 +33,49 @@ interface Ctx {
   alice: Party;
   bob: Party;
   bearer(who: Who): string | undefined;
+  credentials(who: Who): { username: string; password: string };
+  /** Alice's request, except for the approver: a request of its own, so each role decides a pending one. */
+  requestFor(who: Who): Promise<RequestView>;
 }
 
 const json = (r: HttpResult) => JSON.parse(r.body.toString('utf8')) as unknown;
 
 const CASES: Record<string, Case> = {
-  health: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/health') },
-  openapi: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/openapi.json') },
+  health: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/health') },
+  openapi: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/openapi.json') },
   login: {
-    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 },
     call: (c, w) => c.t.client.raw('POST', '/api/v1/sessions', { ...auth(c, w), json: { username: 'admin', password: 'correct horse battery staple' } }),
   },
-  logout: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 204 }, call: async (c, w) => c.t.client.raw('DELETE', '/api/v1/sessions/current', w === 'operator' ? { bearer: await login(c.t.client) } : auth(c, w)) },
+  logout: {
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 204, approver: 204, admin: 204 },
+    call: async (c, w) => c.t.client.raw('DELETE', '/api/v1/sessions/current', isOperator(w) ? { bearer: await login(c.t.client, c.credentials(w)) } : auth(c, w)),
+  },
   createOperator: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 403, admin: 201 },
     call: (c, w) => c.t.client.raw('POST', '/api/v1/operators', { ...auth(c, w), json: { username: `op-${w}`, password: 'another long password' } }),
   },
-  listProfiles: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/profiles') },
+  listProfiles: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/profiles') },
   updateProfile: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 403, admin: 200 },
     call: (c, w) => c.t.client.raw('PUT', '/api/v1/profiles/smartcard-logon', { ...auth(c, w), json: { validityDays: 200 } }),
   },
-  createToken: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/tokens', { ...auth(c, w), json: { user: 'eve@example.com' } }) },
-  listTokens: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/tokens') },
+  createToken: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 201, admin: 201 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/tokens', { ...auth(c, w), json: { user: 'eve@example.com' } }) },
+  listTokens: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/tokens') },
   revokeToken: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 200, admin: 200 },
     call: async (c, w) => c.t.client.raw('DELETE', `/api/v1/tokens/${(await c.t.client.createToken(c.op, { user: 'victor@example.com' })).id}`, auth(c, w)),
   },
   submitRequest: {
     // The user sends her request again (its state comes back); another user cannot claim it.
-    expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
+    expect: { anonymous: 401, user: 202, otherUser: 409, viewer: 403, approver: 403, admin: 403 },
     call: (c, w) => c.t.client.raw('POST', '/api/v1/requests', { ...auth(c, w), json: { csr: c.alice.key.csrPem } }),
     check: (w, r, c) => {
       if (w === 'user') assert.equal((json(r) as RequestView).id, c.alice.request.id);
     },
   },
   listRequests: {
-    expect: { anonymous: 401, user: 200, otherUser: 200, operator: 200 },
+    expect: { anonymous: 401, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 },
     call: (c, w) => get(c, w, '/api/v1/requests'),
     check: (w, r, c) => {
       const body = json(r);
@@ -75,32 +83,34 @@ const CASES: Record<string, Case> = {
       const ids = (body as RequestView[]).map((v) => v.id);
       if (w === 'user') assert.deepEqual(ids, [c.alice.request.id]);
       if (w === 'otherUser') assert.deepEqual(ids, [c.bob.request.id]);
-      if (w === 'operator') assert.ok(ids.includes(c.alice.request.id) && ids.includes(c.bob.request.id));
+      if (isOperator(w)) assert.ok(ids.includes(c.alice.request.id) && ids.includes(c.bob.request.id));
     },
   },
   getRequest: {
-    expect: { anonymous: 401, user: 202, otherUser: 404, operator: 202 },
+    expect: { anonymous: 401, user: 202, otherUser: 404, viewer: 202, approver: 202, admin: 202 },
     call: (c, w) => get(c, w, `/api/v1/requests/${c.alice.request.id}`),
   },
-  approveRequest: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/approve`, auth(c, w)) },
+  approveRequest: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 200, admin: 200 }, call: async (c, w) => c.t.client.raw('POST', `/api/v1/requests/${(await c.requestFor(w)).id}/approve`, auth(c, w)) },
   rejectRequest: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
-    call: (c, w) => c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/reject`, { ...auth(c, w), json: { reason: 'test' } }),
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 200, admin: 200 },
+    call: async (c, w) => c.t.client.raw('POST', `/api/v1/requests/${(await c.requestFor(w)).id}/reject`, { ...auth(c, w), json: { reason: 'test' } }),
   },
   revokeRequest: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 200, admin: 200 },
     call: async (c, w) => {
       if (w === 'anonymous') await c.t.client.approve(c.op, c.alice.request.id);
-      return c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/revoke`, { ...auth(c, w), json: { reason: 0 } });
+      const request = await c.requestFor(w);
+      if (w === 'approver') await c.t.client.approve(c.op, request.id);
+      return c.t.client.raw('POST', `/api/v1/requests/${request.id}/revoke`, { ...auth(c, w), json: { reason: 0 } });
     },
   },
   collectChallenge: {
-    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 },
     call: (c, w) => c.t.client.raw('POST', '/api/v1/collect/challenge', { ...auth(c, w), json: { cardId: c.alice.cardId } }),
   },
   collect: {
     // Here "user" is whoever holds Alice's card key, "otherUser" Bob's key on Alice's card id.
-    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 },
     call: async (c, w) => {
       await c.t.client.approve(c.op, c.alice.request.id).catch(() => undefined);
       const value = await c.t.client.challenge(c.alice.cardId);
@@ -114,7 +124,7 @@ const CASES: Record<string, Case> = {
     },
   },
   reportDelivery: {
-    expect: { anonymous: 401, user: 200, otherUser: 401, operator: 401 },
+    expect: { anonymous: 401, user: 200, otherUser: 401, viewer: 401, approver: 401, admin: 401 },
     call: async (c, w) => {
       await c.t.client.approve(c.op, c.alice.request.id).catch(() => undefined);
       const party = w === 'otherUser' ? c.bob : c.alice;
@@ -126,42 +136,42 @@ const CASES: Record<string, Case> = {
       return c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/delivered`, { ...auth(c, w), json: { ticket } });
     },
   },
-  queryAudit: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/audit') },
-  listWorkstations: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/workstations') },
-  caCertificates: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/ca/certificates') },
-  crl: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/crl') },
-  estCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/cacerts') },
-  estCsrattrs: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/csrattrs') },
+  queryAudit: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/audit') },
+  listWorkstations: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/workstations') },
+  caCertificates: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/ca/certificates') },
+  crl: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/crl') },
+  estCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/.well-known/est/cacerts') },
+  estCsrattrs: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/.well-known/est/csrattrs') },
   estSimpleenroll: {
-    expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
+    expect: { anonymous: 401, user: 202, otherUser: 409, viewer: 403, approver: 403, admin: 403 },
     call: (c, w) => c.t.client.raw('POST', '/.well-known/est/simpleenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
   },
-  estLabelCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/cacerts') },
-  estLabelCsrattrs: { expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/csrattrs') },
+  estLabelCacerts: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/cacerts') },
+  estLabelCsrattrs: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/.well-known/est/smartcard-logon/csrattrs') },
   estLabelSimpleenroll: {
-    expect: { anonymous: 401, user: 202, otherUser: 409, operator: 403 },
+    expect: { anonymous: 401, user: 202, otherUser: 409, viewer: 403, approver: 403, admin: 403 },
     call: (c, w) => c.t.client.raw('POST', '/.well-known/est/smartcard-logon/simpleenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
   },
   estLabelSimplereenroll: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 403 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 403, admin: 403 },
     call: (c, w) => c.t.client.raw('POST', '/.well-known/est/smartcard-logon/simplereenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
   },
   estSimplereenroll: {
     // Tokens and sessions are not certificates: only a TLS client certificate renews (see est.test.ts).
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 403 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 403, admin: 403 },
     call: (c, w) => c.t.client.raw('POST', '/.well-known/est/simplereenroll', { ...auth(c, w), body: Buffer.from(c.alice.key.csrDer).toString('base64'), contentType: 'application/pkcs10' }),
   },
   // Issue 14. "user" uses a fresh (unspent) token of Alice where a token is the credential.
   cardAdminKey: {
     // Only the card's own user, with an unspent token; Bob's fresh token is refused for Alice's card.
-    expect: { anonymous: 401, user: 200, otherUser: 403, operator: 403 },
+    expect: { anonymous: 401, user: 200, otherUser: 403, viewer: 403, approver: 403, admin: 403 },
     call: async (c, w) => c.t.client.raw('POST', '/api/v1/cards/admin-key', { ...(await freshAuth(c, w)), json: { cardId: c.alice.cardId } }),
     check: (w, r) => {
       if (w === 'user') assert.match((json(r) as { newKey: string }).newKey, /^[0-9A-F]{48}$/);
     },
   },
   confirmCardAdminKey: {
-    expect: { anonymous: 401, user: 200, otherUser: 404, operator: 403 },
+    expect: { anonymous: 401, user: 200, otherUser: 404, viewer: 403, approver: 403, admin: 403 },
     call: async (c, w) => {
       const a = await freshAuth(c, w);
       if (w === 'user') await c.t.client.raw('POST', '/api/v1/cards/admin-key', { ...a, json: { cardId: c.alice.cardId } });
@@ -169,23 +179,23 @@ const CASES: Record<string, Case> = {
     },
   },
   unblockResponse: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 200, admin: 200 },
     call: async (c, w) => {
-      if (w === 'operator') await activateCard(c);
+      if (isOperator(w)) await activateCard(c);
       return c.t.client.raw('POST', '/api/v1/cards/unblock-response', { ...auth(c, w), json: { cardId: c.alice.cardId, challenge: randomChallenge() } });
     },
     check: (w, r) => assert.match((json(r) as { response: string }).response, /^[0-9A-F]{16}$/),
   },
   createUnblockTicket: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 201 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 201, admin: 201 },
     call: async (c, w) => {
-      if (w === 'operator') await activateCard(c);
+      if (isOperator(w)) await activateCard(c);
       return c.t.client.raw('POST', '/api/v1/cards/unblock-tickets', { ...auth(c, w), json: { cardId: c.alice.cardId } });
     },
   },
   unblockResponseWithTicket: {
     // "user" holds the ticket made for Alice's card; "otherUser" one made for Bob's card; the others none.
-    expect: { anonymous: 401, user: 200, otherUser: 401, operator: 401 },
+    expect: { anonymous: 401, user: 200, otherUser: 401, viewer: 401, approver: 401, admin: 401 },
     call: async (c, w) => {
       await activateCard(c);
       let ticket = 'clu_guess';
@@ -198,36 +208,36 @@ const CASES: Record<string, Case> = {
     },
   },
   retireCard: {
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 403, admin: 200 },
     call: async (c, w) => {
-      if (w === 'operator') await activateCard(c);
+      if (isOperator(w)) await activateCard(c);
       return c.t.client.raw('POST', '/api/v1/cards/retire', { ...auth(c, w), json: { cardId: c.alice.cardId, challenge: randomChallenge() } });
     },
     check: (w, r) => assert.equal((json(r) as { state: string }).state, 'retired'),
   },
   // Issue 13: revocation for relying parties, anonymous whatever credentials come along.
   crlStable: {
-    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/crl'),
+    expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/crl'),
     check: (_w, r) => assert.equal(r.headers['content-type'], 'application/pkix-crl'),
   },
   caCertificateDer: {
-    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/ca.crt'),
+    expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/ca.crt'),
     check: (_w, r) => assert.equal(r.headers['content-type'], 'application/pkix-cert'),
   },
   ocspPost: {
-    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 },
+    expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 },
     call: (c, w) => c.t.client.raw('POST', '/ocsp', { ...auth(c, w), body: Buffer.from('not a request'), contentType: 'application/ocsp-request' }),
     // An OCSPResponse with status malformedRequest: SEQUENCE { ENUMERATED 1 }.
     check: (_w, r) => assert.equal(r.body.toString('hex'), '30030a0101'),
   },
   ocspGet: {
-    expect: { anonymous: 200, user: 200, otherUser: 200, operator: 200 }, call: (c, w) => get(c, w, '/ocsp/MAA='),
+    expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/ocsp/MAA='),
     check: (_w, r) => assert.equal(r.headers['content-type'], 'application/ocsp-response'),
   },
-  rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
+  rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
   // Issue 13: cards as records. Alice's and Bob's cards were made by their enrollments.
   listCards: {
-    expect: { anonymous: 401, user: 200, otherUser: 200, operator: 200 },
+    expect: { anonymous: 401, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 },
     call: (c, w) => get(c, w, '/api/v1/cards?limit=10000'),
     check: (w, r, c) => {
       // Every test's parties are alice@ and bob@: a user sees all of their own cards, none of the other's.
@@ -236,22 +246,22 @@ const CASES: Record<string, Case> = {
       const users = new Set(cards.map((v) => v.user));
       if (w === 'user') assert.ok(ids.includes(c.alice.cardId) && !ids.includes(c.bob.cardId) && users.size === 1 && users.has('alice@example.com'), JSON.stringify([...users]));
       if (w === 'otherUser') assert.ok(ids.includes(c.bob.cardId) && !ids.includes(c.alice.cardId) && users.size === 1 && users.has('bob@example.com'), JSON.stringify([...users]));
-      if (w === 'operator') assert.ok(ids.includes(c.alice.cardId) && ids.includes(c.bob.cardId));
+      if (w === 'viewer' || w === 'approver' || w === 'admin') assert.ok(ids.includes(c.alice.cardId) && ids.includes(c.bob.cardId));
     },
   },
   getCard: {
     // Bob gets "not found" for Alice's card: its existence does not leak.
-    expect: { anonymous: 401, user: 200, otherUser: 404, operator: 200 },
+    expect: { anonymous: 401, user: 200, otherUser: 404, viewer: 200, approver: 200, admin: 200 },
     call: (c, w) => get(c, w, `/api/v1/cards/${c.alice.cardId}`),
     check: (w, r, c) => assert.deepEqual((json(r) as CardDetail).credentials.map((x) => x.requestId), [c.alice.request.id]),
   },
   transitionCard: {
     // Only operators move cards; the users' attempts leave Alice's card active (the operator's call finds it so).
-    expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 },
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 },
     call: (c, w) => c.t.client.raw('POST', `/api/v1/cards/${c.alice.cardId}/transitions`, { ...auth(c, w), json: { action: 'suspend' } }),
     check: (w, r) => assert.deepEqual([(json(r) as CardTransition).from, (json(r) as CardTransition).to], ['active', 'suspended']),
   },
-  expiringCertificates: { expect: { anonymous: 401, user: 403, otherUser: 403, operator: 200 }, call: (c, w) => get(c, w, '/api/v1/certificates/expiring?days=30') },
+  expiringCertificates: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/certificates/expiring?days=30') },
 };
 
 function randomChallenge(): string {
@@ -282,12 +292,20 @@ function get(c: Ctx, w: Who, path: string): Promise<HttpResult> {
   return c.t.client.raw('GET', path, auth(c, w));
 }
 
-describe('authorization of every route: anonymous, user, other user, operator', () => {
+describe('authorization of every route: anonymous, user, other user, and each operator role', () => {
   let t: TestService;
   let op: string;
+  const sessions: Partial<Record<Who, string>> = {};
+  const credentials = (w: Who): { username: string; password: string } => (w === 'admin' ? OPERATOR : { username: `role-${w}`, password: 'a long enough role password' });
   before(async () => {
     t = await startTestService(BACKENDS[0]!);
     op = await login(t.client);
+    sessions.admin = op;
+    for (const role of ['viewer', 'approver'] as const) {
+      const made = await t.client.createOperator(op, { ...credentials(role), role });
+      assert.equal(made.role, role);
+      sessions[role] = await login(t.client, credentials(role));
+    }
   });
   after(async () => t.close());
 
@@ -311,7 +329,9 @@ describe('authorization of every route: anonymous, user, other user, operator', 
         t, op,
         alice: await party('alice@example.com'),
         bob: await party('bob@example.com'),
-        bearer: (w) => (w === 'user' ? ctx.alice.token : w === 'otherUser' ? ctx.bob.token : w === 'operator' ? op : undefined),
+        bearer: (w) => (w === 'user' ? ctx.alice.token : w === 'otherUser' ? ctx.bob.token : sessions[w]),
+        credentials,
+        requestFor: async (w) => (w === 'approver' ? (await party('carol@example.com')).request : ctx.alice.request),
       };
       const got: Partial<Record<Who, number>> = {};
       for (const w of WHO) {

@@ -17,7 +17,7 @@ import { Storage } from '../../src/service/storage/storage.js';
 import { BACKENDS, randomCardId, tempDir } from './helpers.js';
 
 const T0 = new Date(Date.UTC(2026, 0, 1));
-const operator: Principal = { kind: 'operator', username: 'helpdesk', sessionHash: 'x' };
+const operator: Principal = { kind: 'operator', username: 'helpdesk', role: 'admin', sessionHash: 'x' };
 /** A token principal; a new token id each time unless one is given. */
 const token = (user: string, usable = true, tokenId: string = randomUUID()): Principal => ({ kind: 'enrollment-token', tokenId, user, profile: 'p', requestId: null, usable });
 

@@ -30,7 +30,7 @@ describe('the use cases read what they need once', () => {
     const service = new EnrollmentService({ storage, ca: await EmbeddedCa.inMemory(), clock });
     try {
       await service.ensureDefaults();
-      const operator: Principal = { kind: 'operator', username: 'op', sessionHash: 'unused' };
+      const operator: Principal = { kind: 'operator', username: 'op', role: 'admin', sessionHash: 'unused' };
       const users: Principal[] = [];
       for (const name of ['a', 'b', 'c']) {
         const { token } = await service.createToken(operator, { user: `${name}@example.com`, profile: 'smartcard-logon-auto' });

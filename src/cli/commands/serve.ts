@@ -58,9 +58,9 @@ export const serve: HandlerOf<typeof specs.serve> = async ({ values }, io) => {
         `Stop serve, set CARDLINK_OPERATOR_PASSWORD and start it again to create '${forTerminal(operator)}' (--operator NAME for another name).\n`,
     );
   }
-  const facts = { url: running.url, ...(running.revocationUrl ? { revocationUrl: running.revocationUrl } : {}), caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
+  const facts = { url: running.url, console: running.consoleUrl, ...(running.revocationUrl ? { revocationUrl: running.revocationUrl } : {}), caCertificate: running.caCertPath, dataDir, database: values.db === undefined ? join(dataDir, 'cardlink.db') : values.db.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') };
   if (values.json) io.stdout(JSON.stringify({ ok: true, ...facts }) + '\n');
-  else io.stdout(`listening on ${facts.url}\n${running.revocationUrl ? `revocation (CRL, OCSP) on ${running.revocationUrl}\n` : ''}CA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
+  else io.stdout(`listening on ${facts.url}\noperator console: ${facts.console}\n${running.revocationUrl ? `revocation (CRL, OCSP) on ${running.revocationUrl}\n` : ''}CA certificate: ${facts.caCertificate}\ndatabase: ${facts.database}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off('SIGINT', stop);

@@ -137,6 +137,20 @@ export const MIGRATIONS: Migration[] = [
          AND NOT EXISTS (SELECT 1 FROM requests n WHERE n.card_id = r.card_id AND (n.created_at > r.created_at OR (n.created_at = r.created_at AND n.id > r.id)))`,
     ],
   },
+  {
+    version: 6,
+    name: 'operator roles and console sessions',
+    statements: () => [
+      // Operators made before roles existed could do everything: they stay able to.
+      "ALTER TABLE operators ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'",
+      // A console session also ends after idle_ms without use (API sessions keep NULL: absolute expiry only).
+      'ALTER TABLE sessions ADD COLUMN idle_ms BIGINT',
+      'ALTER TABLE sessions ADD COLUMN last_seen_at BIGINT',
+      'CREATE INDEX sessions_operator ON sessions(operator_id)',
+      // Where a request came from (the client's address), for the operator who decides it.
+      'ALTER TABLE requests ADD COLUMN submitted_from TEXT',
+    ],
+  },
 ];
 
 // Any fixed number: the advisory lock that keeps two starting services from migrating at once.

@@ -1,3 +1,4 @@
+import type { OperatorRole } from '../auth.js';
 import { ServiceError } from '../errors.js';
 import type { Approval, ProfileView, RequestKind, RequestListQuery, RequestState } from '../protocol.js';
 import type { Db, DbTx, Row } from './db.js';
@@ -8,6 +9,11 @@ export interface Operator {
   username: string;
   passwordHash: string;
   createdAt: number;
+  role: OperatorRole;
+}
+
+function toOperator(r: Row): Operator {
+  return { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at), role: String(r.role) as OperatorRole };
 }
 
 /** A profile as stored is exactly what the API shows of it. */
@@ -56,6 +62,8 @@ export interface RequestRecord {
   notAfter: number | null;
   issuedAt: number | null;
   deliveredAt: number | null;
+  /** The address the request was submitted from, when known. */
+  submittedFrom: string | null;
   /** The issued certificate's DER as the CA signed it (joined from `certificates`), once there is one. */
   certificate: Buffer | null;
   /** The user's SID the CA is given for this certificate (from the token, or inherited by a renewal). */
@@ -90,11 +98,16 @@ export interface AuditQuery {
   since?: number;
   until?: number;
   limit?: number;
+  /** Newest entries first (the console); default oldest first. */
+  newestFirst?: boolean;
 }
 
 /** The API's query, and the container a card holder proves a key for. */
-export interface RequestQuery extends RequestListQuery {
+export interface RequestQuery extends Omit<RequestListQuery, 'since' | 'until'> {
   container?: string;
+  /** Submitted at or after / before, ms since the epoch. */
+  since?: number;
+  until?: number;
 }
 
 export interface NewRequest {
@@ -114,6 +127,7 @@ export interface NewRequest {
   decidedBy: string | null;
   /** A renewal's SID, inherited from the certificate it renews; a first request takes its token's. */
   sid?: string | null;
+  submittedFrom?: string | null;
 }
 
 export interface Claim {
@@ -151,6 +165,7 @@ export function toRequest(r: Row): RequestRecord {
     notAfter: num(r.not_after),
     issuedAt: num(r.issued_at),
     deliveredAt: num(r.delivered_at),
+    submittedFrom: str(r.submitted_from),
     certificate: r.certificate_der === null || r.certificate_der === undefined ? null : Buffer.from(r.certificate_der as Uint8Array),
     sid: str(r.sid),
   };
@@ -269,10 +284,10 @@ export class Storage {
 
   async createOperator(op: Operator, actor: string): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.query('INSERT INTO operators (id, username, password_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)', [
-        op.id, op.username, op.passwordHash, op.createdAt, actor,
+      await tx.query('INSERT INTO operators (id, username, password_hash, created_at, created_by, role) VALUES (?, ?, ?, ?, ?, ?)', [
+        op.id, op.username, op.passwordHash, op.createdAt, actor, op.role,
       ]);
-      await audit(tx, op.createdAt, actor, 'operator.created', `operator:${op.username}`);
+      await audit(tx, op.createdAt, actor, 'operator.created', `operator:${op.username}`, { role: op.role });
     });
   }
 
@@ -283,23 +298,47 @@ export class Storage {
 
   async findOperator(username: string): Promise<Operator | undefined> {
     const [r] = await this.db.query('SELECT * FROM operators WHERE username = ?', [username]);
-    return r ? { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at) } : undefined;
+    return r ? toOperator(r) : undefined;
   }
 
-  async createSession(tokenHash: string, op: Operator, now: number, expiresAt: number): Promise<void> {
+  /**
+   * A session ends at `expiresAt` whatever happens; with `idleMs` (console sessions) also after
+   * that long without use.
+   */
+  async createSession(tokenHash: string, op: Operator, now: number, expiresAt: number, idleMs?: number): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.query('INSERT INTO sessions (token_hash, operator_id, created_at, expires_at) VALUES (?, ?, ?, ?)', [tokenHash, op.id, now, expiresAt]);
-      await audit(tx, now, `operator:${op.username}`, 'session.started', `operator:${op.username}`, { expiresAt });
+      await tx.query('INSERT INTO sessions (token_hash, operator_id, created_at, expires_at, idle_ms, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)', [
+        tokenHash, op.id, now, expiresAt, idleMs ?? null, now,
+      ]);
+      await audit(tx, now, `operator:${op.username}`, 'session.started', `operator:${op.username}`, { expiresAt, ...(idleMs !== undefined ? { idleMs, console: true } : {}) });
     });
   }
 
+  /** The operator of a live session; a use of a session with an idle expiry moves that expiry on. */
   async sessionOperator(tokenHash: string, now: number): Promise<Operator | undefined> {
     const [r] = await this.db.query(
-      `SELECT o.* FROM sessions s JOIN operators o ON o.id = s.operator_id
-       WHERE s.token_hash = ? AND s.expires_at > ? AND s.ended_at IS NULL`,
-      [tokenHash, now],
+      `SELECT o.*, s.idle_ms FROM sessions s JOIN operators o ON o.id = s.operator_id
+       WHERE s.token_hash = ? AND s.expires_at > ? AND s.ended_at IS NULL AND (s.idle_ms IS NULL OR s.last_seen_at + s.idle_ms > ?)`,
+      [tokenHash, now, now],
     );
-    return r ? { id: String(r.id), username: String(r.username), passwordHash: String(r.password_hash), createdAt: Number(r.created_at) } : undefined;
+    if (!r) return undefined;
+    if (r.idle_ms !== null && r.idle_ms !== undefined) await this.db.query('UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? AND last_seen_at < ?', [now, tokenHash, now]);
+    return toOperator(r);
+  }
+
+  /** A new password ends every session of the operator, in the same transaction. */
+  async changePassword(operatorId: string, passwordHash: string, actor: string, now: number): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const [op] = await tx.query('UPDATE operators SET password_hash = ? WHERE id = ? RETURNING username', [passwordHash, operatorId]);
+      if (!op) throw new ServiceError('NOT_FOUND', 'no such operator');
+      // The sessions still alive: expired ones are dead already and are not counted.
+      const ended = await tx.query(
+        'UPDATE sessions SET ended_at = ? WHERE operator_id = ? AND ended_at IS NULL AND expires_at > ? AND (idle_ms IS NULL OR last_seen_at + idle_ms > ?) RETURNING token_hash',
+        [now, operatorId, now, now],
+      );
+      await audit(tx, now, actor, 'operator.password-changed', `operator:${String(op.username)}`, { sessionsEnded: ended.length });
+      return ended.length;
+    });
   }
 
   async endSession(tokenHash: string, actor: string, now: number): Promise<void> {
@@ -422,12 +461,12 @@ export class Storage {
       const state = claim ? 'issuing' : req.state;
       await tx.query(
         `INSERT INTO requests (id, kind, user_name, profile, csr, csr_hash, key_hash, subject, card_id, container, renews,
-           state, created_at, created_by, updated_at, decided_by, decided_at, serial, not_before, not_after, lease_until, sid)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           state, created_at, created_by, updated_at, decided_by, decided_at, serial, not_before, not_after, lease_until, sid, submitted_from)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           req.id, req.kind, req.user, req.profile, req.csr, req.csrHash, req.keyHash, req.subject, req.cardId, req.container,
           req.renews, state, now, req.createdBy, now, req.decidedBy, req.decidedBy === null ? null : now,
-          claim?.serial ?? null, claim?.notBefore ?? null, claim?.notAfter ?? null, claim?.leaseUntil ?? null, sid,
+          claim?.serial ?? null, claim?.notBefore ?? null, claim?.notAfter ?? null, claim?.leaseUntil ?? null, sid, req.submittedFrom ?? null,
         ],
       );
       await audits(tx, [
@@ -441,6 +480,7 @@ export class Storage {
       return {
         ...req, state, createdAt: now, updatedAt: now, decidedAt: req.decidedBy === null ? null : now, reason: null,
         serial: claim?.serial ?? null, notBefore: claim?.notBefore ?? null, notAfter: claim?.notAfter ?? null, issuedAt: null, deliveredAt: null, certificate: null, sid,
+        submittedFrom: req.submittedFrom ?? null,
       };
     });
   }
@@ -470,6 +510,7 @@ export class Storage {
       REQUEST,
       [
         ['r.state = ?', q.state], ['r.user_name = ?', q.user], ['r.card_id = ?', q.cardId], ['r.container = ?', q.container],
+        ['r.created_at >= ?', q.since], ['r.created_at < ?', q.until],
         ['(r.created_at < ? OR (r.created_at = ? AND r.id < ?))', after && [after.createdAt, after.createdAt, after.id]],
       ],
       'r.created_at DESC, r.id DESC',
@@ -862,7 +903,7 @@ export class Storage {
   }
 
   async queryAudit(q: AuditQuery = {}): Promise<AuditEntry[]> {
-    const { sql, params } = selectWhere('SELECT * FROM audit', [['actor = ?', q.actor], ['action = ?', q.action], ['subject = ?', q.subject], ['at >= ?', q.since], ['at < ?', q.until]], 'id', q.limit);
+    const { sql, params } = selectWhere('SELECT * FROM audit', [['actor = ?', q.actor], ['action = ?', q.action], ['subject = ?', q.subject], ['at >= ?', q.since], ['at < ?', q.until]], q.newestFirst ? 'id DESC' : 'id', q.limit);
     return (await this.db.query(sql, params)).map((r) => ({
       id: Number(r.id),
       at: Number(r.at),
