@@ -234,7 +234,7 @@ const CASES: Record<string, Case> = {
     expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/ocsp/MAA='),
     check: (_w, r) => assert.equal(r.headers['content-type'], 'application/ocsp-response'),
   },
-  rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
+  rotateAdminMasterKey: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 403, admin: 200 }, call: (c, w) => c.t.client.raw('POST', '/api/v1/admin-keys/rotate', auth(c, w)) },
   // Issue 13: cards as records. Alice's and Bob's cards were made by their enrollments.
   listCards: {
     expect: { anonymous: 401, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 },
@@ -256,9 +256,13 @@ const CASES: Record<string, Case> = {
     check: (w, r, c) => assert.deepEqual((json(r) as CardDetail).credentials.map((x) => x.requestId), [c.alice.request.id]),
   },
   transitionCard: {
-    // Only operators move cards; the users' attempts leave Alice's card active (the operator's call finds it so).
-    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 },
-    call: (c, w) => c.t.client.raw('POST', `/api/v1/cards/${c.alice.cardId}/transitions`, { ...auth(c, w), json: { action: 'suspend' } }),
+    // Only approvers and admins move cards; the others' attempts leave Alice's card active (the admin's call finds it so;
+    // the approver moves a card of its own, Carol's).
+    expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 403, approver: 200, admin: 200 },
+    call: async (c, w) => {
+      const cardId = w === 'approver' ? (await c.requestFor(w)).cardId! : c.alice.cardId;
+      return c.t.client.raw('POST', `/api/v1/cards/${cardId}/transitions`, { ...auth(c, w), json: { action: 'suspend' } });
+    },
     check: (w, r) => assert.deepEqual([(json(r) as CardTransition).from, (json(r) as CardTransition).to], ['active', 'suspended']),
   },
   expiringCertificates: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/certificates/expiring?days=30') },
