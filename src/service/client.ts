@@ -32,6 +32,7 @@ import {
   type ProfileView,
   type RequestListQuery,
   type RequestPage,
+  type RenewalBody,
   type RequestView,
   type RetireAnswer,
   type Session,
@@ -225,6 +226,11 @@ export class ServiceClient {
 
   collect(body: CollectBody): Promise<CollectedRequest[]> {
     return this.value('collect', { json: body });
+  }
+
+  /** A renewal proven by the current certificate's key (protocol.ts renewalProof); 202 while it waits for an operator. */
+  renew(body: RenewalBody): Promise<Answer<RequestView>> {
+    return this.call('renewCertificate', { json: body });
   }
 
   delivered(id: string, report: DeliveryReport): Promise<RequestView> {
