@@ -36,6 +36,8 @@ export interface AgentLinker {
    * Called with the card released: the providers reach the card in `reader` on their own.
    */
   link(view: CardView, reader: string): Promise<{ linked: ExpectedLink[] }>;
+  /** Removes the store entries of these certificates (replaced by a renewal); returns those removed. */
+  unlink?(thumbprints: string[]): Promise<string[]>;
   /** Whether the store holds exactly these links for the card, checked without the card. */
   holds(cardId: string, expected: ExpectedLink[]): Promise<boolean>;
 }

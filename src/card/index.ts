@@ -17,3 +17,5 @@ export type { InstallOptions, InstallResult } from './install.js';
 export type { CheckReport, Finding, FindingCode, RepairReport } from './check/index.js';
 export { parseCertificate } from './certificate.js';
 export type { ParsedCertificate } from './certificate.js';
+export { applyPurge, certificatesOnCard, planPurge, supersedes } from './purge.js';
+export type { CardCertificate, PurgeCandidate, PurgeCriteria, PurgePlan, PurgeReason, PurgeResult } from './purge.js';

@@ -206,7 +206,8 @@ export class MinidriverCard {
       await this.files.bump({ files: true });
       await this.files.putCmapfile(cmap);
       this.files.rememberPublicKey(index, publicKey);
-      const info = describeContainers(cmap, await this.files.rememberCurrentTable())[index];
+      // By cmap index: the list holds valid containers only, so a gap before this slot shifts positions.
+      const info = describeContainers(cmap, await this.files.rememberCurrentTable()).find((c) => c.index === index);
       if (!info) throw new CardError('CARD_INTERNAL', 'created container vanished', { container: name });
       return { ...info, publicKey };
     });

@@ -5,8 +5,7 @@ import { ServiceClient, ServiceClientError, type AuditListQuery, type RequestPag
 import { REVOKE_REASONS, type HandlerOf, type specs } from '../catalog.js';
 import { required } from '../args.js';
 import { emit, UsageError, type CliIo } from '../io.js';
-import { readNewPin, readSecret } from '../secrets.js';
-import { withCard } from '../target.js';
+import { readSecret } from '../secrets.js';
 import { line } from '../terminal.js';
 
 /**
@@ -31,7 +30,7 @@ export function openClient(values: { server?: string | undefined; cacert?: strin
  * Logs in as an operator (password from CARDLINK_OPERATOR_PASSWORD or a prompt), runs `fn`, and
  * ends the session whatever happens.
  */
-async function asOperator<T>(values: { server?: string | undefined; cacert?: string | undefined; operator?: string | undefined }, io: CliIo, fn: (client: ServiceClient, session: string) => Promise<T>): Promise<T> {
+export async function asOperator<T>(values: { server?: string | undefined; cacert?: string | undefined; operator?: string | undefined }, io: CliIo, fn: (client: ServiceClient, session: string) => Promise<T>): Promise<T> {
   const username = values.operator ?? io.env.CARDLINK_OPERATOR ?? 'admin';
   const password = await readSecret(io, 'CARDLINK_OPERATOR_PASSWORD', `password for operator ${username}: `);
   const client = openClient(values, io);
@@ -191,7 +190,7 @@ export const audit: HandlerOf<typeof specs.adminAudit> = async ({ values }, io) 
   return 0;
 };
 
-function cardIdOption(value: string | undefined): string {
+export function cardIdOption(value: string | undefined): string {
   const card = required(value, '--card').replace(/[\s-]+/g, '');
   if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('--card is the card id, 32 hex digits');
   return card;
@@ -219,30 +218,4 @@ export const rotateAdminKey: HandlerOf<typeof specs.adminRotateAdminKey> = async
   return 0;
 };
 
-/**
- * Retires a card whose user is gone, with the card in this workstation's reader: the service
- * marks it retired and answers the card's administrator challenge; the card gets the transport
- * key back, the next user's initial PIN (CARDLINK_NEW_PIN or asked twice), and loses every
- * container. Asks first (--yes without a terminal).
- */
-export const retireCard: HandlerOf<typeof specs.adminRetireCard> = async ({ values }, io) => {
-  const wanted = cardIdOption(values.card).toUpperCase();
-  const confirm = values.yes === true ? undefined : io.confirm;
-  if (values.yes !== true && !confirm) throw new UsageError('retiring a card destroys its keys for good: add --yes to confirm (there is no terminal to ask on)');
-  const newPin = await readNewPin(io);
-  const result = await withCard(values, io, async (card) => {
-    const cardId = hex(await card.cardId());
-    if (cardId !== wanted) throw new UsageError(line`the card here is ${cardId}, not ${wanted}: nothing was done`);
-    const containers = await card.containers();
-    if (confirm && !(await confirm(line`Retire card ${cardId} and delete its ${containers.length} container(s) (${containers.map((c) => c.name).join(', ') || 'none'}) with their keys? This cannot be undone.`))) return undefined;
-    const challenge = await card.adminChallenge();
-    const answer = await asOperator(values, io, (client, session) => client.retireCard(session, cardId, hex(challenge)));
-    return { cardId, ...(await card.retire(fromHex(answer.response), fromHex(answer.transportKey), newPin)) };
-  });
-  if (!result) {
-    emit(io, values.json === true, { ok: false, retired: false }, () => 'nothing done');
-    return 1;
-  }
-  emit(io, values.json === true, { ok: true, retired: true, ...result }, () => line`card ${result.cardId} retired: ${result.deletedContainers.length} container(s) deleted, transport key and the new initial PIN set; it can be enrolled again`);
-  return 0;
-};
+// `admin retire-card` is `card retire` (lifecycle.ts): the catalog points both at one handler.
