@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { CardlinkError } from '../errors.js';
 import { certThumbprint } from '../thumbprint.js';
 import type { ContainerInfo } from './card-files.js';
 import type { MinidriverCard } from './minidriver-card.js';
@@ -17,7 +18,14 @@ export async function certificatesOnCard(card: MinidriverCard): Promise<CardCert
   const out: CardCertificate[] = [];
   for (const container of await card.containers()) {
     if (!container.certificateFile) continue;
-    const der = await card.readCertificate(container.name);
+    let der: Uint8Array | undefined;
+    try {
+      der = await card.readCertificate(container.name);
+    } catch (err) {
+      // A certificate file left empty by a deletion cut short holds no certificate ('card check' names it).
+      if (err instanceof CardlinkError && err.code === 'CARD_FORMAT') continue;
+      throw err;
+    }
     if (!der) continue;
     out.push({ container, der, cert: new X509Certificate(der), thumbprint: certThumbprint(der) });
   }
