@@ -194,8 +194,8 @@ export function renewalBinding(nonce: string, cardId: string, container: string)
  * new key) submitted by the holder of the current certificate `serial`, who proves it by signing
  * `renewalProof(serial, csr)` with the current key on the card. EST simplereenroll proves the
  * same with TLS client authentication, which needs the private key in the TLS stack; a key that
- * lives on a card can sign this message instead (the proof-of-possession pattern of RFC 4210
- * §5.2.8 / RFC 7030 §3.5, with the CSR itself in the signed bytes).
+ * lives on a card can sign this message instead: like RFC 7030 §3.5's linking of identity and
+ * proof of possession, the signature covers the request itself (docs/sources.md#rfc7030).
  */
 export interface RenewalBody {
   /** The current certificate's serial number, hex. */

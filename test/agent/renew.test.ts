@@ -6,6 +6,7 @@ import { renewPass, type RenewPassOptions } from '../../src/agent/renew.js';
 import { unlinkCertificates } from '../../src/agent/store-link.js';
 import { certificatesOnCard, MemoryCardCache, MinidriverCard, type CardCache } from '../../src/card/index.js';
 import type { GidsCard } from '../../src/gids/emulator/index.js';
+import { ServiceClient } from '../../src/service/client.js';
 import { ManualClock } from '../../src/service/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
@@ -230,15 +231,19 @@ for (const backend of BACKENDS.slice(0, 1)) describe(`renewal by the agent, serv
 
     clock.advance(Date.now() - 340 * DAY - clock.now().getTime());
     const indices = Array.from({ length: total }, (_, k) => k);
-    const cards = await pool(indices, 8, () => enrolledCardToday());
+    const cards = await pool(indices, 4, () => enrolledCardToday());
     await later(340);
     await pool(indices, 8, async (k) => {
       const c = cards[k]!;
+      // A client of its own: a connection shared with the other cards may sit idle past the
+      // service's keep-alive while this card works, and be reset under the next request.
+      const client = new ServiceClient({ server: t.svc.url, ca: t.svc.caCertPem });
+      try {
       const [old] = await certificatesOnCard(c.card);
       const cache = new MemoryCardCache();
       const s = await open(c.emulator, cache);
       s.transport.failAfter(k);
-      await assert.rejects(renewPass(s.card, t.client, passOptions(clock, s.card)), { code: 'CARD_REMOVED' }, `k=${k}`);
+      await assert.rejects(renewPass(s.card, client, passOptions(clock, s.card)), { code: 'CARD_REMOVED' }, `k=${k}`);
 
       // Re-inserted: at least one of old and new works.
       const after = await open(c.emulator, cache);
@@ -247,7 +252,7 @@ for (const backend of BACKENDS.slice(0, 1)) describe(`renewal by the agent, serv
 
       // The next renew finishes: exactly one container, the renewed certificate, default, card clean.
       const next = await open(c.emulator, cache);
-      const report = await renewPass(next.card, t.client, passOptions(clock, next.card)).catch((err: Error) => {
+      const report = await renewPass(next.card, client, passOptions(clock, next.card)).catch((err: Error) => {
         throw new Error(`k=${k}: the next renew failed: ${err.message}`, { cause: err });
       });
       assert.deepEqual((await next.card.check()).findings, [], `k=${k}`);
@@ -257,6 +262,9 @@ for (const backend of BACKENDS.slice(0, 1)) describe(`renewal by the agent, serv
       assert.notEqual(certs[0]!.thumbprint, old!.thumbprint, `k=${k}: renewed`);
       assert.ok(certs[0]!.container.isDefault, `k=${k}: default`);
       assert.deepEqual(await workingCredentials(next.card), [certs[0]!.thumbprint], `k=${k}`);
+      } finally {
+        client.close();
+      }
     });
   });
 });
