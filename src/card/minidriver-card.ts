@@ -451,6 +451,15 @@ export class MinidriverCard {
       await this.deleteContainer(c.name);
       deletedContainers.push(c.name);
     }
+    // Left as initialisation leaves a card: no container records at all, and both counters moved
+    // so every cache keyed by them drops the old content. Zeroed records would still be listed,
+    // as keys without a name, by OpenSC's pkcs15-gids, which asks for every record's details.
+    await this.files.transaction(async () => {
+      await this.files.refresh();
+      await this.files.bump({ files: true, containers: true });
+      await this.files.putCmapfile([]);
+      await this.files.putKeyMap([]);
+    });
     await this.#session.logout();
     return { deletedContainers };
   }

@@ -122,10 +122,8 @@ export const retire: HandlerOf<typeof specs.cardRetire> = async ({ values }, io)
       return { answer, revoked: await revokeCardCertificates(client, session, cardId.toLowerCase()) };
     });
     const wiped = await card.retire(fromHex(answer.response), fromHex(answer.transportKey), newPin);
-    // Moved once more whatever was on the card: a cache keyed by the old counters must not match the empty card.
-    await card.verifyPin(newPin);
-    const cardcf = await card.moveCounters({ files: true, containers: true });
-    await card.logout();
+    // retire() moved both counters: a cache keyed by the old ones does not match the empty card.
+    const cardcf = await card.cardcf();
     return { cardId, ...wiped, revoked, thumbprints, cardcf: { containersFreshness: cardcf.containersFreshness, filesFreshness: cardcf.filesFreshness } };
   });
   if (!result) {
