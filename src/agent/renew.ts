@@ -130,7 +130,7 @@ async function startRenewals(card: MinidriverCard, client: ServiceClient, phase:
     const reuse = spare.shift();
     const name = reuse?.name ?? `lr-${randomUUID()}`;
     if (!(await consent.granted([`renew certificate ${c.thumbprint} of '${c.container.name}' (ends ${base.notAfter}): a new key in container '${name}'`]))) return undefined;
-    if (!reuse) await readyForNewKey(card);
+    if (!reuse) await repairLeftovers(card);
     if (!reuse) await card.createContainer(name, { bits: c.container.keyBits >= 2048 ? (c.container.keyBits as 2048 | 3072 | 4096) : 2048, keySpec: 'kx' });
     const cardId = hex(await card.cardId()).toLowerCase();
     const { nonce } = await client.challenge(cardId);
@@ -152,11 +152,12 @@ async function startRenewals(card: MinidriverCard, client: ServiceClient, phase:
 }
 
 /**
- * An earlier key generation cut short by a pulled card leaves a key map entry in use for a slot
- * `cmapfile` does not hold (MinidriverCard.createContainer): what `card check` names and
- * `--repair` rewrites. It is put right before the next key is made, so the retry leaves a clean card.
+ * A key generation or a container deletion cut short by a pulled card leaves a key map entry in
+ * use for a slot `cmapfile` does not hold (MinidriverCard.createContainer, deleteContainer): what
+ * `card check` names and `--repair` rewrites. Put right before the next key is made and while a
+ * renewal's switch may be half done, so the pass that finishes leaves a clean card.
  */
-async function readyForNewKey(card: MinidriverCard): Promise<void> {
+async function repairLeftovers(card: MinidriverCard): Promise<void> {
   const found = (await card.check()).findings.filter((f) => f.severity === 'error');
   if (found.length === 0) return;
   const repaired = await card.repair();
@@ -201,6 +202,9 @@ export async function renewOnCard(card: MinidriverCard, client: ServiceClient, o
       }
     }
   }
+  // While a renewal is issued but its delivery not yet reported, the switch may have been cut
+  // short on an earlier pass (a deletion between its steps): put the card right before reporting.
+  if (o.renew && phase.answers.some((a) => a.kind === 'reenroll' && a.state === 'issued')) await repairLeftovers(card);
   const certs = await certificatesOnCard(card);
   const view = o.link && certs.length + removed.length > 0 ? await readCardFresh(card.minidriver()) : undefined;
   return { ...phase, view, certificates: daysLeft(certs, now()), ...(o.renew ? { renewals, removed } : {}) };
