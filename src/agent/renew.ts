@@ -163,7 +163,7 @@ async function repairLeftovers(card: MinidriverCard): Promise<void> {
   const repaired = await card.repair();
   const left = repaired.after.findings.filter((f) => f.severity === 'error');
   if (left.length > 0) {
-    throw new CardlinkError('RENEW_CARD_INCONSISTENT', `the card needs repair before a new key can be made (${left.map((f) => f.code).join(', ')}): run 'cardlink card check --repair'`);
+    throw new CardlinkError('RENEW_CARD_INCONSISTENT', `a renewal left the card inconsistent and repair did not fix it (${left.map((f) => f.code).join(', ')}): run 'cardlink card check --repair'`);
   }
 }
 
@@ -206,7 +206,9 @@ export async function renewOnCard(card: MinidriverCard, client: ServiceClient, o
   // short on an earlier pass (a deletion between its steps): put the card right before reporting.
   if (o.renew && phase.answers.some((a) => a.kind === 'reenroll' && a.state === 'issued')) await repairLeftovers(card);
   const certs = await certificatesOnCard(card);
-  const view = o.link && certs.length + removed.length > 0 ? await readCardFresh(card.minidriver()) : undefined;
+  // Linked when collect would link (something issued that is not revoked) or a replaced one must be unlinked.
+  const toLink = phase.items.some((i) => i.thumbprint !== null && i.action !== 'revoked') || removed.length > 0;
+  const view = o.link && toLink ? await readCardFresh(card.minidriver()) : undefined;
   return { ...phase, view, certificates: daysLeft(certs, now()), ...(o.renew ? { renewals, removed } : {}) };
 }
 
