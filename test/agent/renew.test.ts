@@ -243,7 +243,15 @@ for (const backend of BACKENDS.slice(0, 1)) describe(`renewal by the agent, serv
       const cache = new MemoryCardCache();
       const s = await open(c.emulator, cache);
       s.transport.failAfter(k);
-      await assert.rejects(renewPass(s.card, client, passOptions(clock, s.card)), { code: 'CARD_REMOVED' }, `k=${k}`);
+      // Users' names differ in length from card to card, so a pass may take a few APDUs less than the probe's.
+      const cut = await renewPass(s.card, client, passOptions(clock, s.card)).then(
+        () => false,
+        (err: { code?: string }) => {
+          assert.equal(err.code, 'CARD_REMOVED', `k=${k}: ${String(err)}`);
+          return true;
+        },
+      );
+      assert.ok(cut || k >= total - 8, `k=${k}: the pass ended before the card was pulled (it takes ${total})`);
 
       // Re-inserted: at least one of old and new works.
       const after = await open(c.emulator, cache);
