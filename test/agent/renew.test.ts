@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { verify } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { Agent, type AgentLogEntry } from '../../src/agent/daemon.js';
 import { enroll } from '../../src/agent/enroll.js';
 import { renewPass, type RenewPassOptions } from '../../src/agent/renew.js';
 import { unlinkCertificates } from '../../src/agent/store-link.js';
@@ -9,6 +10,7 @@ import type { GidsCard } from '../../src/gids/emulator/index.js';
 import { ServiceClient } from '../../src/service/client.js';
 import { ManualClock } from '../../src/service/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
+import type { PcscReaderEvent } from '../../src/transport/pcsc.js';
 import { RecordingTransport } from '../../src/transport/recorder.js';
 import { ACQUIRE } from '../../src/windows/constants.js';
 import { openCertStoreHost } from '../../src/windows/hosts.js';
@@ -175,6 +177,50 @@ for (const backend of BACKENDS.slice(0, 1)) describe(`renewal by the agent, serv
     const again = await renewPass(c.card, t.client, o);
     assert.deepEqual(again.renewals, []);
     assert.deepEqual(again.removed, []);
+  });
+
+  test('agent run: the pass on insertion renews; its record and the status carry each certificate with its days left', async () => {
+    const c = await enrolledCard();
+    await later(340);
+    const reader = { name: 'Test Reader 0', card: 'present' as const, inUse: false, exclusive: false, atr: undefined };
+    const logs: AgentLogEntry[] = [];
+    let send: (e: PcscReaderEvent) => void = () => {};
+    const agent = new Agent({
+      watchReaders: (o) =>
+        new Promise<void>((resolve) => {
+          send = o.onEvent;
+          o.onEvent({ type: 'service-up' });
+          o.onEvent({ type: 'reader-attached', reader: { ...reader, card: 'empty' } });
+          o.signal.addEventListener('abort', () => resolve(), { once: true });
+        }),
+      openCard: async () => {
+        c.emulator.reset();
+        const transport = new MemoryTransport(c.emulator);
+        return { card: await MinidriverCard.open(transport), close: () => transport.close() };
+      },
+      client: t.client,
+      pin: TEST_PIN,
+      host: 'ws-test',
+      version: 'test',
+      log: (e) => logs.push(e),
+    });
+    const ac = new AbortController();
+    const done = agent.run(ac.signal);
+    send({ type: 'card-inserted', reader });
+    const deadline = Date.now() + 60_000;
+    while (!logs.some((e) => e.event === 'pass') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    await done;
+    const pass = logs.find((e): e is Extract<AgentLogEntry, { event: 'pass' }> => e.event === 'pass')?.pass;
+    assert.ok(pass?.ok, JSON.stringify(pass?.error));
+    assert.equal(pass.report?.renewals?.[0]?.action, 'issued');
+    assert.deepEqual(pass.report?.removed?.map((r) => r.container), [c.container]);
+    const newContainer = pass.report!.renewals![0]!.newContainer!;
+    assert.deepEqual(pass.report?.certificates?.map((x) => x.container), [newContainer]);
+    assert.ok(pass.report!.certificates![0]!.daysLeft >= 364);
+    const status = agent.status().cards[0]!;
+    assert.deepEqual(status.certificates.map((x) => [x.container, x.daysLeft >= 364]), [[newContainer, true]]);
+    assert.deepEqual((await (await open(c.emulator)).card.containers()).map((x) => x.name), [newContainer]);
   });
 
   test('operator approval: the first pass requests, the key waits in its container; after approval the next pass installs, switches and removes the old one', async () => {
