@@ -265,7 +265,7 @@ for (const backend of BACKENDS.slice(0, 1)) describe(`renewal by the agent, serv
     assert.deepEqual((await c.card.containers()).map((x) => x.name), [c.container]);
   });
 
-  test('the card pulled after every APDU of a renewal: one of old and new always signs and verifies; the next renew completes', async () => {
+  test('the card pulled after every APDU of a renewal: one of old and new always signs and verifies; the next renew completes', async (tc) => {
     // One card per APDU index, all enrolled on the same day and renewed together 340 days later.
     const probe = await enrolledCard();
     await later(340);
@@ -273,6 +273,7 @@ for (const backend of BACKENDS.slice(0, 1)) describe(`renewal by the agent, serv
     await renewPass(counted.card, t.client, passOptions(clock, counted.card));
     const total = counted.transport.count;
     assert.ok(total > 20, `a renewal takes ${total} APDUs`);
+    tc.diagnostic(`a renewal pass (collect, new key, request, collect, install, switch, remove) takes ${total} APDUs: the card is pulled after each`);
     assert.equal((await counted.card.containers()).length, 1);
 
     clock.advance(Date.now() - 340 * DAY - clock.now().getTime());
