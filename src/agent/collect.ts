@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { equalBytes, hex } from '../bytes.js';
 import type { MinidriverCard } from '../card/index.js';
 import { pemBlock } from '../pem.js';
-import { collectMessage, ServiceClientError, type ServiceClient } from '../service/client.js';
+import { collectMessage, ServiceClientError, type CollectedRequest, type RequestKind, type ServiceClient } from '../service/client.js';
 import { certThumbprint } from '../thumbprint.js';
 import { readCardFresh, type CardView } from '../windows/card-view.js';
 
@@ -10,6 +10,8 @@ export type CollectAction = 'installed' | 'already-on-card' | 'waiting' | 'rejec
 
 export interface CollectedItem {
   id: string;
+  /** A first enrollment, or a renewal (its certificate replaces an older one on the card). */
+  kind: RequestKind;
   container: string;
   state: string;
   action: CollectAction;
@@ -30,6 +32,47 @@ export interface CollectReport {
   items: CollectedItem[];
   /** The shortest wait the service asked for, while something is still waiting; else null. */
   retryAfter: number | null;
+  /** Every certificate on the card afterwards, with the days it has left (renew.ts). */
+  certificates?: CertificateDays[];
+  /** Renewals started, waiting or refused in this pass (renew.ts). */
+  renewals?: RenewalItem[];
+  /** Certificates replaced by their renewal: removed from the card with their keys, and unlinked. */
+  removed?: RemovedCredential[];
+}
+
+/** A certificate on the card and how long it has left. */
+export interface CertificateDays {
+  container: string;
+  thumbprint: string;
+  serial: string;
+  subject: string;
+  notAfter: string;
+  /** Whole days until notAfter (negative once expired). */
+  daysLeft: number;
+  isDefault: boolean;
+}
+
+export type RenewalAction = 'requested' | 'issued' | 'waiting' | 'refused';
+
+export interface RenewalItem {
+  /** The container and certificate being renewed. */
+  container: string;
+  serial: string;
+  thumbprint: string;
+  notAfter: string;
+  action: RenewalAction;
+  /** Where the new key lives. */
+  newContainer: string | null;
+  requestId: string | null;
+  /** The service's words when it refused. */
+  reason: string | null;
+}
+
+export interface RemovedCredential {
+  container: string;
+  thumbprint: string;
+  /** Its store entry was removed too (only when a store was given). */
+  unlinked: boolean;
 }
 
 export interface CollectOptions {
@@ -80,6 +123,12 @@ export interface CollectedOnCard {
   toReport: { item: CollectedItem; ticket: string }[];
   /** The card as it is after the installs, for the linker; undefined when there is nothing to link. */
   view: CardView | undefined;
+  /** The service's answers as they came, one per request proven (renew.ts reads kinds, users and certificates). */
+  answers: CollectedRequest[];
+  /** What renew.ts added to the pass (see CollectReport). */
+  certificates?: CertificateDays[];
+  renewals?: RenewalItem[];
+  removed?: RemovedCredential[];
 }
 
 /**
@@ -94,6 +143,22 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
 }
 
 /**
+ * What the service holds for the keys in these containers: one signature per container over a
+ * fresh challenge (needs the PIN), answered with the requests each key proves. Also how the
+ * status of the card's certificates is asked (purge: revoked ones).
+ */
+export async function proveContainers(card: MinidriverCard, client: ServiceClient, cardId: string, containers: string[], pin: string, t?: CollectTimings): Promise<CollectedRequest[]> {
+  const challenge = await timed(t, 'serviceMs', () => client.challenge(cardId));
+  await card.verifyPin(pin);
+  const proofs: { container: string; signature: string }[] = [];
+  for (const name of containers) {
+    const signature = await card.sign(name, collectMessage(challenge.nonce, cardId, name), 'sha256');
+    proofs.push({ container: name, signature: Buffer.from(signature).toString('base64') });
+  }
+  return timed(t, 'serviceMs', () => client.collect({ cardId, nonce: challenge.nonce, proofs }));
+}
+
+/**
  * The card phase: prove the keys, install what was issued, and (with a linker) read the card for
  * linking. Everything after it — linking through Windows' providers, reporting deliveries — runs in
  * `finishCollect` without the card.
@@ -101,16 +166,9 @@ export async function collect(card: MinidriverCard, client: ServiceClient, o: Co
 export async function collectOnCard(card: MinidriverCard, client: ServiceClient, o: CollectOptions): Promise<CollectedOnCard> {
   const cardId = hex(await card.cardId()).toLowerCase();
   const containers = await card.containers();
-  if (containers.length === 0) return { cardId, items: [], toReport: [], view: undefined };
+  if (containers.length === 0) return { cardId, items: [], toReport: [], view: undefined, answers: [] };
   const t = o.timings;
-  const challenge = await timed(t, 'serviceMs', () => client.challenge(cardId));
-  await card.verifyPin(o.pin);
-  const proofs: { container: string; signature: string }[] = [];
-  for (const c of containers) {
-    const signature = await card.sign(c.name, collectMessage(challenge.nonce, cardId, c.name), 'sha256');
-    proofs.push({ container: c.name, signature: Buffer.from(signature).toString('base64') });
-  }
-  const found = await timed(t, 'serviceMs', () => client.collect({ cardId, nonce: challenge.nonce, proofs }));
+  const found = await proveContainers(card, client, cardId, containers.map((c) => c.name), o.pin, t);
   // Every certificate is checked before the first is written: a malformed answer writes nothing.
   const issued = new Map<string, Uint8Array>();
   for (const r of found) {
@@ -123,7 +181,7 @@ export async function collectOnCard(card: MinidriverCard, client: ServiceClient,
   const items: CollectedItem[] = [];
   const toReport: { item: CollectedItem; ticket: string }[] = [];
   for (const r of found) {
-    const item: CollectedItem = { id: r.id, container: r.container ?? '', state: r.state, action: 'waiting', thumbprint: null, linked: false, reported: false, retryAfter: r.retryAfter, reason: r.reason, revokedOnCard: false };
+    const item: CollectedItem = { id: r.id, kind: r.kind, container: r.container ?? '', state: r.state, action: 'waiting', thumbprint: null, linked: false, reported: false, retryAfter: r.retryAfter, reason: r.reason, revokedOnCard: false };
     items.push(item);
     if (r.state === 'rejected' || r.state === 'revoked') {
       item.action = r.state;
@@ -148,12 +206,13 @@ export async function collectOnCard(card: MinidriverCard, client: ServiceClient,
     if (r.deliveryTicket !== null) toReport.push({ item, ticket: r.deliveryTicket });
   }
   const view = o.link && items.some((i) => i.thumbprint !== null && i.action !== 'revoked') ? await readCardFresh(card.minidriver()) : undefined;
-  return { cardId, items, toReport, view };
+  return { cardId, items, toReport, view, answers: found };
 }
 
 /** After the card phase, with the card released: link (where a linker was given) and report the deliveries. */
 export async function finishCollect(phase: CollectedOnCard, client: ServiceClient, o: CollectOptions): Promise<CollectReport> {
   const { cardId, items, toReport, view } = phase;
+  const extra = { ...(phase.certificates ? { certificates: phase.certificates } : {}), ...(phase.renewals ? { renewals: phase.renewals } : {}), ...(phase.removed ? { removed: phase.removed } : {}) };
   const t = o.timings;
   if (o.link && view) {
     const report = await timed(t, 'linkMs', () => o.link!(view));
@@ -173,5 +232,5 @@ export async function finishCollect(phase: CollectedOnCard, client: ServiceClien
     ),
   );
   const waits = items.filter((i) => i.action === 'waiting' && i.retryAfter !== null).map((i) => i.retryAfter!);
-  return { cardId, items, retryAfter: waits.length > 0 ? Math.min(...waits) : null };
+  return { cardId, items, retryAfter: waits.length > 0 ? Math.min(...waits) : null, ...extra };
 }

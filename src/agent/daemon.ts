@@ -16,7 +16,8 @@ import { ServiceClientError, type ServiceClient } from '../service/client.js';
 import { TransportError } from '../transport/transport.js';
 import { readCardFresh, type CardView } from '../windows/card-view.js';
 import type { PcscReaderEvent } from '../transport/pcsc.js';
-import { collectOnCard, finishCollect, type CollectOptions, type CollectReport, type CollectTimings } from './collect.js';
+import type { CertificateDays, CollectReport, CollectTimings } from './collect.js';
+import { finishRenewPass, renewOnCard, type RenewOptions, type RenewPassOptions } from './renew.js';
 import { backoffDelay } from './watch.js';
 
 /** One card, opened for one pass; `close` releases the connection (and resets the card). */
@@ -36,6 +37,8 @@ export interface AgentLinker {
    * Called with the card released: the providers reach the card in `reader` on their own.
    */
   link(view: CardView, reader: string): Promise<{ linked: ExpectedLink[] }>;
+  /** Removes the store entries of these certificates (replaced by a renewal); returns those removed. */
+  unlink?(thumbprints: string[]): Promise<string[]>;
   /** Whether the store holds exactly these links for the card, checked without the card. */
   holds(cardId: string, expected: ExpectedLink[]): Promise<boolean>;
 }
@@ -92,6 +95,11 @@ export interface AgentOptions {
   host?: string;
   version?: string;
   log(entry: AgentLogEntry): void;
+  /**
+   * Renewal in every pass that talks to the service (renew.ts): certificates in their last
+   * `windowDays` (default 30) get a successor; false turns it off.
+   */
+  renew?: RenewOptions | false;
   /** Called after every pass and state change with a snapshot (the status file). */
   onStatus?(status: AgentStatus): void;
 }
@@ -104,6 +112,8 @@ interface CardMemory {
   dueAt: number | null;
   links: ExpectedLink[];
   pinRefused: boolean;
+  /** The card's certificates and their days left, as the last pass that asked the service saw them. */
+  certificates?: CertificateDays[];
 }
 
 interface ReaderSlot {
@@ -128,7 +138,7 @@ export interface AgentStatus {
   startedAt: string;
   service: 'up' | 'down' | 'unknown';
   readers: { name: string; card: boolean; cardId: string | null; nextAt: string | null; failures: number }[];
-  cards: { cardId: string; checkedAt: string; dueAt: string | null; links: number; pinRefused: boolean }[];
+  cards: { cardId: string; checkedAt: string; dueAt: string | null; links: number; pinRefused: boolean; certificates: CertificateDays[] }[];
   /** The most recent passes, newest last. */
   passes: PassRecord[];
 }
@@ -190,7 +200,7 @@ export class Agent {
       startedAt: this.startedAt,
       service: this.service,
       readers: [...this.slots.values()].map((s) => ({ name: s.name, card: s.present, cardId: s.cardId, nextAt: iso(s.nextAt), failures: s.failures })),
-      cards: [...this.memory].map(([cardId, m]) => ({ cardId, checkedAt: iso(m.checkedAt)!, dueAt: iso(m.dueAt), links: m.links.length, pinRefused: m.pinRefused })),
+      cards: [...this.memory].map(([cardId, m]) => ({ cardId, checkedAt: iso(m.checkedAt)!, dueAt: iso(m.dueAt), links: m.links.length, pinRefused: m.pinRefused, certificates: m.certificates ?? [] })),
       passes: [...this.passes],
     };
   }
@@ -377,21 +387,24 @@ export class Agent {
       }
       record.kind = known ? 'due' : 'cold';
       const t: CollectTimings = { serviceMs: 0, installMs: 0, linkMs: 0 };
-      const options: CollectOptions = {
+      const linker = this.o.linker;
+      const options: RenewPassOptions = {
         pin: this.o.pin,
         host: this.host,
         agentVersion: this.version,
         timings: t,
-        ...(this.o.linker ? { link: (view: CardView) => this.o.linker!.link(view, s.name) } : {}),
+        ...(this.o.renew !== false ? { renew: this.o.renew ?? {} } : {}),
+        ...(linker ? { link: (view: CardView) => linker.link(view, s.name) } : {}),
+        ...(linker?.unlink ? { unlink: (thumbprints: string[]) => linker.unlink!(thumbprints) } : {}),
       };
-      const onCard = await collectOnCard(card, this.o.client, options);
+      const onCard = await renewOnCard(card, this.o.client, options);
       const after = hex(serializeCardCf(await card.cardcf()));
       timings.cardMs = performance.now() - tCard - t.serviceMs - t.installMs;
       // The card is released before the store is linked: Windows' providers open their own
       // connection to it, which fails (SCARD_E_SHARING_VIOLATION) while the agent holds it.
       await opened.close();
       opened = undefined;
-      const report = await finishCollect(onCard, this.o.client, options);
+      const report = await finishRenewPass(onCard, this.o.client, options);
       Object.assign(timings, t);
       record.report = report;
       record.ok = true;
@@ -403,6 +416,7 @@ export class Agent {
         dueAt: report.retryAfter === null ? null : this.now() + report.retryAfter * 1000,
         links: links.length > 0 || !m ? links : m.links,
         pinRefused: false,
+        ...(report.certificates ? { certificates: report.certificates } : {}),
       };
       this.memory.set(cardId, mem);
       this.scheduleNext(s, mem, record);

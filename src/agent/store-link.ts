@@ -4,6 +4,7 @@ import { openCertStoreHost } from '../windows/hosts.js';
 import type { CardView } from '../windows/card-view.js';
 import { bareContainerName, linkView } from '../windows/link.js';
 import type { CardConnector } from '../windows/model/smartcard.js';
+import type { CertStoreHost } from '../windows/store.js';
 import type { AgentLinker, ExpectedLink } from './daemon.js';
 
 /**
@@ -18,6 +19,28 @@ const NO_CARD = new Proxy(
 ) as MinidriverPort;
 
 /**
+ * Deletes the store entries of these certificates (by SHA-1 thumbprint) from `CurrentUser\My`:
+ * what a renewal, purge or retire replaced or removed on the card. `linkView` drops entries whose
+ * container now holds something else, but not those of a container that is gone altogether.
+ * Returns the thumbprints whose entry was there and went.
+ */
+export async function unlinkCertificates(host: CertStoreHost, thumbprints: readonly string[]): Promise<string[]> {
+  const my = await host.openCurrentUserMy();
+  const gone: string[] = [];
+  try {
+    for (const t of thumbprints) {
+      const ctx = await my.find(t.toUpperCase());
+      if (!ctx) continue;
+      await my.delete(ctx);
+      gone.push(t.toUpperCase());
+    }
+  } finally {
+    await my.close();
+  }
+  return gone;
+}
+
+/**
  * Links into the store a `--store` spec names (`native` or `model:DIR`), as `cardlink link` does:
  * with the card released, the providers reaching it through `connect(reader)` (connections of
  * their own, shared, as Windows' Base CSP and KSP open them).
@@ -29,6 +52,14 @@ export function storeLinker(spec: string, pin: () => string, connect: (reader: s
       try {
         const report = await linkView(view, store.host);
         return { linked: report.linked.map((l) => ({ container: l.container, thumbprint: l.thumbprint.toUpperCase() })) };
+      } finally {
+        await store.close();
+      }
+    },
+    async unlink(thumbprints: string[]) {
+      const store = await openCertStoreHost(spec, NO_CARD, pin);
+      try {
+        return await unlinkCertificates(store.host, thumbprints);
       } finally {
         await store.close();
       }

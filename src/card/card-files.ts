@@ -406,6 +406,8 @@ export class CardFiles {
     const hit = this.recall(path, 'files');
     const raw = hit ?? (await this.readFile(path));
     if (raw === undefined) throw new CardError('FILE_NOT_FOUND', `${path}: no such file on the card`);
+    // Emptied but still in the file table: a deletion cut short between its two steps holds no certificate.
+    if (raw.length === 0) throw new CardError('FILE_NOT_FOUND', `${path}: the file is empty (a deletion was cut short)`);
     if (!hit) this.remember(path, 'files', raw);
     return decodeCertificateFile(raw, path).der;
   }

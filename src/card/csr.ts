@@ -1,7 +1,7 @@
 import { createHash, verify, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-csr';
-import { AlgorithmIdentifier, Attribute, Extensions, SubjectPublicKeyInfo, type Extension, type Name } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier, Attribute, DirectoryString, Extensions, SubjectPublicKeyInfo, type Extension, type Name } from '@peculiar/asn1-x509';
 import { toPem } from '../pem.js';
 import { digestInfoOf } from './digest-info.js';
 import { parseSubject } from './dn.js';
@@ -11,10 +11,17 @@ const SHA256_WITH_RSA = '1.2.840.113549.1.1.11';
 /** ecdsa-with-SHA256 / -SHA384 (RFC 5758 §3.2: parameters absent). */
 const ECDSA_WITH = { sha256: '1.2.840.10045.4.3.2', sha384: '1.2.840.10045.4.3.3' } as const;
 const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
+/** PKCS#9 challengePassword (RFC 2985 §5.4.1). */
+const CHALLENGE_PASSWORD = '1.2.840.113549.1.9.7';
 
 export interface CsrOptions {
   /** Extensions to request (e.g. a subject alternative name with a UPN), as @peculiar/asn1-x509 values. */
   extensions?: Extension[];
+  /**
+   * A challengePassword attribute (RFC 2985 §5.4.1), as a UTF8String DirectoryString (the
+   * renewal's card binding holds `_`, which a PrintableString may not).
+   */
+  challengePassword?: string;
 }
 
 export interface BuiltCsr {
@@ -44,6 +51,9 @@ export async function buildCsr(
   const info = new CertificationRequestInfo({ subject: name, subjectPKInfo: spki });
   if (options.extensions && options.extensions.length > 0) {
     info.attributes.push(new Attribute({ type: EXTENSION_REQUEST, values: [AsnConvert.serialize(new Extensions(options.extensions))] }));
+  }
+  if (options.challengePassword !== undefined) {
+    info.attributes.push(new Attribute({ type: CHALLENGE_PASSWORD, values: [AsnConvert.serialize(new DirectoryString({ utf8String: options.challengePassword }))] }));
   }
   const tbs = new Uint8Array(AsnConvert.serialize(info));
   const ec = publicKey.asymmetricKeyType === 'ec';

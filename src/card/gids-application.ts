@@ -204,7 +204,8 @@ export class GidsApplication implements CardApplication {
       await this.files.bump({ files: true });
       await this.files.putCmapfile(cmap);
       this.files.rememberPublicKey(index, publicKey);
-      const info = describeContainers(cmap, await this.files.rememberCurrentTable())[index];
+      // By cmap index: the list holds valid containers only, so a gap before this slot shifts positions.
+      const info = describeContainers(cmap, await this.files.rememberCurrentTable()).find((c) => c.index === index);
       if (!info) throw new CardError('CARD_INTERNAL', 'created container vanished', { container: name });
       return { ...info, publicKey };
     });
@@ -448,6 +449,15 @@ export class GidsApplication implements CardApplication {
       await this.deleteContainer(c.name);
       deletedContainers.push(c.name);
     }
+    // Left as initialisation leaves a card: no container records at all, and both counters moved
+    // so every cache keyed by them drops the old content. Zeroed records would still be listed,
+    // as keys without a name, by OpenSC's pkcs15-gids, which asks for every record's details.
+    await this.files.transaction(async () => {
+      await this.files.refresh();
+      await this.files.bump({ files: true, containers: true });
+      await this.files.putCmapfile([]);
+      await this.files.putKeyMap([]);
+    });
     await this.#session.logout();
     return { deletedContainers };
   }

@@ -23,3 +23,5 @@ export { parseCertificate } from './certificate.js';
 export type { ParsedCertificate } from './certificate.js';
 export { PivMinidriver, pivMinidriver, pivContainerName, pivContainerSlotTag } from './piv-minidriver.js';
 export type { PivMinidriverOptions } from './piv-minidriver.js';
+export { applyPurge, certificatesOnCard, planPurge, supersedes } from './purge.js';
+export type { CardCertificate, PurgeCandidate, PurgeCriteria, PurgePlan, PurgeReason, PurgeResult } from './purge.js';

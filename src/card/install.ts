@@ -80,7 +80,8 @@ export async function installCertificate(files: CardFiles, input: Uint8Array | s
   // The certificate there now (for 'unchanged' and the older-than check): from the cache when
   // cardlink wrote the card last under its current counters, as the table and cmapfile are.
   const before = (known.fromCache ? files.cachedFile(path) : undefined) ?? (await files.readFile(path));
-  const current = before ? decodeCertificateFile(before, path).der : undefined;
+  // An empty file (a deletion cut short) holds no certificate to compare with.
+  const current = before && before.length > 0 ? decodeCertificateFile(before, path).der : undefined;
   if (current && equalBytes(current, parsed.der) && options.makeDefault !== true) {
     // Writing it again would move cardcf, and every Windows cache of the card would be dropped.
     const cf = files.cardcf;

@@ -57,6 +57,17 @@ export const LOST_REASONS = ['keyCompromise', 'cessationOfOperation'] as const;
 
 const PIN_ENV = ['CARDLINK_PIN', 'CARDLINK_HOME'] as const;
 
+const RETIRE_OPTIONS = {
+  ...TARGET,
+  ...OPERATOR,
+  ...STORE,
+  card: { type: 'string', value: 'CARDID', help: 'the card id (32 hex digits): checked against the card present' },
+  yes: { type: 'boolean', help: 'do not ask (needed without a terminal): the keys cannot be recovered' },
+} as const satisfies OptionTable;
+
+const RETIRE_DESCRIPTION =
+  "With the card in this workstation's reader (or --image): the service marks the card retired, revokes its certificates (cessationOfOperation) and answers its administrator challenge; the card loses every container with its key and certificate, gets the transport key back and the next user's initial PIN (CARDLINK_NEW_PIN, or asked twice); its cardcf counters move so every cache drops the old content; the store (--store) forgets its certificates. It can then be enrolled again by anyone.";
+
 export const specs = {
   demo: command({
     path: ['demo'],
@@ -487,20 +498,45 @@ export const specs = {
   }),
   adminRetireCard: command({
     path: ['admin', 'retire-card'],
-    summary: "retire a card (its user left): wipes its keys and certificates with the service's key for it, sets the next user's PIN; asks first",
-    description:
-      "With the card in this workstation's reader (or --image): the service marks the card retired and answers its administrator challenge; the card gets the transport key back, the next user's initial PIN (CARDLINK_NEW_PIN, or asked twice) and loses every container. It can then be enrolled again by anyone.",
-    options: {
-      ...TARGET,
-      ...OPERATOR,
-      card: { type: 'string', value: 'CARDID', help: 'the card id (32 hex digits): checked against the card present' },
-      yes: { type: 'boolean', help: 'do not ask (needed without a terminal): the keys cannot be recovered' },
-    },
+    summary: "the same as 'card retire' (its former name, kept working)",
+    description: RETIRE_DESCRIPTION,
+    options: RETIRE_OPTIONS,
     env: ['CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_SESSION', 'CARDLINK_NEW_PIN', 'CARDLINK_HOME'],
     exits: { 1: 'declined at the question: nothing done' },
     examples: ['cardlink admin retire-card --card 0123456789ABCDEF0123456789ABCDEF --reader Gemalto --yes'],
-    module: 'admin',
-    handler: 'retireCard',
+    module: 'lifecycle',
+    handler: 'retire',
+  }),
+  cardRetire: command({
+    path: ['card', 'retire'],
+    summary: "retire a card handed back: the service revokes its certificates; every key, container and certificate is deleted; the store forgets them; asks first",
+    description: RETIRE_DESCRIPTION,
+    options: RETIRE_OPTIONS,
+    env: ['CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_SESSION', 'CARDLINK_NEW_PIN', 'CARDLINK_HOME'],
+    exits: { 1: 'declined at the question: nothing done' },
+    examples: ['cardlink card retire --card 0123456789ABCDEF0123456789ABCDEF --reader Gemalto --store native'],
+    module: 'lifecycle',
+    handler: 'retire',
+  }),
+  cardPurge: command({
+    path: ['card', 'purge'],
+    summary: 'remove expired, revoked or superseded certificates from the card (a dry run unless --yes)',
+    description:
+      "Lists the certificates that are expired, revoked (the service is asked: each container's key proves itself, as collect does) or superseded by a newer certificate of the same user and issuer on the card, and which stay. With --yes: the default container moves to the newest valid certificate first, then they are removed (with --keys, with their keys and containers) and their store entries go. Without any of --expired, --revoked, --superseded: all that apply (--revoked when a service is given).",
+    options: {
+      ...TARGET,
+      ...CONNECT,
+      ...STORE,
+      expired: { type: 'boolean', help: 'certificates past their end' },
+      revoked: { type: 'boolean', help: 'certificates the service revoked (needs --server and the PIN)' },
+      superseded: { type: 'boolean', help: 'certificates a newer one of the same user and issuer on the card replaces' },
+      keys: { type: 'boolean', help: 'delete their keys and containers too (cannot be undone)' },
+      yes: { type: 'boolean', help: 'act (without it: only list what would go)' },
+    },
+    env: ['CARDLINK_PIN', 'CARDLINK_HOME'],
+    examples: ['cardlink card purge --image card.json --expired --superseded --keys --yes'],
+    module: 'lifecycle',
+    handler: 'purge',
   }),
   enroll: command({
     path: ['enroll'],
@@ -517,6 +553,23 @@ export const specs = {
     examples: ['CARDLINK_TOKEN=... cardlink enroll --server https://ca.example.com:8443 --cacert ca.pem'],
     module: 'enroll',
     handler: 'enroll',
+  }),
+  renew: command({
+    path: ['renew'],
+    summary: 'renew certificates in their last days: new key in a new container, then the old one removed',
+    description:
+      "For each certificate on the card this service issued that ends within --days: a new key in a new 'lr-<GUID>' container, a request bound to the card and signed by the current key (POST /api/v1/renewals), and once issued (at once, or on a later run after approval) the new certificate installed, linked, made the default; then the old certificate and container are deleted with the key, and unlinked. The service's profile decides the window; its refusals are shown. A card pulled half-way is finished by the next run. Asks before the first key is made or deleted unless --yes.",
+    options: {
+      ...TARGET,
+      ...CONNECT,
+      ...STORE,
+      days: { type: 'string', value: 'N', help: 'renew what ends within N days (the service has the last word)', default: '30' },
+      yes: { type: 'boolean', help: 'do not ask (needed without a terminal)' },
+    },
+    env: ['CARDLINK_PIN', 'CARDLINK_HOME'],
+    examples: ['cardlink renew --server https://ca.example.com:8443 --cacert ca.pem --yes --json'],
+    module: 'lifecycle',
+    handler: 'renew',
   }),
   collect: command({
     path: ['collect'],

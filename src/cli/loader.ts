@@ -15,6 +15,7 @@ export const MODULES: Record<CommandSpec['module'], () => Promise<Record<string,
   agent: () => import('./commands/agent.js'),
   link: () => import('./commands/link.js'),
   doctor: () => import('./commands/doctor.js'),
+  lifecycle: () => import('./commands/lifecycle.js'),
 };
 
 /** The handler of a command, loaded with its module. */

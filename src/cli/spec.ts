@@ -55,7 +55,7 @@ export interface CommandSpec<O extends OptionTable = OptionTable> {
    * Where the implementation is: src/cli/commands/<module>.ts, export <handler>. Loaded on demand,
    * so `cardlink --help` does not load the card or service layers.
    */
-  module: 'demo' | 'card' | 'emulate' | 'serve' | 'admin' | 'enroll' | 'collect' | 'agent' | 'link' | 'doctor';
+  module: 'demo' | 'card' | 'emulate' | 'serve' | 'admin' | 'enroll' | 'collect' | 'agent' | 'link' | 'doctor' | 'lifecycle';
   handler: string;
 }
 

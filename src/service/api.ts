@@ -39,6 +39,7 @@ import {
   type OperationId,
   type ProfileChange,
   type RejectBody,
+  type RenewalBody,
   type RequestListQuery,
   type RetireBody,
   type RevokeBody,
@@ -407,6 +408,20 @@ function apiRoutes(service: EnrollmentService): Route[] {
       body: { type: 'object', additionalProperties: false, properties: { reason: { type: 'integer', default: 0, description: 'RFC 5280 CRLReason' } } },
       response: [{ status: 200, description: 'revoked', schema: requestSchema }, { status: 409, description: 'nothing issued to revoke' }],
       handler: async (req) => service.revoke(req.principal, idParam(req), (req.body as RevokeBody | undefined)?.reason ?? 0),
+    },
+    {
+      operationId: 'renewCertificate',
+      summary: "Renews a certificate whose key is on a card: a PKCS#10 request bound to the card (challengePassword renewalBinding), submitted with a signature by the current certificate's key over renewalProof(serial, csr). The same rules as EST simplereenroll (renewal window, once per certificate, same card); 202 while an operator decides.",
+      access: 'card-holder',
+      body: {
+        type: 'object', required: ['serial', 'csr', 'signature'], additionalProperties: false,
+        properties: { serial: text(64, { pattern: '^[0-9a-fA-F]{1,64}$' }), csr: text(64 * 1024, { description: 'PEM or base64 DER' }), signature: text(2048, { description: 'base64' }) },
+      },
+      response: [{ status: 200, description: 'issued', schema: requestSchema }, { status: 202, description: 'waiting (see Retry-After)', schema: requestSchema }, { status: 403, description: 'refused by the renewal rules (the message says why)' }],
+      handler: async (req, reply) => {
+        const view = await service.renewWithProof(req.body as RenewalBody);
+        return pendingStatus(reply, view).send(view);
+      },
     },
     {
       operationId: 'reportDelivery', summary: 'The agent installed and linked the certificate (needs the delivery ticket from collect).', access: 'card-holder',

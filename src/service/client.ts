@@ -40,6 +40,7 @@ import {
   type ProfileView,
   type RequestListQuery,
   type RequestPage,
+  type RenewalBody,
   type RequestView,
   type RetireAnswer,
   type Session,
@@ -236,6 +237,11 @@ export class ServiceClient {
     return this.value('collect', { json: body });
   }
 
+  /** A renewal proven by the current certificate's key (protocol.ts renewalProof); 202 while it waits for an operator. */
+  renew(body: RenewalBody): Promise<Answer<RequestView>> {
+    return this.call('renewCertificate', { json: body });
+  }
+
   delivered(id: string, report: DeliveryReport): Promise<RequestView> {
     return this.value('reportDelivery', { params: { id }, json: report });
   }
@@ -337,7 +343,10 @@ export class ServiceClient {
     if (body) headers['content-length'] = String(body.length);
     if (o.bearer !== undefined) headers.authorization = `Bearer ${o.bearer}`;
     if (o.basic) headers.authorization = `Basic ${Buffer.from(`${o.basic.user}:${o.basic.password}`).toString('base64')}`;
-    const url = new URL(path, this.server);
+    return this.send(method, new URL(path, this.server), headers, body, true);
+  }
+
+  private send(method: string, url: URL, headers: Record<string, string>, body: Buffer | undefined, mayResend: boolean): Promise<HttpResult> {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(url, { method, headers, agent: this.agent, timeout: this.timeoutMs }, (res) => {
         const chunks: Buffer[] = [];
@@ -346,9 +355,17 @@ export class ServiceClient {
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new ServiceClientError('SERVICE_TIMEOUT', `${method} ${url.pathname}: no answer from ${this.server.origin}`)));
-      req.on('error', (err) =>
-        reject(err instanceof ServiceClientError ? err : new ServiceClientError('SERVICE_UNREACHABLE', `cannot reach ${this.server.origin}: ${err.message}`, { cause: err })),
-      );
+      req.on('error', (err) => {
+        // A kept-alive connection the service closed (its keep-alive timeout) just as this request
+        // went out on it: the request never reached the service, so it goes once more on a new
+        // connection (Node's http docs: request.reusedSocket). A card operation between two
+        // requests (key generation: seconds) easily outlasts the service's keep-alive.
+        if (mayResend && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+          resolve(this.send(method, url, headers, body, false));
+          return;
+        }
+        reject(err instanceof ServiceClientError ? err : new ServiceClientError('SERVICE_UNREACHABLE', `cannot reach ${this.server.origin}: ${err.message}`, { cause: err }));
+      });
       req.end(body);
     });
   }

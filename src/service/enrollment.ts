@@ -8,6 +8,7 @@ import type { Clock } from './clock.js';
 import { ServiceError } from './errors.js';
 import {
   collectMessage,
+  renewalProof,
   CONTAINER_NAME_RE,
   type AuditEntryView,
   type AuditListQuery,
@@ -21,6 +22,7 @@ import {
   type OperatorView,
   type ProfileChange,
   type ProfileView,
+  type RenewalBody,
   type RequestListQuery,
   type RequestPage,
   type RequestState,
@@ -543,6 +545,34 @@ export class EnrollmentService {
     const r = await this.storage.getRequest(id);
     if (!r) throw new ServiceError('NOT_FOUND', `no request ${id}`);
     return toPem(r.csr, 'CERTIFICATE REQUEST');
+  }
+
+  /**
+   * POST /renewals: simplereenroll for a key on a card. The current certificate's holder is
+   * authenticated by a signature of its key over the request (protocol.ts renewalProof) instead
+   * of TLS client authentication; then the very rules of simpleReenroll apply. Only requests
+   * bound to their card come this way: the binding's one-time nonce keeps a proof from being
+   * replayed for another request.
+   */
+  async renewWithProof(o: RenewalBody): Promise<RequestView> {
+    const serial = o.serial.toLowerCase();
+    const p = await this.fromClientCertificate(serial, 'renewal');
+    if ('refused' in p) throw new ServiceError('UNAUTHENTICATED', p.refused);
+    const holder = await this.storage.certificateHolder(serial);
+    const parsed = await parseCsr(o.csr);
+    const spki = new Uint8Array(new x509.X509Certificate(holder!.der).publicKey.rawData);
+    if (!verifyWithKey(spki, Buffer.from(o.signature, 'base64'), renewalProof(serial, parsed.der))) {
+      await this.storage.recordAudit(this.now(), `certificate:${serial}`, 'renewal.refused', `serial:${serial}`, { reason: 'proof of possession does not verify' });
+      throw new ServiceError('UNAUTHENTICATED', `the signature does not verify with the key of certificate ${serial}: sign renewalProof(serial, csr) with that certificate's key`);
+    }
+    const binding = renewalBindingOf(parsed);
+    if (binding === undefined || binding === 'malformed') {
+      throw new ServiceError('FORBIDDEN', "this route renews keys on cards: the request must carry the card binding 'cardlink-renew v1 <nonce> <cardid> <container>' (keys outside a card renew with EST simplereenroll)");
+    }
+    const outcome = await this.simpleReenroll(p, parsed.der);
+    const r = await this.storage.getRequest(outcome.id);
+    if (!r) throw new ServiceError('NOT_FOUND', `no request ${outcome.id}`);
+    return this.view(r);
   }
 
   async get(p: Principal, id: string): Promise<RequestView> {

@@ -50,6 +50,8 @@ export const ROUTES = {
   getCard: { method: 'GET', path: '/cards/:id' },
   transitionCard: { method: 'POST', path: '/cards/:id/transitions' },
   expiringCertificates: { method: 'GET', path: '/certificates/expiring' },
+  // Card life cycle (issue 13)
+  renewCertificate: { method: 'POST', path: '/renewals' },
 } as const satisfies Record<string, { method: Method; path: string }>;
 
 export type OperationId = keyof typeof ROUTES;
@@ -208,6 +210,36 @@ export const CONTAINER_NAME_RE = /^[A-Za-z0-9{}._-]{1,39}$/;
  */
 export function renewalBinding(nonce: string, cardId: string, container: string): string {
   return `cardlink-renew v1 ${nonce} ${cardId.toLowerCase()} ${container}`;
+}
+
+/**
+ * POST /renewals: a renewal request (PKCS#10 with the card binding `renewalBinding`, signed by the
+ * new key) submitted by the holder of the current certificate `serial`, who proves it by signing
+ * `renewalProof(serial, csr)` with the current key on the card. EST simplereenroll proves the
+ * same with TLS client authentication, which needs the private key in the TLS stack; a key that
+ * lives on a card can sign this message instead: like RFC 7030 §3.5's linking of identity and
+ * proof of possession, the signature covers the request itself (docs/sources.md#rfc7030).
+ */
+export interface RenewalBody {
+  /** The current certificate's serial number, hex. */
+  serial: string;
+  /** The renewal request, PEM or base64 DER; it must carry the card binding. */
+  csr: string;
+  /** base64 signature by the current certificate's key over `renewalProof(serial, csrDer)` (SHA-256; RSA PKCS#1 v1.5 or ECDSA r||s). */
+  signature: string;
+}
+
+/**
+ * The bytes the current key signs to submit a renewal: the serial it renews and the request's DER
+ * whole, so the signature covers the new key, the subject and the card binding with its one-time
+ * nonce (which the service consumes: a proof cannot be replayed for another request).
+ */
+export function renewalProof(serial: string, csrDer: Uint8Array): Uint8Array {
+  const head = new TextEncoder().encode(`cardlink renew v1\n${serial.toLowerCase()}\n`);
+  const out = new Uint8Array(head.length + csrDer.length);
+  out.set(head);
+  out.set(csrDer, head.length);
+  return out;
 }
 
 /** The bytes a card signs to prove it holds a container's key: bound to the nonce, card and container. */

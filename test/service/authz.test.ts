@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, webcrypto } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { CardDetail, CardTransition, CardView, CollectedRequest, HttpResult, RequestView } from '../../src/service/client.js';
+import { renewalBinding, renewalProof, type CardDetail, type CardTransition, type CardView, type CollectedRequest, type HttpResult, type RequestView } from '../../src/service/client.js';
+import { x509 } from '../../src/x509.js';
 import { BACKENDS, login, makeToken, OPERATOR, proofFor, randomCardId, softKey, startTestService, type SoftKey, type TestService } from './helpers.js';
 
 /** The operator roles (issue 15): viewer < approver < admin; `admin` is the operator made at first start. */
@@ -136,6 +137,33 @@ const CASES: Record<string, Case> = {
       return c.t.client.raw('POST', `/api/v1/requests/${c.alice.request.id}/delivered`, { ...auth(c, w), json: { ticket } });
     },
   },
+  renewCertificate: {
+    // Issue 13. "user" proves Alice's current certificate with her key; "otherUser" signs for
+    // Alice's certificate with Bob's key; anonymous and the operator bring no proof that verifies.
+    expect: { anonymous: 401, user: 202, otherUser: 401, viewer: 401, approver: 401, admin: 401 },
+    call: async (c, w) => {
+      await c.t.client.approve(c.op, c.alice.request.id).catch(() => undefined);
+      const { value: current } = await c.t.client.request(c.op, c.alice.request.id);
+      const { nonce } = await c.t.client.challenge(c.alice.cardId);
+      const next = await boundKey('alice@example.com', renewalBinding(nonce, c.alice.cardId, `c-${w}`));
+      const signer = w === 'user' ? c.alice.key : w === 'otherUser' ? c.bob.key : undefined;
+      const signature = signer ? await signWith(signer, renewalProof(current.serial!, next.csrDer)) : Buffer.from('not a signature').toString('base64');
+      // The window is opened for this call only (the profile's whole validity), so the rules let it through.
+      const profile = (await c.t.client.profiles(c.op)).find((p) => p.name === 'smartcard-logon')!;
+      await c.t.client.updateProfile(c.op, 'smartcard-logon', { renewalWindowDays: profile.validityDays });
+      try {
+        return await c.t.client.raw('POST', '/api/v1/renewals', { ...auth(c, w), json: { serial: current.serial, csr: next.csrPem, signature } });
+      } finally {
+        await c.t.client.updateProfile(c.op, 'smartcard-logon', { renewalWindowDays: profile.renewalWindowDays });
+      }
+    },
+    check: (w, r, c) => {
+      const v = json(r) as RequestView;
+      assert.equal(v.kind, 'reenroll');
+      assert.equal(v.user, 'alice@example.com');
+      assert.equal(v.cardId, c.alice.cardId);
+    },
+  },
   queryAudit: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/audit') },
   listWorkstations: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/workstations') },
   caCertificates: { expect: { anonymous: 200, user: 200, otherUser: 200, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/ca/certificates') },
@@ -267,6 +295,17 @@ const CASES: Record<string, Case> = {
   },
   expiringCertificates: { expect: { anonymous: 401, user: 403, otherUser: 403, viewer: 200, approver: 200, admin: 200 }, call: (c, w) => get(c, w, '/api/v1/certificates/expiring?days=30') },
 };
+
+/** A new key's request carrying a card binding, as the agent makes it for a renewal. */
+async function boundKey(user: string, binding: string): Promise<SoftKey> {
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${user}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' }, attributes: [new x509.ChallengePasswordAttribute(binding)] });
+  return { keys, csrPem: csr.toString('pem'), csrDer: new Uint8Array(csr.rawData) };
+}
+
+async function signWith(key: SoftKey, data: Uint8Array): Promise<string> {
+  return Buffer.from(await webcrypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, key.keys.privateKey, data)).toString('base64');
+}
 
 function randomChallenge(): string {
   return randomBytes(8).toString('hex');

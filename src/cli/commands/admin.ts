@@ -19,8 +19,7 @@ import {
 import { REVOKE_REASONS, type HandlerOf, type specs } from '../catalog.js';
 import { required } from '../args.js';
 import { emit, UsageError, type CliIo } from '../io.js';
-import { readNewPin, readSecret } from '../secrets.js';
-import { withCard } from '../target.js';
+import { readSecret } from '../secrets.js';
 import { line } from '../terminal.js';
 
 /**
@@ -54,7 +53,7 @@ function shellSession(io: CliIo): string | undefined {
  * logged in for this command alone (password from CARDLINK_OPERATOR_PASSWORD or a prompt) and
  * logged out whatever happens.
  */
-async function asOperator<T>(values: { server?: string | undefined; cacert?: string | undefined; operator?: string | undefined }, io: CliIo, fn: (client: ServiceClient, session: string) => Promise<T>): Promise<T> {
+export async function asOperator<T>(values: { server?: string | undefined; cacert?: string | undefined; operator?: string | undefined }, io: CliIo, fn: (client: ServiceClient, session: string) => Promise<T>): Promise<T> {
   const client = openClient(values, io);
   try {
     const kept = shellSession(io);
@@ -270,7 +269,7 @@ export const audit: HandlerOf<typeof specs.adminAudit> = async ({ values }, io) 
   return 0;
 };
 
-function cardIdOption(value: string | undefined): string {
+export function cardIdOption(value: string | undefined): string {
   const card = required(value, '--card').replace(/[\s-]+/g, '');
   if (!/^[0-9a-fA-F]{32}$/.test(card)) throw new UsageError('--card is the card id, 32 hex digits');
   return card;
@@ -298,33 +297,7 @@ export const rotateAdminKey: HandlerOf<typeof specs.adminRotateAdminKey> = async
   return 0;
 };
 
-/**
- * Retires a card whose user is gone, with the card in this workstation's reader: the service
- * marks it retired and answers the card's administrator challenge; the card gets the transport
- * key back, the next user's initial PIN (CARDLINK_NEW_PIN or asked twice), and loses every
- * container. Asks first (--yes without a terminal).
- */
-export const retireCard: HandlerOf<typeof specs.adminRetireCard> = async ({ values }, io) => {
-  const wanted = cardIdOption(values.card).toUpperCase();
-  const confirm = values.yes === true ? undefined : io.confirm;
-  if (values.yes !== true && !confirm) throw new UsageError('retiring a card destroys its keys for good: add --yes to confirm (there is no terminal to ask on)');
-  const newPin = await readNewPin(io);
-  const result = await withCard(values, io, async (card) => {
-    const cardId = hex(await card.cardId());
-    if (cardId !== wanted) throw new UsageError(line`the card here is ${cardId}, not ${wanted}: nothing was done`);
-    const containers = await card.containers();
-    if (confirm && !(await confirm(line`Retire card ${cardId} and delete its ${containers.length} container(s) (${containers.map((c) => c.name).join(', ') || 'none'}) with their keys? This cannot be undone.`))) return undefined;
-    const challenge = await card.adminChallenge();
-    const answer = await asOperator(values, io, (client, session) => client.retireCard(session, cardId, hex(challenge)));
-    return { cardId, ...(await card.retire(fromHex(answer.response), fromHex(answer.transportKey), newPin)) };
-  });
-  if (!result) {
-    emit(io, values.json === true, { ok: false, retired: false }, () => 'nothing done');
-    return 1;
-  }
-  emit(io, values.json === true, { ok: true, retired: true, ...result }, () => line`card ${result.cardId} retired: ${result.deletedContainers.length} container(s) deleted, transport key and the new initial PIN set; it can be enrolled again`);
-  return 0;
-};
+// `admin retire-card` is `card retire` (lifecycle.ts): the catalog points both at one handler.
 
 // Cards as records and their life cycle (issue 13)
 

@@ -1,7 +1,9 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { CardlinkError } from '../../errors.js';
-import { collectOnCard, finishCollect, type CollectOptions, type CollectReport } from '../../agent/collect.js';
+import type { CollectReport } from '../../agent/collect.js';
+import { finishRenewPass, renewOnCard, type RenewPassOptions } from '../../agent/renew.js';
+import { unlinkCertificates } from '../../agent/store-link.js';
 import { watch } from '../../agent/watch.js';
 import { MinidriverCard } from '../../card/index.js';
 import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
@@ -34,6 +36,9 @@ function describe(r: CollectReport): string {
       (i.thumbprint ? line`  ${i.thumbprint}` : '')
     );
   });
+  for (const c of r.certificates ?? []) lines.push(line`'${c.container}': ends ${c.notAfter} (${c.daysLeft} days left)  ${c.thumbprint}`);
+  for (const x of r.renewals ?? []) lines.push(line`'${x.container}' ${x.thumbprint}: renewal ${x.action}` + (x.reason ? line` (${x.reason})` : '') + (x.newContainer ? line`, new key in '${x.newContainer}'` : ''));
+  for (const x of r.removed ?? []) lines.push(line`replaced: '${x.container}' ${x.thumbprint} deleted with its key` + (x.unlinked ? ', unlinked' : ''));
   if (r.retryAfter !== null) lines.push(line`the service asks to try again in ${r.retryAfter} s`);
   return lines.join('\n');
 }
@@ -44,7 +49,7 @@ export const collect: HandlerOf<typeof specs.collect> = async ({ values }, io) =
   const pin: PinSource = { current: await readPin(io), ask: fromEnv ? undefined : () => readPin(io, 'CARDLINK_PIN', 'PIN (again): ') };
   const client = openClient(values, io);
   // The PIN is read when used: the watch may have asked for a new one.
-  const options = (): CollectOptions => ({
+  const options = (): RenewPassOptions => ({
     pin: pin.current,
     host: hostname(),
     ...(spec
@@ -60,13 +65,23 @@ export const collect: HandlerOf<typeof specs.collect> = async ({ values }, io) =
               await store.close();
             }
           },
+          unlink: async (thumbprints) => {
+            const store = await openCertStoreHost(spec, cardConnector(values, io.env), () => pin.current);
+            try {
+              return await unlinkCertificates(store.host, thumbprints);
+            } finally {
+              await store.close();
+            }
+          },
         }
       : {}),
+    // The watch renews what is due on insertion, as the agent does ('cardlink renew' by hand).
+    ...(values.watch ? { renew: {} } : {}),
   });
   const pass = async (card: MinidriverCard): Promise<() => Promise<CollectReport>> => {
     const o = options();
-    const onCard = await collectOnCard(card, client, o);
-    return () => finishCollect(onCard, client, o);
+    const onCard = await renewOnCard(card, client, o);
+    return () => finishRenewPass(onCard, client, o);
   };
   try {
     if (!values.watch) {
