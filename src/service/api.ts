@@ -174,7 +174,7 @@ function cardAdminRoutes(cards: CardAdminService): Route[] {
     {
       operationId: 'retireCard', summary: "Retires a card whose user left: no more unblock; the response to the card's challenge and the transport key, so the operator's workstation wipes it. Audited.", access: 'operator', role: 'admin',
       body: { type: 'object', required: ['cardId', 'challenge'], additionalProperties: false, properties: { cardId: cardIdProp, challenge: challengeProp } },
-      response: [{ status: 200, description: 'retired', schema: { type: 'object', properties: { cardId: str, response: str, keyVersion: { type: 'integer' }, transportKey: str, state: str } } }, { status: 409, description: 'not active, or challenge answered already' }],
+      response: [{ status: 200, description: 'retired', schema: { type: 'object', properties: { cardId: str, response: str, keyVersion: { type: 'integer' }, transportKey: str, state: str, revoked: { type: 'array', items: str } } } }, { status: 409, description: 'not active, or challenge answered already' }],
       handler: async (req) => {
         const b = req.body as RetireBody;
         return cards.retireCard(req.principal, b.cardId, b.challenge);

@@ -158,7 +158,7 @@ export class CardAdminService {
     const key = this.vault.cardKey(cardId, card.keyVersion);
     const response = adminChallengeResponse(key, challenge);
     key.fill(0);
-    return { cardId, response: hex(response), keyVersion: card.keyVersion, transportKey: hex(this.vault.transportKey), state: 'retired' };
+    return { cardId, response: hex(response), keyVersion: card.keyVersion, transportKey: hex(this.vault.transportKey), state: 'retired', revoked: retired.revoked };
   }
 
   async rotateMasterKey(p: Principal): Promise<MasterKeyRotation> {

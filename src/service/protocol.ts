@@ -473,6 +473,8 @@ export interface RetireAnswer {
   keyVersion: number;
   transportKey: string;
   state: 'retired';
+  /** Serials of the certificates the retirement revoked (cessationOfOperation), in the same transaction. */
+  revoked: string[];
 }
 
 // Cards as records and their life cycle (issue 13)

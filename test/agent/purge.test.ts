@@ -7,6 +7,7 @@ import { certificatesOnCard, MinidriverCard } from '../../src/card/index.js';
 import { ManualClock } from '../../src/service/index.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
 import { TEST_PIN, initialisedCard } from '../helpers/card.js';
+import { issueOurs } from '../helpers/certs.js';
 import { BACKENDS, login, makeToken, startTestService, type TestService } from '../service/helpers.js';
 
 const DAY = 86_400_000;
@@ -21,7 +22,11 @@ describe('card purge: expired, revoked and superseded certificates go, valid one
   });
   after(async () => t.close());
 
-  /** One card holding: expired (A, 400 days old), revoked (A, 100), superseded (B, 50), valid (B, 10; the newest), valid (C, 20). */
+  /**
+   * One card of one user (a card belongs to one user): expired (400 days old), revoked (100),
+   * superseded (50), valid (10; the newest), and valid C: a certificate another CA issued for a key
+   * on the card, which nothing of this service supersedes.
+   */
   async function mixedCard() {
     const c = await initialisedCard();
     const made: Record<string, { container: string; requestId: string }> = {};
@@ -37,10 +42,13 @@ describe('card purge: expired, revoked and superseded certificates go, valid one
     await at(400, 'a@example.com', 'expired');
     const op = await at(100, 'a@example.com', 'revoked');
     await t.client.revoke(op, made.revoked!.requestId, 1);
-    await at(50, 'b@example.com', 'superseded');
-    await at(20, 'c@example.com', 'validC');
-    await at(10, 'b@example.com', 'validB');
+    await at(50, 'a@example.com', 'superseded');
+    await at(10, 'a@example.com', 'validB');
     clock.advance(today - clock.now().getTime());
+    await c.card.verifyPin(TEST_PIN);
+    const foreign = await c.card.createContainer('foreign-ca');
+    await c.card.installCertificate(await issueOurs(foreign.publicKey, 0, 'CN=a@example.com'));
+    made.validC = { container: foreign.name, requestId: '' };
     return { ...c, made };
   }
 
@@ -64,7 +72,7 @@ describe('card purge: expired, revoked and superseded certificates go, valid one
       dry.plan.remove.map((r) => [r.container, r.reasons]).sort(),
       [
         [made.expired!.container, ['expired', 'superseded']],
-        [made.revoked!.container, ['revoked']],
+        [made.revoked!.container, ['revoked', 'superseded']],
         [made.superseded!.container, ['superseded']],
       ].sort(),
     );
@@ -93,7 +101,7 @@ describe('card purge: expired, revoked and superseded certificates go, valid one
       (await purgeOnCard(c.card, { expired: k === 'expired', revoked: k === 'revoked', superseded: k === 'superseded', keys: false, apply: false, now: clock.now(), pin: TEST_PIN, client: t.client })).plan.remove.map((r) => r.container).sort();
     assert.deepEqual(await only('expired'), [made.expired!.container]);
     assert.deepEqual(await only('revoked'), [made.revoked!.container]);
-    assert.deepEqual(await only('superseded'), [made.expired!.container, made.superseded!.container].sort());
+    assert.deepEqual(await only('superseded'), [made.expired!.container, made.revoked!.container, made.superseded!.container].sort());
     await purgeOnCard(c.card, { expired: true, revoked: false, superseded: false, keys: false, apply: true, now: clock.now(), pin: TEST_PIN });
     const containers = await c.card.containers();
     assert.equal(containers.length, 5, 'the containers and keys stay');

@@ -35,7 +35,10 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
   let page: Page;
   const problems: string[] = [];
   const dir = tempDir();
-  const image = join(dir, 'card.json');
+  // A card belongs to one user (the service refuses another user's enrollment on it): each
+  // enrollment gets a fresh card image, and collect works on the latest one.
+  let image = join(dir, 'card-0.json');
+  let cards = 0;
   const env = { CARDLINK_HOME: join(dir, 'home'), CARDLINK_PIN: TEST_PIN };
 
   before(async () => {
@@ -56,7 +59,6 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
     client = new ServiceClient({ server: url, ca: readFileSync(caFile, 'utf8') });
     session = (await client.login(ADMIN)).token;
     await client.createOperator(session, SECOND);
-    assert.equal((await cli(['card', 'init', '--image', image], { ...env, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) })).code, 0);
     mkdirSync(SHOTS, { recursive: true });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
     // The service's certificate comes from its own CA, which this throwaway browser profile does not know.
@@ -82,6 +84,8 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
 
   /** The agent's side: `cardlink enroll` with a token on the card image; the request id. */
   async function enroll(token: string): Promise<string> {
+    image = join(dir, `card-${++cards}.json`);
+    assert.equal((await cli(['card', 'init', '--image', image], { ...env, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) })).code, 0);
     const r = await cli(['enroll', '--server', url, '--cacert', caFile, '--image', image, '--bits', '2048', '--json'], { ...env, CARDLINK_TOKEN: token });
     assert.equal(r.code, 0, r.stderr);
     return (JSON.parse(r.stdout) as { requestId: string }).requestId;

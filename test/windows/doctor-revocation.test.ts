@@ -41,7 +41,8 @@ describe('doctor checks the certificates against the service CRL', () => {
     writeFileSync(caFile, svc.caCertPem);
     op = await login(client);
     assert.equal((await cli(['card', 'init', '--image', image], { ...env, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) })).code, 0);
-    for (const user of ['alice@example.com', 'alice.second@example.com']) {
+    // Two certificates of one user (a card belongs to one user).
+    for (const user of ['alice@example.com', 'alice@example.com']) {
       const token = await makeToken(client, op, user, 'smartcard-logon-auto');
       const r = await cli(['enroll', '--server', svc.url, '--cacert', caFile, '--image', image, '--bits', '2048', '--json'], { ...env, CARDLINK_TOKEN: token });
       assert.equal(r.code, 0, r.stderr);
