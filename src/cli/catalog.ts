@@ -68,6 +68,16 @@ const RETIRE_OPTIONS = {
 const RETIRE_DESCRIPTION =
   "With the card in this workstation's reader (or --image): the service marks the card retired, revokes its certificates (cessationOfOperation) and answers its administrator challenge; the card loses every container with its key and certificate, gets the transport key back and the next user's initial PIN (CARDLINK_NEW_PIN, or asked twice); its cardcf counters move so every cache drops the old content; the store (--store) forgets its certificates. It can then be enrolled again by anyone.";
 
+/** `card retire` and its former name `admin retire-card`: one command under two paths. */
+const RETIRE = {
+  description: RETIRE_DESCRIPTION,
+  options: RETIRE_OPTIONS,
+  env: ['CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_SESSION', 'CARDLINK_NEW_PIN', 'CARDLINK_HOME'],
+  exits: { 1: 'declined at the question: nothing done' },
+  module: 'lifecycle',
+  handler: 'retire',
+} as const;
+
 export const specs = {
   demo: command({
     path: ['demo'],
@@ -497,26 +507,16 @@ export const specs = {
     handler: 'rotateAdminKey',
   }),
   adminRetireCard: command({
+    ...RETIRE,
     path: ['admin', 'retire-card'],
     summary: "the same as 'card retire' (its former name, kept working)",
-    description: RETIRE_DESCRIPTION,
-    options: RETIRE_OPTIONS,
-    env: ['CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_SESSION', 'CARDLINK_NEW_PIN', 'CARDLINK_HOME'],
-    exits: { 1: 'declined at the question: nothing done' },
     examples: ['cardlink admin retire-card --card 0123456789ABCDEF0123456789ABCDEF --reader Gemalto --yes'],
-    module: 'lifecycle',
-    handler: 'retire',
   }),
   cardRetire: command({
+    ...RETIRE,
     path: ['card', 'retire'],
     summary: "retire a card handed back: the service revokes its certificates; every key, container and certificate is deleted; the store forgets them; asks first",
-    description: RETIRE_DESCRIPTION,
-    options: RETIRE_OPTIONS,
-    env: ['CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_SESSION', 'CARDLINK_NEW_PIN', 'CARDLINK_HOME'],
-    exits: { 1: 'declined at the question: nothing done' },
     examples: ['cardlink card retire --card 0123456789ABCDEF0123456789ABCDEF --reader Gemalto --store native'],
-    module: 'lifecycle',
-    handler: 'retire',
   }),
   cardPurge: command({
     path: ['card', 'purge'],

@@ -6,25 +6,16 @@
  * a suspended card's certificates are on hold and good again after resume.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ServiceClient } from '../../src/service/client.js';
 import { startService, type RunningService } from '../../src/service/index.js';
 import { x509 } from '../../src/x509.js';
+import { opensslAsync } from '../helpers/openssl.js';
 import { CA_PASSPHRASE, OPERATOR, login, makeToken, randomCardId, softKey, tempDir } from './helpers.js';
 
-function openssl(args: string[]): Promise<{ status: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ status: code ?? -1, out }));
-  });
-}
+const openssl = opensslAsync;
 
 describe('a card marked lost, suspended or resumed, as relying parties see it', () => {
   let svc: RunningService;

@@ -4,7 +4,7 @@
  * both over the plain-HTTP revocation listener the certificates point at.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -19,6 +19,7 @@ import { ServiceClient } from '../../src/service/client.js';
 import { ManualClock, startService, type RunningService } from '../../src/service/index.js';
 import { toPem } from '../../src/pem.js';
 import { x509 } from '../../src/x509.js';
+import { opensslAsync } from '../helpers/openssl.js';
 import { BACKENDS, CA_PASSPHRASE, login, makeToken, OPERATOR, softKey, spawnServe, startTestService, tempDir } from './helpers.js';
 
 interface Issued {
@@ -39,17 +40,7 @@ function http(port: number, method: 'GET' | 'POST', path: string, body?: Uint8Ar
   });
 }
 
-/** OpenSSL as a separate process, without blocking this one: the service it asks runs here. */
-function openssl(args: string[]): Promise<{ status: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ status: code ?? -1, out }));
-  });
-}
+const openssl = opensslAsync;
 
 function responseStatus(der: Buffer): OCSPResponseStatus {
   return AsnConvert.parse(der, OCSPResponse).responseStatus;
