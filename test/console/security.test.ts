@@ -281,6 +281,7 @@ describe('console security (direct requests)', () => {
     const resume = await send(b, 'POST', `/console/cards/${cardId}/resume`, { cookie: approver, form: { _csrf: csrf }, headers: own });
     assert.equal(resume.status, 409);
     assert.match(resume.body, /is lost: &#39;resume&#39; applies to a card that is suspended \(a lost card stays lost/);
+    assert.ok(resume.body.includes(`<a href="/console/cards/${cardId}">Back to the card</a>`), 'the error page leads back to the card');
     const confirmResume = await send(b, 'GET', `/console/cards/${cardId}/resume`, { cookie: approver });
     assert.equal(confirmResume.status, 409, 'no confirmation step for a move the state does not allow');
   });

@@ -158,7 +158,10 @@ export function registerConsole(app: App, o: ConsoleOptions): void {
       const p = secret ? await service.fromBearer(secret).catch(() => undefined) : undefined;
       const op = p?.kind === 'operator' ? p : undefined;
       const ctx: pages.PageContext = { operator: op, csrf: op && secret ? csrfToken(secret) : undefined, error: message.replace(/\.\.$/, '.') };
-      return reply.code(status).type('text/html; charset=utf-8').send(pages.layout(status === 403 ? 'Not allowed' : 'That did not work', ctx, html`<p><a href="${CONSOLE_PATH}/pending">Back to the pending requests</a></p>`));
+      // Back to where the operator was: the card an action on it failed for, else the pending requests.
+      const card = /^\/console\/cards\/([0-9a-fA-F]{32})(?:[/?]|$)/.exec(req.url)?.[1]?.toLowerCase();
+      const back = card ? html`<a href="${CONSOLE_PATH}/cards/${card}">Back to the card</a>` : html`<a href="${CONSOLE_PATH}/pending">Back to the pending requests</a>`;
+      return reply.code(status).type('text/html; charset=utf-8').send(pages.layout(status === 403 ? 'Not allowed' : 'That did not work', ctx, html`<p>${back}</p>`));
     });
 
     // Static files
@@ -391,17 +394,19 @@ ${res.next ? html`<a href="/console/cards?${keep.toString()}">Next page</a>` : '
 ${pages.confirmForm({ action: `/console/cards/${card.cardId}/${action}`, question: text.question(card.cardId, card.user), button: text.button, danger: text.danger, cancel: `/console/cards/${card.cardId}`, ...(action === 'lost' ? { extra: pages.lostFields() } : {}) }, ctx)}`;
       }));
     c.post(`${CONSOLE_PATH}/cards/:cardId/:action`, async (req, reply) => {
-      checkStateChange(req, sessionSecret(req));
-      const action = cardActionOf(req);
-      const cardId = cardIdOf(req);
-      if (action !== 'lost') {
+      if ((req.params as { action: string }).action !== 'lost') {
         return change(req, reply, async (p) => {
+          const action = cardActionOf(req);
+          const cardId = cardIdOf(req);
           await cardRecords.transition(p, cardId, { action });
           return `${CONSOLE_PATH}/cards/${cardId}?done=card-${action}`;
         });
       }
       // Not a redirect: the replacement token is shown in this answer, once (it is stored only as a hash).
+      checkStateChange(req, sessionSecret(req));
       return page(req, reply, 'Card', `${CONSOLE_PATH}/cards`, async (ctx, p) => {
+        const action = 'lost';
+        const cardId = cardIdOf(req);
         const f = form(req);
         const reason = f.reason ?? 'keyCompromise';
         if (!LOST_REASONS.includes(reason as LostReason)) throw new ServiceError('BAD_REQUEST', 'choose why the card is lost: key compromise or cessation of operation');
