@@ -11,6 +11,7 @@ import type { Clock } from './clock.js';
 import { tokenView } from './enrollment.js';
 import { ServiceError } from './errors.js';
 import {
+  CARD_ACTIONS,
   CARD_STATES,
   DEFAULT_PROFILE,
   TEMPORARY_PROFILE,
@@ -19,6 +20,7 @@ import {
   type CardDetail,
   type CardListQuery,
   type CardPage,
+  type CardState,
   type CardTransition,
   type CardTransitionBody,
   type CardView,
@@ -162,7 +164,7 @@ export class CardService {
     const moved = await this.cards.transition(cardId, move.from, move.to, effects, actor, now, details);
     if (!moved) {
       const current = (await this.cards.get(cardId))?.state ?? card.state;
-      throw new ServiceError('CONFLICT', refusal(body.action, cardId, current));
+      throw new ServiceError('CONFLICT', cardMoveRefusal(body.action, cardId, current));
     }
     if (moved.revoked.length + moved.held.length + moved.released.length > 0) await this.revocationsChanged();
     return {
@@ -220,8 +222,13 @@ export class CardService {
   }
 }
 
+/** The moves CARD_MOVES allows from a state: what the console offers for a card. */
+export function cardActionsFrom(state: CardState): CardAction[] {
+  return CARD_ACTIONS.filter((a) => (CARD_MOVES[a].from as readonly CardState[]).includes(state));
+}
+
 /** Why a move is refused, in the operator's terms. */
-function refusal(action: CardAction, cardId: string, state: string): string {
+export function cardMoveRefusal(action: CardAction, cardId: string, state: string): string {
   const allowed = CARD_MOVES[action].from.join(' or ');
   const hint: Record<string, string> = {
     lost: 'a lost card stays lost: its certificates are revoked for good; retire it if it was found',

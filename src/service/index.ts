@@ -180,7 +180,7 @@ export async function startService(cfg: ServiceConfig): Promise<RunningService> 
     const revocationApp = cfg.revocationPort !== undefined ? createRevocationApp({ ocspPath: REVOCATION_PATHS.ocsp, malformedOcsp: MALFORMED, ...(cfg.limits ? { limits: cfg.limits } : {}), ...(cfg.log ? { log: cfg.log } : {}) }) : undefined;
     if (revocationApp) registerRevocation(revocationApp, revocationEndpoints);
     // The operator console: same origin, TLS and use cases as the API (issue 15).
-    registerConsole(app, { service, cards: cardAdmin, ...(cfg.consoleSession ? { session: cfg.consoleSession } : {}) });
+    registerConsole(app, { service, cards: cardAdmin, cardRecords: cards, ...(cfg.consoleSession ? { session: cfg.consoleSession } : {}) });
     await service.sweep();
     await app.listen({ host, port: cfg.port ?? 8443 });
     const port = (app.server.address() as AddressInfo).port;

@@ -35,10 +35,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
   let page: Page;
   const problems: string[] = [];
   const dir = tempDir();
-  // A card belongs to one user (the service refuses another user's enrollment on it): each
-  // enrollment gets a fresh card image, and collect works on the latest one.
-  let image = join(dir, 'card-0.json');
-  let cards = 0;
+  const image = join(dir, 'card.json');
   const env = { CARDLINK_HOME: join(dir, 'home'), CARDLINK_PIN: TEST_PIN };
 
   before(async () => {
@@ -59,6 +56,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
     client = new ServiceClient({ server: url, ca: readFileSync(caFile, 'utf8') });
     session = (await client.login(ADMIN)).token;
     await client.createOperator(session, SECOND);
+    assert.equal((await cli(['card', 'init', '--image', image], { ...env, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) })).code, 0);
     mkdirSync(SHOTS, { recursive: true });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
     // The service's certificate comes from its own CA, which this throwaway browser profile does not know.
@@ -82,11 +80,23 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
     assert.equal(await exited, 0);
   });
 
-  /** The agent's side: `cardlink enroll` with a token on the card image; the request id. */
-  async function enroll(token: string): Promise<string> {
-    image = join(dir, `card-${++cards}.json`);
-    assert.equal((await cli(['card', 'init', '--image', image], { ...env, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) })).code, 0);
-    const r = await cli(['enroll', '--server', url, '--cacert', caFile, '--image', image, '--bits', '2048', '--json'], { ...env, CARDLINK_TOKEN: token });
+  /**
+   * Each user's own card image (alice has the one made in `before`): the service keeps card
+   * records, and a card enrolled by one user is refused to another until an operator retires it.
+   */
+  const images = new Map<string, string>([['alice@example.com', image]]);
+  async function imageOf(user: string): Promise<string> {
+    let path = images.get(user);
+    if (!path) {
+      path = join(dir, `card-${images.size}.json`);
+      assert.equal((await cli(['card', 'init', '--image', path], { ...env, CARDLINK_ADMIN_KEY: hex(TEST_ADMIN_KEY) })).code, 0);
+      images.set(user, path);
+    }
+    return path;
+  }
+  /** The agent's side: `cardlink enroll` with a token on the user's card image; the request id. */
+  async function enroll(token: string, user: string): Promise<string> {
+    const r = await cli(['enroll', '--server', url, '--cacert', caFile, '--image', await imageOf(user), '--bits', '2048', '--json'], { ...env, CARDLINK_TOKEN: token });
     assert.equal(r.code, 0, r.stderr);
     return (JSON.parse(r.stdout) as { requestId: string }).requestId;
   }
@@ -103,7 +113,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
   }
 
   test('sign in, see the request the agent submitted, approve it: the next collect gets the certificate', async () => {
-    const id = await enroll(await newToken('alice@example.com'));
+    const id = await enroll(await newToken('alice@example.com'), 'alice@example.com');
     await signIn(page, ADMIN);
     const row = page.locator(`tr[data-request="${id}"]`);
     await row.waitFor();
@@ -127,7 +137,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
   });
 
   test('reject another with a reason: the agent sees the reason', async () => {
-    const id = await enroll(await newToken('alice@example.com'));
+    const id = await enroll(await newToken('alice@example.com'), 'alice@example.com');
     await page.goto(`${url}/console/pending`);
     await page.locator(`tr[data-request="${id}"]`).getByRole('link', { name: /^Reject/ }).click();
     await page.getByLabel('Reason (the user sees it)').fill('Wrong department <b>"x"</b>');
@@ -151,7 +161,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
     assert.equal(await page.evaluate<string>('navigator.clipboard.readText()'), secret);
     await page.goto(`${url}/console/tokens`);
     assert.equal(await page.getByText(secret).count(), 0, 'shown once: not on the list');
-    const id = await enroll(secret);
+    const id = await enroll(secret, 'carol@example.com');
     assert.equal(await stateOf(id), 'issued');
     await page.goto(`${url}/console/tokens`);
     assert.match(await page.locator('tr', { hasText: 'carol@example.com' }).innerText(), /Used/);
@@ -191,7 +201,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
   });
 
   test('keyboard only: approve a request with key presses', async () => {
-    const id = await enroll(await newToken('erin@example.com'));
+    const id = await enroll(await newToken('erin@example.com'), 'erin@example.com');
     await page.goto(`${url}/console/pending`);
     // Browser-side expressions are strings: this project's TypeScript has no DOM library.
     const focused = () => page.evaluate<string>("document.activeElement?.getAttribute('href') ?? document.activeElement?.textContent ?? ''");
@@ -215,7 +225,7 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
   });
 
   test('two operators: one approves, the other sees the request leave the pending list within 5 s without a reload', async () => {
-    const id = await enroll(await newToken('frank@example.com'));
+    const id = await enroll(await newToken('frank@example.com'), 'frank@example.com');
     const other = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
     try {
       const bea = await other.newPage();
@@ -234,12 +244,47 @@ describe('the operator console in Chromium', { timeout: 180_000 }, () => {
     }
   });
 
+  let lostCard = '';
+  test('mark a card lost from its page with clicks: its certificates show revoked and the replacement token is shown once', async () => {
+    // A card of its own (the image's card stays active for the other tests): submitted and approved through the API.
+    const cardId = randomCardId();
+    const key = await softKey();
+    const { value } = await client.submit(await newToken('hanna@example.com'), { csr: key.csrPem, cardId, container: 'h1' });
+    await client.approve(session, value.id);
+    const serial = (await client.request(session, value.id)).value.serial!;
+    await page.goto(`${url}/console/cards`);
+    await page.getByLabel('User').fill('hanna@example.com');
+    await page.getByRole('button', { name: 'Show cards' }).click();
+    await page.getByRole('link', { name: cardId }).click();
+    await page.waitForURL(new RegExp(`/console/cards/${cardId}$`));
+    assert.match(await page.getByTestId('card-state').innerText(), /Active: in use/);
+    await page.getByRole('link', { name: 'Mark lost' }).click();
+    await page.getByLabel(/^Why the card is lost/).selectOption('keyCompromise');
+    await page.getByLabel(/^Temporary card/).check();
+    await page.getByRole('button', { name: 'Mark the card lost' }).click();
+    const secret = (await page.locator('#token-secret').innerText()).trim();
+    assert.match(secret, /^cle_[A-Za-z0-9_-]{43}$/);
+    assert.match(await page.getByTestId('card-state').innerText(), /Lost: certificates revoked/);
+    const row = page.locator(`tr[data-request="${value.id}"]`);
+    assert.match(await row.innerText(), new RegExp(`${serial}[\\s\\S]*Revoked \\(keyCompromise\\)`));
+    assert.match(await page.locator('#card-outcome + p').innerText(), new RegExp(`Revoked: 1 certificate \\(serial ${serial}\\)`));
+    await page.getByRole('button', { name: 'Copy the token' }).click();
+    await page.getByText('Copied to the clipboard.').waitFor();
+    assert.equal(await page.evaluate<string>('navigator.clipboard.readText()'), secret);
+    await page.goto(`${url}/console/cards/${cardId}`);
+    assert.equal(await page.getByText(secret).count(), 0, 'shown once');
+    assert.equal(await page.getByRole('link', { name: 'Resume' }).count(), 0, 'a lost card is not resumed');
+    assert.equal((await client.card(session, cardId)).state, 'lost');
+    lostCard = cardId;
+  });
+
   test('every page: no serious accessibility violations (axe-core), screenshots at 1280×800 and 390×844', async () => {
-    const id = await enroll(await newToken('gina@example.com'));
+    const id = await enroll(await newToken('gina@example.com'), 'gina@example.com');
     const cardId = (await client.request(session, id)).value.cardId!;
     const paths = {
       pending: '/console/pending', requests: '/console/requests', request: `/console/requests/${id}`, approve: `/console/requests/${id}/approve`, tokens: '/console/tokens',
-      cards: '/console/cards', card: `/console/cards/${cardId}`, audit: '/console/audit', profiles: '/console/profiles', account: '/console/account',
+      cards: '/console/cards', card: `/console/cards/${cardId}`, 'card-lost-confirm': `/console/cards/${cardId}/lost`, 'card-lost': `/console/cards/${lostCard}`,
+      expiring: '/console/cards/expiring?days=400', audit: '/console/audit', profiles: '/console/profiles', account: '/console/account',
     };
     // The axe script is injected into the page, which the console's CSP forbids: this context alone bypasses CSP.
     const axeCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true, viewport: { width: 1280, height: 800 } });

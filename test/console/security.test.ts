@@ -146,6 +146,160 @@ describe('console security (direct requests)', () => {
     assert.ok(audit.some((e) => e.action.includes('unblock')), JSON.stringify(audit.map((e) => e.action)));
   });
 
+  /** A card with an issued certificate (a first enrollment, approved): its id and the certificate's serial. */
+  async function issuedCard(user: string): Promise<{ cardId: string; serial: string }> {
+    const cardId = randomCardId();
+    const token = await makeToken(client, op, user);
+    const key = await softKey();
+    const { value } = await client.submit(token, { csr: key.csrPem, cardId, container: 'c1' });
+    await client.approve(op, value.id);
+    const serial = (await client.request(op, value.id)).value.serial!;
+    return { cardId, serial };
+  }
+  const cardState = async (cardId: string) => (await client.card(op, cardId)).state;
+
+  test('cards: the list and the detail read the card records (state, certificates with serial, validity, mapping, history), escaped', async () => {
+    // The one markup character a user principal name may carry is the apostrophe; the certificate's subject is made from it.
+    const user = `o'hara+${Date.now()}@example.com`;
+    const { cardId, serial } = await issuedCard(user);
+    const cookie = await signIn(b, VIEWER.username, VIEWER.password);
+    const list = await send(b, 'GET', `/console/cards?user=${encodeURIComponent(user)}`, { cookie });
+    assert.equal(list.status, 200);
+    assert.match(list.body, new RegExp(`<tr data-card="${cardId}">`));
+    assert.match(list.body, /Active: in use/);
+    assert.ok(list.body.includes(escapeHtml(user)) && !list.body.includes(user), 'the user name is escaped');
+    assert.doesNotMatch((await send(b, 'GET', '/console/cards?state=lost', { cookie })).body, new RegExp(cardId), 'the state filter applies');
+    assert.match((await send(b, 'GET', '/console/cards?user=nobody%40example.com', { cookie })).body, /No cards match these filters/);
+    const bad = await send(b, 'GET', '/console/cards?state=melted', { cookie });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body, /there is no card state &#39;melted&#39;/);
+
+    const detail = await send(b, 'GET', `/console/cards/${cardId}`, { cookie });
+    assert.equal(detail.status, 200);
+    assert.match(detail.body, /data-testid="card-state"><span class="status card-active">Active: in use/);
+    assert.ok(detail.body.includes(serial), 'the serial');
+    assert.match(detail.body, /<span class="status cert-good">Valid<\/span>/);
+    assert.match(detail.body, /data-label="Container" class="mono wrap">c1</);
+    const card = await client.card(op, cardId);
+    const mapping = card.credentials[0]!.sidExtension ?? card.credentials[0]!.strongMapping!;
+    assert.ok(detail.body.includes(escapeHtml(mapping)), `the account mapping ${mapping}`);
+    assert.match(detail.body, /card\.created/, 'the history');
+    assert.doesNotMatch(detail.body, new RegExp(`href="/console/cards/${cardId}/(suspend|lost|retire)"`), 'no life-cycle buttons for a viewer');
+    assert.match(detail.body, /Your role \(viewer\) can only look/);
+    const subject = card.credentials[0]!.subject;
+    assert.ok(subject.includes("'") && detail.body.includes(escapeHtml(subject)) && !detail.body.includes(subject), `the subject ${subject} is escaped`);
+    assert.ok(detail.body.includes(escapeHtml(user)) && !detail.body.includes(user), 'the user name is escaped on the detail page too');
+  });
+
+  test('cards: a viewer cannot move a card, an approver suspends and resumes, retire needs an admin; CSRF and origin are checked', async () => {
+    const { cardId, serial } = await issuedCard('nina@example.com');
+    const own = { origin: new URL(svc.url).origin };
+    const viewer = await signIn(b, VIEWER.username, VIEWER.password);
+    const vCsrf = csrfOf((await send(b, 'GET', `/console/cards/${cardId}`, { cookie: viewer })).body);
+    for (const action of ['suspend', 'lost', 'retire']) {
+      const r = await send(b, 'POST', `/console/cards/${cardId}/${action}`, { cookie: viewer, form: { _csrf: vCsrf }, headers: own });
+      assert.equal(r.status, 403, action);
+      assert.match(r.body, /needs the (approver|admin) role; operator vera is a viewer/);
+      assert.equal((await send(b, 'GET', `/console/cards/${cardId}/${action}`, { cookie: viewer })).status, 403, `no ${action} confirmation for a viewer`);
+    }
+    assert.equal(await cardState(cardId), 'active');
+
+    const approver = await signIn(b, APPROVER.username, APPROVER.password);
+    const page = await send(b, 'GET', `/console/cards/${cardId}`, { cookie: approver });
+    assert.match(page.body, new RegExp(`href="/console/cards/${cardId}/suspend">Suspend<`));
+    assert.match(page.body, new RegExp(`href="/console/cards/${cardId}/lost">Mark lost<`));
+    assert.doesNotMatch(page.body, new RegExp(`href="/console/cards/${cardId}/retire"`), 'retire is not offered to an approver');
+    const csrf = csrfOf(page.body);
+    const noToken = await send(b, 'POST', `/console/cards/${cardId}/suspend`, { cookie: approver, form: {}, headers: own });
+    assert.equal(noToken.status, 403);
+    assert.match(noToken.body, /no valid CSRF token/);
+    const otherOrigin = await send(b, 'POST', `/console/cards/${cardId}/suspend`, { cookie: approver, form: { _csrf: csrf }, headers: { origin: 'https://evil.example' } });
+    assert.equal(otherOrigin.status, 403);
+    assert.match(otherOrigin.body, /sent from another site/);
+    assert.equal(await cardState(cardId), 'active');
+
+    const confirm = await send(b, 'GET', `/console/cards/${cardId}/suspend`, { cookie: approver });
+    assert.equal(confirm.status, 200);
+    assert.match(confirm.body, new RegExp(`<form class="stack" method="post" action="/console/cards/${cardId}/suspend">`));
+    const suspended = await send(b, 'POST', `/console/cards/${cardId}/suspend`, { cookie: approver, form: { _csrf: csrf }, headers: own });
+    assert.equal(suspended.status, 303, suspended.body.slice(0, 300));
+    assert.equal(suspended.headers.location, `/console/cards/${cardId}?done=card-suspend`);
+    assert.equal(await cardState(cardId), 'suspended');
+    const held = await send(b, 'GET', `/console/cards/${cardId}?done=card-suspend`, { cookie: approver });
+    assert.match(held.body, /Card suspended: its certificates are on hold/);
+    assert.match(held.body, /<span class="status cert-on-hold">On hold: the card is suspended<\/span>/);
+    assert.match(held.body, new RegExp(`href="/console/cards/${cardId}/resume">Resume<`));
+    const again = await send(b, 'POST', `/console/cards/${cardId}/suspend`, { cookie: approver, form: { _csrf: csrf }, headers: own });
+    assert.equal(again.status, 409);
+    assert.match(again.body, /is suspended: &#39;suspend&#39; applies to a card that is active \(the card is already suspended\)/);
+    const resumed = await send(b, 'POST', `/console/cards/${cardId}/resume`, { cookie: approver, form: { _csrf: csrf }, headers: own });
+    assert.equal(resumed.status, 303);
+    assert.equal(await cardState(cardId), 'active');
+    assert.equal((await client.card(op, cardId)).credentials[0]!.status, 'good');
+
+    const retireByApprover = await send(b, 'POST', `/console/cards/${cardId}/retire`, { cookie: approver, form: { _csrf: csrf }, headers: own });
+    assert.equal(retireByApprover.status, 403);
+    assert.match(retireByApprover.body, /needs the admin role; operator arno is/);
+    assert.equal(await cardState(cardId), 'active');
+    const admin = await signIn(b, OPERATOR.username, OPERATOR.password);
+    const adminPage = await send(b, 'GET', `/console/cards/${cardId}`, { cookie: admin });
+    assert.match(adminPage.body, new RegExp(`href="/console/cards/${cardId}/retire">Retire<`));
+    const retired = await send(b, 'POST', `/console/cards/${cardId}/retire`, { cookie: admin, form: { _csrf: csrfOf(adminPage.body) }, headers: own });
+    assert.equal(retired.status, 303);
+    assert.equal(await cardState(cardId), 'retired');
+    const after = await send(b, 'GET', `/console/cards/${cardId}`, { cookie: admin });
+    assert.ok(after.body.includes(serial));
+    assert.match(after.body, /<span class="status cert-revoked">Revoked \(cessationOfOperation\)<\/span>/);
+    assert.match(after.body, /No move applies to a retired card/);
+  });
+
+  test('cards: mark lost answers with the revoked serials and the replacement token once; resuming a lost card is refused in words', async () => {
+    const { cardId, serial } = await issuedCard('otto@example.com');
+    const own = { origin: new URL(svc.url).origin };
+    const approver = await signIn(b, APPROVER.username, APPROVER.password);
+    const confirm = await send(b, 'GET', `/console/cards/${cardId}/lost`, { cookie: approver });
+    assert.match(confirm.body, /<label for="lost-reason">/);
+    assert.match(confirm.body, /<input id="lost-temporary" name="temporary" type="checkbox" value="yes"><label for="lost-temporary">Temporary card/);
+    const csrf = csrfOf(confirm.body);
+    const badReason = await send(b, 'POST', `/console/cards/${cardId}/lost`, { cookie: approver, form: { _csrf: csrf, reason: 'aliens', days: '7' }, headers: own });
+    assert.equal(badReason.status, 400);
+    assert.equal(await cardState(cardId), 'active');
+    const lost = await send(b, 'POST', `/console/cards/${cardId}/lost`, { cookie: approver, form: { _csrf: csrf, reason: 'keyCompromise', temporary: 'yes', days: '3' }, headers: own });
+    assert.equal(lost.status, 200, lost.body.slice(0, 400));
+    assert.equal(await cardState(cardId), 'lost');
+    assert.ok(lost.body.includes(`Revoked: 1 certificate (serial <span class="mono">${serial}</span>)`));
+    const token = /id="token-secret">(cle_[A-Za-z0-9_-]{43})</.exec(lost.body)?.[1];
+    assert.ok(token, 'the replacement token is shown');
+    assert.match(lost.body, /with profile temporary-card until/);
+    const tokens = await client.tokens(op);
+    const replacement = tokens.find((t) => t.replacesCard === cardId);
+    assert.ok(replacement && replacement.profile === 'temporary-card');
+    const later = await send(b, 'GET', `/console/cards/${cardId}`, { cookie: approver });
+    assert.ok(!later.body.includes(token), 'shown once: not on the card page afterwards');
+    assert.match(later.body, /<span class="status cert-revoked">Revoked \(keyCompromise\)<\/span>/);
+    assert.doesNotMatch(later.body, /href="[^"]+\/resume"/, 'no resume for a lost card');
+    const resume = await send(b, 'POST', `/console/cards/${cardId}/resume`, { cookie: approver, form: { _csrf: csrf }, headers: own });
+    assert.equal(resume.status, 409);
+    assert.match(resume.body, /is lost: &#39;resume&#39; applies to a card that is suspended \(a lost card stays lost/);
+    assert.ok(resume.body.includes(`<a href="/console/cards/${cardId}">Back to the card</a>`), 'the error page leads back to the card');
+    const confirmResume = await send(b, 'GET', `/console/cards/${cardId}/resume`, { cookie: approver });
+    assert.equal(confirmResume.status, 409, 'no confirmation step for a move the state does not allow');
+  });
+
+  test('cards: the expiring view lists certificates ending within N days (default 30)', async () => {
+    const { cardId, serial } = await issuedCard('pia@example.com');
+    const cookie = await signIn(b, VIEWER.username, VIEWER.password);
+    const validity = (await client.profiles(op)).find((p) => p.name === 'smartcard-logon')!.validityDays;
+    const none = await send(b, 'GET', '/console/cards/expiring', { cookie });
+    assert.equal(none.status, 200);
+    assert.match(none.body, /name="days" type="number" min="0" max="3650" value="30"/);
+    if (validity > 30) assert.ok(!none.body.includes(serial), 'not within 30 days');
+    const all = await send(b, 'GET', `/console/cards/expiring?days=${validity + 1}`, { cookie });
+    assert.ok(all.body.includes(serial));
+    assert.ok(all.body.includes(`href="/console/cards/${cardId}"`));
+    assert.equal((await send(b, 'GET', '/console/cards/expiring?days=soon', { cookie })).status, 400);
+  });
+
   test('the requests page filters by state, user and date, and says what to do when nothing matches', async () => {
     const cookie = await signIn(b, VIEWER.username, VIEWER.password);
     const id = await pendingRequest();

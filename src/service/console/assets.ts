@@ -32,6 +32,7 @@ td.wrap, .mono { overflow-wrap: anywhere; }
 .table-wrap { overflow-x: auto; }
 .status { display: inline-block; padding: 0 .4rem; border: 1px solid currentColor; border-radius: 3px; font-size: .9em; white-space: nowrap; }
 .status.pending { color: #7a4d00; } .status.issued, .status.delivered, .status.approved { color: var(--ok); } .status.rejected, .status.revoked { color: var(--bad); }
+.status.card-active, .status.cert-good { color: var(--ok); } .status.card-suspended, .status.cert-on-hold, .status.cert-not-yet-valid { color: #7a4d00; } .status.card-lost, .status.card-retired, .status.cert-revoked, .status.cert-expired { color: var(--bad); }
 .notice { border-left: 5px solid var(--ok); background: #eef7f0; padding: .6rem .8rem; margin-bottom: 1rem; }
 .error { border-left: 5px solid var(--bad); background: #fbeeee; padding: .6rem .8rem; margin-bottom: 1rem; }
 .empty { background: var(--soft); padding: 1rem; }
@@ -39,6 +40,7 @@ form.inline { display: inline; }
 form.filters { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: flex-end; margin-bottom: 1rem; }
 form.filters div, form.stack div { display: flex; flex-direction: column; gap: .2rem; }
 form.stack { display: flex; flex-direction: column; gap: .8rem; max-width: 32rem; }
+form.stack div.check { flex-direction: row; align-items: flex-start; gap: .5rem; }
 label { font-weight: 600; }
 input, select, textarea, button { font: inherit; padding: .4rem .5rem; border: 1px solid #6b7785; border-radius: 4px; background: #fff; color: var(--fg); }
 button, .button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; text-decoration: none; display: inline-block; padding: .4rem .8rem; border-radius: 4px; }

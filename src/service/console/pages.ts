@@ -6,9 +6,10 @@
 import { createPublicKey } from 'node:crypto';
 import { spkiSha256 } from '../../thumbprint.js';
 import { x509 } from '../../x509.js';
-import type { OperatorPrincipal } from '../auth.js';
-import type { AuditEntryView, CreatedToken, ProfileView, RequestState, RequestView, TokenView } from '../protocol.js';
-import { REQUEST_STATES } from '../protocol.js';
+import type { OperatorPrincipal, OperatorRole } from '../auth.js';
+import { cardActionsFrom } from '../cards.js';
+import type { AuditEntryView, CardAction, CardCredential, CardDetail, CardState, CardView, CertificateStatus, CreatedToken, ExpiringCertificate, ProfileView, RequestState, RequestView, TokenView } from '../protocol.js';
+import { CARD_STATES, REQUEST_STATES } from '../protocol.js';
 import { html, type Html } from './html.js';
 
 export const ASSETS = '/console/assets';
@@ -271,10 +272,32 @@ ${canEdit
     : ''}</section>`)}${canEdit ? '' : html`<p class="muted">Only an admin can change profiles.</p>`}`;
 }
 
-export function cardsList(cards: { cardId: string; user: string; requests: number; latest: RequestView }[]): Html {
-  if (cards.length === 0) return html`<p class="empty">No cards yet. A card appears here when its user enrolls it with a token: <a href="/console/tokens">issue a token</a>.</p>`;
-  return html`<div class="table-wrap"><table class="cards-on-phone"><thead><tr><th scope="col">Card</th><th scope="col">User</th><th scope="col">Requests</th><th scope="col">Latest</th></tr></thead>
-<tbody>${cards.map((c) => html`<tr><td data-label="Card" class="mono wrap"><a href="/console/cards/${c.cardId}">${c.cardId}</a></td><td data-label="User" class="wrap">${c.user}</td><td data-label="Requests">${c.requests}</td><td data-label="Latest">${stateBadge(c.latest.state)} ${time(c.latest.createdAt)}</td></tr>`)}</tbody></table></div>`;
+const CARD_STATE_WORDS: Record<CardState, string> = {
+  active: 'Active: in use', suspended: 'Suspended: certificates on hold', lost: 'Lost: certificates revoked', retired: 'Retired: handed back',
+};
+
+export function cardStateBadge(state: CardState): Html {
+  return html`<span class="status card-${state}">${CARD_STATE_WORDS[state]}</span>`;
+}
+
+export function cardFilters(q: Record<string, string | undefined>): Html {
+  return html`<form class="filters" method="get" action="/console/cards" role="search" aria-label="Filter the cards">
+<div><label for="c-state">State</label><select id="c-state" name="state"><option value="">Any state</option>${CARD_STATES.map((st) => html`<option value="${st}"${q.state === st ? html` selected` : ''}>${CARD_STATE_WORDS[st]}</option>`)}</select></div>
+<div><label for="c-user">User</label><input id="c-user" name="user" type="text" value="${q.user ?? ''}" placeholder="alice@example.com" autocomplete="off"></div>
+<div><button type="submit">Show cards</button></div><div><a href="/console/cards">Clear filters</a></div></form>
+<p><a href="/console/cards/expiring">Certificates expiring soon</a></p>`;
+}
+
+export function cardsList(cards: CardView[], filtered: boolean): Html {
+  if (cards.length === 0) {
+    return filtered
+      ? html`<p class="empty">No cards match these filters. <a href="/console/cards">Clear the filters</a> to see every card.</p>`
+      : html`<p class="empty">No cards yet. A card appears here when its user enrolls it with a token: <a href="/console/tokens">issue a token</a>.</p>`;
+  }
+  return html`<div class="table-wrap"><table class="cards-on-phone"><thead><tr><th scope="col">Card</th><th scope="col">User</th><th scope="col">State</th><th scope="col">Enrolled</th><th scope="col">Changed</th><th scope="col">Replacement</th></tr></thead>
+<tbody>${cards.map((c) => html`<tr data-card="${c.cardId}"><td data-label="Card" class="mono wrap"><a href="/console/cards/${c.cardId}">${c.cardId}</a></td><td data-label="User" class="wrap">${c.user}</td><td data-label="State">${cardStateBadge(c.state)}</td>
+<td data-label="Enrolled">${time(c.createdAt)}</td><td data-label="Changed">${time(c.updatedAt)}</td>
+<td data-label="Replacement" class="mono wrap">${c.replacedBy ? html`replaced by <a href="/console/cards/${c.replacedBy}">${c.replacedBy.slice(0, 8)}…</a>` : c.replaces ? html`replaces <a href="/console/cards/${c.replaces}">${c.replaces.slice(0, 8)}…</a>` : '—'}</td></tr>`)}</tbody></table></div>`;
 }
 
 /** What the help desk hands over once: an unblock response or ticket (never stored in the clear, never shown again). */
@@ -284,8 +307,69 @@ export interface CardSecret {
   note: Html;
 }
 
-export function cardDetail(cardId: string, requests: RequestView[], canAct: boolean, ctx: PageContext, shown?: CardSecret): Html {
-  const unblock = canAct
+/** The life-cycle moves as the console offers them: what the button says, what the operator confirms, who may. */
+export const CARD_ACTION_TEXT: Record<CardAction, { label: string; button: string; role: OperatorRole; danger: boolean; question: (cardId: string, user: string) => Html }> = {
+  lost: {
+    label: 'Mark lost', button: 'Mark the card lost', role: 'approver', danger: true,
+    question: (id, user) => html`Mark card ${id} of ${user} lost? Its certificates are revoked for good (a lost card cannot be resumed), and a replacement enrollment token for ${user} is shown once.`,
+  },
+  suspend: {
+    label: 'Suspend', button: 'Suspend the card', role: 'approver', danger: true,
+    question: (id, user) => html`Suspend card ${id} of ${user}? Its certificates go on hold (certificateHold) and stop working until the card is resumed.`,
+  },
+  resume: {
+    label: 'Resume', button: 'Resume the card', role: 'approver', danger: false,
+    question: (id, user) => html`Resume card ${id} of ${user}? The hold on its certificates is lifted and they work again.`,
+  },
+  retire: {
+    label: 'Retire', button: 'Retire the card', role: 'admin', danger: true,
+    question: (id, user) => html`Retire card ${id} of ${user}? Its certificates are revoked (cessation of operation); the card may then be enrolled again, by anyone.`,
+  },
+};
+
+const ROLES: OperatorRole[] = ['viewer', 'approver', 'admin'];
+export const hasRole = (p: OperatorPrincipal | undefined, role: OperatorRole): boolean => p !== undefined && ROLES.indexOf(p.role) >= ROLES.indexOf(role);
+
+/** The lost move's extra fields: why (RFC 5280 §5.3.1 reason) and whether the stand-in is a temporary card. */
+export function lostFields(): Html {
+  return html`<div><label for="lost-reason">Why the card is lost (revocation reason, RFC 5280)</label><select id="lost-reason" name="reason">
+<option value="keyCompromise">Key compromise: lost or stolen, someone else may hold it</option>
+<option value="cessationOfOperation">Cessation of operation: destroyed or gone for good, nobody else holds it</option></select></div>
+<div class="check"><input id="lost-temporary" name="temporary" type="checkbox" value="yes"><label for="lost-temporary">Temporary card: the replacement token enrolls a short-lived temporary card (profile temporary-card)</label></div>
+<div><label for="lost-days">Replacement token valid for (days)</label><input id="lost-days" name="days" type="number" min="1" max="30" value="7" required></div>`;
+}
+
+const CERT_STATUS_WORDS: Record<CertificateStatus, string> = {
+  good: 'Valid', 'on-hold': 'On hold: the card is suspended', revoked: 'Revoked', expired: 'Expired', 'not-yet-valid': 'Not yet valid',
+};
+
+function credentialStatus(c: CardCredential): Html {
+  if (c.status === null) return html`<span class="muted">No certificate yet</span> ${stateBadge(c.requestState)}`;
+  return html`<span class="status cert-${c.status}">${CERT_STATUS_WORDS[c.status]}${c.status === 'revoked' && c.revocationReason ? ` (${c.revocationReason})` : ''}</span>`;
+}
+
+/** How Windows maps the certificate to the account: the SID extension, or else the explicit mapping an admin adds (KB5014754). */
+function accountMapping(c: CardCredential): Html {
+  if (c.sidExtension) return html`SID extension: <span class="mono">${c.sidExtension}</span>`;
+  if (c.strongMapping) return html`<span class="mono wrap">${c.strongMapping}</span><br><span class="muted">No SID extension: add this to the user's altSecurityIdentities (KB5014754 strong mapping).</span>`;
+  return html`<span class="muted">—</span>`;
+}
+
+export interface CardOutcome {
+  /** The serials the move revoked. */
+  revoked: string[];
+  replacementToken: CreatedToken | null;
+}
+
+/**
+ * A card: its record (or, for a card the service only knows from its administrator key, just its
+ * id), the life-cycle moves the operator may make, the help desk's unblock, its certificates and its history.
+ */
+export function cardDetail(cardId: string, card: CardDetail | undefined, ctx: PageContext, o: { shown?: CardSecret; outcome?: CardOutcome } = {}): Html {
+  const op = ctx.operator;
+  const canHelp = hasRole(op, 'approver');
+  const shown = o.shown;
+  const unblock = canHelp && (card === undefined || card.state === 'active')
     ? html`<h2>PIN blocked: unblock</h2>
 ${shown ? html`<section aria-labelledby="card-secret"><h3 id="card-secret">${shown.label}</h3><p class="secret mono" id="card-secret-value">${shown.value}</p>
 <p><button type="button" data-copy="card-secret-value" data-status="card-copy-status" hidden>Copy</button> <span id="card-copy-status" role="status"></span></p>${shown.note}</section>` : ''}
@@ -296,14 +380,62 @@ ${shown ? html`<section aria-labelledby="card-secret"><h3 id="card-secret">${sho
 <p>Or let the user unblock online with <span class="mono">cardlink card unblock --online</span>: a one-time ticket, valid one hour.</p>
 <div><button type="submit" class="secondary">Make an unblock ticket</button></div></form>`
     : '';
-  return html`<dl class="facts"><dt>Card ID</dt><dd class="mono">${cardId}</dd><dt>User</dt><dd>${requests[0]?.user ?? '—'}</dd></dl>
-<p class="muted" id="card-lifecycle">Card life-cycle actions (lost, suspend, resume) appear here when the service keeps card records (issue 13).</p>
+  if (!card) {
+    return html`<dl class="facts"><dt>Card ID</dt><dd class="mono">${cardId}</dd></dl>
+<p class="empty" id="card-lifecycle">The service has no record of this card yet: it gets one when its user submits the first request with it. Until then it has no certificates and no life cycle.</p>
+${unblock}`;
+  }
+  const outcome = o.outcome;
+  const token = outcome?.replacementToken;
+  const result = outcome
+    ? html`<section aria-labelledby="card-outcome"><h2 id="card-outcome">The card is now ${card.state}</h2>
+<p role="status">${outcome.revoked.length ? html`Revoked: ${outcome.revoked.length} certificate${outcome.revoked.length === 1 ? '' : 's'} (serial${outcome.revoked.length === 1 ? '' : 's'} <span class="mono">${outcome.revoked.join(', ')}</span>); the next CRL lists ${outcome.revoked.length === 1 ? 'it' : 'them'}.` : 'No certificate needed revoking.'}</p>
+${token ? html`<h3>Replacement enrollment token for ${token.user}</h3>
+<p><strong>Shown once:</strong> give it to ${token.user} now (it cannot be shown again). It enrolls one card with profile ${token.profile} until ${time(token.expiresAt)}.</p>
+<p class="secret mono" id="token-secret">${token.token}</p>
+<p><button type="button" data-copy="token-secret" data-status="copy-status" hidden>Copy the token</button> <span id="copy-status" role="status"></span></p>` : ''}</section>`
+    : '';
+  const possible = cardActionsFrom(card.state);
+  const mine = possible.filter((a) => hasRole(op, CARD_ACTION_TEXT[a].role));
+  const lifecycle = html`<section id="card-lifecycle" aria-labelledby="lifecycle-head"><h2 id="lifecycle-head">Life cycle</h2>
+${possible.length === 0
+    ? html`<p class="muted">No move applies to a ${card.state} card${card.state === 'retired' ? ': it becomes active again when someone enrolls it' : ''}.</p>`
+    : mine.length === 0
+      ? html`<p class="muted">Your role (${op?.role ?? 'none'}) can only look: an approver suspends, resumes and marks cards lost; an admin retires them.</p>`
+      : html`<div class="actions">${mine.map((a) => html`<a class="button${CARD_ACTION_TEXT[a].danger ? ' danger' : ''}" href="/console/cards/${card.cardId}/${a}">${CARD_ACTION_TEXT[a].label}</a>`)}</div>`}</section>`;
+  const credentials = card.credentials.length === 0
+    ? html`<p class="empty">No requests were made with this card.</p>`
+    : html`<div class="table-wrap"><table class="cards-on-phone"><thead><tr><th scope="col">Container</th><th scope="col">Serial and subject</th><th scope="col">Status</th><th scope="col">Valid from</th><th scope="col">Valid until</th><th scope="col">Account mapping</th><th scope="col">Request</th></tr></thead>
+<tbody>${[...card.credentials].reverse().map((c) => html`<tr data-request="${c.requestId}"><td data-label="Container" class="mono wrap">${c.container ?? '—'}</td><td data-label="Serial and subject" class="mono wrap">${c.serial ?? '—'}<br><span class="muted">${c.subject}</span></td>
+<td data-label="Status">${credentialStatus(c)}</td><td data-label="Valid from">${time(c.notBefore)}</td><td data-label="Valid until">${time(c.notAfter)}</td>
+<td data-label="Account mapping" class="wrap">${accountMapping(c)}</td><td data-label="Request" class="mono"><a href="/console/requests/${c.requestId}" aria-label="Request ${c.requestId} (${c.kind === 'reenroll' ? 'renewal' : 'first enrollment'})">${c.requestId.slice(0, 8)}</a></td></tr>`)}</tbody></table></div>`;
+  const history = card.history.length === 0
+    ? html`<p class="empty">Nothing has happened to this card yet.</p>`
+    : html`<div class="table-wrap"><table class="cards-on-phone"><thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">Details</th></tr></thead>
+<tbody>${[...card.history].reverse().map((e) => html`<tr><td data-label="When">${time(e.at)}</td><td data-label="Who" class="wrap">${e.actor}</td><td data-label="Action">${e.action}</td><td data-label="Details" class="wrap mono">${Object.keys(e.details).length ? JSON.stringify(e.details) : '—'}</td></tr>`)}</tbody></table></div>`;
+  return html`${result}<dl class="facts"><dt>Card ID</dt><dd class="mono">${card.cardId}</dd><dt>User</dt><dd>${card.user}</dd><dt>State</dt><dd data-testid="card-state">${cardStateBadge(card.state)}</dd>
+<dt>Enrolled</dt><dd>${time(card.createdAt)}</dd><dt>Changed</dt><dd>${time(card.updatedAt)}</dd>
+${card.replaces ? html`<dt>Replaces</dt><dd class="mono"><a href="/console/cards/${card.replaces}">${card.replaces}</a></dd>` : ''}${card.replacedBy ? html`<dt>Replaced by</dt><dd class="mono"><a href="/console/cards/${card.replacedBy}">${card.replacedBy}</a></dd>` : ''}</dl>
+${lifecycle}
 ${unblock}
-<h2>Certificates and requests on this card</h2>
-${requests.length === 0 ? html`<p class="empty">No requests were made with this card.</p>` : html`<div class="table-wrap"><table class="cards-on-phone"><thead><tr><th scope="col">Request</th><th scope="col">Container</th><th scope="col">State</th><th scope="col">Serial</th><th scope="col">Valid until</th><th scope="col">Actions</th></tr></thead>
-<tbody>${requests.map((r) => html`<tr><td data-label="Request" class="mono"><a href="/console/requests/${r.id}">${r.id.slice(0, 8)}</a></td><td data-label="Container" class="mono">${r.container ?? '—'}</td><td data-label="State">${stateBadge(r.state)}</td>
-<td data-label="Serial" class="mono wrap">${r.serial ?? '—'}</td><td data-label="Valid until">${time(r.notAfter)}</td>
-<td data-label="Actions">${canAct && (r.state === 'issued' || r.state === 'delivered') ? html`<a class="button danger" href="/console/requests/${r.id}/revoke">Revoke</a>` : ''}</td></tr>`)}</tbody></table></div>`}`;
+<h2>Certificates on this card</h2><p class="muted">Newest first.</p>
+${credentials}
+<h2>History</h2><p class="muted">Newest first.</p>
+${history}`;
+}
+
+const RENEWAL_WORDS = { none: 'No renewal yet', waiting: 'Renewal waiting', issued: 'Renewed: successor issued' } as const;
+
+export function expiringPage(days: number, certs: ExpiringCertificate[]): Html {
+  const form = html`<form class="filters" method="get" action="/console/cards/expiring" aria-label="How far ahead">
+<div><label for="x-days">Expiring within (days)</label><input id="x-days" name="days" type="number" min="0" max="3650" value="${days}" required></div>
+<div><button type="submit">Show certificates</button></div></form>`;
+  if (certs.length === 0) return html`${form}<p class="empty">No valid certificate expires within ${days} days. Look further ahead with a larger number of days.</p>`;
+  return html`${form}<div class="table-wrap"><table class="cards-on-phone"><caption class="muted">${certs.length} certificate${certs.length === 1 ? '' : 's'}, soonest first</caption>
+<thead><tr><th scope="col">User</th><th scope="col">Card</th><th scope="col">Container</th><th scope="col">Serial</th><th scope="col">Profile</th><th scope="col">Valid until</th><th scope="col">Days left</th><th scope="col">Renewal</th></tr></thead>
+<tbody>${certs.map((c) => html`<tr><td data-label="User" class="wrap">${c.user}</td><td data-label="Card" class="mono wrap">${c.cardId ? html`<a href="/console/cards/${c.cardId}">${c.cardId.slice(0, 8)}…</a>` : '—'}</td>
+<td data-label="Container" class="mono wrap">${c.container ?? '—'}</td><td data-label="Serial" class="mono wrap"><a href="/console/requests/${c.requestId}">${c.serial}</a></td><td data-label="Profile">${c.profile}</td>
+<td data-label="Valid until">${time(c.notAfter)}</td><td data-label="Days left">${c.daysLeft}</td><td data-label="Renewal">${RENEWAL_WORDS[c.renewal]}</td></tr>`)}</tbody></table></div>`;
 }
 
 export function loginForm(next: string): Html {

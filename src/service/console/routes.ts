@@ -10,10 +10,14 @@ import fastifyFormbody from '@fastify/formbody';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { requireOperator, type OperatorPrincipal, type OperatorRole, type Principal } from '../auth.js';
 import type { CardAdminService } from '../card-admin.js';
+import { cardActionsFrom, cardMoveRefusal, type CardService } from '../cards.js';
 import type { ConsoleSessionLimits, EnrollmentService } from '../enrollment.js';
 import { ServiceError } from '../errors.js';
 import type { App } from '../http.js';
-import { DEFAULT_PROFILE, REQUEST_STATES, type AuditEntryView, type RequestListQuery, type RequestState, type RequestView } from '../protocol.js';
+import {
+  CARD_ACTIONS, CARD_STATES, DEFAULT_PROFILE, LOST_REASONS, REQUEST_STATES,
+  type AuditEntryView, type CardAction, type CardDetail, type CardState, type LostReason, type RequestListQuery, type RequestState, type RequestView,
+} from '../protocol.js';
 import { x509 } from '../../x509.js';
 import { CONSOLE_CSS, CONSOLE_JS, FAVICON_SVG, htmxSource } from './assets.js';
 import { html } from './html.js';
@@ -29,11 +33,12 @@ const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 export interface ConsoleOptions {
   service: EnrollmentService;
   cards: CardAdminService;
+  /** The card records and their life cycle (issue 13). */
+  cardRecords: CardService;
   session?: Partial<ConsoleSessionLimits>;
 }
 
-const ROLE_ORDER: OperatorRole[] = ['viewer', 'approver', 'admin'];
-const atLeast = (p: OperatorPrincipal, role: OperatorRole): boolean => ROLE_ORDER.indexOf(p.role) >= ROLE_ORDER.indexOf(role);
+const atLeast = (p: OperatorPrincipal, role: OperatorRole): boolean => pages.hasRole(p, role);
 
 const ID_RE = /^[0-9a-f-]{36}$/;
 const CARD_RE = /^[0-9a-f]{32}$/;
@@ -72,6 +77,9 @@ const NOTICES: Record<string, string> = {
   rejected: 'Request rejected: the user sees the reason on the next collect.',
   revoked: 'Certificate revoked: the next CRL lists it.',
   'token-revoked': 'Token revoked: it can no longer enroll.',
+  'card-suspend': 'Card suspended: its certificates are on hold until it is resumed; the next CRL lists them.',
+  'card-resume': 'Card resumed: the hold on its certificates is lifted.',
+  'card-retire': 'Card retired: its certificates are revoked; the card may be enrolled again.',
   'profile-saved': 'Profile saved.',
   'signed-out': 'You are signed out.',
   'password-changed': 'Password changed: every session of yours has ended. Sign in with the new password.',
@@ -90,7 +98,7 @@ export function auditCsv(entries: AuditEntryView[]): string {
 }
 
 export function registerConsole(app: App, o: ConsoleOptions): void {
-  const { service, cards } = o;
+  const { service, cards, cardRecords } = o;
   const limits: ConsoleSessionLimits = { ...CONSOLE_SESSION_DEFAULTS, ...o.session };
 
   app.get(CONSOLE_PATH, async (_req, reply) => reply.redirect(`${CONSOLE_PATH}/`));
@@ -150,7 +158,10 @@ export function registerConsole(app: App, o: ConsoleOptions): void {
       const p = secret ? await service.fromBearer(secret).catch(() => undefined) : undefined;
       const op = p?.kind === 'operator' ? p : undefined;
       const ctx: pages.PageContext = { operator: op, csrf: op && secret ? csrfToken(secret) : undefined, error: message.replace(/\.\.$/, '.') };
-      return reply.code(status).type('text/html; charset=utf-8').send(pages.layout(status === 403 ? 'Not allowed' : 'That did not work', ctx, html`<p><a href="${CONSOLE_PATH}/pending">Back to the pending requests</a></p>`));
+      // Back to where the operator was: the card an action on it failed for, else the pending requests.
+      const card = /^\/console\/cards\/([0-9a-fA-F]{32})(?:[/?]|$)/.exec(req.url)?.[1]?.toLowerCase();
+      const back = card ? html`<a href="${CONSOLE_PATH}/cards/${card}">Back to the card</a>` : html`<a href="${CONSOLE_PATH}/pending">Back to the pending requests</a>`;
+      return reply.code(status).type('text/html; charset=utf-8').send(pages.layout(status === 403 ? 'Not allowed' : 'That did not work', ctx, html`<p>${back}</p>`));
     });
 
     // Static files
@@ -326,32 +337,85 @@ ${res.next ? html`<a href="/console/requests?${keep.toString()}">Next page</a>` 
         return `${CONSOLE_PATH}/tokens?done=token-revoked`;
       }));
 
-    // Cards: from the requests bound to them until the service keeps card records (issue 13).
+    // Cards: the service's card records and their life cycle (issue 13), through CardService with the session's Principal.
     c.get(`${CONSOLE_PATH}/cards`, async (req, reply) =>
       page(req, reply, 'Cards', `${CONSOLE_PATH}/cards`, async (_ctx, p) => {
-        const { requests } = await service.page(p, { limit: 2000 });
-        const byCard = new Map<string, { cardId: string; user: string; requests: number; latest: RequestView }>();
-        for (const r of requests) {
-          if (!r.cardId) continue;
-          const seen = byCard.get(r.cardId);
-          if (seen) seen.requests++;
-          else byCard.set(r.cardId, { cardId: r.cardId, user: r.user, requests: 1, latest: r });
-        }
-        return pages.cardsList([...byCard.values()]);
+        const q = queryOf(req, ['state', 'user', 'cursor']);
+        if (q.state !== undefined && !CARD_STATES.includes(q.state as CardState)) throw new ServiceError('BAD_REQUEST', `there is no card state '${q.state}'`);
+        const res = await cardRecords.list(p, { ...(q.state ? { state: q.state as CardState } : {}), ...(q.user ? { user: q.user } : {}), ...(q.cursor ? { cursor: q.cursor } : {}), limit: 50 });
+        const filters = Object.entries(q).filter(([k, v]) => k !== 'cursor' && v) as [string, string][];
+        const keep = new URLSearchParams([...filters, ...(res.next ? [['cursor', res.next] as [string, string]] : [])]);
+        return html`${pages.cardFilters(q)}${pages.cardsList(res.cards, filters.length > 0)}
+<nav aria-label="Pages" class="actions">${q.cursor ? html`<a href="/console/cards?${new URLSearchParams(filters).toString()}">First page</a>` : ''}
+${res.next ? html`<a href="/console/cards?${keep.toString()}">Next page</a>` : ''}</nav>`;
+      }));
+    c.get(`${CONSOLE_PATH}/cards/expiring`, async (req, reply) =>
+      page(req, reply, 'Certificates expiring soon', `${CONSOLE_PATH}/cards`, async (_ctx, p) => {
+        const text = queryOf(req, ['days']).days ?? '30';
+        const days = /^\d{1,4}$/.test(text) ? Number(text) : Number.NaN;
+        if (!Number.isInteger(days) || days > 3650) throw new ServiceError('BAD_REQUEST', 'days: give a whole number of days from 0 to 3650');
+        return pages.expiringPage(days, await cardRecords.expiring(p, days));
       }));
     const cardIdOf = (req: FastifyRequest): string => {
       const cardId = (req.params as { cardId: string }).cardId.toLowerCase();
       if (!CARD_RE.test(cardId)) throw new ServiceError('NOT_FOUND', 'a card ID is 32 hex digits');
       return cardId;
     };
+    /** The card's record, or undefined for a card the service knows only from its administrator key (no request yet). */
+    const cardRecord = async (p: OperatorPrincipal, cardId: string): Promise<CardDetail | undefined> => {
+      try {
+        return await cardRecords.show(p, cardId);
+      } catch (err) {
+        if (err instanceof ServiceError && err.code === 'NOT_FOUND') return undefined;
+        throw err;
+      }
+    };
     const cardPage = (req: FastifyRequest, reply: FastifyReply, shown?: (p: OperatorPrincipal, cardId: string) => Promise<pages.CardSecret>) =>
       page(req, reply, 'Card', `${CONSOLE_PATH}/cards`, async (ctx, p) => {
         const cardId = cardIdOf(req);
         const secret = shown ? await shown(p, cardId) : undefined;
-        const { requests } = await service.page(p, { cardId, limit: 500 });
-        return pages.cardDetail(cardId, requests, atLeast(p, 'approver'), ctx, secret);
+        return pages.cardDetail(cardId, await cardRecord(p, cardId), ctx, secret ? { shown: secret } : {});
       });
     c.get(`${CONSOLE_PATH}/cards/:cardId`, async (req, reply) => cardPage(req, reply));
+    const cardActionOf = (req: FastifyRequest): CardAction => {
+      const action = (req.params as { action: string }).action;
+      if (!CARD_ACTIONS.includes(action as CardAction)) throw new ServiceError('NOT_FOUND', `there is no card action '${action}': the actions are ${CARD_ACTIONS.join(', ')}`);
+      return action as CardAction;
+    };
+    // The confirmation step of a move, like approve and reject: a page of its own, shown only when the role and the card's state allow the move.
+    c.get(`${CONSOLE_PATH}/cards/:cardId/:action`, async (req, reply) =>
+      page(req, reply, 'Change the card?', `${CONSOLE_PATH}/cards`, async (ctx, p) => {
+        const action = cardActionOf(req);
+        const text = pages.CARD_ACTION_TEXT[action];
+        requireOperator(p, text.role);
+        const card = await cardRecords.show(p, cardIdOf(req));
+        if (!cardActionsFrom(card.state).includes(action)) throw new ServiceError('CONFLICT', cardMoveRefusal(action, card.cardId, card.state));
+        return html`<dl class="facts"><dt>Card ID</dt><dd class="mono">${card.cardId}</dd><dt>User</dt><dd>${card.user}</dd><dt>State</dt><dd>${pages.cardStateBadge(card.state)}</dd></dl>
+${pages.confirmForm({ action: `/console/cards/${card.cardId}/${action}`, question: text.question(card.cardId, card.user), button: text.button, danger: text.danger, cancel: `/console/cards/${card.cardId}`, ...(action === 'lost' ? { extra: pages.lostFields() } : {}) }, ctx)}`;
+      }));
+    c.post(`${CONSOLE_PATH}/cards/:cardId/:action`, async (req, reply) => {
+      if ((req.params as { action: string }).action !== 'lost') {
+        return change(req, reply, async (p) => {
+          const action = cardActionOf(req);
+          const cardId = cardIdOf(req);
+          await cardRecords.transition(p, cardId, { action });
+          return `${CONSOLE_PATH}/cards/${cardId}?done=card-${action}`;
+        });
+      }
+      // Not a redirect: the replacement token is shown in this answer, once (it is stored only as a hash).
+      checkStateChange(req, sessionSecret(req));
+      return page(req, reply, 'Card', `${CONSOLE_PATH}/cards`, async (ctx, p) => {
+        const action = 'lost';
+        const cardId = cardIdOf(req);
+        const f = form(req);
+        const reason = f.reason ?? 'keyCompromise';
+        if (!LOST_REASONS.includes(reason as LostReason)) throw new ServiceError('BAD_REQUEST', 'choose why the card is lost: key compromise or cessation of operation');
+        const days = Number(f.days ?? '7');
+        if (!Number.isInteger(days) || days < 1 || days > 30) throw new ServiceError('BAD_REQUEST', 'the replacement token is valid for 1 to 30 days');
+        const moved = await cardRecords.transition(p, cardId, { action, reason: reason as LostReason, temporary: f.temporary === 'yes', ttlSeconds: days * 86_400 });
+        return pages.cardDetail(cardId, moved.card, ctx, { outcome: { revoked: moved.revoked, replacementToken: moved.replacementToken } });
+      });
+    });
     // Help desk (issue 14): answers shown in this one page and nowhere else, like a new token.
     c.post(`${CONSOLE_PATH}/cards/:cardId/unblock-response`, async (req, reply) => {
       checkStateChange(req, sessionSecret(req));
