@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -86,6 +87,23 @@ describe('card commands on a PIV image', () => {
       const check = await cli(['card', 'check', '--image', image, '--json'], env);
       assert.equal(check.code, 0, check.stdout);
       assert.equal(JSON.parse(check.stdout).app, 'piv');
+
+      // Windows' side through the PIV minidriver port: link into the model's store (the model
+      // acquires the key and verifies a signature over its challenge), then doctor is clean.
+      const store = `model:${join(home, '..', 'store')}`;
+      const link = await cli(['link', '--image', image, '--store', store, '--json'], env);
+      assert.equal(link.code, 0, link.stdout + link.stderr);
+      const linked = JSON.parse(link.stdout);
+      assert.equal(linked.linked.length, 1);
+      assert.equal(linked.linked[0].container, made.container.name);
+      assert.equal(linked.linked[0].thumbprint, createHash('sha1').update(readFileSync(certPath)).digest('hex').toUpperCase());
+      assert.equal(linked.linked[0].proof.verified, true);
+      const doctor = await cli(['doctor', '--image', image, '--store', store, '--json'], env);
+      assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+      const diagnosis = JSON.parse(doctor.stdout);
+      assert.deepEqual(diagnosis.findings, []);
+      assert.equal(diagnosis.certificates.length, 1);
+      assert.ok(diagnosis.certificates[0].acquisition.proof, 'the proof signature was made (CARDLINK_PIN given)');
     });
   }
 
