@@ -9,7 +9,7 @@ import { command, type CommandSpec, type Handler, type OptionTable } from './spe
 
 const TARGET = {
   image: { type: 'string', value: 'FILE', help: "an emulated card's image file (made by 'card init --image FILE')" },
-  reader: { type: 'string', value: 'NAME', help: 'the PC/SC reader, by a unique part of its name', default: 'the only reader that holds a GIDS card' },
+  reader: { type: 'string', value: 'NAME', help: 'the PC/SC reader, by a unique part of its name', default: 'the only reader that holds a GIDS or PIV card' },
 } as const satisfies OptionTable;
 
 /** TARGET for the card commands that speak both card applications (docs/piv.md). */
