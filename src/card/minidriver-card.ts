@@ -127,6 +127,11 @@ export class MinidriverCard {
     return this.gids('deleting a container').deleteContainer(name);
   }
 
+  /** PIV: frees a slot whose key has no certificate (cardlink forgets the key; PIV cannot delete one). */
+  async forgetKey(nameOrIndex: string | number): Promise<{ container: ContainerInfo }> {
+    return this.piv('forgetting a slot key').forgetKey(nameOrIndex);
+  }
+
   async publicKey(nameOrIndex: string | number): Promise<KeyObject> {
     return this.app.publicKey(nameOrIndex);
   }

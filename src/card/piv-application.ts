@@ -472,6 +472,25 @@ export class PivApplication implements CardApplication {
     return { container, file, replaced: current !== undefined, unchanged: false, verified, storedBytes: encodeCertificateObject(parsed.der).length, derBytes: parsed.der.length, chuid: { guid: hex(chuid.guid), written: chuid.written } };
   }
 
+  /**
+   * Drops cardlink's record of a slot's key, so the slot is free again (unlisted) for the next
+   * `gen` or enrollment: plain PIV has no command that deletes a key (800-73-4 Part 2 has none),
+   * so this is how an enrollment whose submission failed takes back the key it made. A slot
+   * holding a certificate is refused (its key is in use: `rm-cert` first). Management key.
+   */
+  async forgetKey(nameOrIndex: string | number): Promise<{ container: ContainerInfo }> {
+    const snap = await this.readSnapshot(false);
+    const { container, state } = await this.find(nameOrIndex, snap);
+    if (state.certificate || state.certificateError) {
+      throw new CardError('CONTAINER_EXISTS', `slot ${slotName(state.slot)} holds a certificate: its key is in use; remove the certificate first ('cardlink card rm-cert --container ${slotName(state.slot).toLowerCase()}')`, { container: container.name });
+    }
+    if (snap.record.delete(state.slot)) {
+      await this.authenticate();
+      await this.session.putObject(PUBLIC_KEY_RECORD, encodeRecord(snap.record));
+    }
+    return { container };
+  }
+
   /** Empties the slot's certificate object (the key and cardlink's record of it stay). Idempotent. */
   async removeCertificate(containerName: string): Promise<{ container: ContainerInfo; file: string | undefined }> {
     const { container, state } = await this.find(containerName, await this.readSnapshot(false));

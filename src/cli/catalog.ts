@@ -9,7 +9,7 @@ import { command, type CommandSpec, type Handler, type OptionTable } from './spe
 
 const TARGET = {
   image: { type: 'string', value: 'FILE', help: "an emulated card's image file (made by 'card init --image FILE')" },
-  reader: { type: 'string', value: 'NAME', help: 'the PC/SC reader, by a unique part of its name', default: 'the only reader that holds a GIDS card' },
+  reader: { type: 'string', value: 'NAME', help: 'the PC/SC reader, by a unique part of its name', default: 'the only reader that holds a GIDS or PIV card' },
 } as const satisfies OptionTable;
 
 /** TARGET for the card commands that speak both card applications (docs/piv.md). */
@@ -103,8 +103,8 @@ export const specs = {
   }),
   cardInfo: command({
     path: ['card', 'info'],
-    summary: 'card identity, freshness counters and PIN status',
-    options: TARGET,
+    summary: 'card identity, freshness counters and PIN status (PIV: CHUID GUID, slots, PIN and PUK)',
+    options: CARD_TARGET,
     env: ['CARDLINK_HOME'],
     examples: ['cardlink card info --image card.json'],
     module: 'card',
@@ -541,15 +541,16 @@ export const specs = {
   enroll: command({
     path: ['enroll'],
     summary: 'generate a key on the card and request its certificate from the service',
-    description: 'Checks the token and the service, generates a key on the card (an lr-<GUID> container unless --container) and sends a request signed by it. Then run collect.',
+    description: "Checks the token and the service, generates a key on the card (an lr-<GUID> container unless --container) and sends a request signed by it. Then run collect. On a PIV card the key goes into a free slot (9A, else 9D, 82-95) with the management key (CARDLINK_MGMT_KEY, a prompt, or --default-mgmt-key), the card id is the CHUID GUID, and there is no administrator key to re-key (the PUK unblocks).",
     options: {
       ...TARGET,
       ...CONNECT,
-      container: { type: 'string', value: 'NAME', help: 'the container name', default: "a Windows-style 'lr-<GUID>' name" },
-      bits: { type: 'string', value: 'N', help: 'RSA key size', choices: ['2048', '3072', '4096'], default: '2048' },
+      ...MGMT,
+      container: { type: 'string', value: 'NAME', help: 'the container name (PIV: the slot, e.g. 9d)', default: "a Windows-style 'lr-<GUID>' name; PIV: the first free of 9A, 9D, 82-95" },
+      bits: { type: 'string', value: 'N', help: 'RSA key size (PIV: 2048)', choices: ['2048', '3072', '4096'], default: '2048' },
       token: { type: 'string', value: 'TOKEN', help: 'refused: a command line is visible to every user; set CARDLINK_TOKEN' },
     },
-    env: ['CARDLINK_TOKEN', 'CARDLINK_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_HOME'],
+    env: ['CARDLINK_TOKEN', 'CARDLINK_PIN', 'CARDLINK_ADMIN_KEY', 'CARDLINK_MGMT_KEY', 'CARDLINK_HOME'],
     examples: ['CARDLINK_TOKEN=... cardlink enroll --server https://ca.example.com:8443 --cacert ca.pem'],
     module: 'enroll',
     handler: 'enroll',
@@ -578,9 +579,10 @@ export const specs = {
       ...TARGET,
       ...CONNECT,
       ...STORE,
+      ...MGMT,
       watch: { type: 'boolean', help: "keep running: collect on every card insertion and after the service's Retry-After; a wrong PIN is never tried twice" },
     },
-    env: ['CARDLINK_PIN', 'CARDLINK_HOME'],
+    env: ['CARDLINK_PIN', 'CARDLINK_MGMT_KEY', 'CARDLINK_HOME'],
     examples: ['cardlink collect --server https://ca.example.com:8443 --cacert ca.pem --watch'],
     module: 'collect',
     handler: 'collect',

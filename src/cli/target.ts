@@ -39,7 +39,7 @@ export function targetApplication(args: TargetArgs): 'gids' | 'piv' | 'detect' {
 
 /**
  * The card a command works on: an emulated card in its image file (`--image`, in process), a
- * reader (`--reader`), or, with neither, the only reader that holds a GIDS card.
+ * reader (`--reader`), or, with neither, the only reader that holds a GIDS or PIV card.
  */
 export async function openTransport(args: TargetArgs, options: { createImage?: boolean; env?: NodeJS.ProcessEnv; share?: 'exclusive' | 'shared' } = {}): Promise<Transport> {
   if (args.image !== undefined && args.reader !== undefined) throw new UsageError('give --image or --reader, not both');

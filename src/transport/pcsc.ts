@@ -231,6 +231,19 @@ function seenList(b: Binding, ctx: BindingContext): string {
  */
 const GIDS_PROBE = Buffer.from('00A4040009A0000003974254465900', 'hex');
 
+/**
+ * SELECT of the PIV application by its AID without the version (A0 00 00 03 08 00 00 10 00), as
+ * OpenSC's card-piv.c selects it; the card matches by prefix (SP 800-73-4 Part 2 §3.1.1). Tried
+ * after the GIDS one, in the order the card API detects the application (docs/piv.md).
+ */
+const PIV_PROBE = Buffer.from('00A4040009A0000003080000100000', 'hex');
+
+/** The card applications the transport looks for on a reader's card, in this order. */
+const PROBES: readonly { app: 'GIDS' | 'PIV'; apdu: Buffer }[] = [
+  { app: 'GIDS', apdu: GIDS_PROBE },
+  { app: 'PIV', apdu: PIV_PROBE },
+];
+
 /** Responses can be long (a 4096-bit public key, a whole DO); the binding's default is 258 bytes. */
 const PCSC_MAX_RECV = 65538;
 
@@ -275,15 +288,27 @@ async function connectOnce(b: Binding, reader: BindingReader, opts: Resolved): P
   }
 }
 
-async function isGids(card: BindingCard, reader: string, opts: Resolved): Promise<boolean> {
+async function answersSelect(card: BindingCard, reader: string, probe: (typeof PROBES)[number], opts: Resolved): Promise<boolean> {
   const response = await withTimeout(
-    card.transmit(GIDS_PROBE, { maxRecvLength: PCSC_MAX_RECV }),
+    card.transmit(probe.apdu, { maxRecvLength: PCSC_MAX_RECV }),
     opts.transmitTimeoutMs,
-    () => new TransportError('TIMEOUT', `the card in reader '${reader}' did not answer the GIDS SELECT`),
+    () => new TransportError('TIMEOUT', `the card in reader '${reader}' did not answer the ${probe.app} SELECT`),
   );
   const sw1 = response[response.length - 2];
   const sw2 = response[response.length - 1];
   return (sw1 === 0x90 && sw2 === 0x00) || sw1 === 0x61;
+}
+
+/** The first application of PROBES the card answers, or undefined (a card that fails a probe counts as not answering it). */
+async function cardApplication(card: BindingCard, reader: string, opts: Resolved): Promise<'GIDS' | 'PIV' | undefined> {
+  for (const probe of PROBES) {
+    try {
+      if (await answersSelect(card, reader, probe, opts)) return probe.app;
+    } catch {
+      // not this application; the next probe may still answer
+    }
+  }
+  return undefined;
 }
 
 function pickNamed(readers: BindingReader[], wanted: string): BindingReader | undefined {
@@ -299,7 +324,7 @@ function pickNamed(readers: BindingReader[], wanted: string): BindingReader | un
   return partial[0];
 }
 
-/** Opens the named reader, or the only reader whose card answers the GIDS SELECT. */
+/** Opens the named reader, or the only reader whose card answers the GIDS or the PIV SELECT. */
 export async function openPcscTransport(options: PcscOpenOptions = {}): Promise<PcscTransport> {
   const b = await loadPcscBinding();
   const opts: Resolved = {
@@ -322,7 +347,7 @@ export async function openPcscTransport(options: PcscOpenOptions = {}): Promise<
       const card = await connectOnce(b, reader, opts);
       return new PcscTransport(b, ctx, card, reader.name, options.share ?? 'exclusive', eventCount(ctx, reader.name), opts.transmitTimeoutMs);
     }
-    const found: { reader: BindingReader; card: BindingCard }[] = [];
+    const found: { reader: BindingReader; card: BindingCard; app: 'GIDS' | 'PIV' }[] = [];
     const notes: string[] = [];
     for (const reader of readers) {
       const info = describeReader(b, reader.name, reader.state, reader.atr);
@@ -337,16 +362,11 @@ export async function openPcscTransport(options: PcscOpenOptions = {}): Promise<
         notes.push(`'${reader.name}' (${err instanceof TransportError ? err.code.toLowerCase().replace(/_/g, ' ') : 'error'})`);
         continue;
       }
-      let gids = false;
-      try {
-        gids = await isGids(card, reader.name, opts);
-      } catch {
-        gids = false;
-      }
-      if (gids) found.push({ reader, card });
+      const app = await cardApplication(card, reader.name, opts);
+      if (app) found.push({ reader, card, app });
       else {
         card.disconnect(b.SCARD_LEAVE_CARD);
-        notes.push(`'${reader.name}' (card is not GIDS)`);
+        notes.push(`'${reader.name}' (card is neither GIDS nor PIV)`);
       }
     }
     if (found.length === 1) {
@@ -357,10 +377,10 @@ export async function openPcscTransport(options: PcscOpenOptions = {}): Promise<
     if (found.length > 1) {
       throw new TransportError(
         'AMBIGUOUS_READER',
-        `several readers hold a GIDS card: ${found.map((f) => `'${f.reader.name}'`).join(', ')}; choose one with --reader`,
+        `several readers hold a GIDS or PIV card: ${found.map((f) => `'${f.reader.name}' (${f.app})`).join(', ')}; choose one with --reader`,
       );
     }
-    throw new TransportError('NO_CARD', `no reader holds a GIDS card; readers seen: ${notes.join(', ')}`);
+    throw new TransportError('NO_CARD', `no reader holds a GIDS or PIV card; readers seen: ${notes.join(', ')}`);
   } catch (err) {
     ctx.close();
     throw err;

@@ -4,12 +4,16 @@
  * what `card gen` / `card install` do for PIV, done by hand so these tests need neither.
  */
 import type { KeyObject } from 'node:crypto';
+import { join } from 'node:path';
+import { saveImageFile } from '../../src/card-image.js';
+import { loadSealKey } from '../../src/gids/emulator/index.js';
 import { PivMinidriver } from '../../src/card/piv-minidriver.js';
-import { FACTORY, PivCard } from '../../src/piv/emulator/index.js';
+import { encodePivCardImage, FACTORY, PivCard } from '../../src/piv/emulator/index.js';
 import { PivSession } from '../../src/piv/host/session.js';
-import { OBJECT, type AsymmetricAlg } from '../../src/piv/protocol/constants.js';
+import { ALG, OBJECT, type AsymmetricAlg } from '../../src/piv/protocol/constants.js';
 import { encodeChuid } from '../../src/piv/protocol/objects.js';
 import { MemoryTransport } from '../../src/transport/memory.js';
+import { tempDir } from './card.js';
 import { issueOurs } from './certs.js';
 
 export const PIV_PIN = FACTORY.PIN;
@@ -66,4 +70,17 @@ export async function pivFixture(guid: Uint8Array | null = EXAMPLE_GUID): Promis
       return der;
     },
   };
+}
+
+/**
+ * A blank PIV card in an image file (`piv.json`, sealed for `home`), as `cardlink emulate --app
+ * piv` makes one; with `aesKey` its management key is that AES-128 key instead of the factory 3DES one.
+ */
+export function blankPivImage(aesKey?: Uint8Array, dir = tempDir('cardlink-piv-cli-')): { image: string; home: string; dir: string } {
+  const home = join(dir, 'home');
+  const image = join(dir, 'piv.json');
+  let state = PivCard.blank().snapshot();
+  if (aesKey) state = { ...state, managementKey: { alg: ALG.AES_128, value: aesKey } };
+  saveImageFile(image, encodePivCardImage(state, loadSealKey(home)));
+  return { image, home, dir };
 }

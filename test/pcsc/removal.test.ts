@@ -101,7 +101,7 @@ describe('card removed mid-command, through pcscd + vpcd', () => {
     assert.ok(entry?.certificateFile, 'the certificate is there after the retry');
   });
 
-  it('a command started while the card is out says there is no GIDS card, and works once it is back', async () => {
+  it('a command started while the card is out says there is no GIDS or PIV card, and works once it is back', async () => {
     inserted.attachment.remove();
     await waitForPcscCard(SLOT.reader, 'empty', { timeoutMs: 10_000 });
     const named = await cli(['card', 'info', ...args], env);
@@ -109,7 +109,7 @@ describe('card removed mid-command, through pcscd + vpcd', () => {
     assert.match(named.stderr, /no usable card in reader 'Virtual PCD 00 00'/);
     const any = await cli(['card', 'info'], env);
     assert.equal(any.code, 2);
-    assert.match(any.stderr, /no reader holds a GIDS card; readers seen: 'Virtual PCD 00 00' \(no card\), 'Virtual PCD 00 01' \(no card\)/);
+    assert.match(any.stderr, /no reader holds a GIDS or PIV card; readers seen: 'Virtual PCD 00 00' \(no card\), 'Virtual PCD 00 01' \(no card\)/);
     inserted.attachment.insert();
     await waitForPcscCard(SLOT.reader, 'present', { timeoutMs: 10_000 });
     const info = await cli(['card', 'info'], env);

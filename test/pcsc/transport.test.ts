@@ -5,7 +5,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { join } from 'node:path';
+import { PivCard } from '../../src/piv/emulator/index.js';
 import { TransportError } from '../../src/transport/transport.js';
+import { tempDir } from '../helpers/card.js';
+import { cli } from '../helpers/cli.js';
 import { listPcscReaders, openPcscTransport, waitForPcscCard, type PcscTransport } from '../../src/transport/pcsc.js';
 import type { VpcdCard } from '../../src/vpcd/attach.js';
 import { SLOTS, STATE_DIR, insertCard, lockPcsc, requirePcscd, runTool } from './harness.js';
@@ -91,12 +95,12 @@ describe('PC/SC transport through pcscd + vpcd', () => {
     }
   });
 
-  it('says which readers it saw when none holds a GIDS card, and when several do', async () => {
+  it('says which readers it saw when none holds a GIDS or PIV card, and when several do', async () => {
     const err = await rejectsWith(openPcscTransport(), 'NO_CARD');
     assert.match(err.message, /Virtual PCD 00 00' \(no card\)/);
     const plain = await insertCard(scriptedCard(false), SLOTS[0]);
     const err2 = await rejectsWith(openPcscTransport(), 'NO_CARD');
-    assert.match(err2.message, /Virtual PCD 00 00' \(card is not GIDS\)/);
+    assert.match(err2.message, /Virtual PCD 00 00' \(card is neither GIDS nor PIV\)/);
     assert.match(err2.message, /Virtual PCD 00 01' \(no card\)/);
     await plain.eject();
     const a = await insertCard(scriptedCard(true), SLOTS[0]);
@@ -107,6 +111,40 @@ describe('PC/SC transport through pcscd + vpcd', () => {
     } finally {
       await a.eject();
       await b.eject();
+    }
+  });
+
+  it('without a reader name, a PIV card is found too (GIDS probed first, then PIV); a GIDS and a PIV card are two candidates', async () => {
+    const seen: string[] = [];
+    const card = PivCard.blank();
+    const process = card.process.bind(card);
+    card.process = (apdu) => {
+      seen.push(Buffer.from(apdu.subarray(0, 4)).toString('hex'));
+      return process(apdu);
+    };
+    let other: { eject(): Promise<void> } | undefined = await insertCard(scriptedCard(false), SLOTS[0]);
+    const piv = await insertCard(card, SLOTS[1]);
+    try {
+      const t = await openPcscTransport();
+      assert.equal(t.name, SLOTS[1].reader);
+      await t.close();
+      assert.deepEqual(seen.slice(0, 2), ['00a40400', '00a40400'], 'the GIDS SELECT first, then the PIV one');
+      // The CLI with neither --image nor --reader reaches the PIV card and detects its application.
+      const ls = await cli(['card', 'ls', '--json'], { CARDLINK_HOME: join(tempDir('cardlink-pcsc-piv-'), 'home') });
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.deepEqual(JSON.parse(ls.stdout), { ok: true, app: 'piv', containers: [] });
+      await other.eject();
+      other = undefined;
+      const gids = await insertCard(scriptedCard(true), SLOTS[0]);
+      try {
+        const err = await rejectsWith(openPcscTransport(), 'AMBIGUOUS_READER');
+        assert.match(err.message, /several readers hold a GIDS or PIV card: 'Virtual PCD 00 00' \(GIDS\), 'Virtual PCD 00 01' \(PIV\)/);
+      } finally {
+        await gids.eject();
+      }
+    } finally {
+      await other?.eject();
+      await piv.eject();
     }
   });
 

@@ -5,27 +5,18 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { hex } from '../../src/bytes.js';
-import { saveImageFile } from '../../src/card-image.js';
-import { loadSealKey } from '../../src/gids/emulator/index.js';
-import { encodePivCardImage, FACTORY, PivCard } from '../../src/piv/emulator/index.js';
-import { ALG } from '../../src/piv/protocol/constants.js';
-import { tempDir } from '../helpers/card.js';
+import { FACTORY } from '../../src/piv/emulator/index.js';
 import { issueWithOpenssl } from '../helpers/certs.js';
 import { cli } from '../helpers/cli.js';
+import { blankPivImage } from '../helpers/piv-card.js';
 
-/** A blank PIV image; with `aesKey` its management key is that AES-128 key instead of the factory 3DES one. */
 function pivImage(aesKey?: Uint8Array): { image: string; home: string } {
-  const dir = tempDir('cardlink-piv-cli-');
-  const home = join(dir, 'home');
-  const image = join(dir, 'piv.json');
-  let state = PivCard.blank().snapshot();
-  if (aesKey) state = { ...state, managementKey: { alg: ALG.AES_128, value: aesKey } };
-  saveImageFile(image, encodePivCardImage(state, loadSealKey(home)));
-  return { image, home };
+  return blankPivImage(aesKey);
 }
 
 function opensslVerify(path: string): string {
@@ -86,6 +77,23 @@ describe('card commands on a PIV image', () => {
       const check = await cli(['card', 'check', '--image', image, '--json'], env);
       assert.equal(check.code, 0, check.stdout);
       assert.equal(JSON.parse(check.stdout).app, 'piv');
+
+      // Windows' side through the PIV minidriver port: link into the model's store (the model
+      // acquires the key and verifies a signature over its challenge), then doctor is clean.
+      const store = `model:${join(home, '..', 'store')}`;
+      const link = await cli(['link', '--image', image, '--store', store, '--json'], env);
+      assert.equal(link.code, 0, link.stdout + link.stderr);
+      const linked = JSON.parse(link.stdout);
+      assert.equal(linked.linked.length, 1);
+      assert.equal(linked.linked[0].container, made.container.name);
+      assert.equal(linked.linked[0].thumbprint, createHash('sha1').update(readFileSync(certPath)).digest('hex').toUpperCase());
+      assert.equal(linked.linked[0].proof.verified, true);
+      const doctor = await cli(['doctor', '--image', image, '--store', store, '--json'], env);
+      assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+      const diagnosis = JSON.parse(doctor.stdout);
+      assert.deepEqual(diagnosis.findings, []);
+      assert.equal(diagnosis.certificates.length, 1);
+      assert.ok(diagnosis.certificates[0].acquisition.proof, 'the proof signature was made (CARDLINK_PIN given)');
     });
   }
 
@@ -143,5 +151,51 @@ describe('card commands on a PIV image', () => {
     assert.equal(JSON.parse(unblock.stdout).triesLeft, 3);
     const verify = await cli(['card', 'pin', 'verify', '--image', image], { ...env, CARDLINK_PIN: '246810' });
     assert.equal(verify.code, 0, verify.stderr);
+  });
+});
+
+describe('card info on a PIV image', () => {
+  it('says the application, the CHUID GUID as card id, the slots with their certificates, PIN and PUK tries', async () => {
+    const { image, home } = pivImage();
+    const env = { CARDLINK_HOME: home, CARDLINK_PIN: FACTORY.PIN, CARDLINK_MGMT_KEY: hex(FACTORY.MANAGEMENT_KEY) };
+    const blank = await cli(['card', 'info', '--image', image, '--json'], env);
+    assert.equal(blank.code, 0, blank.stdout + blank.stderr);
+    const b = JSON.parse(blank.stdout);
+    assert.deepEqual([b.app, b.cardId, b.slots, b.pin], ['piv', null, [], { triesLeft: 3, tryLimit: 3 }]);
+    assert.match(b.chuid, /missing/);
+
+    const gen = await cli(['card', 'gen', '--image', image, '--container', '9a', '--curve', 'p256', '--json'], env);
+    assert.equal(gen.code, 0, gen.stderr);
+    const made = JSON.parse(gen.stdout).container;
+    await cli(['card', 'gen', '--image', image, '--container', '9d', '--alg', 'rsa2048'], env);
+    const csrPath = join(home, '..', 'req.pem');
+    assert.equal((await cli(['card', 'csr', '--image', image, '--container', '9a', '--subject', 'CN=Info Example', '--out', csrPath], env)).code, 0);
+    const certPath = join(home, '..', 'info.der');
+    writeFileSync(certPath, issueWithOpenssl(readFileSync(csrPath, 'utf8')));
+    assert.equal((await cli(['card', 'install', certPath, '--image', image], env)).code, 0);
+    await cli(['card', 'pin', 'verify', '--image', image], { ...env, CARDLINK_PIN: '000000' });
+
+    const info = await cli(['card', 'info', '--image', image, '--json'], env);
+    assert.equal(info.code, 0, info.stderr);
+    const i = JSON.parse(info.stdout);
+    assert.equal(i.app, 'piv');
+    assert.match(i.cardId, /^[0-9A-F]{32}$/);
+    assert.equal(made.name.slice(0, 8).toUpperCase(), i.cardId.slice(6, 8) + i.cardId.slice(4, 6) + i.cardId.slice(2, 4) + i.cardId.slice(0, 2), "the container name is made from the card id's GUID");
+    assert.deepEqual(i.pin, { triesLeft: 2, tryLimit: 3 });
+    assert.equal(i.puk.triesLeft, null);
+    assert.match(i.puk.note, /plain PIV has no command/);
+    assert.deepEqual(
+      i.slots.map((x: { slot: string; algorithm: string; isDefault: boolean; certificate: { subject: string } | null }) => [x.slot, x.algorithm, x.isDefault, x.certificate?.subject ?? null]),
+      [
+        ['9A', 'ECC P-256', true, 'CN=Info Example'],
+        ['9D', 'RSA-2048', false, null],
+      ],
+    );
+    assert.equal(i.slots[0].certificate.thumbprint, createHash('sha1').update(readFileSync(certPath)).digest('hex').toUpperCase());
+    const text = await cli(['card', 'info', '--image', image], env);
+    assert.match(text.stdout, /^PIV application/);
+    assert.match(text.stdout, new RegExp(`card id +${i.cardId} \\(CHUID GUID\\)`));
+    assert.match(text.stdout, /PIN +2 of 3 tries left/);
+    assert.match(text.stdout, /9A +[0-9a-f-]{36} +ECC P-256 +default\n +CN=Info Example, until/);
   });
 });

@@ -64,13 +64,76 @@ export const init: HandlerOf<typeof specs.cardInit> = async ({ values }, io) => 
   return 0;
 };
 
+/** What `card info` says about a PIV card's PUK: plain PIV has no command that reads its tries without spending one. */
+const PUK_TRIES_UNKNOWN =
+  "not readable: plain PIV has no command that tells the PUK's tries without spending one (Yubico's GET METADATA does; this card does not offer it)";
+
+/** A PIV slot with a key or a certificate, as `card info` lists it. */
+interface PivSlotInfo {
+  slot: string;
+  container: string;
+  algorithm: string;
+  isDefault: boolean;
+  certificate: { subject: string; notAfter: string; thumbprint: string } | null;
+}
+
+/**
+ * `card info` on a PIV card: the application, the card id (the CHUID GUID, Windows' identity for
+ * the card; null without a CHUID), each slot with a key cardlink knows and its certificate, and
+ * the PIN's tries (the PUK's cannot be read on plain PIV, docs/piv.md).
+ */
+async function pivInfo(card: MinidriverCard): Promise<{ app: 'piv'; cardId: string | null; chuid: string; pin: { triesLeft: number; tryLimit: number }; puk: { triesLeft: null; note: string }; slots: PivSlotInfo[]; containers: number; certificates: number }> {
+  let cardId: string | null = null;
+  let chuid = 'present';
+  try {
+    cardId = hex(await card.cardId());
+  } catch (e) {
+    if (!(e instanceof CardError) || e.code !== 'NO_CHUID') throw e;
+    chuid = "missing: Windows has no identity for the card ('cardlink card check --repair' writes one)";
+  }
+  const containers = await card.containers();
+  const slots: PivSlotInfo[] = [];
+  for (const c of containers) {
+    let certificate: PivSlotInfo['certificate'] = null;
+    if (c.certificateFile) {
+      const der = await card.readCertificate(c.name).catch(() => undefined);
+      if (der) {
+        const x = new X509Certificate(der);
+        certificate = { subject: x.subject.split('\n').join(', '), notAfter: new Date(x.validTo).toISOString(), thumbprint: certThumbprint(der) };
+      }
+    }
+    slots.push({ slot: slotText(c.slot!), container: c.name, algorithm: c.algorithm ?? 'unknown', isDefault: c.isDefault, certificate });
+  }
+  const pin = await card.pinStatus();
+  return { app: 'piv', cardId, chuid, pin, puk: { triesLeft: null, note: PUK_TRIES_UNKNOWN }, slots, containers: containers.length, certificates: slots.filter((x) => x.certificate).length };
+}
+
 export const info: HandlerOf<typeof specs.cardInfo> = async ({ values }, io) => {
   const result = await withCard(values, io, async (card) => {
+    if (card.kind === 'piv') return pivInfo(card);
     // One read of cardid and cardcf, the containers from the cache when the counters allow.
     const { cardId, cardcf, containers } = await card.info();
     const pin = await card.pinStatus();
     return { cardId: hex(cardId), cardcf, pin, containers: containers.length, certificates: containers.filter((c) => c.certificateFile).length };
   });
+  if ('app' in result) {
+    const piv = result;
+    emit(io, values.json === true, piv, () =>
+      [
+        appHeader('piv'),
+        `card id     ${piv.cardId ?? '-'} (CHUID GUID${piv.cardId === null ? `: ${piv.chuid}` : ''})`,
+        `PIN         ${piv.pin.triesLeft} of ${piv.pin.tryLimit} tries left${piv.pin.triesLeft === 0 ? ' (BLOCKED)' : ''}`,
+        `PUK         tries ${piv.puk.note}`,
+        `slots       ${piv.containers} with a key cardlink knows (${piv.certificates} with a certificate)`,
+        ...piv.slots.map(
+          (x) =>
+            line`  ${x.slot}  ${x.container}  ${x.algorithm}${x.isDefault ? '  default' : ''}` +
+            (x.certificate ? line`\n      ${x.certificate.subject}, until ${x.certificate.notAfter}  ${x.certificate.thumbprint}` : '\n      no certificate'),
+        ),
+      ].join('\n'),
+    );
+    return 0;
+  }
   emit(io, values.json === true, result, () =>
     [
       `cardid      ${result.cardId}`,

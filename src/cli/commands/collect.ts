@@ -5,14 +5,14 @@ import type { CollectReport } from '../../agent/collect.js';
 import { finishRenewPass, renewOnCard, type RenewPassOptions } from '../../agent/renew.js';
 import { unlinkCertificates } from '../../agent/store-link.js';
 import { watch } from '../../agent/watch.js';
-import { MinidriverCard } from '../../card/index.js';
+import { MinidriverCard, type ManagementKeySource } from '../../card/index.js';
 import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
 import { linkView } from '../../windows/link.js';
 import type { HandlerOf, specs } from '../catalog.js';
 import { emit, type CliIo } from '../io.js';
 import { readPin } from '../secrets.js';
 import { forTerminal, line } from '../terminal.js';
-import { cardConnector, openTransport, userCardCache, withCard } from '../target.js';
+import { cardConnector, managementKeySource, openTransport, targetApplication, userCardCache, withCard, type ManagementKeyArgs, type TargetArgs } from '../target.js';
 import { openClient } from './admin.js';
 
 function describe(r: CollectReport): string {
@@ -47,6 +47,8 @@ export const collect: HandlerOf<typeof specs.collect> = async ({ values }, io) =
   const spec = values.store ?? defaultStoreSpec();
   const fromEnv = io.env.CARDLINK_PIN !== undefined && io.env.CARDLINK_PIN !== '';
   const pin: PinSource = { current: await readPin(io), ask: fromEnv ? undefined : () => readPin(io, 'CARDLINK_PIN', 'PIN (again): ') };
+  // PIV: installing into a slot needs the card management key, read only when a write needs it.
+  const managementKey = managementKeySource(io, values, 'cardlink collect');
   const client = openClient(values, io);
   // The PIN is read when used: the watch may have asked for a new one.
   const options = (): RenewPassOptions => ({
@@ -85,11 +87,11 @@ export const collect: HandlerOf<typeof specs.collect> = async ({ values }, io) =
   };
   try {
     if (!values.watch) {
-      const report = await (await withCard(values, io, pass))();
+      const report = await (await withCard(values, io, pass, { managementKey }))();
       emit(io, values.json === true, { ok: true, ...report }, () => describe(report));
       return 0;
     }
-    await watchCards(values, io, pin, pass, values.json === true);
+    await watchCards(values, io, pin, pass, values.json === true, managementKey);
     return 0;
   } finally {
     client.close();
@@ -103,7 +105,7 @@ interface PinSource {
   ask: (() => Promise<string>) | undefined;
 }
 
-async function watchCards(target: { image?: string | undefined; reader?: string | undefined }, io: CliIo, pin: PinSource, pass: (card: MinidriverCard) => Promise<() => Promise<CollectReport>>, json: boolean): Promise<void> {
+async function watchCards(target: TargetArgs & ManagementKeyArgs, io: CliIo, pin: PinSource, pass: (card: MinidriverCard) => Promise<() => Promise<CollectReport>>, json: boolean, managementKey: ManagementKeySource): Promise<void> {
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
@@ -131,7 +133,7 @@ async function watchCards(target: { image?: string | undefined; reader?: string 
         waitingSaid = false;
         let card;
         try {
-          card = await MinidriverCard.open(transport, { cache });
+          card = await MinidriverCard.open(transport, { cache, app: targetApplication(target), managementKey });
         } catch (err) {
           // Not left to the garbage collector: an open PC/SC handle locks the reader for others.
           await transport.close();

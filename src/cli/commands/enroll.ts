@@ -5,7 +5,7 @@ import { emit, UsageError } from '../io.js';
 import { withProgress } from '../progress.js';
 import { readPin, readSecret } from '../secrets.js';
 import { line } from '../terminal.js';
-import { withCard } from '../target.js';
+import { managementKeySource, withCard } from '../target.js';
 import { openClient } from './admin.js';
 
 const BITS: Record<string, 2048 | 3072 | 4096> = { '2048': 2048, '3072': 3072, '4096': 4096 };
@@ -22,16 +22,26 @@ export const enroll: HandlerOf<typeof specs.enroll> = async ({ values }, io) => 
   const localAdmin = io.env.CARDLINK_ADMIN_KEY;
   if (localAdmin !== undefined && localAdmin !== '' && !/^[0-9a-fA-F]{48}$/.test(localAdmin.replace(/\s+/g, ''))) throw new UsageError('CARDLINK_ADMIN_KEY is 48 hex digits (24 bytes, 3DES)');
   const adminKey = localAdmin ? fromHex(localAdmin) : undefined;
+  // PIV: the key is generated with the card management key, read only when the card is PIV.
+  const managementKey = managementKeySource(io, values, 'cardlink enroll');
   const client = openClient(values, io);
   try {
     // Key generation on a real card takes 10 to 60 s: said on stderr after a second.
     const result = await withProgress(io, `enrolling: generating an RSA-${bits} key on the card and sending the request`, () =>
-      withCard(values, io, (card) => enrollCard(card, client, { token, pin, bits, ...(values.container ? { container: values.container } : {}), ...(adminKey ? { adminKey } : {}) })),
+      withCard(
+        values,
+        io,
+        async (card) => {
+          const r = await enrollCard(card, client, { token, pin, bits, ...(values.container ? { container: values.container } : {}), ...(adminKey ? { adminKey } : {}) });
+          return card.kind === 'piv' ? { app: card.kind, slot: (await card.container(r.container)).slot!.toString(16).toUpperCase(), ...r } : r;
+        },
+        { managementKey },
+      ),
     ).finally(() => adminKey?.fill(0));
     emit(io, values.json === true, { ok: true, ...result }, () =>
       [
         line`request ${result.requestId}: ${result.state}`,
-        line`card ${result.cardId.toUpperCase()}, container '${result.container}' (key generated on the card)`,
+        line`card ${result.cardId.toUpperCase()}, container '${result.container}'` + ('slot' in result ? line` (PIV slot ${result.slot})` : '') + ' (key generated on the card)',
         !result.adminKey
           ? ''
           : result.adminKey.managed

@@ -5,7 +5,9 @@
  * and its own view of the store. Driven by a real card behind its minidriver port (the emulator, in
  * process or through PC/SC). All state that Windows keeps across reboots lives under `stateDir`.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../atomic-file.js';
 import type { MinidriverPort } from '../../card/index.js';
 import { MS_SCARD_PROV, MS_SMART_CARD_KSP, PROV_TYPE } from '../constants.js';
 import { WinError } from '../errors.js';
@@ -25,6 +27,24 @@ export interface MachineOptions {
   propagation?: PropagationOptions;
   /** What the model assumes where the sources are silent (hypotheses.ts); the documented set by default. */
   hypotheses?: Partial<Hypotheses>;
+}
+
+/**
+ * The reader's event count goes on across runs of the model on one state directory, as the
+ * Smart Card service cache does: each run (a `--store model:DIR` command) inserts the card, so it
+ * is a new insertion to a PIV minidriver, whose freshness folds the count in (piv-cache.ts).
+ * Starting again at 0 would make every run the same insertion, and a PIV card written between
+ * two runs would look unchanged to the persisted cache for ever.
+ */
+const READER_EVENTS_FILE = 'reader-events.json';
+
+function readInsertions(stateDir: string): number {
+  try {
+    const n = (JSON.parse(readFileSync(join(stateDir, READER_EVENTS_FILE), 'utf8')) as { insertions?: unknown }).insertions;
+    return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : 0;
+  } catch {
+    return 0; // a new machine, or a damaged file: the count only has to grow from here
+  }
 }
 
 /** A process on the machine: its store view and its own CryptoAPI and CNG providers. */
@@ -79,6 +99,7 @@ export class WindowsMachine {
     mkdirSync(this.stateDir, { recursive: true });
     this.scheduler = options.scheduler ?? new RealScheduler();
     this.reader = new CardReader(options.readerName ?? 'Virtual Smart Card Reader 0');
+    this.reader.insertions = readInsertions(this.stateDir);
     this.scardsvr = new SmartCardService(this.stateDir);
     // CertPropSvc is a process of its own, with no one to answer a dialog.
     this.service = new ModelProcess(this, () => undefined);
@@ -99,6 +120,7 @@ export class WindowsMachine {
    */
   insert(card: MinidriverPort | CardConnector): void {
     this.reader.insert(card);
+    writeFileAtomic(join(this.stateDir, READER_EVENTS_FILE), JSON.stringify({ insertions: this.reader.insertions }));
     this.certprop.onInsert(card);
   }
 
