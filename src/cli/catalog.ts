@@ -568,6 +568,7 @@ export const specs = {
       yes: { type: 'boolean', help: 'do not ask (needed without a terminal)' },
     },
     env: ['CARDLINK_PIN', 'CARDLINK_HOME'],
+    exits: { 1: 'declined at the question: nothing renewed' },
     examples: ['cardlink renew --server https://ca.example.com:8443 --cacert ca.pem --yes --json'],
     module: 'lifecycle',
     handler: 'renew',

@@ -45,8 +45,9 @@ describe('cardlink renew and card purge on the command line', () => {
     assert.equal(noTerminal.code, 2, noTerminal.stdout);
     assert.match(noTerminal.stderr, /add --yes/);
     const declined = await cli(['renew', ...server, '--image', image, '--json'], env, { confirm: async () => false });
-    assert.equal(declined.code, 0, declined.stderr);
+    assert.equal(declined.code, 1, declined.stderr);
     assert.deepEqual((JSON.parse(declined.stdout) as CollectReport).renewals, []);
+    assert.equal((JSON.parse(declined.stdout) as { ok: boolean; declined?: boolean }).declined, true);
     const ls = async () => (JSON.parse((await cli(['card', 'ls', '--image', image, '--json'], env)).stdout) as { containers: { name: string; isDefault: boolean }[] }).containers;
     assert.deepEqual((await ls()).map((c) => c.name), [oldContainer], 'declined: nothing generated');
 

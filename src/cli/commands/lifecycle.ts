@@ -61,6 +61,7 @@ export const renew: HandlerOf<typeof specs.renew> = async ({ values }, io) => {
   const spec = values.store ?? defaultStoreSpec();
   const pin = await readPin(io);
   const ask = values.yes === true ? undefined : io.confirm;
+  let declined = false;
   const client = openClient(values, io);
   try {
     const o: RenewPassOptions = {
@@ -71,7 +72,9 @@ export const renew: HandlerOf<typeof specs.renew> = async ({ values }, io) => {
         confirm: async (plan) => {
           if (values.yes === true) return true;
           if (!ask) throw new UsageError(`renewing makes a new key and deletes the old one (${plan.join('; ')}): add --yes to confirm (there is no terminal to ask on)`);
-          return ask(line`${plan.join('; ')}?`);
+          const yes = await ask(line`${plan.join('; ')}?`);
+          if (!yes) declined = true;
+          return yes;
         },
       },
       ...(spec
@@ -91,8 +94,9 @@ export const renew: HandlerOf<typeof specs.renew> = async ({ values }, io) => {
     // The card is released before linking: Windows' providers open their own connection to it.
     const onCard = await withCard(values, io, (card) => renewOnCard(card, client, o));
     const report = await finishRenewPass(onCard, client, o);
-    emit(io, values.json === true, { ok: true, ...report }, () => describeRenew(report));
-    return 0;
+    // Declined at the question: nothing renewed, and the exit status says so (as retire's does).
+    emit(io, values.json === true, { ok: !declined, ...report, ...(declined ? { declined: true } : {}) }, () => describeRenew(report) + (declined ? '\ndeclined: nothing renewed' : ''));
+    return declined ? 1 : 0;
   } finally {
     client.close();
   }
