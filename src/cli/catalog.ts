@@ -52,6 +52,9 @@ const REQUEST_STATES = ['pending', 'approved', 'issuing', 'issued', 'delivered',
 
 /** The card life cycle (src/service/storage/cards.ts CARD_MOVES): states, moves, and the reasons a lost card is revoked with. */
 export const CARD_STATES = ['active', 'suspended', 'lost', 'retired'] as const;
+
+/** Operator roles, least first (protocol.ts OPERATOR_ROLES; copied so help loads no service code, test/cli/operators.test.ts compares). */
+export const OPERATOR_ROLES = ['viewer', 'approver', 'admin'] as const;
 export const CARD_ACTIONS = ['lost', 'suspend', 'resume', 'retire'] as const;
 export const LOST_REASONS = ['keyCompromise', 'cessationOfOperation'] as const;
 
@@ -339,6 +342,21 @@ export const specs = {
     examples: ['eval "$(cardlink admin logout)"'],
     module: 'admin',
     handler: 'logout',
+  }),
+  adminOperatorAdd: command({
+    path: ['admin', 'operator', 'add'],
+    summary: 'create an operator with a role (viewer: reads; approver: decides requests, tokens, unblocks, card moves; admin: everything)',
+    description:
+      "Creates an operator who can sign in to the console (/console/) and use the admin commands. The password (12 characters or more) comes from CARDLINK_NEW_OPERATOR_PASSWORD or is asked twice on a terminal; it is never an option. Only an admin may create operators.",
+    positionals: [{ name: 'NAME', help: 'the new operator\'s name (letters, digits, . _ -)' }],
+    options: {
+      ...OPERATOR,
+      role: { type: 'string', value: 'ROLE', help: 'what the operator may do', choices: OPERATOR_ROLES, default: 'viewer' },
+    },
+    env: ['CARDLINK_OPERATOR_PASSWORD', 'CARDLINK_SESSION', 'CARDLINK_NEW_OPERATOR_PASSWORD'],
+    examples: ['cardlink admin operator add helpdesk1 --role approver'],
+    module: 'admin',
+    handler: 'addOperator',
   }),
   adminToken: command({
     path: ['admin', 'token'],

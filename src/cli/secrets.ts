@@ -39,6 +39,11 @@ async function readNewSecret(io: CliIo, envName: string, question: string): Prom
 export const NEW_PIN_MAX_LENGTH = 15;
 const NEW_PIN_MIN_LENGTH = 4;
 
+/** A new operator's password: from CARDLINK_NEW_OPERATOR_PASSWORD, else asked twice on a terminal (the service wants 12 characters or more). */
+export function readNewOperatorPassword(io: CliIo): Promise<string> {
+  return readNewSecret(io, 'CARDLINK_NEW_OPERATOR_PASSWORD', 'New operator password: ');
+}
+
 /** A PIN being set: from `envName`, else asked twice on a terminal; 4 to 15 characters. */
 export async function readNewPin(io: CliIo, envName = 'CARDLINK_NEW_PIN'): Promise<string> {
   const pin = await readNewSecret(io, envName, 'New PIN: ');

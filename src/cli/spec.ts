@@ -93,6 +93,7 @@ export const ENVIRONMENT: Readonly<Record<string, string>> = {
   CARDLINK_CACERT: "the service's CA certificate file, for --cacert (serve prints its path)",
   CARDLINK_OPERATOR: 'the operator name, for --operator',
   CARDLINK_OPERATOR_PASSWORD: 'the operator password (else asked on a terminal); for serve: creates the operator when it does not exist',
+  CARDLINK_NEW_OPERATOR_PASSWORD: "the password of the operator 'admin operator add' creates (else asked twice on a terminal)",
   CARDLINK_SESSION: "an operator session from 'eval \"$(cardlink admin login)\"': admin commands use it instead of logging in each time",
   CARDLINK_TOKEN: 'the one-time enrollment token (else asked on a terminal; never a flag)',
   CARDLINK_CA_PASSPHRASE: 'encrypts the CA and TLS keys on disk (else asked on a terminal)',

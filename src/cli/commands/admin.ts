@@ -15,11 +15,12 @@ import {
   type RequestPage,
   type RequestState,
   type RequestView,
+  type OperatorRole,
 } from '../../service/client.js';
 import { REVOKE_REASONS, type HandlerOf, type specs } from '../catalog.js';
 import { required } from '../args.js';
 import { emit, UsageError, type CliIo } from '../io.js';
-import { readSecret } from '../secrets.js';
+import { readNewOperatorPassword, readSecret } from '../secrets.js';
 import { line } from '../terminal.js';
 
 /**
@@ -93,6 +94,17 @@ export const login: HandlerOf<typeof specs.adminLogin> = async ({ values }, io) 
   } finally {
     client.close();
   }
+};
+
+export const addOperator: HandlerOf<typeof specs.adminOperatorAdd> = async ({ values, positionals }, io) => {
+  if (positionals.length !== 1) throw new UsageError('give exactly one name for the new operator');
+  const username = positionals[0]!;
+  const role = (values.role ?? 'viewer') as OperatorRole;
+  const password = await readNewOperatorPassword(io);
+  if (password.length < 12) throw new UsageError('an operator password has 12 characters at least');
+  const made = await asOperator(values, io, (client, session) => client.createOperator(session, { username, password, role }));
+  emit(io, values.json === true, { ok: true, operator: made }, () => line`operator ${made.username} created, role ${made.role}; they sign in at the console (/console/) or with 'cardlink admin login --operator ${made.username}'`);
+  return 0;
 };
 
 export const logout: HandlerOf<typeof specs.adminLogout> = async ({ values }, io) => {
