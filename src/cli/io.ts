@@ -14,6 +14,27 @@ export interface CliIo {
   signal?: AbortSignal;
 }
 
+/**
+ * How a long-running command (`collect --watch`, `agent run`) is told to stop: Ctrl-C, SIGTERM or
+ * the caller's own `io.signal`. `release` takes the listeners off again when the command ends.
+ */
+export function stopSignal(io: CliIo): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  io.signal?.addEventListener('abort', stop, { once: true });
+  if (io.signal?.aborted) stop();
+  return {
+    signal: controller.signal,
+    release: () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      io.signal?.removeEventListener('abort', stop);
+    },
+  };
+}
+
 /** A usage mistake: printed with the command's help, exit status 2. */
 export class UsageError extends CardlinkError {
   constructor(message: string) {

@@ -281,6 +281,8 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
     }
   }
 
+  // Store entries naming one of this card's containers with a certificate the card does not hold.
+  const strays: StoreEntry[] = [];
   const my = await host.openCurrentUserMy();
   try {
     for (const c of containers) {
@@ -334,7 +336,9 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
       if (!info || (info.providerName !== MS_SCARD_PROV && info.providerName !== MS_SMART_CARD_KSP)) continue;
       const c = byName.get(bareContainerName(info.containerName));
       if (!c || current.has(ctx.thumbprint)) continue;
-      const sameKey = equalBytes(new Uint8Array(new X509Certificate(ctx.encoded).publicKey.export({ type: 'spki', format: 'der' })), view.publicKeys.get(c.index)!);
+      const cert = new X509Certificate(ctx.encoded);
+      strays.push({ cert, thumbprint: ctx.thumbprint, container: c.name });
+      const sameKey = equalBytes(new Uint8Array(cert.publicKey.export({ type: 'spki', format: 'der' })), view.publicKeys.get(c.index)!);
       findings.push({
         code: 'DUPLICATE_ENTRY',
         container: c.name,
@@ -365,7 +369,7 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
     });
   }
 
-  const revocation = await revocationFindings(options.revocation, view, host, byName, target, findings);
+  const revocation = revocationFindings(options.revocation, view, strays, target, findings);
 
   const probe = options.cache ?? (options.machine ? modelCacheProbe(options.machine) : undefined);
   let serviceCache: DoctorReport['serviceCache'];
@@ -385,29 +389,27 @@ export async function diagnoseView(view: DoctorCardView, host: CertStoreHost, op
   return { cardId: hex(cardId), scinfo: scinfo(view), certificates, ...(serviceCache ? { serviceCache } : {}), ...(revocation ? { revocation } : {}), findings };
 }
 
+/** A store entry naming one of the card's containers with a certificate the card does not hold. */
+interface StoreEntry {
+  cert: X509Certificate;
+  thumbprint: string;
+  container: string;
+}
+
 /**
  * Revoked certificates that are still offered: on the card (Windows lists them at logon and a
  * domain controller refuses them, CRYPT_E_REVOKED [CREQ]) or in CurrentUser\My pointing at one
  * of this card's containers (applications choosing by subject may still take them).
  */
-async function revocationFindings(
-  source: RevocationSource | undefined,
-  view: DoctorCardView,
-  host: CertStoreHost,
-  byName: Map<string, DoctorCardView['containers'][number]>,
-  target: string,
-  findings: DoctorFinding[],
-): Promise<DoctorReport['revocation']> {
+function revocationFindings(source: RevocationSource | undefined, view: DoctorCardView, strays: readonly StoreEntry[], target: string, findings: DoctorFinding[]): DoctorReport['revocation'] {
   if (!source) return undefined;
   if (source.unavailable !== undefined) return { source: source.source, checked: 0, note: source.unavailable };
   const cardOnly = target.replace(/\s*--store \S+/, '');
   let checked = 0;
-  const seen = new Set<string>();
   const flag = (cert: X509Certificate, thumbprint: string, container: string, where: 'card' | 'store'): void => {
     checked++;
     const r = source.list.revocationOf(cert);
-    if (!r || seen.has(`${where}:${thumbprint}`)) return;
-    seen.add(`${where}:${thumbprint}`);
+    if (!r) return;
     findings.push({
       code: 'REVOKED_CERTIFICATE',
       container,
@@ -418,18 +420,7 @@ async function revocationFindings(
     });
   };
   for (const c of view.containers) if (c.certificate) flag(c.certificate.cert, c.certificate.thumbprint, c.name, 'card');
-  const my = await host.openCurrentUserMy();
-  try {
-    for (const ctx of await my.enumerate()) {
-      const info = await host.getKeyProvInfo(ctx);
-      if (!info || (info.providerName !== MS_SCARD_PROV && info.providerName !== MS_SMART_CARD_KSP)) continue;
-      const c = byName.get(bareContainerName(info.containerName));
-      if (!c || c.certificate?.thumbprint === ctx.thumbprint) continue;
-      flag(new X509Certificate(ctx.encoded), ctx.thumbprint, c.name, 'store');
-    }
-  } finally {
-    await my.close();
-  }
+  for (const e of strays) flag(e.cert, e.thumbprint, e.container, 'store');
   return { source: source.source, checked };
 }
 

@@ -15,7 +15,7 @@ import { CardlinkError } from '../../errors.js';
 import { ServiceClient } from '../../service/client.js';
 import { watchPcscReaders } from '../../transport/pcsc.js';
 import type { HandlerOf, specs } from '../catalog.js';
-import { UsageError, emit, type CliIo } from '../io.js';
+import { UsageError, emit, stopSignal, type CliIo } from '../io.js';
 import { readPin } from '../secrets.js';
 import { cardConnector } from '../target.js';
 import { forTerminal, line } from '../terminal.js';
@@ -76,12 +76,7 @@ function describeEntry(e: AgentLogEntry): string {
 export const run: HandlerOf<typeof specs.agentRun> = async ({ values }, io) => {
   const cfg = loadAgentConfig(configPath(values, io), io.env);
   const lock = acquireAgentLock(join(cfg.stateDir, 'agent.lock'));
-  const controller = new AbortController();
-  const stop = (): void => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  io.signal?.addEventListener('abort', stop, { once: true });
-  if (io.signal?.aborted) stop();
+  const stopping = stopSignal(io);
   const client = new ServiceClient({ server: cfg.server, ...(cfg.ca ? { ca: cfg.ca } : {}), timeoutMs: 30_000 });
   let pending: AgentStatus | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -110,7 +105,7 @@ export const run: HandlerOf<typeof specs.agentRun> = async ({ values }, io) => {
         timer ??= setTimeout(flush, 200);
       },
     });
-    await agent.run(controller.signal);
+    await agent.run(stopping.signal);
     clearTimeout(timer);
     flush();
     return 0;
@@ -118,9 +113,7 @@ export const run: HandlerOf<typeof specs.agentRun> = async ({ values }, io) => {
     clearTimeout(timer);
     client.close();
     lock.release();
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    io.signal?.removeEventListener('abort', stop);
+    stopping.release();
   }
 };
 

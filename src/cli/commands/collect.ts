@@ -9,7 +9,7 @@ import { MinidriverCard, type ManagementKeySource } from '../../card/index.js';
 import { defaultStoreSpec, openCertStoreHost } from '../../windows/hosts.js';
 import { linkView } from '../../windows/link.js';
 import type { HandlerOf, specs } from '../catalog.js';
-import { emit, type CliIo } from '../io.js';
+import { emit, stopSignal, type CliIo } from '../io.js';
 import { readPin } from '../secrets.js';
 import { forTerminal, line } from '../terminal.js';
 import { cardConnector, managementKeySource, openTransport, targetApplication, userCardCache, withCard, type ManagementKeyArgs, type TargetArgs } from '../target.js';
@@ -106,17 +106,12 @@ interface PinSource {
 }
 
 async function watchCards(target: TargetArgs & ManagementKeyArgs, io: CliIo, pin: PinSource, pass: (card: MinidriverCard) => Promise<() => Promise<CollectReport>>, json: boolean, managementKey: ManagementKeySource): Promise<void> {
-  const controller = new AbortController();
-  const stop = (): void => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  io.signal?.addEventListener('abort', stop, { once: true });
-  if (io.signal?.aborted) stop();
+  const stopping = stopSignal(io);
   const cache = userCardCache(io);
   let waitingSaid = false;
   try {
     const end = await watch({
-      signal: controller.signal,
+      signal: stopping.signal,
       open: async () => {
         let transport;
         try {
@@ -168,8 +163,6 @@ async function watchCards(target: TargetArgs & ManagementKeyArgs, io: CliIo, pin
       throw new CardlinkError(end.error.code, `${why}: stopped watching so the card is not blocked (${end.error.message}); ${end.error.code === 'PIN_BLOCKED' ? "unblock it with 'cardlink card pin unblock'" : 'start again with the right PIN'}`);
     }
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    io.signal?.removeEventListener('abort', stop);
+    stopping.release();
   }
 }

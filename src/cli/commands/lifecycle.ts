@@ -123,8 +123,8 @@ export const retire: HandlerOf<typeof specs.cardRetire> = async ({ values }, io)
     const challenge = await card.adminChallenge();
     const { answer, revoked } = await asOperator(values, io, async (client, session) => {
       const answer = await client.retireCard(session, cardId, hex(challenge));
-      // The service revokes the card's certificates as it retires it; any it left good (none today) are revoked here.
-      return { answer, revoked: await revokeCardCertificates(client, session, cardId.toLowerCase(), new Set(answer.revoked)) };
+      // The service revokes the card's certificates (cessationOfOperation) in the same transaction as it retires it.
+      return { answer, revoked: await revokedRequests(client, session, cardId.toLowerCase(), answer.revoked) };
     });
     const wiped = await card.retire(fromHex(answer.response), fromHex(answer.transportKey), newPin);
     // retire() moved both counters: a cache keyed by the old ones does not match the empty card.
@@ -143,22 +143,10 @@ export const retire: HandlerOf<typeof specs.cardRetire> = async ({ values }, io)
   return 0;
 };
 
-/**
- * The request ids of the card's certificates the retirement revoked (`byService`: their serials),
- * after revoking (cessationOfOperation) any the service still holds as good.
- */
-async function revokeCardCertificates(client: ServiceClient, session: string, cardId: string, byService: ReadonlySet<string>): Promise<string[]> {
-  const revoked: string[] = [];
-  for (const r of await client.requests(session, { cardId })) {
-    if (r.serial !== null && byService.has(r.serial)) {
-      revoked.push(r.id);
-      continue;
-    }
-    if (r.state !== 'issued' && r.state !== 'delivered') continue;
-    await client.revoke(session, r.id, 5);
-    revoked.push(r.id);
-  }
-  return revoked;
+/** The request ids of the card's certificates the retirement revoked (`serials`: what the service's answer lists). */
+async function revokedRequests(client: ServiceClient, session: string, cardId: string, serials: readonly string[]): Promise<string[]> {
+  const revoked = new Set(serials);
+  return (await client.requests(session, { cardId })).filter((r) => r.serial !== null && revoked.has(r.serial)).map((r) => r.id);
 }
 
 export const purge: HandlerOf<typeof specs.cardPurge> = async ({ values }, io) => {
