@@ -190,7 +190,30 @@ export class PivApplication implements CardApplication {
 
   // ---- reading -------------------------------------------------------------------------------
 
+  /**
+   * The card's objects as last read, for the reads of one command (`card ls` asks for every
+   * container's certificate: without it each would read all the slots again). Dropped before and
+   * after every write this application makes; `full` reads (check, repair) always go to the card.
+   */
+  private snapshot: PivSnapshot | undefined;
+
+  private async writing<T>(write: () => Promise<T>): Promise<T> {
+    this.snapshot = undefined;
+    try {
+      return await write();
+    } finally {
+      this.snapshot = undefined;
+    }
+  }
+
   private async readSnapshot(full: boolean): Promise<PivSnapshot> {
+    if (!full && this.snapshot) return this.snapshot;
+    const read = await this.readCard(full);
+    if (!full) this.snapshot = read;
+    return read;
+  }
+
+  private async readCard(full: boolean): Promise<PivSnapshot> {
     let chuid: Chuid | undefined;
     let chuidError: string | undefined;
     const chuidValue = await this.session.getObject(OBJECT.CHUID);
@@ -338,7 +361,7 @@ export class PivApplication implements CardApplication {
   private async ensureChuid(snap: PivSnapshot): Promise<{ guid: Uint8Array; written: boolean }> {
     if (snap.chuid) return { guid: snap.chuid.guid, written: false };
     const value = newChuid();
-    await this.session.putObject(OBJECT.CHUID, value);
+    await this.writing(() => this.session.putObject(OBJECT.CHUID, value));
     const chuid = parseChuid(value);
     snap.chuid = chuid;
     return { guid: chuid.guid, written: true };
@@ -375,11 +398,11 @@ export class PivApplication implements CardApplication {
     }
     await this.authenticate();
     const { guid } = await this.ensureChuid(snap);
-    if (snap.record.delete(slot)) await this.session.putObject(PUBLIC_KEY_RECORD, encodeRecord(snap.record));
-    const publicKey = await this.session.generateKey(slot, alg);
+    if (snap.record.delete(slot)) await this.writing(() => this.session.putObject(PUBLIC_KEY_RECORD, encodeRecord(snap.record)));
+    const publicKey = await this.writing(() => this.session.generateKey(slot, alg));
     snap.record.set(slot, spkiOf(publicKey));
     try {
-      await this.session.putObject(PUBLIC_KEY_RECORD, encodeRecord(snap.record));
+      await this.writing(() => this.session.putObject(PUBLIC_KEY_RECORD, encodeRecord(snap.record)));
     } catch (e) {
       // A card that refuses cardlink's object still has the key: it is then known by its certificate once installed.
       if (!(e instanceof CardlinkError) || e.code === 'CARD_REMOVED') throw e;
@@ -461,7 +484,7 @@ export class PivApplication implements CardApplication {
     if (options.force !== true) refuseSurprises(parsed, current, options.now ?? new Date());
     await this.authenticate();
     const chuid = await this.ensureChuid(snap);
-    await this.session.writeCertificate(slot, parsed.der);
+    await this.writing(() => this.session.writeCertificate(slot, parsed.der));
     let verified = false;
     if (options.verify === true) {
       const back = await this.session.readCertificate(slot);
@@ -486,7 +509,7 @@ export class PivApplication implements CardApplication {
     }
     if (snap.record.delete(state.slot)) {
       await this.authenticate();
-      await this.session.putObject(PUBLIC_KEY_RECORD, encodeRecord(snap.record));
+      await this.writing(() => this.session.putObject(PUBLIC_KEY_RECORD, encodeRecord(snap.record)));
     }
     return { container };
   }
@@ -496,7 +519,7 @@ export class PivApplication implements CardApplication {
     const { container, state } = await this.find(containerName, await this.readSnapshot(false));
     if (!state.certificate && !state.certificateError) return { container, file: undefined };
     await this.authenticate();
-    await this.session.deleteCertificate(state.slot);
+    await this.writing(() => this.session.deleteCertificate(state.slot));
     return { container: { ...container, certificateFile: undefined }, file: container.certificateFile };
   }
 
@@ -574,11 +597,11 @@ export class PivApplication implements CardApplication {
       for (const f of fixable) {
         try {
           if (f.code === 'CHUID_MISSING') {
-            await this.session.putObject(OBJECT.CHUID, newChuid());
+            await this.writing(() => this.session.putObject(OBJECT.CHUID, newChuid()));
           } else {
             const onCard = snap.slots.filter((s) => RETIRED.includes(s.slot) && (s.certificate || s.certificateError)).length;
             const offCard = Math.min(snap.keyHistory?.offCard ?? 0, 20 - onCard);
-            await this.session.putObject(OBJECT.KEY_HISTORY, encodeKeyHistory({ onCard, offCard, ...(snap.keyHistory?.url !== undefined ? { url: snap.keyHistory.url } : {}) }));
+            await this.writing(() => this.session.putObject(OBJECT.KEY_HISTORY, encodeKeyHistory({ onCard, offCard, ...(snap.keyHistory?.url !== undefined ? { url: snap.keyHistory.url } : {}) })));
           }
         } catch (e) {
           if (e instanceof CardlinkError && e.code === 'CARD_REMOVED') throw e;
